@@ -1,0 +1,129 @@
+package engine
+
+import (
+	"github.com/presencekit/presence/jsonwriter"
+	"github.com/presencekit/presence/shard"
+)
+
+// Cursor is a position in a topic's change history, as returned by Snapshot,
+// ChangesSince and AppendChanges. The zero Cursor is the start of history.
+type Cursor uint64
+
+// Entry is one presence entry as a reader copied it. Key and Meta point into
+// the buffer of the Snapshot or Changes that holds the Entry, and stay valid
+// until that value is passed to the Engine again.
+type Entry struct {
+	Socket SocketID
+	// Ref names this version of the entry: it is unique in the Engine and
+	// changes on every update (Phoenix's phx_ref).
+	Ref  uint64
+	Key  []byte // as tracked, unescaped
+	Meta []byte // a JSON object
+}
+
+// Snapshot is a topic's entries at one instant, with the Cursor of that
+// instant. Reuse a Snapshot across calls: it allocates only to grow.
+type Snapshot struct {
+	Entries []Entry
+	Cursor  Cursor
+	buf     []byte
+}
+
+// Snapshot fills dst with topic's entries in join order and the Cursor from
+// which ChangesSince continues.
+func (e *Engine) Snapshot(dst *Snapshot, topic string) {
+	var w jsonwriter.Writer
+	w.Reset(dst.buf[:0], jsonwriter.Unbounded)
+	dst.Cursor = e.writeEntries(&w, shard.Records, topic)
+	dst.buf = w.Bytes()
+	dst.Entries = parseRecords(dst.Entries[:0], nil, dst.buf)
+}
+
+// Changes is what changed in a topic between two cursors. Reuse a Changes
+// across calls: it allocates only to grow.
+type Changes struct {
+	// Joins and Leaves are in the order they happened. An update is a leave
+	// of the old entry and a join of the new one; a join and a leave of the
+	// same entry between the two cursors cancel out.
+	Joins, Leaves []Entry
+	// Next is the cursor to pass next time.
+	Next Cursor
+	// Full is set when the cursor was older than the history kept (or not a
+	// cursor of this engine): then Joins hold every current entry, Leaves is
+	// empty, and the caller must replace its state instead of applying a
+	// diff.
+	Full bool
+	buf  []byte
+}
+
+// ChangesSince fills dst with topic's joins and leaves after cursor since.
+func (e *Engine) ChangesSince(dst *Changes, topic string, since Cursor) {
+	var w jsonwriter.Writer
+	w.Reset(dst.buf[:0], jsonwriter.Unbounded)
+	dst.Joins, dst.Leaves, dst.Full = dst.Joins[:0], dst.Leaves[:0], false
+	if e.checkTopic(topic) != nil {
+		dst.buf, dst.Next = w.Bytes(), since
+		return
+	}
+	hash := e.pool.HashTopic(topic)
+	sh := e.pool.ShardFor(hash)
+	upto := sh.Head()
+	if _, ok := sh.AppendChanges(&w, shard.Records, topic, hash, uint64(since), upto, shard.KindJoin|shard.KindLeave); ok {
+		dst.Next = Cursor(upto)
+	} else {
+		w.Reset(dst.buf[:0], jsonwriter.Unbounded)
+		_, head := sh.AppendEntries(&w, shard.Records, topic, hash)
+		dst.Next, dst.Full = Cursor(head), true
+	}
+	dst.buf = w.Bytes()
+	dst.Joins = parseRecords(dst.Joins, &dst.Leaves, dst.buf)
+}
+
+// parseRecords appends the records in b to joins (entries and joins) and
+// leaves.
+func parseRecords(joins []Entry, leaves *[]Entry, b []byte) []Entry {
+	for {
+		r, rest, ok := shard.ParseRecord(b)
+		if !ok {
+			return joins
+		}
+		b = rest
+		ent := Entry{Socket: SocketID(r.Owner), Ref: r.Ref, Key: r.Key, Meta: r.Meta}
+		if r.Kind == shard.KindLeave {
+			*leaves = append(*leaves, ent)
+		} else {
+			joins = append(joins, ent)
+		}
+	}
+}
+
+// AppendChanges appends topic's changes after cursor since as JSON,
+// {"joins":[...],"leaves":[...]} with entries as in AppendList, and returns
+// the next cursor. full is set when since was too old to answer: the output
+// then holds every current entry as a join, as AppendDiff does, and the
+// client must replace its state.
+func (e *Engine) AppendChanges(dst []byte, topic string, since Cursor) (out []byte, next Cursor, full bool) {
+	var w jsonwriter.Writer
+	w.Reset(dst, jsonwriter.Unbounded)
+	if e.checkTopic(topic) != nil {
+		w.RawString(`{"joins":[],"leaves":[]}`)
+		return w.Bytes(), since, false
+	}
+	hash := e.pool.HashTopic(topic)
+	sh := e.pool.ShardFor(hash)
+	upto := sh.Head()
+	mark := w.Mark()
+	w.RawString(`{"joins":[`)
+	_, ok := sh.AppendChanges(&w, shard.JSON, topic, hash, uint64(since), upto, shard.KindJoin)
+	w.RawString(`],"leaves":[`)
+	if ok {
+		_, ok = sh.AppendChanges(&w, shard.JSON, topic, hash, uint64(since), upto, shard.KindLeave)
+	}
+	w.RawString(`]}`)
+	if ok {
+		return w.Bytes(), Cursor(upto), false
+	}
+	w.Rewind(mark)
+	c := e.writeFullDiff(&w, topic)
+	return w.Bytes(), c, true
+}

@@ -1,0 +1,236 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"testing"
+)
+
+type diffJSON struct {
+	Joins  []listed `json:"joins"`
+	Leaves []listed `json:"leaves"`
+}
+
+func parseDiff(t *testing.T, b []byte) diffJSON {
+	t.Helper()
+	var d diffJSON
+	if err := json.Unmarshal(b, &d); err != nil || d.Joins == nil || d.Leaves == nil {
+		t.Fatalf("bad diff %s: %v", b, err)
+	}
+	return d
+}
+
+func keys(es []Entry) []string {
+	var out []string
+	for _, e := range es {
+		out = append(out, string(e.Key)+"="+string(e.Meta))
+	}
+	return out
+}
+
+func TestChangesSinceCursor(t *testing.T) {
+	e := mustNew(t, Config{})
+	mustTrack(t, e, 1, "room", "alice", `{"s":"on"}`)
+	var snap Snapshot
+	e.Snapshot(&snap, "room")
+	if len(snap.Entries) != 1 || string(snap.Entries[0].Key) != "alice" || snap.Entries[0].Socket != 1 {
+		t.Fatalf("Snapshot = %+v", snap.Entries)
+	}
+
+	mustTrack(t, e, 2, "room", "bob", `{"s":"on"}`)
+	mustTrack(t, e, 3, "other", "carol", `{}`) // another topic: not reported
+	mustTrack(t, e, 1, "room", "alice", `{"s":"away"}`)
+
+	var c Changes
+	e.ChangesSince(&c, "room", snap.Cursor)
+	if c.Full {
+		t.Fatal("unexpected full sync")
+	}
+	if got, want := keys(c.Joins), []string{`bob={"s":"on"}`, `alice={"s":"away"}`}; !slices.Equal(got, want) {
+		t.Fatalf("Joins = %v, want %v", got, want)
+	}
+	if got, want := keys(c.Leaves), []string{`alice={"s":"on"}`}; !slices.Equal(got, want) {
+		t.Fatalf("Leaves = %v, want %v (an update leaves the old meta)", got, want)
+	}
+	if c.Leaves[0].Ref != snap.Entries[0].Ref || c.Joins[1].Ref == snap.Entries[0].Ref {
+		t.Fatal("the leave must carry the old ref and the join a new one")
+	}
+
+	// Nothing new: an empty diff and the same cursor.
+	next := c.Next
+	e.ChangesSince(&c, "room", next)
+	if len(c.Joins)+len(c.Leaves) != 0 || c.Full || c.Next != next {
+		t.Fatalf("no changes: %+v", c)
+	}
+
+	e.Untrack(2, "room")
+	out, next2, full := e.AppendChanges(nil, "room", next)
+	if full {
+		t.Fatal("unexpected full sync")
+	}
+	d := parseDiff(t, out)
+	if len(d.Joins) != 0 || len(d.Leaves) != 1 || d.Leaves[0].Key != "bob" || string(d.Leaves[0].Meta) != `{"s":"on"}` {
+		t.Fatalf("AppendChanges = %s", out)
+	}
+	if next2 <= next {
+		t.Fatalf("cursor did not advance: %d -> %d", next, next2)
+	}
+}
+
+func TestChangesJoinThenLeaveCancel(t *testing.T) {
+	e := mustNew(t, Config{})
+	mustTrack(t, e, 1, "room", "alice", `{}`)
+	var snap Snapshot
+	e.Snapshot(&snap, "room")
+	mustTrack(t, e, 2, "room", "bob", `{}`)
+	mustTrack(t, e, 2, "room", "bob", `{"v":2}`)
+	e.Untrack(2, "room")
+	mustTrack(t, e, 1, "room", "alice", `{"v":2}`)
+	mustTrack(t, e, 1, "room", "alice", `{"v":3}`)
+
+	var c Changes
+	e.ChangesSince(&c, "room", snap.Cursor)
+	if got, want := keys(c.Joins), []string{`alice={"v":3}`}; !slices.Equal(got, want) {
+		t.Fatalf("Joins = %v, want %v", got, want)
+	}
+	if got, want := keys(c.Leaves), []string{`alice={}`}; !slices.Equal(got, want) {
+		t.Fatalf("Leaves = %v, want %v", got, want)
+	}
+	out, _, _ := e.AppendChanges(nil, "room", snap.Cursor)
+	if got, want := string(out), `{"joins":[{"key":"alice","meta":{"v":3}}],"leaves":[{"key":"alice","meta":{}}]}`; got != want {
+		t.Fatalf("AppendChanges = %s, want %s", got, want)
+	}
+}
+
+func TestChangesOldCursorGetsFullSync(t *testing.T) {
+	e := mustNew(t, Config{Shards: 1, History: 8})
+	mustTrack(t, e, 1, "room", "alice", `{}`)
+	var snap Snapshot
+	e.Snapshot(&snap, "room")
+	for i := range 10 {
+		mustTrack(t, e, 2, "room", "bob", fmt.Sprintf(`{"v":%d}`, i))
+	}
+	var c Changes
+	e.ChangesSince(&c, "room", snap.Cursor)
+	if !c.Full || len(c.Leaves) != 0 {
+		t.Fatalf("old cursor: Full=%v Leaves=%v", c.Full, keys(c.Leaves))
+	}
+	if got, want := keys(c.Joins), []string{`alice={}`, `bob={"v":9}`}; !slices.Equal(got, want) {
+		t.Fatalf("full sync Joins = %v, want %v", got, want)
+	}
+	out, next, full := e.AppendChanges(nil, "room", snap.Cursor)
+	if !full || string(out) != string(e.AppendDiff(nil, "room")) || next != c.Next {
+		t.Fatalf("AppendChanges old cursor = %s, %d, %v", out, next, full)
+	}
+	// The full sync's cursor continues normally.
+	mustTrack(t, e, 3, "room", "carol", `{}`)
+	e.ChangesSince(&c, "room", c.Next)
+	if c.Full || !slices.Equal(keys(c.Joins), []string{`carol={}`}) {
+		t.Fatalf("after full sync: %+v", c)
+	}
+}
+
+func TestChangesBogusCursorGetsFullSync(t *testing.T) {
+	e := mustNew(t, Config{})
+	mustTrack(t, e, 1, "room", "alice", `{}`)
+	var c Changes
+	e.ChangesSince(&c, "room", 1<<40)
+	if !c.Full || len(c.Joins) != 1 {
+		t.Fatalf("future cursor: %+v", c)
+	}
+}
+
+func TestChangesFromZeroCursor(t *testing.T) {
+	e := mustNew(t, Config{})
+	mustTrack(t, e, 1, "room", "alice", `{}`)
+	mustTrack(t, e, 2, "room", "bob", `{}`)
+	e.Untrack(1, "room")
+	var c Changes
+	e.ChangesSince(&c, "room", 0)
+	if c.Full || !slices.Equal(keys(c.Joins), []string{`bob={}`}) || len(c.Leaves) != 0 {
+		t.Fatalf("from zero: %+v", c)
+	}
+}
+
+func TestChangesTopicRemovedAndRecreated(t *testing.T) {
+	e := mustNew(t, Config{Shards: 1})
+	mustTrack(t, e, 1, "room", "alice", `{}`)
+	var snap Snapshot
+	e.Snapshot(&snap, "room")
+	e.Untrack(1, "room") // the topic is now empty and its record freed
+	mustTrack(t, e, 5, "x", "y", `{}`)
+	mustTrack(t, e, 2, "room", "bob", `{}`)
+	var c Changes
+	e.ChangesSince(&c, "room", snap.Cursor)
+	if c.Full || !slices.Equal(keys(c.Joins), []string{`bob={}`}) || !slices.Equal(keys(c.Leaves), []string{`alice={}`}) {
+		t.Fatalf("across topic recreation: %+v", c)
+	}
+}
+
+func TestRefsAreUniqueAndChangeOnUpdate(t *testing.T) {
+	e := mustNew(t, Config{Shards: 4})
+	seen := map[uint64]bool{}
+	var snap Snapshot
+	for round := range 3 {
+		for s := SocketID(1); s <= 50; s++ {
+			mustTrack(t, e, s, fmt.Sprint("room", s%5), "k", fmt.Sprintf(`{"r":%d}`, round))
+		}
+		for i := range 5 {
+			e.Snapshot(&snap, fmt.Sprint("room", i))
+			for _, ent := range snap.Entries {
+				if seen[ent.Ref] {
+					t.Fatalf("ref %d seen twice", ent.Ref)
+				}
+				seen[ent.Ref] = true
+			}
+		}
+	}
+	if len(seen) != 150 {
+		t.Fatalf("%d distinct refs, want 150", len(seen))
+	}
+}
+
+// TestApplyingChangesReproducesList replays diffs the way a client does.
+func TestApplyingChangesReproducesList(t *testing.T) {
+	e := mustNew(t, Config{Shards: 2, History: 64})
+	state := map[uint64]string{} // ref -> key=meta
+	var cursor Cursor
+	var c Changes
+	for step := range 500 {
+		s := SocketID(step*7%13 + 1)
+		switch step % 5 {
+		case 0, 1, 2:
+			e.Track(s, "room", fmt.Sprint("u", s), []byte(fmt.Sprintf(`{"step":%d}`, step%3)))
+		case 3:
+			e.Untrack(s, "room")
+		case 4:
+			e.UntrackAll(s)
+		}
+		if step%3 == 0 {
+			e.ChangesSince(&c, "room", cursor)
+			if c.Full {
+				clear(state)
+			}
+			for _, l := range c.Leaves {
+				if _, ok := state[l.Ref]; !ok {
+					t.Fatalf("step %d: leave of unknown ref %d", step, l.Ref)
+				}
+				delete(state, l.Ref)
+			}
+			for _, j := range c.Joins {
+				state[j.Ref] = string(j.Key) + "=" + string(j.Meta)
+			}
+			cursor = c.Next
+			var snap Snapshot
+			e.Snapshot(&snap, "room")
+			want := map[uint64]string{}
+			for _, ent := range snap.Entries {
+				want[ent.Ref] = string(ent.Key) + "=" + string(ent.Meta)
+			}
+			if fmt.Sprint(want) != fmt.Sprint(state) {
+				t.Fatalf("step %d: replayed %v, want %v", step, state, want)
+			}
+		}
+	}
+}

@@ -1,0 +1,378 @@
+// Package engine is an in-memory presence registry: it records which
+// sockets are present in which topics, under a key (usually a user id) with
+// a small JSON object of metadata, and writes a topic's presence as JSON.
+//
+// # Memory
+//
+// New allocates everything up front: Capacity slots shared by all topics,
+// split into hashed shards. After New, Track, Untrack, UntrackAll, Count,
+// List, Diff, Snapshot and the incremental diff allocate nothing (AppendList,
+// AppendDiff and AppendChanges only when dst must grow).
+//
+// # Concurrency
+//
+// Every method may be called from any number of goroutines at once.
+//
+// Writers (Track, Untrack, UntrackAll) lock the one shard that holds the
+// topic; writers in different shards do not wait for each other, except
+// for a few nanoseconds on one of 256 striped locks that keep the
+// per-socket index.
+//
+// Readers (List, Diff, Count, Snapshot and the incremental diff) take no
+// lock and never delay a writer: each topic has a sequence counter that
+// writers move, and a reader that sees it move retries. What a reader
+// returns is therefore an atomic snapshot of one topic: the entries present
+// at one instant during the call, never a mix of before and after a write.
+// Different topics, and Len, are not read atomically together.
+//
+// A Track or Untrack is visible to every read that begins after it returns.
+// UntrackAll removes the socket's entries one by one; each removal is
+// atomic, the whole is not, and an entry that another goroutine tracks for
+// the same socket while UntrackAll runs may survive it.
+//
+// # Order
+//
+// Entries are listed in join order: an entry keeps its place when it is
+// updated, and goes to the end when it is tracked again after an Untrack.
+package engine
+
+import (
+	"errors"
+	"io"
+	"math/bits"
+	"math/rand/v2"
+	"runtime"
+	"unicode/utf8"
+
+	"github.com/presencekit/presence/internal/jsonobject"
+	"github.com/presencekit/presence/jsonwriter"
+	"github.com/presencekit/presence/shard"
+)
+
+// SocketID identifies a connection.
+type SocketID uint64
+
+// Config sizes an Engine. The zero Config gives the defaults.
+type Config struct {
+	Capacity    int // total entries over all topics; 0 means 512. Cap() reports exactly this.
+	Shards      int // 0 picks a default; otherwise a power of two, at most 1024
+	MaxTopicLen int // bytes; 0 means 128
+	MaxKeyLen   int // bytes; 0 means 64, at most 1024
+	MaxMetaLen  int // bytes; 0 means 256
+
+	// MaxPerSocket caps the entries one socket may hold, so that one
+	// connection cannot take the whole capacity; 0 means 64 (or Capacity,
+	// if smaller). Set it to Capacity to lift the cap.
+	MaxPerSocket int
+	// History is the number of change events kept per shard for the
+	// incremental diff, a power of two; 0 means 256 (less for small
+	// capacities).
+	History int
+}
+
+// Defaults and limits of Config.
+const (
+	DefaultCapacity     = 512
+	DefaultMaxTopicLen  = 128
+	DefaultMaxKeyLen    = 64
+	DefaultMaxMetaLen   = 256
+	DefaultMaxPerSocket = 64
+	DefaultHistory      = 256
+
+	maxCapacity = 1 << 28
+	maxShards   = 1024
+	maxTopicLen = 1 << 16
+	maxMetaLen  = 1 << 20
+	maxHistory  = 1 << 20
+)
+
+// Errors. Each is returned alone or wrapped; check with errors.Is.
+var (
+	ErrFull          = errors.New("engine: all entries are in use")
+	ErrTopicTooLong  = errors.New("engine: topic too long")
+	ErrKeyTooLong    = errors.New("engine: key too long")
+	ErrMetaTooLong   = errors.New("engine: meta too long")
+	ErrInvalidTopic  = errors.New("engine: topic is empty or not valid UTF-8")
+	ErrInvalidKey    = errors.New("engine: key is empty or not valid UTF-8")
+	ErrInvalidMeta   = errors.New("engine: meta is not one valid JSON object")
+	ErrInvalidConfig = errors.New("engine: invalid config")
+	ErrSocketLimit   = errors.New("engine: socket holds its maximum number of entries")
+)
+
+// Engine is a presence registry. Create it with New.
+type Engine struct {
+	cfg  Config
+	pool *shard.Pool
+}
+
+// New validates cfg, fills in defaults, and allocates an Engine.
+func New(cfg Config) (*Engine, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	pool := shard.NewPool(shard.Config{
+		Slots:       cfg.Capacity,
+		Shards:      cfg.Shards,
+		MaxTopic:    cfg.MaxTopicLen,
+		MaxKey:      cfg.MaxKeyLen,
+		MaxMeta:     cfg.MaxMetaLen,
+		History:     cfg.History,
+		MaxPerOwner: cfg.MaxPerSocket,
+		Seed:        rand.Uint64(),
+	})
+	return &Engine{cfg: cfg, pool: pool}, nil
+}
+
+func (c *Config) fill() error {
+	bad := func(what string) error { return errors.Join(ErrInvalidConfig, errors.New("engine: "+what)) }
+	pow2 := func(n int) bool { return n > 0 && n&(n-1) == 0 }
+	switch {
+	case c.Capacity < 0 || c.Capacity > maxCapacity:
+		return bad("Capacity must be between 0 and 2^28")
+	case c.Shards < 0 || c.Shards > maxShards || c.Shards > 0 && !pow2(c.Shards):
+		return bad("Shards must be 0 or a power of two up to 1024")
+	case c.MaxTopicLen < 0 || c.MaxTopicLen > maxTopicLen:
+		return bad("MaxTopicLen must be between 0 and 65536")
+	case c.MaxKeyLen < 0 || c.MaxKeyLen > shard.MaxKeyLimit:
+		return bad("MaxKeyLen must be between 0 and 1024")
+	case c.MaxMetaLen < 0 || c.MaxMetaLen == 1 || c.MaxMetaLen > maxMetaLen:
+		return bad("MaxMetaLen must be 0, or between 2 and 2^20")
+	case c.MaxPerSocket < 0:
+		return bad("MaxPerSocket must not be negative")
+	case c.History < 0 || c.History > maxHistory || c.History > 0 && (!pow2(c.History) || c.History < 2):
+		return bad("History must be 0 or a power of two between 2 and 2^20")
+	}
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.Capacity, DefaultCapacity)
+	def(&c.Shards, min(64, 1<<bits.Len(uint(4*runtime.GOMAXPROCS(0)-1))))
+	def(&c.MaxTopicLen, DefaultMaxTopicLen)
+	def(&c.MaxKeyLen, DefaultMaxKeyLen)
+	def(&c.MaxMetaLen, DefaultMaxMetaLen)
+	def(&c.MaxPerSocket, min(DefaultMaxPerSocket, c.Capacity))
+	c.MaxPerSocket = min(c.MaxPerSocket, c.Capacity)
+	def(&c.History, min(DefaultHistory, 1<<bits.Len(uint(2*c.Capacity-1))))
+	return nil
+}
+
+// Config returns the configuration in use, defaults filled in.
+func (e *Engine) Config() Config { return e.cfg }
+
+// Track records that socket s is present in topic under key, with meta.
+//
+// Tracking a pair that is already present overwrites its key and meta in
+// place, keeping its place in the list; if neither changed, nothing changes.
+// Meta must be one JSON object; nil or empty means {}. Surrounding
+// whitespace is dropped.
+//
+// A rejected Track changes nothing. It returns ErrInvalidTopic,
+// ErrTopicTooLong, ErrInvalidKey, ErrKeyTooLong, ErrInvalidMeta or
+// ErrMetaTooLong for bad input; ErrFull when all Capacity entries are in use
+// and the pair is new; ErrSocketLimit when s already holds MaxPerSocket
+// entries and the pair is new.
+func (e *Engine) Track(s SocketID, topic, key string, meta []byte) error {
+	_, _, err := e.track(s, topic, key, meta)
+	return err
+}
+
+// TrackResult reports what a Track did.
+type TrackResult = shard.Outcome
+
+// What a Track did.
+const (
+	Added     = shard.Added     // a new entry
+	Updated   = shard.Updated   // new key or meta, and a new ref
+	Unchanged = shard.Unchanged // the same key and meta: nothing changed
+)
+
+// TrackRef is Track that also reports what changed and the entry's ref.
+func (e *Engine) TrackRef(s SocketID, topic, key string, meta []byte) (TrackResult, uint64, error) {
+	return e.track(s, topic, key, meta)
+}
+
+func (e *Engine) track(s SocketID, topic, key string, meta []byte) (TrackResult, uint64, error) {
+	if err := e.checkTopic(topic); err != nil {
+		return 0, 0, err
+	}
+	switch {
+	case len(key) == 0:
+		return 0, 0, ErrInvalidKey
+	case len(key) > e.cfg.MaxKeyLen:
+		return 0, 0, ErrKeyTooLong
+	case !utf8.ValidString(key):
+		return 0, 0, ErrInvalidKey
+	}
+	switch {
+	case len(meta) == 0:
+		meta = emptyMeta
+	case len(meta) > e.cfg.MaxMetaLen:
+		return 0, 0, ErrMetaTooLong
+	default:
+		start, end, err := jsonobject.Check(meta)
+		if err != nil {
+			return 0, 0, metaErr(err)
+		}
+		meta = meta[start:end]
+	}
+	hash := e.pool.HashTopic(topic)
+	out, ref, err := e.pool.ShardFor(hash).Track(uint64(s), topic, hash, key, jsonwriter.NeedsEscape(key), meta)
+	switch err {
+	case nil:
+		return out, ref, nil
+	case shard.ErrFull:
+		return 0, 0, ErrFull
+	default:
+		return 0, 0, ErrSocketLimit
+	}
+}
+
+var emptyMeta = []byte("{}")
+
+func (e *Engine) checkTopic(topic string) error {
+	switch {
+	case len(topic) == 0:
+		return ErrInvalidTopic
+	case len(topic) > e.cfg.MaxTopicLen:
+		return ErrTopicTooLong
+	case !utf8.ValidString(topic):
+		return ErrInvalidTopic
+	}
+	return nil
+}
+
+// metaError is ErrInvalidMeta with the reason jsonobject gave. One value per
+// reason is built once, so a rejected Track allocates nothing either.
+type metaError struct{ reason error }
+
+func (m *metaError) Error() string        { return ErrInvalidMeta.Error() + ": " + m.reason.Error() }
+func (m *metaError) Unwrap() error        { return m.reason }
+func (m *metaError) Is(target error) bool { return target == ErrInvalidMeta }
+
+var metaErrors = func() map[error]*metaError {
+	m := map[error]*metaError{}
+	for _, r := range []error{jsonobject.ErrNotObject, jsonobject.ErrSyntax, jsonobject.ErrTrailingData,
+		jsonobject.ErrUTF8, jsonobject.ErrTooDeep, jsonobject.ErrTooManyKeys, jsonobject.ErrDuplicateKey} {
+		m[r] = &metaError{r}
+	}
+	return m
+}()
+
+func metaErr(reason error) error {
+	if m, ok := metaErrors[reason]; ok {
+		return m
+	}
+	return ErrInvalidMeta
+}
+
+// Untrack removes the entry of socket s in topic and reports whether there
+// was one.
+func (e *Engine) Untrack(s SocketID, topic string) bool {
+	if e.checkTopic(topic) != nil {
+		return false
+	}
+	hash := e.pool.HashTopic(topic)
+	return e.pool.ShardFor(hash).Untrack(uint64(s), topic, hash)
+}
+
+// UntrackAll removes every entry of socket s and returns how many it
+// removed. It costs O(entries of s), not a scan of the registry.
+func (e *Engine) UntrackAll(s SocketID) int { return e.pool.UntrackOwner(uint64(s)) }
+
+// Count returns the number of entries in topic.
+func (e *Engine) Count(topic string) int {
+	if e.checkTopic(topic) != nil {
+		return 0
+	}
+	hash := e.pool.HashTopic(topic)
+	return e.pool.ShardFor(hash).Count(topic, hash)
+}
+
+// Len returns the number of entries in all topics.
+func (e *Engine) Len() int { return e.pool.Len() }
+
+// Cap returns Config.Capacity.
+func (e *Engine) Cap() int { return e.cfg.Capacity }
+
+// SocketLen returns the number of entries socket s holds.
+func (e *Engine) SocketLen(s SocketID) int { return e.pool.OwnerCount(uint64(s)) }
+
+// Stats are counters for monitoring.
+type Stats struct {
+	Len, Cap    int
+	ReadRetries uint64 // read windows retried because a writer moved the topic
+}
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() Stats {
+	return Stats{Len: e.Len(), Cap: e.Cap(), ReadRetries: e.pool.Retries()}
+}
+
+// AppendList appends the JSON array of topic's entries to dst, in join
+// order: [{"key":"user_42","meta":{"name":"Alice"}},...], or [] when there
+// are none. Keys are escaped, U+2028 and U+2029 included; meta is written as
+// stored.
+func (e *Engine) AppendList(dst []byte, topic string) []byte {
+	var w jsonwriter.Writer
+	w.Reset(dst, jsonwriter.Unbounded)
+	e.writeList(&w, topic)
+	return w.Bytes()
+}
+
+// List writes what AppendList would append into buf[:len(buf)] and returns
+// it. If it does not fit, List returns io.ErrShortBuffer and no JSON.
+func (e *Engine) List(topic string, buf []byte) ([]byte, error) {
+	var w jsonwriter.Writer
+	w.Reset(buf[:0], len(buf))
+	e.writeList(&w, topic)
+	if w.Err() != nil {
+		return nil, io.ErrShortBuffer
+	}
+	return w.Bytes(), nil
+}
+
+func (e *Engine) writeList(w *jsonwriter.Writer, topic string) {
+	w.Byte('[')
+	e.writeEntries(w, shard.JSON, topic)
+	w.Byte(']')
+}
+
+// writeEntries writes topic's entries and returns the cursor they reflect.
+func (e *Engine) writeEntries(w *jsonwriter.Writer, f shard.Form, topic string) Cursor {
+	if e.checkTopic(topic) != nil {
+		return 0
+	}
+	hash := e.pool.HashTopic(topic)
+	_, head := e.pool.ShardFor(hash).AppendEntries(w, f, topic, hash)
+	return Cursor(head)
+}
+
+// AppendDiff appends a full sync for a client that has just joined:
+// {"joins":[...every entry, as in AppendList...],"leaves":[]}.
+func (e *Engine) AppendDiff(dst []byte, topic string) []byte {
+	var w jsonwriter.Writer
+	w.Reset(dst, jsonwriter.Unbounded)
+	e.writeFullDiff(&w, topic)
+	return w.Bytes()
+}
+
+// Diff writes what AppendDiff would append into buf[:len(buf)] and returns
+// it. If it does not fit, Diff returns io.ErrShortBuffer and no JSON.
+func (e *Engine) Diff(topic string, buf []byte) ([]byte, error) {
+	var w jsonwriter.Writer
+	w.Reset(buf[:0], len(buf))
+	e.writeFullDiff(&w, topic)
+	if w.Err() != nil {
+		return nil, io.ErrShortBuffer
+	}
+	return w.Bytes(), nil
+}
+
+func (e *Engine) writeFullDiff(w *jsonwriter.Writer, topic string) Cursor {
+	w.RawString(`{"joins":[`)
+	c := e.writeEntries(w, shard.JSON, topic)
+	w.RawString(`],"leaves":[]}`)
+	return c
+}

@@ -1,0 +1,227 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// stressMeta builds a meta whose padding is derived from its version, so a
+// meta torn between two writes is detected.
+func stressMeta(s SocketID, v uint64) []byte {
+	pad := strings.Repeat(string(rune('a'+v%26)), int(v%40))
+	return []byte(fmt.Sprintf(`{"s":%d,"v":%d,"pad":"%s"}`, s, v, pad))
+}
+
+func checkStressMeta(raw json.RawMessage, key string) error {
+	var m struct {
+		S   uint64 `json:"s"`
+		V   uint64 `json:"v"`
+		Pad string `json:"pad"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return err
+	}
+	if string(stressMeta(SocketID(m.S), m.V)) != string(raw) {
+		return fmt.Errorf("torn meta %s", raw)
+	}
+	if !strings.HasPrefix(key, "s"+strconv.FormatUint(m.S, 10)+"/") {
+		return fmt.Errorf("key %q holds meta of socket %d", key, m.S)
+	}
+	return nil
+}
+
+// TestConcurrentStress runs writers that own disjoint sockets against shared
+// topics while readers List. Every List must parse, hold no pair twice and
+// no torn meta, and never show an entry whose Untrack returned before the
+// List began. The final state must equal the writers' sequential models.
+func TestConcurrentStress(t *testing.T) {
+	const (
+		writers          = 4
+		socketsPerWriter = 6
+		readers          = 2
+	)
+	topics := []string{"t0", "t1", "t2", "t3", "t4"}
+	dur := 300 * time.Millisecond
+	if testing.Short() {
+		dur = 100 * time.Millisecond
+	}
+	for _, shards := range []int{1, 4} {
+		t.Run(fmt.Sprint("shards=", shards), func(t *testing.T) {
+			e := mustNew(t, Config{Capacity: 64, Shards: shards, History: 16})
+			// state[pair] is even when the pair is known absent (its Untrack
+			// returned) and odd from the moment a Track of it may begin.
+			nPairs := writers * socketsPerWriter * len(topics)
+			state := make([]atomic.Uint64, nPairs)
+			pairIndex := func(s SocketID, ti int) int { return (int(s)-1)*len(topics) + ti }
+
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			models := make([]*model, writers)
+			errs := make(chan error, 16)
+			var lists atomic.Int64
+
+			for w := range writers {
+				models[w] = newModel(Config{Capacity: 64, Shards: shards})
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					rng := rand.New(rand.NewPCG(uint64(w), 1))
+					m := models[w]
+					var version uint64
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						s := SocketID(w*socketsPerWriter + rng.IntN(socketsPerWriter) + 1)
+						ti := rng.IntN(len(topics))
+						st := &state[pairIndex(s, ti)]
+						key := fmt.Sprintf("s%d/%d", s, rng.IntN(3))
+						switch op := rng.IntN(10); {
+						case op < 6:
+							version++
+							if st.Load()%2 == 0 {
+								st.Add(1)
+							}
+							meta := stressMeta(s, version)
+							err := e.Track(s, topics[ti], key, meta)
+							// Other writers share the capacity, so ErrFull
+							// may come where the local model has room.
+							if err == ErrFull {
+								break
+							}
+							if werr := m.track(s, topics[ti], key, meta); werr != err {
+								errs <- fmt.Errorf("Track = %v, model %v", err, werr)
+								return
+							}
+						case op < 9:
+							got := e.Untrack(s, topics[ti])
+							if want := m.untrack(s, topics[ti]); got != want {
+								errs <- fmt.Errorf("Untrack = %v, model %v", got, want)
+								return
+							}
+							if st.Load()%2 == 1 {
+								st.Add(1)
+							}
+						default:
+							got := e.UntrackAll(s)
+							if want := m.untrackAll(s); got != want {
+								errs <- fmt.Errorf("UntrackAll = %d, model %d", got, want)
+								return
+							}
+							for i := range topics {
+								if p := &state[pairIndex(s, i)]; p.Load()%2 == 1 {
+									p.Add(1)
+								}
+							}
+						}
+					}
+				}()
+			}
+			for r := range readers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					buf := make([]byte, 0, 16<<10)
+					before := make([]uint64, nPairs)
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						ti := (i + r) % len(topics)
+						for s := SocketID(1); s <= writers*socketsPerWriter; s++ {
+							before[pairIndex(s, ti)] = state[pairIndex(s, ti)].Load()
+						}
+						buf = e.AppendList(buf[:0], topics[ti])
+						lists.Add(1)
+						l, err := parseList(buf)
+						if err != nil {
+							errs <- fmt.Errorf("List %s: %v", buf, err)
+							return
+						}
+						if len(l) > 64 {
+							errs <- fmt.Errorf("List holds %d entries, capacity 64", len(l))
+							return
+						}
+						seen := map[SocketID]bool{}
+						for _, ent := range l {
+							if err := checkStressMeta(ent.Meta, ent.Key); err != nil {
+								errs <- err
+								return
+							}
+							var s SocketID
+							fmt.Sscanf(ent.Key, "s%d/", &s)
+							if seen[s] {
+								errs <- fmt.Errorf("socket %d listed twice in %s: %s", s, topics[ti], buf)
+								return
+							}
+							seen[s] = true
+							p := pairIndex(s, ti)
+							if b := before[p]; b%2 == 0 && state[p].Load() == b {
+								errs <- fmt.Errorf("socket %d listed in %s after its Untrack returned", s, topics[ti])
+								return
+							}
+						}
+						if c := e.Count(topics[ti]); c < 0 || c > 64 {
+							errs <- fmt.Errorf("Count = %d", c)
+							return
+						}
+						if n := e.Len(); n < 0 || n > e.Cap() {
+							errs <- fmt.Errorf("Len = %d, Cap %d", n, e.Cap())
+							return
+						}
+					}
+				}()
+			}
+			time.Sleep(dur)
+			close(stop)
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			// The final state is the union of the writers' models.
+			total := 0
+			for _, topic := range topics {
+				var want []listed
+				for _, m := range models {
+					want = append(want, m.list(topic)...)
+				}
+				got := list(t, e, topic)
+				if len(got) != len(want) || e.Count(topic) != len(want) {
+					t.Fatalf("%s: %d entries, models hold %d", topic, len(got), len(want))
+				}
+				wantSet := map[string]bool{}
+				for _, l := range want {
+					wantSet[l.Key+string(l.Meta)] = true
+				}
+				for _, l := range got {
+					if !wantSet[l.Key+string(l.Meta)] {
+						t.Fatalf("%s: unexpected entry %v", topic, l)
+					}
+				}
+				total += len(want)
+			}
+			if e.Len() != total {
+				t.Fatalf("Len = %d, models hold %d", e.Len(), total)
+			}
+			for s := SocketID(1); s <= writers*socketsPerWriter; s++ {
+				e.UntrackAll(s)
+			}
+			if e.Len() != 0 {
+				t.Fatalf("Len = %d after UntrackAll of every socket", e.Len())
+			}
+			t.Logf("%d Lists checked, %d read retries", lists.Load(), e.Stats().ReadRetries)
+		})
+	}
+}

@@ -1,0 +1,13 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"io"
+)
+
+var errTrailing = errors.New("trailing data")
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+func errorsIs(err, target error) bool { return errors.Is(err, target) }

@@ -1,0 +1,258 @@
+package shard
+
+import (
+	"encoding/binary"
+	"runtime"
+	"unsafe"
+
+	"github.com/presencekit/presence/jsonwriter"
+)
+
+// Form selects how readers write entries.
+type Form uint8
+
+const (
+	// JSON writes {"key":K,"meta":M} objects separated by commas.
+	JSON Form = iota
+	// Records writes binary records for ParseRecord.
+	Records
+)
+
+// Record kinds, as ParseRecord reports them.
+const (
+	KindEntry = 0
+	KindJoin  = evJoin
+	KindLeave = evLeave
+)
+
+// recordHdr is the size of a record's fixed part:
+// kind u8, owner u64, ref u64, key length u32, meta length u32.
+const recordHdr = 1 + 8 + 8 + 4 + 4
+
+// Record is one entry as a reader copied it.
+type Record struct {
+	Kind      uint8
+	Owner     uint64
+	Ref       uint64
+	Key, Meta []byte
+}
+
+// ParseRecord reads the first record in b and returns the rest of b. Key and
+// Meta point into b.
+func ParseRecord(b []byte) (Record, []byte, bool) {
+	if len(b) < recordHdr {
+		return Record{}, b, false
+	}
+	r := Record{
+		Kind:  b[0],
+		Owner: binary.LittleEndian.Uint64(b[1:]),
+		Ref:   binary.LittleEndian.Uint64(b[9:]),
+	}
+	kl := int(binary.LittleEndian.Uint32(b[17:]))
+	ml := int(binary.LittleEndian.Uint32(b[21:]))
+	b = b[recordHdr:]
+	if len(b) < kl+ml {
+		return Record{}, b, false
+	}
+	r.Key, r.Meta = b[:kl:kl], b[kl:kl+ml:kl+ml]
+	return r, b[kl+ml:], true
+}
+
+// backoff counts a failed read window and yields once retries pile up, so
+// that a reader does not spin against a writer it shares a core with.
+func (p *Pool) backoff(attempt int) {
+	p.retries.Add(1)
+	if attempt > 2 {
+		runtime.Gosched()
+	}
+}
+
+// lookup finds a topic's record inside the shard's read window and returns
+// it (or -1 when the topic has no members) with the record's sequence and
+// the history head. ok is false when the window must be retried.
+func (s *Shard) lookup(topic string, hash uint64) (t int32, tseq, head uint64, ok bool) {
+	s1 := load(&s.seq)
+	if s1&1 != 0 {
+		return -1, 0, 0, false
+	}
+	p := s.p
+	t = -1
+	idx := load(&s.topics[s.topicBucket(hash)])
+	for steps := 0; idx != 0; steps++ {
+		if idx > uint64(p.cfg.Slots) || steps > p.cfg.Slots {
+			return -1, 0, 0, false // torn link
+		}
+		rec := p.topic(int32(idx - 1))
+		if load(&rec[topicHash]) == hash && nameEqual(load(&rec[topicNameLen]), rec[topicHdr:], topic) {
+			t = int32(idx - 1)
+			tseq = load(&rec[topicSeq])
+			break
+		}
+		idx = load(&rec[topicChain])
+	}
+	head = load(&s.hist.head)
+	if load(&s.seq) != s1 || tseq&1 != 0 {
+		return -1, 0, 0, false
+	}
+	return t, tseq, head, true
+}
+
+// Count returns the number of entries in a topic.
+func (s *Shard) Count(topic string, hash uint64) int {
+	for attempt := 0; ; attempt++ {
+		t, tseq, _, ok := s.lookup(topic, hash)
+		if ok {
+			if t < 0 {
+				return 0
+			}
+			rec := s.p.topic(t)
+			n := load(&rec[topicCount])
+			if load(&rec[topicSeq]) == tseq {
+				return int(n)
+			}
+		}
+		s.p.backoff(attempt)
+	}
+}
+
+// Head returns the number of the shard's latest change event.
+func (s *Shard) Head() uint64 { return load(&s.hist.head) }
+
+// AppendEntries writes a topic's entries in join order and returns how many
+// it wrote and the history head they reflect: a consistent snapshot of the
+// topic. If w ran short, w.Err reports it.
+func (s *Shard) AppendEntries(w *jsonwriter.Writer, f Form, topic string, hash uint64) (n int, head uint64) {
+	p := s.p
+	mark := w.Mark()
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			w.Rewind(mark)
+			p.backoff(attempt)
+		}
+		t, tseq, h, ok := s.lookup(topic, hash)
+		if !ok {
+			continue
+		}
+		if t < 0 {
+			return 0, h
+		}
+		rec := p.topic(t)
+		count := int(load(&rec[topicCount]))
+		idx := load(&rec[topicHead])
+		n = 0
+		for ; idx != 0 && n <= count; n++ {
+			if idx > uint64(p.cfg.Slots) {
+				break // torn link
+			}
+			sw := p.slot(int32(idx - 1))
+			// Loading the next link first starts that slot's cache miss
+			// while this one is written.
+			idx = load(&sw[slotNext])
+			s.emit(w, f, n == 0, KindEntry, load(&sw[slotOwner]), load(&sw[slotRef]), load(&sw[slotLens]), sw[slotHdr:])
+		}
+		if idx == 0 && n == count && load(&rec[topicSeq]) == tseq {
+			return n, h
+		}
+	}
+}
+
+// AppendChanges writes the topic's events numbered since+1 through upto (at
+// most Head) whose kind is in kinds (KindJoin|KindLeave), dropping a join and
+// a leave of the same entry when both are in the range. ok is false when the
+// range is no longer held in full, and what was written must be discarded.
+func (s *Shard) AppendChanges(w *jsonwriter.Writer, f Form, topic string, hash, since, upto uint64, kinds uint8) (n int, ok bool) {
+	h := &s.hist
+	if since > upto || upto > load(&h.head) || upto-since > h.size() {
+		return 0, false
+	}
+	for seq := since + 1; seq <= upto; seq++ {
+		e := h.event(seq)
+		if load(&e[evSeq]) != seq {
+			return n, false
+		}
+		kind := load(&e[evKind])
+		k := uint8(kind)
+		if k&kinds != 0 && load(&e[evHash]) == hash {
+			if nameEqual(kind>>8, e[evHdr:], topic) {
+				link := load(&e[evLink])
+				dropped := k == evJoin && link != 0 && link <= upto || k == evLeave && link > since
+				if !dropped {
+					s.emit(w, f, n == 0, k, load(&e[evOwner]), load(&e[evRef]), load(&e[evLens]), e[evHdr+wordsFor(len(topic)):])
+					n++
+				}
+			}
+		}
+		if load(&e[evSeq]) != seq {
+			return n, false
+		}
+	}
+	return n, true
+}
+
+var (
+	openWord = binary.LittleEndian.Uint64([]byte(`{"key":"`))
+	midWord  = binary.LittleEndian.Uint64([]byte(`","meta"`))
+)
+
+// emit writes one entry whose words may be torn; the caller validates.
+// payload holds the key words, then the meta words.
+func (s *Shard) emit(w *jsonwriter.Writer, f Form, first bool, kind uint8, owner, ref, lens uint64, payload []uint64) {
+	cfg := &s.p.cfg
+	keyLen := min(int(lens>>32&lensKeyMask), cfg.MaxKey)
+	metaLen := min(int(uint32(lens)), cfg.MaxMeta)
+	key, meta := payload, payload[wordsFor(keyLen):]
+	if f == Records {
+		b := w.Extend(recordHdr + keyLen + metaLen)
+		if b == nil {
+			return
+		}
+		b[0] = kind
+		binary.LittleEndian.PutUint64(b[1:], owner)
+		binary.LittleEndian.PutUint64(b[9:], ref)
+		binary.LittleEndian.PutUint32(b[17:], uint32(keyLen))
+		binary.LittleEndian.PutUint32(b[21:], uint32(metaLen))
+		copyOut(b[recordHdr:recordHdr+keyLen], key)
+		copyOut(b[recordHdr+keyLen:], meta)
+		return
+	}
+	const open, mid = `{"key":"`, `","meta":`
+	comma := 1
+	if first {
+		comma = 0
+	}
+	if lens&lensEscape == 0 {
+		b := w.Extend(comma + len(open) + keyLen + len(mid) + metaLen + 1)
+		if b == nil {
+			return
+		}
+		b[0] = ','
+		b = b[comma:]
+		// Word stores instead of copy calls for the fixed parts and short
+		// keys take a third off List's time per entry (BenchmarkList).
+		binary.LittleEndian.PutUint64(b, openWord)
+		if keyLen <= 8 {
+			// The word may run past the key; mid overwrites that.
+			binary.LittleEndian.PutUint64(b[len(open):], load(&key[0]))
+		} else {
+			copyOut(b[len(open):len(open)+keyLen], key)
+		}
+		b = b[len(open)+keyLen:]
+		binary.LittleEndian.PutUint64(b, midWord)
+		b[8] = ':'
+		copyOut(b[len(mid):len(mid)+metaLen], meta)
+		b[len(b)-1] = '}'
+		return
+	}
+	if !first {
+		w.Byte(',')
+	}
+	w.RawString(open[:len(open)-1])
+	var tmp [MaxKeyLimit]byte
+	copyOut(tmp[:keyLen], key)
+	w.QuotedString(unsafe.String(&tmp[0], keyLen))
+	w.RawString(mid[1:])
+	if b := w.Extend(metaLen); b != nil {
+		copyOut(b, meta)
+	}
+	w.Byte('}')
+}

@@ -1,0 +1,299 @@
+package shard
+
+import "sync"
+
+// Shard holds the topics whose hash selects it: their index, their member
+// lists and their change history. Its writers are serialized by its mutex;
+// its readers take no lock.
+type Shard struct {
+	mu sync.Mutex
+	// seq is the seqlock of the topic index: odd while a writer links or
+	// unlinks a topic record.
+	seq  uint64
+	p    *Pool
+	id   int32
+	refs uint64 // ref counter; refs are refs<<10 | id, unique in the pool
+
+	mask   uint64
+	topics []uint64 // bucket heads, topic+1, reader-visible
+	pairs  []int32  // bucket heads, slot+1, writer-only
+
+	hist history
+	_    [64]byte
+}
+
+// Outcome says what a Track did.
+type Outcome uint8
+
+const (
+	Added     Outcome = iota + 1 // a new entry
+	Updated                      // new key or meta for the pair, with a new ref
+	Unchanged                    // same key and meta: nothing changed
+)
+
+func (s *Shard) init(p *Pool, id, buckets int) {
+	s.p = p
+	s.id = int32(id)
+	s.mask = uint64(buckets - 1)
+	s.topics = make([]uint64, buckets)
+	s.pairs = make([]int32, buckets)
+	s.hist.init(p, p.cfg.History)
+}
+
+func (s *Shard) topicBucket(hash uint64) uint64 { return (hash >> 32) & s.mask }
+
+func (s *Shard) pairBucket(owner uint64, topic int32) uint64 {
+	return mix64(owner^s.p.owners.seed^uint64(topic)<<40) & s.mask
+}
+
+func (s *Shard) nextRef() uint64 {
+	s.refs++
+	return s.refs<<10 | uint64(s.id)
+}
+
+// findTopic returns the topic record for a topic in this shard, or -1. The
+// caller holds s.mu.
+func (s *Shard) findTopic(topic string, hash uint64) int32 {
+	for t := int32(s.topics[s.topicBucket(hash)]); t != 0; {
+		rec := s.p.topic(t - 1)
+		if rec[topicHash] == hash && nameEqual(rec[topicNameLen], rec[topicHdr:], topic) {
+			return t - 1
+		}
+		t = int32(rec[topicChain])
+	}
+	return -1
+}
+
+// findPair returns the slot of (owner, topic), or -1. The caller holds s.mu.
+func (s *Shard) findPair(owner uint64, topic int32) int32 {
+	for i := s.pairs[s.pairBucket(owner, topic)]; i != 0; i = s.p.info[i-1].pairNext {
+		in := &s.p.info[i-1]
+		if in.owner == owner && in.topic == topic {
+			return i - 1
+		}
+	}
+	return -1
+}
+
+// nameEqual compares the name of length n held in words with name. It loads
+// atomically, so it is also safe inside a read window.
+func nameEqual(n uint64, words []uint64, name string) bool {
+	if n != uint64(len(name)) {
+		return false
+	}
+	i := 0
+	for ; len(name)-i >= 8; i += 8 {
+		if load(&words[i/8]) != le64(name[i:]) {
+			return false
+		}
+	}
+	if i < len(name) {
+		mask := uint64(1)<<(8*(len(name)-i)) - 1
+		return load(&words[i/8])&mask == le64tail(name[i:])
+	}
+	return true
+}
+
+func le64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+func le64tail(s string) uint64 {
+	var v uint64
+	for i := len(s) - 1; i >= 0; i-- {
+		v = v<<8 | uint64(s[i])
+	}
+	return v
+}
+
+// Track stores key and meta for (owner, topic). The caller has validated the
+// inputs; escape says whether the key needs JSON escaping. hash is
+// Pool.HashTopic(topic) and selects this shard.
+func (s *Shard) Track(owner uint64, topic string, hash uint64, key string, escape bool, meta []byte) (Outcome, uint64, error) {
+	p := s.p
+	s.mu.Lock()
+	t := s.findTopic(topic, hash)
+	if t >= 0 {
+		if i := s.findPair(owner, t); i >= 0 {
+			out, ref := s.update(i, t, key, escape, meta)
+			s.mu.Unlock()
+			return out, ref, nil
+		}
+	}
+	i, ok := p.claimSlot()
+	if !ok {
+		s.mu.Unlock()
+		return 0, 0, ErrFull
+	}
+	if !p.owners.link(owner, i) {
+		p.releaseSlot(i)
+		s.mu.Unlock()
+		return 0, 0, ErrOwnerLimit
+	}
+	if t < 0 {
+		t = s.addTopic(topic, hash)
+	}
+	in := &p.info[i]
+	in.topic, in.shard, in.owner = t, s.id, owner
+	ref := s.nextRef()
+	w := p.slot(i)
+	// The slot is not reachable from any member list yet, but a reader still
+	// walking a list it was unlinked from may read it: that reader's topic
+	// sequence has moved, so it discards what it reads.
+	store(&w[slotLens], packLens(len(key), len(meta), escape))
+	store(&w[slotRef], ref)
+	store(&w[slotNext], 0)
+	store(&w[slotOwner], owner)
+	writePayload(w, key, meta)
+
+	rec := p.topic(t)
+	s.beginTopic(rec)
+	tail := p.topicTail[t]
+	if tail == 0 {
+		store(&rec[topicHead], uint64(i+1))
+	} else {
+		store(&p.slot(tail - 1)[slotNext], uint64(i+1))
+	}
+	in.prev = tail
+	p.topicTail[t] = i + 1
+	store(&rec[topicCount], rec[topicCount]+1)
+	in.joinEvent = s.hist.append(evJoin, rec, w, 0)
+	s.endTopic(rec)
+
+	b := s.pairBucket(owner, t)
+	in.pairNext = s.pairs[b]
+	s.pairs[b] = i + 1
+	s.mu.Unlock()
+	return Added, ref, nil
+}
+
+// update rewrites an existing entry. The caller holds s.mu.
+func (s *Shard) update(i, t int32, key string, escape bool, meta []byte) (Outcome, uint64) {
+	p := s.p
+	w := p.slot(i)
+	kw := wordsFor(len(key))
+	if w[slotLens] == packLens(len(key), len(meta), escape) &&
+		string(bytesOf(w[slotHdr:])[:len(key)]) == key &&
+		string(bytesOf(w[slotHdr+kw:])[:len(meta)]) == string(meta) {
+		return Unchanged, w[slotRef]
+	}
+	rec := p.topic(t)
+	in := &p.info[i]
+	ref := s.nextRef()
+	s.beginTopic(rec)
+	s.hist.append(evLeave, rec, w, in.joinEvent)
+	store(&w[slotLens], packLens(len(key), len(meta), escape))
+	store(&w[slotRef], ref)
+	writePayload(w, key, meta)
+	in.joinEvent = s.hist.append(evJoin, rec, w, 0)
+	s.endTopic(rec)
+	return Updated, ref
+}
+
+// writePayload stores key and meta packed after the slot header.
+func writePayload(w []uint64, key string, meta []byte) {
+	kw := wordsFor(len(key))
+	copyInString(w[slotHdr:slotHdr+kw], key)
+	copyIn(w[slotHdr+kw:slotHdr+kw+wordsFor(len(meta))], meta)
+}
+
+func (s *Shard) beginTopic(rec []uint64) { seqBegin(&rec[topicSeq]) }
+func (s *Shard) endTopic(rec []uint64)   { seqEnd(&rec[topicSeq]) }
+
+// addTopic claims and links a record for a topic. The caller holds s.mu.
+func (s *Shard) addTopic(topic string, hash uint64) int32 {
+	p := s.p
+	t, ok := p.freeTopics.pop()
+	if !ok {
+		panic("shard: topic records exhausted")
+	}
+	rec := p.topic(t)
+	// The record is unreachable until linked, but a reader that found it
+	// under its old name may still hold it; moving seq discards that read.
+	s.beginTopic(rec)
+	store(&rec[topicCount], 0)
+	store(&rec[topicHead], 0)
+	store(&rec[topicHash], hash)
+	store(&rec[topicNameLen], uint64(len(topic)))
+	copyInString(rec[topicHdr:topicHdr+wordsFor(len(topic))], topic)
+	s.endTopic(rec)
+	p.topicTail[t] = 0
+
+	b := s.topicBucket(hash)
+	seqBegin(&s.seq)
+	store(&rec[topicChain], s.topics[b])
+	store(&s.topics[b], uint64(t+1))
+	seqEnd(&s.seq)
+	return t
+}
+
+// removeTopic unlinks and frees an empty topic record. The caller holds s.mu.
+func (s *Shard) removeTopic(t int32) {
+	p := s.p
+	rec := p.topic(t)
+	link := &s.topics[s.topicBucket(rec[topicHash])]
+	for int32(*link) != t+1 {
+		link = &p.topic(int32(*link) - 1)[topicChain]
+	}
+	seqBegin(&s.seq)
+	store(link, rec[topicChain])
+	seqEnd(&s.seq)
+	p.freeTopics.push(t)
+}
+
+// Untrack removes the entry of (owner, topic) and reports whether there was
+// one.
+func (s *Shard) Untrack(owner uint64, topic string, hash uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.findTopic(topic, hash)
+	if t < 0 {
+		return false
+	}
+	i := s.findPair(owner, t)
+	if i < 0 {
+		return false
+	}
+	s.remove(i)
+	return true
+}
+
+// remove deletes the entry in slot i. The caller holds s.mu.
+func (s *Shard) remove(i int32) {
+	p := s.p
+	in := &p.info[i]
+	t := in.topic
+	rec := p.topic(t)
+	w := p.slot(i)
+
+	s.beginTopic(rec)
+	next := int32(w[slotNext])
+	if in.prev == 0 {
+		store(&rec[topicHead], uint64(next))
+	} else {
+		store(&p.slot(in.prev - 1)[slotNext], uint64(next))
+	}
+	if next == 0 {
+		p.topicTail[t] = in.prev
+	} else {
+		p.info[next-1].prev = in.prev
+	}
+	count := rec[topicCount] - 1
+	store(&rec[topicCount], count)
+	s.hist.append(evLeave, rec, w, in.joinEvent)
+	s.endTopic(rec)
+
+	link := &s.pairs[s.pairBucket(in.owner, t)]
+	for *link != i+1 {
+		link = &p.info[*link-1].pairNext
+	}
+	*link = in.pairNext
+
+	p.owners.unlink(in.owner, i)
+	if count == 0 {
+		s.removeTopic(t)
+	}
+	p.releaseSlot(i)
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite. Run from the repository root: ./test.sh
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# Unit, property, stress and fuzz-corpus tests, under the race detector.
+go test -race ./...
+# The same without the race detector, and with the all-atomic payload copy.
+go test -count=1 ./...
+go test -count=1 -tags presence_atomic ./shard/... ./engine/...
