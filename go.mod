@@ -1,5 +1,9 @@
 module github.com/presencekit/presence
 
-go 1.26
+go 1.26.0
 
-require github.com/cespare/xxhash/v2 v2.3.0
+require (
+	github.com/HdrHistogram/hdrhistogram-go v1.4.0
+	github.com/cespare/xxhash/v2 v2.3.0
+	golang.org/x/sync v0.25.0
+)

@@ -118,6 +118,9 @@ func (r *Registry) UntrackAll(s uint64) int {
 	return n
 }
 
+// Capacity returns the most entries the Registry holds.
+func (r *Registry) Capacity() int { return r.capacity }
+
 // Count returns the number of entries in topic.
 func (r *Registry) Count(topic string) int {
 	r.mu.RLock()

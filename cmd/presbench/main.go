@@ -1,0 +1,306 @@
+// Command presbench stresses a presence registry with a configurable mix of
+// joins, leaves, updates and reads, and reports throughput, latency
+// percentiles, failures and seqlock retries per operation.
+//
+//	presbench                      # about 10 s on the engine, every operation
+//	presbench -compare             # the engine, then the baseline, and the ratios
+//	presbench -preset hot-room -verify -cpuprofile cpu.out
+//
+// See presbench -h for every flag.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	_ "net/http/pprof"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/pprof"
+	"runtime/trace"
+	"time"
+
+	"github.com/presencekit/presence/internal/presbench"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// options are the parsed command line.
+type options struct {
+	cfg       presbench.Config
+	compare   bool
+	json      bool
+	cpuProf   string
+	memProf   string
+	mutexProf string
+	blockProf string
+	traceFile string
+	pprofAddr string
+}
+
+// presets are named workloads; explicit flags override them.
+var presets = map[string]func(*presbench.Config){
+	"default": func(*presbench.Config) {},
+	"read-heavy": func(c *presbench.Config) {
+		c.Mix = presbench.Mix{presbench.OpTrack: 3, presbench.OpUpdate: 5, presbench.OpUntrack: 2, presbench.OpList: 90}
+	},
+	"churn": func(c *presbench.Config) {
+		c.Mix = presbench.Mix{presbench.OpTrack: 45, presbench.OpUntrack: 45, presbench.OpList: 5, presbench.OpChanges: 5}
+	},
+	"hot-room": func(c *presbench.Config) {
+		// Every socket joins the hottest room sooner or later: it holds up
+		// to 512 members while the rest churn through the other rooms.
+		c.Capacity, c.Sockets, c.Topics, c.Dist, c.ZipfS = 8192, 512, 16, "zipf", 2
+		c.Mix = presbench.Mix{presbench.OpTrack: 10, presbench.OpUpdate: 30, presbench.OpUntrack: 5, presbench.OpList: 40, presbench.OpChanges: 10, presbench.OpCount: 5}
+	},
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{cfg: presbench.Config{
+		Target:   "engine",
+		Capacity: 4096,
+		Topics:   64,
+		Dist:     "uniform",
+		ZipfS:    1.2,
+		Sockets:  2048,
+		KeySize:  16,
+		MetaSize: 64,
+		Mix:      presbench.DefaultMix,
+		Workers:  runtime.GOMAXPROCS(0),
+		Duration: 10 * time.Second,
+		Seed:     1,
+		BufSize:  256 << 10,
+	}}
+	fs := flag.NewFlagSet("presbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := &o.cfg
+	preset := fs.String("preset", "default", "named workload: default, read-heavy, churn, hot-room (flags override it)")
+	fs.StringVar(&c.Target, "target", c.Target, "registry to run: engine or baseline (sync.RWMutex, maps, encoding/json)")
+	fs.BoolVar(&o.compare, "compare", false, "run the engine, then the baseline, on the same workload, and print the ratios")
+	fs.IntVar(&c.Capacity, "capacity", c.Capacity, "registry capacity (entries)")
+	fs.IntVar(&c.Shards, "shards", 0, "engine shards (a power of two; 0 for the engine's default)")
+	fs.IntVar(&c.Topics, "topics", c.Topics, "number of topics")
+	fs.StringVar(&c.Dist, "dist", c.Dist, "how operations spread over topics: uniform or zipf")
+	fs.Float64Var(&c.ZipfS, "zipf-s", c.ZipfS, "zipf exponent (> 1; larger makes the first topics hotter)")
+	fs.IntVar(&c.Sockets, "sockets", c.Sockets, "number of sockets, split between workers")
+	fs.IntVar(&c.KeySize, "key-size", c.KeySize, "bytes per key")
+	fs.IntVar(&c.MetaSize, "meta-size", c.MetaSize, "bytes per meta")
+	mix := fs.String("mix", "", "operation mix in percent, e.g. track=20,update=20,untrack=15,untrackall=5,list=20,diff=5,changes=10,count=5")
+	fs.IntVar(&c.Workers, "workers", c.Workers, "concurrent workers")
+	fs.DurationVar(&c.Duration, "duration", c.Duration, "how long to run (ignored when -ops is set)")
+	fs.Int64Var(&c.Ops, "ops", 0, "total operations to run instead of a duration")
+	fs.Uint64Var(&c.Seed, "seed", c.Seed, "random seed: the same flags and seed replay the same operations")
+	fs.BoolVar(&c.Verify, "verify", false, "check invariants while running; exit 1 on any violation")
+	fs.IntVar(&c.BufSize, "buf", c.BufSize, "bytes of each worker's List/Diff buffer")
+	fs.BoolVar(&o.json, "json", false, "write the report as JSON")
+	fs.StringVar(&o.cpuProf, "cpuprofile", "", "write a CPU profile to this file")
+	fs.StringVar(&o.memProf, "memprofile", "", "write a heap profile to this file")
+	fs.StringVar(&o.mutexProf, "mutexprofile", "", "write a mutex contention profile to this file")
+	fs.StringVar(&o.blockProf, "blockprofile", "", "write a blocking profile to this file")
+	fs.StringVar(&o.traceFile, "trace", "", "write an execution trace to this file")
+	fs.StringVar(&o.pprofAddr, "pprof", "", "serve net/http/pprof on this address while running (a bare :port binds loopback)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: presbench [flags]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	apply, ok := presets[*preset]
+	if !ok {
+		fs.Usage()
+		return nil, fmt.Errorf("unknown preset %q", *preset)
+	}
+	// Apply the preset, then put back what the flags set explicitly.
+	explicit := *c
+	apply(c)
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "capacity":
+			c.Capacity = explicit.Capacity
+		case "topics":
+			c.Topics = explicit.Topics
+		case "dist":
+			c.Dist = explicit.Dist
+		case "zipf-s":
+			c.ZipfS = explicit.ZipfS
+		case "sockets":
+			c.Sockets = explicit.Sockets
+		}
+	})
+	if *mix != "" {
+		m, err := presbench.ParseMix(*mix)
+		if err != nil {
+			fs.Usage()
+			return nil, err
+		}
+		c.Mix = m
+	}
+	if o.compare {
+		c.Target = "engine"
+	}
+	if err := c.Validate(); err != nil {
+		fs.Usage()
+		return nil, err
+	}
+	return o, nil
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "presbench:", err)
+		return 2
+	}
+	if err := profile(o, stderr, func() error { return bench(o, stdout, stderr) }); err != nil {
+		fmt.Fprintln(stderr, "presbench:", err)
+		return 1
+	}
+	return 0
+}
+
+var errViolation = errors.New("verify found violations")
+
+// bench runs the workload (twice with -compare) and writes the report.
+func bench(o *options, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	targets := []string{o.cfg.Target}
+	if o.compare {
+		targets = []string{"engine", "baseline"}
+	}
+	var results []*presbench.Result
+	for _, name := range targets {
+		cfg := o.cfg
+		cfg.Target = name
+		t, err := presbench.NewTarget(&cfg)
+		if err != nil {
+			return err
+		}
+		res, err := presbench.Run(ctx, cfg, t, progressLine(stderr, name))
+		if err != nil {
+			return err
+		}
+		results = append(results, res)
+		if !o.json {
+			if err := presbench.WriteTable(stdout, res); err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if o.json {
+		if err := presbench.WriteJSON(stdout, results...); err != nil {
+			return err
+		}
+	} else if len(results) == 2 {
+		if err := presbench.WriteRatios(stdout, results[0], results[1]); err != nil {
+			return err
+		}
+	}
+	for _, r := range results {
+		if len(r.Violations) > 0 {
+			for _, v := range r.Violations {
+				fmt.Fprintf(stderr, "presbench: %s: %s\n", r.Target, v)
+			}
+			return errViolation
+		}
+	}
+	return nil
+}
+
+// progressLine returns a Progress that rewrites one line on stderr, or nil
+// when stderr is not a terminal.
+func progressLine(stderr io.Writer, target string) presbench.Progress {
+	f, ok := stderr.(*os.File)
+	if !ok {
+		return nil
+	}
+	if st, err := f.Stat(); err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		return nil
+	}
+	return func(elapsed time.Duration, ops int64) {
+		fmt.Fprintf(stderr, "\r%s: %s, %d ops, %.0f ops/s   ", target, elapsed.Round(time.Second), ops, float64(ops)/elapsed.Seconds())
+		if elapsed < 0 {
+			fmt.Fprintln(stderr)
+		}
+	}
+}
+
+// profile runs fn with the profiles and pprof server that o asks for.
+func profile(o *options, stderr io.Writer, fn func() error) (err error) {
+	if o.pprofAddr != "" {
+		addr := o.pprofAddr
+		if host, port, e := net.SplitHostPort(addr); e == nil && host == "" {
+			addr = net.JoinHostPort("127.0.0.1", port)
+		}
+		ln, e := net.Listen("tcp", addr)
+		if e != nil {
+			return fmt.Errorf("pprof: %w", e)
+		}
+		srv := &http.Server{Handler: http.DefaultServeMux, ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+		fmt.Fprintf(stderr, "presbench: pprof on http://%s/debug/pprof/\n", ln.Addr())
+	}
+	if o.mutexProf != "" {
+		runtime.SetMutexProfileFraction(1)
+		defer func() { err = errors.Join(err, writeProfile("mutex", o.mutexProf)) }()
+	}
+	if o.blockProf != "" {
+		runtime.SetBlockProfileRate(1)
+		defer func() { err = errors.Join(err, writeProfile("block", o.blockProf)) }()
+	}
+	if o.memProf != "" {
+		defer func() { err = errors.Join(err, writeProfile("allocs", o.memProf)) }()
+	}
+	if o.cpuProf != "" {
+		f, e := os.Create(o.cpuProf)
+		if e != nil {
+			return e
+		}
+		defer f.Close()
+		if e := pprof.StartCPUProfile(f); e != nil {
+			return e
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if o.traceFile != "" {
+		f, e := os.Create(o.traceFile)
+		if e != nil {
+			return e
+		}
+		defer f.Close()
+		if e := trace.Start(f); e != nil {
+			return e
+		}
+		defer trace.Stop()
+	}
+	return fn()
+}
+
+func writeProfile(name, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return pprof.Lookup(name).WriteTo(f, 0)
+}

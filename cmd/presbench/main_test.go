@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/presencekit/presence/internal/presbench"
+)
+
+func TestParseFlagsDefaults(t *testing.T) {
+	o, err := parseFlags(nil, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := o.cfg
+	if c.Target != "engine" || c.Duration != 10*time.Second || c.Mix != presbench.DefaultMix || c.Workers < 1 {
+		t.Fatalf("defaults: %+v", c)
+	}
+	for op, p := range c.Mix {
+		if p == 0 {
+			t.Errorf("default mix skips %s", presbench.Op(op))
+		}
+	}
+}
+
+func TestParseFlagsPresetsAndOverrides(t *testing.T) {
+	o, err := parseFlags([]string{"-preset", "hot-room", "-topics", "4", "-mix", "list=60,update=40", "-seed", "9", "-ops", "100"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := o.cfg
+	if c.Dist != "zipf" || c.Topics != 4 || c.Mix[presbench.OpList] != 60 || c.Seed != 9 || c.Ops != 100 {
+		t.Fatalf("hot-room with overrides: %+v", c)
+	}
+	o, _ = parseFlags([]string{"-preset", "churn"}, &bytes.Buffer{})
+	if o.cfg.Mix[presbench.OpTrack] != 45 || o.cfg.Mix[presbench.OpUntrack] != 45 {
+		t.Fatalf("churn mix: %v", o.cfg.Mix)
+	}
+	o, _ = parseFlags([]string{"-preset", "read-heavy"}, &bytes.Buffer{})
+	if o.cfg.Mix[presbench.OpList] != 90 {
+		t.Fatalf("read-heavy mix: %v", o.cfg.Mix)
+	}
+}
+
+func TestBadFlagsExitTwoWithUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"-no-such-flag"},
+		{"-mix", "track=50,list=40"},
+		{"-mix", "fly=100"},
+		{"-key-size", "-5"},
+		{"-meta-size", "-1"},
+		{"-capacity", "-1"},
+		{"-workers", "0"},
+		{"-duration", "0s"},
+		{"-target", "redis"},
+		{"-preset", "nope"},
+		{"-dist", "zipf", "-zipf-s", "0.5"},
+		{"extra-arg"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := run(args, &out, &errOut); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+		if !strings.Contains(errOut.String(), "usage: presbench") || !strings.Contains(errOut.String(), "presbench:") {
+			t.Errorf("%v: stderr lacks usage and error:\n%s", args, errOut.String())
+		}
+	}
+}
+
+// TestEndToEnd runs the command for about a second, with profiles.
+func TestEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	cpu, trace := filepath.Join(dir, "cpu.out"), filepath.Join(dir, "trace.out")
+	var out, errOut bytes.Buffer
+	args := []string{"-duration", "400ms", "-compare", "-verify", "-cpuprofile", cpu, "-trace", trace, "-pprof", "127.0.0.1:0"}
+	if code := run(args, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errOut.String())
+	}
+	for _, want := range []string{"target engine", "target baseline", "verify: ok", "engine vs baseline"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	for _, f := range []string{cpu, trace} {
+		if st, err := os.Stat(f); err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+
+	out.Reset()
+	if code := run([]string{"-ops", "5000", "-json", "-preset", "churn"}, &out, &errOut); code != 0 {
+		t.Fatalf("json run: exit %d: %s", code, errOut.String())
+	}
+	var rep struct {
+		Runs []struct {
+			TotalOps int64 `json:"total_ops"`
+		}
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || len(rep.Runs) != 1 || rep.Runs[0].TotalOps != 5000 {
+		t.Fatalf("json report %s: %v", out.String(), err)
+	}
+}
