@@ -233,6 +233,7 @@ func BenchmarkParallelTrackUpdate(b *testing.B) {
 			metas := [2][]byte{benchMeta(1), benchMeta(2)}
 			var next atomic.Uint64
 			b.ReportAllocs()
+			b.ResetTimer() // New's up-front allocation is not per operation
 			b.RunParallel(func(pb *testing.PB) {
 				// Each goroutine picks rooms at random: walking the same
 				// sequence would lock-step goroutines onto one shard.
@@ -258,6 +259,7 @@ func BenchmarkParallelList128(b *testing.B) {
 			r := im.new()
 			fill(b, r, "room", 128)
 			b.ReportAllocs()
+			b.ResetTimer() // New's up-front allocation is not per operation
 			b.RunParallel(func(pb *testing.PB) {
 				buf := r.AppendList(nil, "room")
 				for pb.Next() {
@@ -288,6 +290,7 @@ func BenchmarkParallelReadHeavy(b *testing.B) {
 			}
 			var next atomic.Uint64
 			b.ReportAllocs()
+			b.ResetTimer() // New's up-front allocation is not per operation
 			b.RunParallel(func(pb *testing.PB) {
 				rng := rand.New(rand.NewPCG(next.Add(1), 9))
 				buf := make([]byte, 0, 8192)
