@@ -10,3 +10,13 @@ go test -count=1 ./...
 go test -count=1 -tags presence_atomic ./shard/... ./engine/...
 # The peer comparison module: its adapters must agree with the engine.
 (cd bench/peers && go vet ./... && go test -count=1 ./...)
+
+# End to end: the official phoenix client (npm) on Node, and the chat demo in
+# headless Chromium driven by playwright-core. Installs what is missing.
+if ! command -v chromium >/dev/null 2>&1 && [ -z "${CHROMIUM:-}" ]; then
+	sudo=""
+	[ "$(id -u)" -ne 0 ] && sudo="sudo"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
+(cd e2e && npm ci --no-audit --no-fund && npm test)

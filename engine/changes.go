@@ -58,16 +58,20 @@ type Changes struct {
 
 // ChangesSince fills dst with topic's joins and leaves after cursor since.
 func (e *Engine) ChangesSince(dst *Changes, topic string, since Cursor) {
+	e.ChangesBetween(dst, topic, since, ^Cursor(0))
+}
+
+// ChangesBetween is ChangesSince that stops at cursor until (or at the
+// latest change, if until is later), so that a caller can bring a diff up
+// to exactly the cursor of a Snapshot it took. dst.Next is the cursor the
+// changes end at; with dst.Full it is the full sync's cursor instead.
+func (e *Engine) ChangesBetween(dst *Changes, topic string, since, until Cursor) {
 	var w jsonwriter.Writer
 	w.Reset(dst.buf[:0], jsonwriter.Unbounded)
 	dst.Joins, dst.Leaves, dst.Full = dst.Joins[:0], dst.Leaves[:0], false
-	if e.checkTopic(topic) != nil {
-		dst.buf, dst.Next = w.Bytes(), since
-		return
-	}
 	hash := e.pool.HashTopic(topic)
 	sh := e.pool.ShardFor(hash)
-	upto := sh.Head()
+	upto := min(sh.Head(), uint64(until))
 	if _, ok := sh.AppendChanges(&w, shard.Records, topic, hash, uint64(since), upto, shard.KindJoin|shard.KindLeave); ok {
 		dst.Next = Cursor(upto)
 	} else {
@@ -105,10 +109,6 @@ func parseRecords(joins []Entry, leaves *[]Entry, b []byte) []Entry {
 func (e *Engine) AppendChanges(dst []byte, topic string, since Cursor) (out []byte, next Cursor, full bool) {
 	var w jsonwriter.Writer
 	w.Reset(dst, jsonwriter.Unbounded)
-	if e.checkTopic(topic) != nil {
-		w.RawString(`{"joins":[],"leaves":[]}`)
-		return w.Bytes(), since, false
-	}
 	hash := e.pool.HashTopic(topic)
 	sh := e.pool.ShardFor(hash)
 	upto := sh.Head()

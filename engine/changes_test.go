@@ -234,3 +234,21 @@ func TestApplyingChangesReproducesList(t *testing.T) {
 		}
 	}
 }
+
+func TestChangesBetweenStopsAtCursor(t *testing.T) {
+	e := mustNew(t, Config{})
+	var a, b Snapshot
+	e.Snapshot(&a, "room")
+	mustTrack(t, e, 1, "room", "alice", `{}`)
+	e.Snapshot(&b, "room")
+	e.Untrack(1, "room") // after b: not in the range
+	var c Changes
+	e.ChangesBetween(&c, "room", a.Cursor, b.Cursor)
+	if c.Full || c.Next != b.Cursor || !slices.Equal(keys(c.Joins), []string{`alice={}`}) || len(c.Leaves) != 0 {
+		t.Fatalf("between a and b: %+v", c)
+	}
+	e.ChangesBetween(&c, "room", b.Cursor, 1<<60) // a later bound stops at the latest change
+	if c.Full || len(c.Joins) != 0 || !slices.Equal(keys(c.Leaves), []string{`alice={}`}) {
+		t.Fatalf("after b: %+v", c)
+	}
+}

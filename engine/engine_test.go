@@ -531,3 +531,18 @@ func TestOutputIsValidJSONForEveryAcceptedInput(t *testing.T) {
 		}
 	}
 }
+
+func TestReadsOfTopicsTrackRefusesFindNothing(t *testing.T) {
+	e := mustNew(t, Config{MaxTopicLen: 8})
+	mustTrack(t, e, 1, "12345678", "k", `{}`)
+	for _, topic := range []string{"", "\xff", "123456789", strings.Repeat("1", 1000), "1234567\xff"} {
+		if e.Count(topic) != 0 || string(e.AppendList(nil, topic)) != "[]" {
+			t.Fatalf("read of %q found entries", topic)
+		}
+		var c Changes
+		e.ChangesSince(&c, topic, 0)
+		if len(c.Joins)+len(c.Leaves) != 0 {
+			t.Fatalf("changes of %q: %+v", topic, c)
+		}
+	}
+}

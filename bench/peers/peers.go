@@ -58,8 +58,10 @@ type engineReg struct{ e *engine.Engine }
 func (r engineReg) Track(s uint64, topic, key string, meta []byte) error {
 	return r.e.Track(engine.SocketID(s), topic, key, meta)
 }
-func (r engineReg) Untrack(s uint64, topic string) bool { return r.e.Untrack(engine.SocketID(s), topic) }
-func (r engineReg) UntrackAll(s uint64) int             { return r.e.UntrackAll(engine.SocketID(s)) }
+func (r engineReg) Untrack(s uint64, topic string) bool {
+	return r.e.Untrack(engine.SocketID(s), topic)
+}
+func (r engineReg) UntrackAll(s uint64) int { return r.e.UntrackAll(engine.SocketID(s)) }
 func (r engineReg) AppendList(dst []byte, topic string) []byte {
 	return r.e.AppendList(dst, topic)
 }

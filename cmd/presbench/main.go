@@ -49,7 +49,7 @@ type options struct {
 var presets = map[string]func(*presbench.Config){
 	"default": func(*presbench.Config) {},
 	"read-heavy": func(c *presbench.Config) {
-		c.Mix = presbench.Mix{presbench.OpTrack: 3, presbench.OpUpdate: 5, presbench.OpUntrack: 2, presbench.OpList: 90}
+		c.Mix = presbench.Mix{presbench.OpTrack: 2, presbench.OpUpdate: 6, presbench.OpUntrack: 2, presbench.OpList: 90}
 	},
 	"churn": func(c *presbench.Config) {
 		c.Mix = presbench.Mix{presbench.OpTrack: 45, presbench.OpUntrack: 45, presbench.OpList: 5, presbench.OpChanges: 5}
@@ -57,7 +57,7 @@ var presets = map[string]func(*presbench.Config){
 	"hot-room": func(c *presbench.Config) {
 		// Every socket joins the hottest room sooner or later: it holds up
 		// to 512 members while the rest churn through the other rooms.
-		c.Capacity, c.Sockets, c.Topics, c.Dist, c.ZipfS = 8192, 512, 16, "zipf", 2
+		c.Capacity, c.Sockets, c.Topics, c.Dist, c.ZipfS, c.Prefill = 8192, 512, 16, "zipf", 2, 0.25
 		c.Mix = presbench.Mix{presbench.OpTrack: 10, presbench.OpUpdate: 30, presbench.OpUntrack: 5, presbench.OpList: 40, presbench.OpChanges: 10, presbench.OpCount: 5}
 	},
 }
@@ -76,6 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		Workers:  runtime.GOMAXPROCS(0),
 		Duration: 10 * time.Second,
 		Seed:     1,
+		Prefill:  0.5,
 		BufSize:  256 << 10,
 	}}
 	fs := flag.NewFlagSet("presbench", flag.ContinueOnError)
@@ -97,6 +98,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&c.Duration, "duration", c.Duration, "how long to run (ignored when -ops is set)")
 	fs.Int64Var(&c.Ops, "ops", 0, "total operations to run instead of a duration")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "random seed: the same flags and seed replay the same operations")
+	fs.Float64Var(&c.Prefill, "prefill", c.Prefill, "fraction of capacity to track, unmeasured, before the run")
 	fs.BoolVar(&c.Verify, "verify", false, "check invariants while running; exit 1 on any violation")
 	fs.IntVar(&c.BufSize, "buf", c.BufSize, "bytes of each worker's List/Diff buffer")
 	fs.BoolVar(&o.json, "json", false, "write the report as JSON")
@@ -137,6 +139,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 			c.ZipfS = explicit.ZipfS
 		case "sockets":
 			c.Sockets = explicit.Sockets
+		case "prefill":
+			c.Prefill = explicit.Prefill
 		}
 	})
 	if *mix != "" {

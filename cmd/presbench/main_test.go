@@ -60,6 +60,7 @@ func TestBadFlagsExitTwoWithUsage(t *testing.T) {
 		{"-target", "redis"},
 		{"-preset", "nope"},
 		{"-dist", "zipf", "-zipf-s", "0.5"},
+		{"-prefill", "2"},
 		{"extra-arg"},
 	} {
 		var out, errOut bytes.Buffer

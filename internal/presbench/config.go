@@ -95,6 +95,7 @@ type Config struct {
 	Duration time.Duration // run until this much time has passed...
 	Ops      int64         // ...or until this many operations, if > 0
 	Seed     uint64
+	Prefill  float64 // fraction of Capacity tracked before measuring starts
 	Verify   bool
 	BufSize  int // bytes of each worker's List and Diff buffer
 }
@@ -126,6 +127,8 @@ func (c *Config) Validate() error {
 		return errors.New("give a positive duration or ops")
 	case c.Ops < 0:
 		return errors.New("ops must not be negative")
+	case c.Prefill < 0 || c.Prefill > 1:
+		return errors.New("prefill must be between 0 and 1")
 	case c.BufSize <= 0:
 		return errors.New("buffer size must be positive")
 	case c.Verify && int64(c.Sockets)*int64(c.Topics) > 1<<24:

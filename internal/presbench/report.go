@@ -15,7 +15,7 @@ func WriteTable(w io.Writer, r *Result) error {
 	c := r.Config
 	fmt.Fprintf(w, "target %s: %d workers, %s, capacity %d, %d topics (%s), %d sockets, key %dB, meta %dB\n",
 		r.Target, c.Workers, runLength(c), c.Capacity, c.Topics, distName(c), c.Sockets, c.KeySize, c.MetaSize)
-	fmt.Fprintf(w, "mix %s, seed %d\n", c.Mix, c.Seed)
+	fmt.Fprintf(w, "mix %s, seed %d, prefill %g\n", c.Mix, c.Seed, c.Prefill)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "op\tops\tops/s\tp50\tp90\tp99\tp99.9\tmax\tfailures\t")
 	for _, o := range r.Ops {
@@ -94,6 +94,7 @@ type jsonRun struct {
 	MetaSize    int      `json:"meta_size"`
 	Mix         string   `json:"mix"`
 	Seed        uint64   `json:"seed"`
+	Prefill     float64  `json:"prefill"`
 	ElapsedS    float64  `json:"elapsed_s"`
 	TotalOps    int64    `json:"total_ops"`
 	OpsPerS     float64  `json:"ops_per_s"`
@@ -134,7 +135,7 @@ func WriteJSON(w io.Writer, runs ...*Result) error {
 		jr := jsonRun{
 			Target: r.Target, Workers: c.Workers, Capacity: c.Capacity, Shards: c.Shards, Topics: c.Topics,
 			Dist: distName(c), Sockets: c.Sockets, KeySize: c.KeySize, MetaSize: c.MetaSize, Mix: c.Mix.String(),
-			Seed: c.Seed, ElapsedS: r.Elapsed.Seconds(), TotalOps: r.TotalOps,
+			Seed: c.Seed, Prefill: c.Prefill, ElapsedS: r.Elapsed.Seconds(), TotalOps: r.TotalOps,
 			OpsPerS: float64(r.TotalOps) / r.Elapsed.Seconds(), ReadRetries: r.ReadRetries, Len: r.Len, MaxTopic: r.MaxTopic, Interrupted: r.Interrupted,
 			Ops: []jsonOp{},
 		}

@@ -55,7 +55,7 @@ type worker struct {
 	fails    [numOps][4]int64
 	done     atomic.Int64 // operations so far, published every 64
 	cursors  []uint64     // incremental diff cursor per topic
-	keys     []string // key of each of this worker's sockets, from sockLo
+	keys     []string     // key of each of this worker's sockets, from sockLo
 	meta     []byte
 	buf      []byte
 	topics   []string
@@ -96,6 +96,24 @@ func Run(ctx context.Context, cfg Config, t Target, progress Progress) (*Result,
 		}
 		workers[i] = w
 	}
+
+	// Prefill, unmeasured, so that reads start on populated topics.
+	var prefill errgroup.Group
+	for i, w := range workers {
+		n := int(cfg.Prefill*float64(cfg.Capacity)) / cfg.Workers
+		if i == 0 {
+			n += int(cfg.Prefill*float64(cfg.Capacity)) % cfg.Workers
+		}
+		prefill.Go(func() error {
+			for range n {
+				w.do(&cfg, t, w.gen.step(OpTrack))
+			}
+			w.hist[OpTrack].Reset()
+			w.fails[OpTrack] = [4]int64{}
+			return nil
+		})
+	}
+	prefill.Wait()
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -92,6 +92,10 @@ func (g *generator) next() step {
 	for op < numOps-1 && r >= g.cumul[op] {
 		op++
 	}
+	return g.step(op)
+}
+
+func (g *generator) step(op Op) step {
 	switch op {
 	case OpTrack:
 		p := pair{g.socket(), g.topic()}

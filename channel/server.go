@@ -1,0 +1,308 @@
+// Package channel serves Phoenix Channels (serializer v2) over WebSocket,
+// with presence tracked in an engine.Engine and cleaned up automatically.
+//
+// Mount a Server on net/http at /socket/websocket; the official phoenix
+// JavaScript client and this package's own client (ClientScript) connect to
+// it. A join tracks, a leave or a dropped connection untracks, and everyone
+// in the topic receives presence_diff events, coalesced per topic over
+// Config.PresenceWindow.
+//
+// # Concurrency
+//
+// Each connection has one goroutine that reads and dispatches its messages
+// in order, so one socket's callbacks never run concurrently with each
+// other; different sockets' callbacks do. Socket methods may be called from
+// any goroutine. Outbound messages go through a bounded queue per socket
+// drained by a writer goroutine: a socket whose queue is full is
+// disconnected, and never slows down a broadcast.
+package channel
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/presencekit/presence/engine"
+)
+
+// Config configures a Server. Presence and Channels are required.
+type Config struct {
+	Presence *engine.Engine
+	Channels []Channel
+
+	// Connect authenticates a connection from its URL parameters (vsn
+	// removed) and returns the socket's initial assigns; an error rejects
+	// the connection with 403 Forbidden.
+	Connect func(r *http.Request, params url.Values) (map[string]any, error)
+
+	// OriginPatterns lists the hosts, besides the request's own, that may
+	// open connections from a browser (see websocket.AcceptOptions).
+	OriginPatterns []string
+
+	HeartbeatTimeout   time.Duration // no message for this long closes the socket; 0 means 60 s
+	PresenceWindow     time.Duration // presence changes are coalesced for this long; 0 means 50 ms
+	QueueSize          int           // outbound messages queued per socket; 0 means 256
+	MaxFrameBytes      int64         // largest inbound frame; 0 means 64 KiB
+	MaxTopicsPerSocket int           // topics one socket may join; 0 means 100
+	WriteTimeout       time.Duration // per outbound message; 0 means 10 s
+	Logger             *slog.Logger  // nil means slog.Default()
+}
+
+// Channel defines the topics that match Topic and what happens in them.
+type Channel struct {
+	// Topic is a pattern: "chat:*" matches every topic that starts with
+	// "chat:"; any other pattern matches exactly.
+	Topic string
+	// Join admits a socket, and may track its presence. A non-nil error
+	// rejects the join with the error's text as reason; presence the
+	// socket tracked in the topic during Join is then removed. The reply
+	// is sent to the client as the join response (nil means {}).
+	Join func(s *Socket, topic string, params json.RawMessage) (reply any, err error)
+	// Leave runs when a joined socket leaves the topic, by phx_leave or
+	// by closing; its presence is already gone.
+	Leave func(s *Socket, topic string)
+	// Handlers answer client events by name.
+	Handlers map[string]Handler
+}
+
+// Handler answers one event. Its reply goes back to the client's ref with
+// status ok; an error goes back with status error and the error's text as
+// reason; returning NoReply sends nothing.
+type Handler func(s *Socket, topic string, payload json.RawMessage) (reply any, err error)
+
+type noReply struct{}
+
+// NoReply, returned by a Handler, sends no reply.
+var NoReply any = noReply{}
+
+func (c *Channel) matches(topic string) bool {
+	if prefix, ok := strings.CutSuffix(c.Topic, "*"); ok {
+		return strings.HasPrefix(topic, prefix)
+	}
+	return c.Topic == topic
+}
+
+// Stats are the Server's counters.
+type Stats struct {
+	Sockets        int64 // open now
+	Connects       int64 // accepted since start
+	Rejected       int64 // connections refused by Connect or the origin check
+	Joins          int64 // successful joins
+	JoinsRejected  int64
+	Leaves         int64 // by phx_leave or close
+	Pushes         int64 // messages queued to sockets
+	Drops          int64 // sockets disconnected for a full queue
+	PresenceDiffs  int64 // presence_diff broadcasts
+	PresenceStates int64 // presence_state pushes
+	ErrorReplies   int64 // error replies sent
+	BadFrames      int64 // frames that were not Phoenix messages
+}
+
+type counters struct {
+	sockets, connects, rejected, joins, joinsRejected, leaves, pushes,
+	drops, presenceDiffs, presenceStates, errorReplies, badFrames atomic.Int64
+}
+
+// Server is a Phoenix Channels endpoint. Create it with NewServer.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	ids    atomic.Uint64
+	stats  counters
+	ctx    context.Context // ends at Shutdown
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	sockets map[*Socket]struct{}
+	topics  map[string]*topicState
+	closing bool
+	wg      sync.WaitGroup // connection goroutines
+}
+
+// Errors.
+var (
+	ErrNotJoined     = errors.New("channel: socket has not joined the topic")
+	ErrReservedMeta  = errors.New("channel: meta may not hold phx_ref or phx_ref_prev")
+	ErrSocketClosed  = errors.New("channel: socket is closed")
+	ErrServerClosing = errors.New("channel: server is shutting down")
+)
+
+// NewServer validates cfg and returns a Server.
+func NewServer(cfg Config) (*Server, error) {
+	if cfg.Presence == nil {
+		return nil, errors.New("channel: Config.Presence is required")
+	}
+	for _, c := range cfg.Channels {
+		if c.Topic == "" || c.Join == nil {
+			return nil, errors.New("channel: every Channel needs a Topic and a Join")
+		}
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.HeartbeatTimeout, 60*time.Second)
+	def(&cfg.PresenceWindow, 50*time.Millisecond)
+	def(&cfg.WriteTimeout, 10*time.Second)
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 256
+	}
+	if cfg.MaxFrameBytes <= 0 {
+		cfg.MaxFrameBytes = 64 << 10
+	}
+	if cfg.MaxTopicsPerSocket <= 0 {
+		cfg.MaxTopicsPerSocket = 100
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, sockets: map[*Socket]struct{}{}, topics: map[string]*topicState{}}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Presence returns the engine the Server tracks presence in.
+func (s *Server) Presence() *engine.Engine { return s.cfg.Presence }
+
+// Stats returns the Server's counters.
+func (s *Server) Stats() Stats {
+	c := &s.stats
+	return Stats{
+		Sockets: c.sockets.Load(), Connects: c.connects.Load(), Rejected: c.rejected.Load(),
+		Joins: c.joins.Load(), JoinsRejected: c.joinsRejected.Load(), Leaves: c.leaves.Load(),
+		Pushes: c.pushes.Load(), Drops: c.drops.Load(), PresenceDiffs: c.presenceDiffs.Load(),
+		PresenceStates: c.presenceStates.Load(), ErrorReplies: c.errorReplies.Load(), BadFrames: c.badFrames.Load(),
+	}
+}
+
+// ServeHTTP upgrades a request to a WebSocket connection and serves it
+// until it closes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	params := r.URL.Query()
+	if vsn := params.Get("vsn"); vsn != "" && !strings.HasPrefix(vsn, "2.") {
+		s.stats.rejected.Add(1)
+		http.Error(w, "unsupported serializer version "+vsn+"; want 2.0.0", http.StatusBadRequest)
+		return
+	}
+	params.Del("vsn")
+	var assigns map[string]any
+	if s.cfg.Connect != nil {
+		var err error
+		if assigns, err = s.cfg.Connect(r, params); err != nil {
+			s.stats.rejected.Add(1)
+			http.Error(w, "connection refused", http.StatusForbidden)
+			return
+		}
+	}
+	s.mu.Lock()
+	closing := s.closing
+	if !closing {
+		s.wg.Add(1)
+	}
+	s.mu.Unlock()
+	if closing {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	defer s.wg.Done()
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.OriginPatterns})
+	if err != nil {
+		s.stats.rejected.Add(1)
+		return // Accept wrote the response
+	}
+	conn.SetReadLimit(s.cfg.MaxFrameBytes)
+	sock := newSocket(s, conn, params, assigns)
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		conn.Close(websocket.StatusGoingAway, "server shutdown")
+		return
+	}
+	s.sockets[sock] = struct{}{}
+	s.mu.Unlock()
+	s.stats.connects.Add(1)
+	s.stats.sockets.Add(1)
+	sock.serve()
+}
+
+// Shutdown closes every connection with a close frame (status 1001), waits
+// for their cleanup, and refuses new ones. When ctx ends first, the
+// remaining connections are dropped.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	socks := make([]*Socket, 0, len(s.sockets))
+	for sock := range s.sockets {
+		socks = append(socks, sock)
+	}
+	s.mu.Unlock()
+	for _, sock := range socks {
+		go sock.closeWith(websocket.StatusGoingAway, "server shutdown")
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		for _, sock := range socks {
+			sock.conn.CloseNow()
+		}
+		<-done
+	}
+	s.cancel()
+	// Flush what is left of the coalesced presence, for nobody: the
+	// timers then have nothing to do.
+	return err
+}
+
+// Broadcast sends an event to every socket that joined topic.
+func (s *Server) Broadcast(topic, event string, payload any) error {
+	b, err := encodePayload(payload)
+	if err != nil {
+		return err
+	}
+	s.broadcast(topic, event, b, nil)
+	return nil
+}
+
+func (s *Server) channelFor(topic string) *Channel {
+	for i := range s.cfg.Channels {
+		if s.cfg.Channels[i].matches(topic) {
+			return &s.cfg.Channels[i]
+		}
+	}
+	return nil
+}
+
+// encodePayload turns a reply or push payload into JSON.
+func encodePayload(v any) ([]byte, error) {
+	switch p := v.(type) {
+	case nil:
+		return []byte("{}"), nil
+	case json.RawMessage:
+		if !json.Valid(p) {
+			return nil, errors.New("channel: payload is not valid JSON")
+		}
+		return p, nil
+	case []byte:
+		if !json.Valid(p) {
+			return nil, errors.New("channel: payload is not valid JSON")
+		}
+		return p, nil
+	}
+	return json.Marshal(v)
+}

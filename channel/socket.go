@@ -1,0 +1,485 @@
+package channel
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/presencekit/presence/engine"
+)
+
+// Socket is one client connection.
+type Socket struct {
+	srv    *Server
+	id     engine.SocketID
+	conn   *websocket.Conn
+	params url.Values
+	out    chan []byte
+	done   chan struct{} // closed when the socket closes
+	once   sync.Once
+
+	mu      sync.Mutex
+	assigns map[string]any
+	joined  map[string]Ref // topic -> join_ref
+	// While a Join callback runs, its topic and the pushes it made, sent
+	// after the join reply.
+	joining     string
+	joinRef     Ref
+	pending     [][]byte
+	wantsState  bool
+	closeReason string
+}
+
+func newSocket(srv *Server, conn *websocket.Conn, params url.Values, assigns map[string]any) *Socket {
+	if assigns == nil {
+		assigns = map[string]any{}
+	}
+	return &Socket{
+		srv:     srv,
+		id:      engine.SocketID(srv.ids.Add(1)),
+		conn:    conn,
+		params:  params,
+		out:     make(chan []byte, srv.cfg.QueueSize),
+		done:    make(chan struct{}),
+		assigns: assigns,
+		joined:  map[string]Ref{},
+	}
+}
+
+// Server returns the Server the socket belongs to.
+func (s *Socket) Server() *Server { return s.srv }
+
+// ID returns the socket's id in the presence engine.
+func (s *Socket) ID() engine.SocketID { return s.id }
+
+// Params returns the connection's URL parameters.
+func (s *Socket) Params() url.Values { return s.params }
+
+// Assign stores a value on the socket.
+func (s *Socket) Assign(key string, value any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.assigns[key] = value
+}
+
+// Get returns a value stored with Assign or by Config.Connect.
+func (s *Socket) Get(key string) (any, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.assigns[key]
+	return v, ok
+}
+
+// Topics returns the topics the socket has joined.
+func (s *Socket) Topics() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.joined))
+	for t := range s.joined {
+		out = append(out, t)
+	}
+	return out
+}
+
+func (s *Socket) member(topic string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.joined[topic]
+	return ok || s.joining == topic
+}
+
+// Track records the socket's presence in a topic it joined (or is
+// joining), under key with meta; everyone in the topic learns of it in the
+// next presence_diff. Errors are the engine's, ErrNotJoined and
+// ErrReservedMeta.
+func (s *Socket) Track(topic, key string, meta []byte) error {
+	if !s.member(topic) {
+		return ErrNotJoined
+	}
+	if bytes.Contains(meta, []byte(`"phx_ref`)) {
+		return ErrReservedMeta
+	}
+	out, _, err := s.srv.cfg.Presence.TrackRef(s.id, topic, key, meta)
+	if err != nil {
+		return err
+	}
+	if out != engine.Unchanged {
+		s.srv.presenceChanged(topic)
+	}
+	return nil
+}
+
+// Untrack removes the socket's presence from topic.
+func (s *Socket) Untrack(topic string) bool {
+	if !s.srv.cfg.Presence.Untrack(s.id, topic) {
+		return false
+	}
+	s.srv.presenceChanged(topic)
+	return true
+}
+
+// Push sends an event to this socket on topic.
+func (s *Socket) Push(topic, event string, payload any) error {
+	b, err := encodePayload(payload)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	joinRef, ok := s.joined[topic]
+	if s.joining == topic {
+		s.pending = append(s.pending, AppendFrame(nil, s.joinRef, Ref{}, topic, event, b))
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	if !ok {
+		return ErrNotJoined
+	}
+	s.enqueue(AppendFrame(nil, joinRef, Ref{}, topic, event, b))
+	return nil
+}
+
+// PushPresenceState sends the topic's presence to this socket as a
+// presence_state event, consistent with the presence_diff events that
+// follow it.
+func (s *Socket) PushPresenceState(topic string) error {
+	s.mu.Lock()
+	if s.joining == topic {
+		s.wantsState = true
+		s.mu.Unlock()
+		return nil
+	}
+	joinRef, ok := s.joined[topic]
+	s.mu.Unlock()
+	if !ok {
+		return ErrNotJoined
+	}
+	s.srv.subscribe(topic, s, joinRef, true)
+	return nil
+}
+
+// Broadcast sends an event to every socket in topic, this one included.
+func (s *Socket) Broadcast(topic, event string, payload any) error {
+	return s.srv.Broadcast(topic, event, payload)
+}
+
+// BroadcastFrom sends an event to every socket in topic but this one.
+func (s *Socket) BroadcastFrom(topic, event string, payload any) error {
+	b, err := encodePayload(payload)
+	if err != nil {
+		return err
+	}
+	s.srv.broadcast(topic, event, b, s)
+	return nil
+}
+
+// Close closes the connection with a close frame.
+func (s *Socket) Close() { s.closeWith(websocket.StatusNormalClosure, "") }
+
+// enqueue queues a frame without blocking; a full queue disconnects the
+// socket, so that one slow client never holds up the others.
+func (s *Socket) enqueue(frame []byte) bool {
+	select {
+	case <-s.done:
+		return false
+	default:
+	}
+	select {
+	case s.out <- frame:
+		s.srv.stats.pushes.Add(1)
+		return true
+	default:
+		s.srv.stats.drops.Add(1)
+		s.drop("slow consumer")
+		return false
+	}
+}
+
+// drop ends the connection at once, without a close handshake.
+func (s *Socket) drop(reason string) {
+	s.once.Do(func() {
+		s.mu.Lock()
+		s.closeReason = reason
+		s.mu.Unlock()
+		close(s.done)
+		s.conn.CloseNow()
+	})
+}
+
+func (s *Socket) closeWith(code websocket.StatusCode, reason string) {
+	s.once.Do(func() {
+		s.mu.Lock()
+		s.closeReason = reason
+		s.mu.Unlock()
+		close(s.done)
+		s.conn.Close(code, reason)
+	})
+}
+
+// serve runs the connection: a writer goroutine drains the queue while this
+// goroutine reads and dispatches frames, then cleans up.
+func (s *Socket) serve() {
+	srv := s.srv
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		s.write()
+	}()
+	defer func() {
+		s.drop("")
+		<-writerDone
+		s.cleanup()
+	}()
+	// A socket that sends nothing, heartbeats included, for the timeout is
+	// closed with a close frame; the Read below then returns.
+	idle := time.AfterFunc(srv.cfg.HeartbeatTimeout, func() {
+		s.closeWith(websocket.StatusPolicyViolation, "heartbeat timeout")
+	})
+	defer idle.Stop()
+	for {
+		typ, data, err := s.conn.Read(srv.ctx)
+		if err != nil {
+			return
+		}
+		idle.Reset(srv.cfg.HeartbeatTimeout)
+		if typ != websocket.MessageText {
+			srv.stats.badFrames.Add(1)
+			s.closeWith(websocket.StatusUnsupportedData, "binary frames are not supported")
+			return
+		}
+		if !s.dispatch(data) {
+			return
+		}
+	}
+}
+
+func (s *Socket) write() {
+	for {
+		select {
+		case frame := <-s.out:
+			ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.WriteTimeout)
+			err := s.conn.Write(ctx, websocket.MessageText, frame)
+			cancel()
+			if err != nil {
+				s.drop("write failed")
+				return
+			}
+		case <-s.done:
+			return
+		}
+	}
+}
+
+// cleanup removes every trace of a closed socket: presence, subscriptions,
+// and the channels' Leave callbacks.
+func (s *Socket) cleanup() {
+	srv := s.srv
+	srv.cfg.Presence.UntrackAll(s.id)
+	s.mu.Lock()
+	topics := make([]string, 0, len(s.joined))
+	for t := range s.joined {
+		topics = append(topics, t)
+	}
+	clear(s.joined)
+	s.mu.Unlock()
+	for _, t := range topics {
+		srv.unsubscribe(t, s)
+		srv.presenceChanged(t)
+		srv.stats.leaves.Add(1)
+		if c := srv.channelFor(t); c != nil && c.Leave != nil {
+			s.safely(func() { c.Leave(s, t) })
+		}
+	}
+	srv.mu.Lock()
+	delete(srv.sockets, s)
+	srv.mu.Unlock()
+	srv.stats.sockets.Add(-1)
+}
+
+// safely runs a callback, turning a panic into an error so that a bad
+// handler costs its own request, never the server.
+func (s *Socket) safely(fn func()) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.srv.log.Error("channel: callback panicked", "socket", s.id, "panic", r)
+			err = fmt.Errorf("internal error")
+		}
+	}()
+	fn()
+	return nil
+}
+
+// reply queues a phx_reply.
+func (s *Socket) reply(f *Frame, ok bool, response []byte) {
+	if !ok {
+		s.srv.stats.errorReplies.Add(1)
+	}
+	s.enqueue(AppendFrame(nil, f.JoinRef, f.Ref, f.Topic, "phx_reply", appendReply(nil, ok, response)))
+}
+
+func (s *Socket) replyError(f *Frame, reason string) {
+	s.reply(f, false, appendReason(nil, reason))
+}
+
+// dispatch handles one inbound frame and reports whether to keep reading.
+func (s *Socket) dispatch(data []byte) bool {
+	srv := s.srv
+	f, err := ParseFrame(data)
+	if err != nil {
+		srv.stats.badFrames.Add(1)
+		if f.Topic == "" || !f.Ref.Valid {
+			s.closeWith(websocket.StatusInvalidFramePayloadData, "malformed frame")
+			return false
+		}
+		s.replyError(&f, "malformed frame")
+		return true
+	}
+	switch {
+	case f.Topic == "phoenix" && f.Event == "heartbeat":
+		s.reply(&f, true, nil)
+	case f.Topic == "phoenix":
+		s.replyError(&f, "unknown event on phoenix")
+	case f.Event == "phx_join":
+		s.join(&f)
+	case f.Event == "phx_leave":
+		s.leave(&f)
+	default:
+		s.event(&f)
+	}
+	return true
+}
+
+func (s *Socket) join(f *Frame) {
+	srv := s.srv
+	c := srv.channelFor(f.Topic)
+	if c == nil {
+		srv.stats.joinsRejected.Add(1)
+		s.replyError(f, "unmatched topic")
+		return
+	}
+	s.mu.Lock()
+	_, rejoin := s.joined[f.Topic]
+	full := !rejoin && len(s.joined) >= srv.cfg.MaxTopicsPerSocket
+	s.mu.Unlock()
+	if full {
+		srv.stats.joinsRejected.Add(1)
+		s.replyError(f, "too many topics")
+		return
+	}
+	if rejoin {
+		s.leaveTopic(f.Topic) // a second join replaces the first, as in Phoenix
+	}
+	if !json.Valid(f.Payload) {
+		s.replyError(f, "malformed frame")
+		return
+	}
+	s.mu.Lock()
+	s.joining, s.joinRef, s.pending, s.wantsState = f.Topic, f.JoinRef, nil, false
+	s.mu.Unlock()
+
+	var reply any
+	var joinErr error
+	if err := s.safely(func() { reply, joinErr = c.Join(s, f.Topic, f.Payload) }); err != nil {
+		joinErr = err
+	}
+	var response []byte
+	if joinErr == nil {
+		var err error
+		if response, err = encodePayload(reply); err != nil {
+			joinErr = errors.New("internal error")
+		}
+	}
+
+	s.mu.Lock()
+	pending, wantsState := s.pending, s.wantsState
+	s.joining, s.pending, s.wantsState = "", nil, false
+	if joinErr == nil {
+		s.joined[f.Topic] = f.JoinRef
+	}
+	s.mu.Unlock()
+
+	if joinErr != nil {
+		// Whatever the join tracked goes with it.
+		if srv.cfg.Presence.Untrack(s.id, f.Topic) {
+			srv.presenceChanged(f.Topic)
+		}
+		srv.stats.joinsRejected.Add(1)
+		s.replyError(f, joinErr.Error())
+		return
+	}
+	srv.stats.joins.Add(1)
+	s.reply(f, true, response)
+	for _, p := range pending {
+		s.enqueue(p)
+	}
+	srv.subscribe(f.Topic, s, f.JoinRef, wantsState)
+}
+
+func (s *Socket) leave(f *Frame) {
+	s.mu.Lock()
+	_, ok := s.joined[f.Topic]
+	s.mu.Unlock()
+	if !ok {
+		s.replyError(f, "unmatched topic")
+		return
+	}
+	s.leaveTopic(f.Topic)
+	s.reply(f, true, nil)
+	s.enqueue(AppendFrame(nil, f.JoinRef, f.JoinRef, f.Topic, "phx_close", nil))
+}
+
+// leaveTopic untracks, unsubscribes and runs Leave for a joined topic.
+func (s *Socket) leaveTopic(topic string) {
+	srv := s.srv
+	if srv.cfg.Presence.Untrack(s.id, topic) {
+		srv.presenceChanged(topic)
+	}
+	s.mu.Lock()
+	delete(s.joined, topic)
+	s.mu.Unlock()
+	srv.unsubscribe(topic, s)
+	srv.stats.leaves.Add(1)
+	if c := srv.channelFor(topic); c != nil && c.Leave != nil {
+		s.safely(func() { c.Leave(s, topic) })
+	}
+}
+
+func (s *Socket) event(f *Frame) {
+	s.mu.Lock()
+	_, ok := s.joined[f.Topic]
+	s.mu.Unlock()
+	if !ok {
+		s.replyError(f, "unmatched topic")
+		return
+	}
+	c := s.srv.channelFor(f.Topic)
+	h := c.Handlers[f.Event]
+	if h == nil {
+		s.replyError(f, "unmatched event")
+		return
+	}
+	var reply any
+	var herr error
+	if err := s.safely(func() { reply, herr = h(s, f.Topic, f.Payload) }); err != nil {
+		herr = err
+	}
+	if herr != nil {
+		s.replyError(f, herr.Error())
+		return
+	}
+	if reply == NoReply {
+		return
+	}
+	b, err := encodePayload(reply)
+	if err != nil {
+		s.replyError(f, "internal error")
+		return
+	}
+	s.reply(f, true, b)
+}

@@ -1,0 +1,181 @@
+package channel
+
+import (
+	"sync"
+	"time"
+
+	"github.com/presencekit/presence/engine"
+)
+
+// topicState is a topic's subscribers and where its presence broadcasts
+// stand. Every subscriber's view of the topic's presence is at cursor:
+// presence_state pushes and presence_diff broadcasts both happen under mu,
+// so each socket sees them in an order that adds up.
+type topicState struct {
+	name string
+
+	mu      sync.Mutex
+	subs    map[*Socket]Ref // socket -> join_ref
+	cursor  engine.Cursor
+	started bool // cursor is set
+	pending bool // a flush is scheduled
+	dead    bool // removed from Server.topics
+	snap    engine.Snapshot
+	changes engine.Changes
+}
+
+// state returns the topic's state, creating it; the caller locks it and
+// retries when it finds it dead.
+func (s *Server) state(topic string) *topicState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ts := s.topics[topic]
+	if ts == nil {
+		ts = &topicState{name: topic, subs: map[*Socket]Ref{}}
+		s.topics[topic] = ts
+	}
+	return ts
+}
+
+// lockState returns the live state of topic, locked.
+func (s *Server) lockState(topic string) *topicState {
+	for {
+		ts := s.state(topic)
+		ts.mu.Lock()
+		if !ts.dead {
+			return ts
+		}
+		ts.mu.Unlock()
+	}
+}
+
+// release drops a topic's state once nobody needs it. The caller holds
+// ts.mu.
+func (s *Server) release(ts *topicState) {
+	if len(ts.subs) > 0 || ts.pending {
+		return
+	}
+	s.mu.Lock()
+	if s.topics[ts.name] == ts {
+		delete(s.topics, ts.name)
+	}
+	s.mu.Unlock()
+	ts.dead = true
+}
+
+// subscribe adds a socket to a topic's broadcasts. With state, it also
+// pushes presence_state: the topic's other subscribers first get the diff
+// up to the snapshot's cursor, so that everyone stands at the same cursor.
+func (s *Server) subscribe(topic string, sock *Socket, joinRef Ref, state bool) {
+	ts := s.lockState(topic)
+	defer ts.mu.Unlock()
+	_, already := ts.subs[sock]
+	if already && !state {
+		return
+	}
+	if !state && ts.started {
+		ts.subs[sock] = joinRef
+		return
+	}
+	e := s.cfg.Presence
+	e.Snapshot(&ts.snap, topic)
+	if ts.started && ts.snap.Cursor != ts.cursor {
+		e.ChangesBetween(&ts.changes, topic, ts.cursor, ts.snap.Cursor)
+		if ts.changes.Full {
+			// The history no longer reaches back: everyone resyncs.
+			ts.cursor = ts.changes.Next
+			ts.subs[sock] = joinRef
+			s.sendState(ts, ts.changes.Joins, nil)
+			return
+		}
+		s.sendDiff(ts)
+	}
+	ts.cursor, ts.started = ts.snap.Cursor, true
+	ts.subs[sock] = joinRef
+	if state {
+		s.sendState(ts, ts.snap.Entries, sock)
+	}
+}
+
+func (s *Server) unsubscribe(topic string, sock *Socket) {
+	ts := s.lockState(topic)
+	defer ts.mu.Unlock()
+	delete(ts.subs, sock)
+	s.release(ts)
+}
+
+// presenceChanged schedules a presence_diff for topic, unless one is due.
+func (s *Server) presenceChanged(topic string) {
+	ts := s.lockState(topic)
+	defer ts.mu.Unlock()
+	if ts.pending || len(ts.subs) == 0 {
+		s.release(ts)
+		return
+	}
+	ts.pending = true
+	time.AfterFunc(s.cfg.PresenceWindow, func() { s.flush(ts) })
+}
+
+// flush broadcasts what changed in a topic since its cursor.
+func (s *Server) flush(ts *topicState) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	ts.pending = false
+	if ts.dead || !ts.started || len(ts.subs) == 0 {
+		s.release(ts)
+		return
+	}
+	s.cfg.Presence.ChangesSince(&ts.changes, ts.name, ts.cursor)
+	ts.cursor = ts.changes.Next
+	if ts.changes.Full {
+		s.sendState(ts, ts.changes.Joins, nil)
+		return
+	}
+	s.sendDiff(ts)
+}
+
+// sendDiff broadcasts ts.changes as presence_diff, if it holds anything.
+// The caller holds ts.mu.
+func (s *Server) sendDiff(ts *topicState) {
+	c := &ts.changes
+	if len(c.Joins) == 0 && len(c.Leaves) == 0 {
+		return
+	}
+	payload := AppendPresenceDiff(nil, c.Joins, c.Leaves)
+	frame := AppendFrame(nil, Ref{}, Ref{}, ts.name, "presence_diff", payload)
+	s.stats.presenceDiffs.Add(1)
+	for sock := range ts.subs {
+		sock.enqueue(frame)
+	}
+}
+
+// sendState pushes presence_state to one socket, or to every subscriber
+// when to is nil. The caller holds ts.mu.
+func (s *Server) sendState(ts *topicState, entries []engine.Entry, to *Socket) {
+	payload := AppendPresenceState(nil, entries)
+	if to != nil {
+		s.stats.presenceStates.Add(1)
+		to.enqueue(AppendFrame(nil, ts.subs[to], Ref{}, ts.name, "presence_state", payload))
+		return
+	}
+	frame := AppendFrame(nil, Ref{}, Ref{}, ts.name, "presence_state", payload)
+	for sock := range ts.subs {
+		s.stats.presenceStates.Add(1)
+		sock.enqueue(frame)
+	}
+}
+
+// broadcast sends an event to a topic's subscribers, except one.
+func (s *Server) broadcast(topic, event string, payload []byte, except *Socket) {
+	ts := s.lockState(topic)
+	defer ts.mu.Unlock()
+	if len(ts.subs) > 0 {
+		frame := AppendFrame(nil, Ref{}, Ref{}, topic, event, payload)
+		for sock := range ts.subs {
+			if sock != except {
+				sock.enqueue(frame)
+			}
+		}
+	}
+	s.release(ts)
+}

@@ -1,0 +1,11 @@
+// A phoenix client in its own process, so that a test can kill it: it
+// joins chat:lobby as argv[3], prints "joined", and waits.
+import {Socket} from "phoenix"
+import WebSocket from "ws"
+
+const [socketURL, name] = process.argv.slice(2)
+const socket = new Socket(socketURL, {transport: WebSocket, params: {name}})
+socket.connect()
+socket.channel("chat:lobby").join()
+  .receive("ok", () => console.log("joined"))
+  .receive("error", err => { console.error("join failed", err); process.exit(1) })

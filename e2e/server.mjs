@@ -1,0 +1,50 @@
+// Builds and starts cmd/presence-chat on a free loopback port.
+import {spawn, execFileSync} from "node:child_process"
+import {mkdirSync} from "node:fs"
+import {fileURLToPath} from "node:url"
+import path from "node:path"
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
+const bin = path.join(root, "e2e", ".bin", "presence-chat")
+
+export const presenceWindowMs = 50
+
+let built = false
+
+// startServer returns {url, wsURL, stop}; the server stops by itself when
+// the test process exits.
+export async function startServer() {
+  if (!built) {
+    mkdirSync(path.dirname(bin), {recursive: true})
+    execFileSync("go", ["build", "-o", bin, "./cmd/presence-chat"], {cwd: root, stdio: "inherit"})
+    built = true
+  }
+  const proc = spawn(bin, ["-addr", "127.0.0.1:0", "-presence-window", `${presenceWindowMs}ms`],
+    {stdio: ["ignore", "pipe", "inherit"]})
+  process.on("exit", () => proc.kill("SIGKILL"))
+  const url = await new Promise((resolve, reject) => {
+    let out = ""
+    const timer = setTimeout(() => reject(new Error("server did not start: " + out)), 30000)
+    proc.stdout.on("data", chunk => {
+      out += chunk
+      const m = out.match(/listening on (http:\/\/\S+)/)
+      if (m) { clearTimeout(timer); resolve(m[1]) }
+    })
+    proc.on("exit", code => reject(new Error(`server exited with ${code}: ${out}`)))
+  })
+  return {
+    url,
+    socketURL: url.replace(/^http/, "ws") + "/socket",
+    stop: () => new Promise(resolve => { proc.once("exit", resolve); proc.kill("SIGTERM") }),
+  }
+}
+
+// waitFor polls cond every 10 ms until it holds or the timeout passes.
+export async function waitFor(what, cond, timeoutMs = 5000) {
+  const start = Date.now()
+  while (!(await cond())) {
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(r => setTimeout(r, 10))
+  }
+  return Date.now() - start
+}
