@@ -26,9 +26,9 @@
 // Different topics, and Len, are not read atomically together.
 //
 // A Track or Untrack is visible to every read that begins after it returns.
-// UntrackAll removes the socket's entries one by one; each removal is
-// atomic, the whole is not, and an entry that another goroutine tracks for
-// the same socket while UntrackAll runs may survive it.
+// UntrackAll removes the entries the socket held when it began, one by one:
+// each removal is atomic, the whole is not, and an entry that another
+// goroutine tracks for the same socket while UntrackAll runs stays.
 //
 // # Order
 //
@@ -277,8 +277,9 @@ func (e *Engine) Untrack(s SocketID, topic string) bool {
 	return e.pool.ShardFor(hash).Untrack(uint64(s), topic, hash)
 }
 
-// UntrackAll removes every entry of socket s and returns how many it
-// removed. It costs O(entries of s), not a scan of the registry.
+// UntrackAll removes every entry socket s held when the call began and
+// returns how many it removed. It costs O(entries of s), not a scan of the
+// registry.
 func (e *Engine) UntrackAll(s SocketID) int { return e.pool.UntrackOwner(uint64(s)) }
 
 // Readers do not validate the topic: one that Track would refuse is never

@@ -83,8 +83,9 @@ type slotInfo struct {
 	ownerPrev int32 // owner list, slot+1
 	ownerNext int32
 	owner     uint64
-	joinEvent uint64   // history seq of the entry's latest join
-	_         [16]byte // one cache line: slots of different shards do not share one
+	joinEvent uint64  // history seq of the entry's latest join
+	ownerSeq  uint64  // when the slot joined its owner's list, by its stripe's link count
+	_         [8]byte // one cache line: slots of different shards do not share one
 }
 
 // Pool is the storage all shards of one registry share: slots and topic
@@ -199,16 +200,17 @@ func (p *Pool) releaseSlot(i int32) {
 	p.freeSlots.push(i)
 }
 
-// UntrackOwner removes every entry of owner and returns how many it removed.
-// Entries that another goroutine tracks for the same owner while it runs may
-// or may not be removed.
+// UntrackOwner removes the entries owner held when the call began and
+// returns how many it removed; entries tracked for the same owner while it
+// runs stay.
 func (p *Pool) UntrackOwner(owner uint64) int {
 	var batch [32]ownedSlot
 	removed := 0
-	// Each round removes what it saw, so the rounds are bounded by what the
-	// owner held when the call began.
-	for rounds := p.owners.count(owner)/len(batch) + 2; rounds > 0; rounds-- {
-		n := p.owners.collect(owner, batch[:])
+	before := p.owners.clock(owner)
+	for {
+		// Each round takes entries that were there at the start; each is
+		// removed here or by someone else, so the rounds end.
+		n := p.owners.collect(owner, before, batch[:])
 		if n == 0 {
 			break
 		}
@@ -241,7 +243,8 @@ type owners struct {
 
 type stripe struct {
 	sync.Mutex
-	_ [56]byte
+	seq uint64 // counts links, so that UntrackOwner can tell old from new
+	_   [48]byte
 }
 
 type ownerRec struct {
@@ -318,6 +321,8 @@ func (o *owners) link(owner uint64, slot int32) bool {
 	if rec.count >= o.limit {
 		return false
 	}
+	st.seq++
+	info[slot].ownerSeq = st.seq
 	info[slot].ownerPrev = 0
 	info[slot].ownerNext = rec.head
 	if rec.head != 0 {
@@ -354,8 +359,18 @@ func (o *owners) unlink(owner uint64, slot int32) {
 	}
 }
 
-// collect copies up to len(dst) of owner's slots into dst.
-func (o *owners) collect(owner uint64, dst []ownedSlot) int {
+// clock returns the link count of owner's stripe: slots linked later have
+// a larger ownerSeq.
+func (o *owners) clock(owner uint64) uint64 {
+	_, st := o.bucket(owner)
+	st.Lock()
+	defer st.Unlock()
+	return st.seq
+}
+
+// collect copies up to len(dst) of owner's slots linked at or before the
+// clock value before into dst.
+func (o *owners) collect(owner, before uint64, dst []ownedSlot) int {
 	b, st := o.bucket(owner)
 	st.Lock()
 	defer st.Unlock()
@@ -366,8 +381,10 @@ func (o *owners) collect(owner uint64, dst []ownedSlot) int {
 	n := 0
 	for s := o.recs[r].head; s != 0 && n < len(dst); s = o.info[s-1].ownerNext {
 		in := &o.info[s-1]
-		dst[n] = ownedSlot{slot: s - 1, shard: in.shard, gen: in.gen.Load()}
-		n++
+		if in.ownerSeq <= before {
+			dst[n] = ownedSlot{slot: s - 1, shard: in.shard, gen: in.gen.Load()}
+			n++
+		}
 	}
 	return n
 }

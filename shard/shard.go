@@ -127,6 +127,10 @@ func (s *Shard) Track(owner uint64, topic string, hash uint64, key string, escap
 		s.mu.Unlock()
 		return 0, 0, ErrFull
 	}
+	in := &p.info[i]
+	// UntrackOwner reads the shard of the slots it finds in the owner
+	// index (under the stripe lock), so it is set before the slot is linked.
+	in.shard, in.owner = s.id, owner
 	if !p.owners.link(owner, i) {
 		p.releaseSlot(i)
 		s.mu.Unlock()
@@ -135,8 +139,7 @@ func (s *Shard) Track(owner uint64, topic string, hash uint64, key string, escap
 	if t < 0 {
 		t = s.addTopic(topic, hash)
 	}
-	in := &p.info[i]
-	in.topic, in.shard, in.owner = t, s.id, owner
+	in.topic = t
 	ref := s.nextRef()
 	w := p.slot(i)
 	// The slot is not reachable from any member list yet, but a reader still

@@ -1,0 +1,299 @@
+package engine
+
+import (
+	"flag"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+var linOps = flag.Int("lin.ops", 250, "operations per goroutine in each linearizability history")
+
+// The linearizability check records concurrent histories of Track,
+// Untrack, UntrackAll, Count and List and checks them with porcupine
+// against a sequential model of one topic, per topic. That is exactly what
+// the package doc promises: each operation on a topic takes effect at one
+// instant, and List and Count are atomic snapshots of one topic. UntrackAll
+// is not atomic across topics, so it enters each topic's history as its
+// own removal, at some instant within the call, with no result checked.
+
+type linKind uint8
+
+const (
+	linTrack linKind = iota
+	linUntrack
+	linUntrackAll // one topic's share of an UntrackAll
+	linCount
+	linList
+)
+
+type linInput struct {
+	kind   linKind
+	socket SocketID
+	topic  string
+	key    string
+	meta   string
+}
+
+type linOutput struct {
+	err   error
+	ok    bool
+	count int
+	list  string // entries as key=meta|key=meta, in order
+}
+
+// linState is a topic's entries in join order: socket:key=meta;...
+type linState string
+
+type linEntry struct {
+	socket    SocketID
+	key, meta string
+}
+
+func parseLinState(s linState) []linEntry {
+	var es []linEntry
+	for _, part := range strings.Split(string(s), ";") {
+		if part == "" {
+			continue
+		}
+		var e linEntry
+		sock, rest, _ := strings.Cut(part, ":")
+		fmt.Sscan(sock, &e.socket)
+		e.key, e.meta, _ = strings.Cut(rest, "=")
+		es = append(es, e)
+	}
+	return es
+}
+
+func formatLinState(es []linEntry) linState {
+	var b strings.Builder
+	for _, e := range es {
+		fmt.Fprintf(&b, "%d:%s=%s;", e.socket, e.key, e.meta)
+	}
+	return linState(b.String())
+}
+
+func renderLinList(es []linEntry) string {
+	parts := make([]string, len(es))
+	for i, e := range es {
+		parts[i] = e.key + "=" + e.meta
+	}
+	return strings.Join(parts, "|")
+}
+
+var linModel = porcupine.Model{
+	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
+		byTopic := map[string][]porcupine.Operation{}
+		var order []string
+		for _, op := range history {
+			t := op.Input.(linInput).topic
+			if _, ok := byTopic[t]; !ok {
+				order = append(order, t)
+			}
+			byTopic[t] = append(byTopic[t], op)
+		}
+		var out [][]porcupine.Operation
+		for _, t := range order {
+			out = append(out, byTopic[t])
+		}
+		return out
+	},
+	Init: func() any { return linState("") },
+	Step: func(state, input, output any) (bool, any) {
+		es := parseLinState(state.(linState))
+		in, out := input.(linInput), output.(linOutput)
+		at := -1
+		for i, e := range es {
+			if e.socket == in.socket {
+				at = i
+			}
+		}
+		switch in.kind {
+		case linTrack:
+			if out.err != nil {
+				return false, state
+			}
+			if at >= 0 {
+				es[at].key, es[at].meta = in.key, in.meta
+			} else {
+				es = append(es, linEntry{in.socket, in.key, in.meta})
+			}
+		case linUntrack:
+			if out.ok != (at >= 0) {
+				return false, state
+			}
+			if at >= 0 {
+				es = append(es[:at], es[at+1:]...)
+			}
+		case linUntrackAll:
+			if at >= 0 {
+				es = append(es[:at], es[at+1:]...)
+			}
+		case linCount:
+			return out.count == len(es), state
+		case linList:
+			return out.list == renderLinList(es), state
+		}
+		return true, formatLinState(es)
+	},
+	Hash: func(state any) uint64 {
+		h := fnv.New64a()
+		h.Write([]byte(state.(linState)))
+		return h.Sum64()
+	},
+	DescribeOperation: func(input, output any) string {
+		in, out := input.(linInput), output.(linOutput)
+		switch in.kind {
+		case linTrack:
+			return fmt.Sprintf("Track(%d, %s=%s) -> %v", in.socket, in.key, in.meta, out.err)
+		case linUntrack:
+			return fmt.Sprintf("Untrack(%d) -> %v", in.socket, out.ok)
+		case linUntrackAll:
+			return fmt.Sprintf("UntrackAll(%d)", in.socket)
+		case linCount:
+			return fmt.Sprintf("Count -> %d", out.count)
+		}
+		return "List -> " + out.list
+	},
+}
+
+// recordHistory runs goroutines of random operations over a few sockets
+// and topics, so that they collide, and returns what each saw.
+func recordHistory(t *testing.T, e *Engine, goroutines, ops int, seed uint64) []porcupine.Operation {
+	topics := []string{"t0", "t1", "t2"}
+	sockets := 4
+	keys := []string{"a", "b"}
+	metas := []string{`{"v":1}`, `{"v":2}`, `{"v":"three"}`}
+	start := time.Now()
+	now := func() int64 { return int64(time.Since(start)) }
+	var mu sync.Mutex
+	var history []porcupine.Operation
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(seed, uint64(g)))
+			buf := make([]byte, 0, 4096)
+			var local []porcupine.Operation
+			for range ops {
+				s := SocketID(1 + rng.IntN(sockets))
+				topic := topics[rng.IntN(len(topics))]
+				in := linInput{socket: s, topic: topic}
+				var out linOutput
+				var call, ret int64
+				switch r := rng.IntN(20); {
+				case r < 8:
+					in.kind = linTrack
+					in.key = fmt.Sprintf("s%d%s", s, keys[rng.IntN(len(keys))])
+					in.meta = metas[rng.IntN(len(metas))]
+					call = now()
+					out.err = e.Track(s, topic, in.key, []byte(in.meta))
+					ret = now()
+				case r < 12:
+					in.kind = linUntrack
+					call = now()
+					out.ok = e.Untrack(s, topic)
+					ret = now()
+				case r < 13:
+					call = now()
+					e.UntrackAll(s)
+					ret = now()
+					for _, tp := range topics {
+						local = append(local, porcupine.Operation{ClientId: g, Input: linInput{kind: linUntrackAll, socket: s, topic: tp},
+							Call: call, Output: linOutput{}, Return: ret})
+					}
+					continue
+				case r < 15:
+					in.kind = linCount
+					call = now()
+					out.count = e.Count(topic)
+					ret = now()
+				default:
+					in.kind = linList
+					call = now()
+					buf = e.AppendList(buf[:0], topic)
+					ret = now()
+					l, err := parseList(buf)
+					if err != nil {
+						t.Errorf("List = %s: %v", buf, err)
+						return
+					}
+					parts := make([]string, len(l))
+					for i, x := range l {
+						parts[i] = x.Key + "=" + string(x.Meta)
+					}
+					out.list = strings.Join(parts, "|")
+				}
+				local = append(local, porcupine.Operation{ClientId: g, Input: in, Call: call, Output: out, Return: ret})
+			}
+			mu.Lock()
+			history = append(history, local...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return history
+}
+
+func checkLinearizable(t *testing.T, history []porcupine.Operation) porcupine.CheckResult {
+	t.Helper()
+	res, info := porcupine.CheckOperationsVerbose(linModel, history, 60*time.Second)
+	if res == porcupine.Illegal {
+		path := t.TempDir() + "/history.html"
+		porcupine.VisualizePath(linModel, info, path)
+		t.Logf("visualization of the failing history: %s", path)
+	}
+	return res
+}
+
+func TestLinearizable(t *testing.T) {
+	for _, shards := range []int{1, 2} {
+		for round := range 3 {
+			t.Run(fmt.Sprintf("shards=%d/round=%d", shards, round), func(t *testing.T) {
+				e := mustNew(t, Config{Capacity: 64, MaxPerSocket: 64, Shards: shards, History: 16})
+				history := recordHistory(t, e, 6, *linOps, uint64(round*10+shards))
+				res := checkLinearizable(t, history)
+				if res != porcupine.Ok {
+					t.Fatalf("history of %d operations: %s", len(history), res)
+				}
+				t.Logf("%d operations linearizable", len(history))
+			})
+		}
+	}
+}
+
+// TestLinearizabilityCheckRejectsWrongHistories makes sure the check can
+// fail: a real history with one List answer altered, and a ghost entry
+// listed after its Untrack returned, must be rejected.
+func TestLinearizabilityCheckRejectsWrongHistories(t *testing.T) {
+	e := mustNew(t, Config{Capacity: 64, MaxPerSocket: 64, Shards: 1})
+	history := recordHistory(t, e, 1, 200, 99)
+	for i, op := range history {
+		if in := op.Input.(linInput); in.kind == linList {
+			out := op.Output.(linOutput)
+			out.list += "|ghost={}"
+			history[i].Output = out
+			break
+		}
+	}
+	if res := checkLinearizable(t, history); res != porcupine.Illegal {
+		t.Fatalf("altered history: %s, want Illegal", res)
+	}
+
+	ghost := []porcupine.Operation{
+		{ClientId: 0, Input: linInput{kind: linTrack, socket: 1, topic: "t", key: "k", meta: "{}"}, Output: linOutput{}, Call: 0, Return: 1},
+		{ClientId: 0, Input: linInput{kind: linUntrack, socket: 1, topic: "t"}, Output: linOutput{ok: true}, Call: 2, Return: 3},
+		{ClientId: 1, Input: linInput{kind: linList, topic: "t"}, Output: linOutput{list: "k={}"}, Call: 4, Return: 5},
+	}
+	if porcupine.CheckOperations(linModel, ghost) {
+		t.Fatal("a List showing an entry after its Untrack returned passed")
+	}
+}
+
