@@ -296,4 +296,3 @@ func TestLinearizabilityCheckRejectsWrongHistories(t *testing.T) {
 		t.Fatal("a List showing an entry after its Untrack returned passed")
 	}
 }
-
