@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Re-measures everything BENCHMARKS.md quotes; results go to ${OUT:-bench/out}.
 # Takes about 15 minutes. Run it on an idle machine.
+# Go benchmarks go to benchstat; the profiles' top functions to *.top.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-bench/out}
@@ -26,6 +27,6 @@ for procs in 1 2; do
 done
 
 go run ./cmd/presbench -mix track=50,untrack=50 -duration 5s -cpuprofile "$out/track.cpu" > /dev/null
-go run ./cmd/presbench -mix list=100 -duration 5s -cpuprofile "$out/list.cpu" > /dev/null
+go run ./cmd/presbench -mix list=100 -topics 32 -prefill 1 -duration 5s -cpuprofile "$out/list.cpu" > /dev/null
 go tool pprof -top -nodecount 15 "$out/track.cpu" > "$out/track.top" 2>/dev/null
 go tool pprof -top -nodecount 15 "$out/list.cpu" > "$out/list.top" 2>/dev/null

@@ -1,0 +1,139 @@
+package engine
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"pgregory.net/rapid"
+)
+
+// TestModelRapid drives the engine and the model with random sequences of
+// every operation, valid and invalid, over tiny and ordinary capacities and
+// every shard count, and compares them after each step: List, Count, Len,
+// the socket counts, and the incremental diff, which applied to a client's
+// state must reproduce the topic's entries.
+func TestModelRapid(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		capacity := rapid.SampledFrom([]int{1, 2, 3, 4, 7, 16}).Draw(t, "capacity")
+		shards := 1 << rapid.IntRange(0, 10).Draw(t, "log2(shards)")
+		cfg := Config{
+			Capacity:     capacity,
+			Shards:       shards,
+			MaxTopicLen:  8,
+			MaxKeyLen:    6,
+			MaxMetaLen:   24,
+			MaxPerSocket: rapid.IntRange(1, capacity).Draw(t, "maxPerSocket"),
+			History:      rapid.SampledFrom([]int{2, 4, 8, 64}).Draw(t, "history"),
+		}
+		e, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := newModel(cfg)
+
+		validTopics := []string{"a", "b", "🙂", "12345678"}
+		topic := rapid.SampledFrom(append(slices.Clone(validTopics), "", "\xff", "123456789"))
+		socket := rapid.Custom(func(t *rapid.T) SocketID { return SocketID(rapid.IntRange(1, 4).Draw(t, "socket")) })
+		key := rapid.SampledFrom([]string{"k", "k2", `q"u`, "\u2028", "123456", "", "\xff", "1234567"})
+		meta := rapid.SampledFrom([]string{"", "{}", `{"a":1}`, ` {"b":"x"} `, `{"n":{"x":[1]}}`,
+			`[1]`, `{"a":1,"a":2}`, `{"a":`, "{\"a\":\"\xff\"}", `{"a":"\ud800"}`, `{"long":"` + strings.Repeat("x", 20) + `"}`, `"s"`})
+
+		// A client per topic that follows the incremental diff.
+		type client struct {
+			cursor Cursor
+			state  map[uint64]string // ref -> key=meta
+		}
+		clients := map[string]*client{}
+		for _, tp := range validTopics {
+			clients[tp] = &client{state: map[uint64]string{}}
+		}
+		var ch Changes
+		var snap Snapshot
+
+		t.Repeat(map[string]func(*rapid.T){
+			"track": func(t *rapid.T) {
+				s, tp, k, mt := socket.Draw(t, "s"), topic.Draw(t, "topic"), key.Draw(t, "key"), meta.Draw(t, "meta")
+				got, want := e.Track(s, tp, k, []byte(mt)), m.track(s, tp, k, []byte(mt))
+				if !sameErr(got, want) {
+					t.Fatalf("Track(%d, %q, %q, %q) = %v, model %v", s, tp, k, mt, got, want)
+				}
+			},
+			"untrack": func(t *rapid.T) {
+				s, tp := socket.Draw(t, "s"), topic.Draw(t, "topic")
+				if got, want := e.Untrack(s, tp), m.untrack(s, tp); got != want {
+					t.Fatalf("Untrack(%d, %q) = %v, model %v", s, tp, got, want)
+				}
+			},
+			"untrackAll": func(t *rapid.T) {
+				s := socket.Draw(t, "s")
+				if got, want := e.UntrackAll(s), m.untrackAll(s); got != want {
+					t.Fatalf("UntrackAll(%d) = %d, model %d", s, got, want)
+				}
+			},
+			"changes": func(t *rapid.T) {
+				tp := rapid.SampledFrom(validTopics).Draw(t, "topic")
+				c := clients[tp]
+				e.ChangesSince(&ch, tp, c.cursor)
+				if ch.Full {
+					clear(c.state)
+				}
+				for _, l := range ch.Leaves {
+					if _, ok := c.state[l.Ref]; !ok {
+						t.Fatalf("%q: leave of ref %d the client never saw", tp, l.Ref)
+					}
+					delete(c.state, l.Ref)
+				}
+				for _, j := range ch.Joins {
+					c.state[j.Ref] = string(j.Key) + "=" + string(j.Meta)
+				}
+				c.cursor = ch.Next
+				e.Snapshot(&snap, tp)
+				want := map[uint64]string{}
+				for _, ent := range snap.Entries {
+					want[ent.Ref] = string(ent.Key) + "=" + string(ent.Meta)
+				}
+				if fmt.Sprint(want) != fmt.Sprint(c.state) {
+					t.Fatalf("%q: diffs give %v, snapshot %v", tp, c.state, want)
+				}
+				// From the start of history, onto an empty set.
+				e.ChangesSince(&ch, tp, 0)
+				fresh := map[uint64]string{}
+				for _, j := range ch.Joins {
+					fresh[j.Ref] = string(j.Key) + "=" + string(j.Meta)
+				}
+				if !ch.Full {
+					for _, l := range ch.Leaves {
+						t.Fatalf("%q: a diff from cursor 0 holds a leave of %s", tp, l.Key)
+					}
+				}
+				if fmt.Sprint(fresh) != fmt.Sprint(want) {
+					t.Fatalf("%q: diffs from cursor 0 give %v, snapshot %v", tp, fresh, want)
+				}
+			},
+			"": func(t *rapid.T) {
+				for _, tp := range validTopics {
+					got, err := parseList(e.AppendList(nil, tp))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if want := m.list(tp); !equalListed(got, want) {
+						t.Fatalf("List(%q) = %v, model %v", tp, got, want)
+					}
+					if e.Count(tp) != m.count(tp) {
+						t.Fatalf("Count(%q) = %d, model %d", tp, e.Count(tp), m.count(tp))
+					}
+				}
+				if e.Len() != len(m.pairs) || e.Len() > e.Cap() {
+					t.Fatalf("Len = %d, model %d, Cap %d", e.Len(), len(m.pairs), e.Cap())
+				}
+				for s := SocketID(1); s <= 4; s++ {
+					if e.SocketLen(s) != m.socketLen(s) {
+						t.Fatalf("SocketLen(%d) = %d, model %d", s, e.SocketLen(s), m.socketLen(s))
+					}
+				}
+			},
+		})
+	})
+}
