@@ -129,10 +129,8 @@ type Server struct {
 
 // Errors.
 var (
-	ErrNotJoined     = errors.New("channel: socket has not joined the topic")
-	ErrReservedMeta  = errors.New("channel: meta may not hold phx_ref or phx_ref_prev")
-	ErrSocketClosed  = errors.New("channel: socket is closed")
-	ErrServerClosing = errors.New("channel: server is shutting down")
+	ErrNotJoined    = errors.New("channel: socket has not joined the topic")
+	ErrReservedMeta = errors.New("channel: meta may not hold phx_ref or phx_ref_prev")
 )
 
 // NewServer validates cfg and returns a Server.
@@ -264,8 +262,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-done
 	}
 	s.cancel()
-	// Flush what is left of the coalesced presence, for nobody: the
-	// timers then have nothing to do.
 	return err
 }
 

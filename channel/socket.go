@@ -29,11 +29,10 @@ type Socket struct {
 	joined  map[string]Ref // topic -> join_ref
 	// While a Join callback runs, its topic and the pushes it made, sent
 	// after the join reply.
-	joining     string
-	joinRef     Ref
-	pending     [][]byte
-	wantsState  bool
-	closeReason string
+	joining    string
+	joinRef    Ref
+	pending    [][]byte
+	wantsState bool
 }
 
 func newSocket(srv *Server, conn *websocket.Conn, params url.Values, assigns map[string]any) *Socket {
@@ -196,27 +195,23 @@ func (s *Socket) enqueue(frame []byte) bool {
 		return true
 	default:
 		s.srv.stats.drops.Add(1)
-		s.drop("slow consumer")
+		s.drop()
 		return false
 	}
 }
 
-// drop ends the connection at once, without a close handshake.
-func (s *Socket) drop(reason string) {
+// drop ends the connection at once, without a close handshake: for a peer
+// that is not reading, a close frame would only wait in its full buffer.
+func (s *Socket) drop() {
 	s.once.Do(func() {
-		s.mu.Lock()
-		s.closeReason = reason
-		s.mu.Unlock()
 		close(s.done)
 		s.conn.CloseNow()
 	})
 }
 
+// closeWith ends the connection with a close frame.
 func (s *Socket) closeWith(code websocket.StatusCode, reason string) {
 	s.once.Do(func() {
-		s.mu.Lock()
-		s.closeReason = reason
-		s.mu.Unlock()
 		close(s.done)
 		s.conn.Close(code, reason)
 	})
@@ -232,7 +227,7 @@ func (s *Socket) serve() {
 		s.write()
 	}()
 	defer func() {
-		s.drop("")
+		s.drop()
 		<-writerDone
 		s.cleanup()
 	}()
@@ -267,7 +262,7 @@ func (s *Socket) write() {
 			err := s.conn.Write(ctx, websocket.MessageText, frame)
 			cancel()
 			if err != nil {
-				s.drop("write failed")
+				s.drop()
 				return
 			}
 		case <-s.done:
@@ -421,12 +416,20 @@ func (s *Socket) join(f *Frame) {
 	srv.subscribe(f.Topic, s, f.JoinRef, wantsState)
 }
 
-func (s *Socket) leave(f *Frame) {
+// joinedOrReply reports whether the socket joined f's topic, and answers
+// with an error reply if not.
+func (s *Socket) joinedOrReply(f *Frame) bool {
 	s.mu.Lock()
 	_, ok := s.joined[f.Topic]
 	s.mu.Unlock()
 	if !ok {
 		s.replyError(f, "unmatched topic")
+	}
+	return ok
+}
+
+func (s *Socket) leave(f *Frame) {
+	if !s.joinedOrReply(f) {
 		return
 	}
 	s.leaveTopic(f.Topic)
@@ -451,11 +454,7 @@ func (s *Socket) leaveTopic(topic string) {
 }
 
 func (s *Socket) event(f *Frame) {
-	s.mu.Lock()
-	_, ok := s.joined[f.Topic]
-	s.mu.Unlock()
-	if !ok {
-		s.replyError(f, "unmatched topic")
+	if !s.joinedOrReply(f) {
 		return
 	}
 	c := s.srv.channelFor(f.Topic)

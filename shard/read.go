@@ -148,6 +148,10 @@ func (s *Shard) AppendEntries(w *jsonwriter.Writer, f Form, topic string, hash u
 			// Loading the next link first starts that slot's cache miss
 			// while this one is written.
 			idx = load(&sw[slotNext])
+			if f == JSON {
+				s.emitJSON(w, n == 0, load(&sw[slotLens]), sw[slotHdr:])
+				continue
+			}
 			s.emit(w, f, n == 0, KindEntry, load(&sw[slotOwner]), load(&sw[slotRef]), load(&sw[slotLens]), sw[slotHdr:])
 		}
 		if idx == 0 && n == count && load(&rec[topicSeq]) == tseq {
@@ -215,6 +219,15 @@ func (s *Shard) emit(w *jsonwriter.Writer, f Form, first bool, kind uint8, owner
 		copyOut(b[recordHdr+keyLen:], meta)
 		return
 	}
+	s.emitJSON(w, first, lens, payload)
+}
+
+// emitJSON writes {"key":K,"meta":M}, after a comma unless first.
+func (s *Shard) emitJSON(w *jsonwriter.Writer, first bool, lens uint64, payload []uint64) {
+	cfg := &s.p.cfg
+	keyLen := min(int(lens>>32&lensKeyMask), cfg.MaxKey)
+	metaLen := min(int(uint32(lens)), cfg.MaxMeta)
+	key, meta := payload, payload[wordsFor(keyLen):]
 	const open, mid = `{"key":"`, `","meta":`
 	comma := 1
 	if first {
