@@ -145,8 +145,6 @@ func (s *Shard) AppendEntries(w *jsonwriter.Writer, f Form, topic string, hash u
 				break // torn link
 			}
 			sw := p.slot(int32(idx - 1))
-			// Loading the next link first starts that slot's cache miss
-			// while this one is written.
 			idx = load(&sw[slotNext])
 			if f == JSON {
 				s.emitJSON(w, n == 0, load(&sw[slotLens]), sw[slotHdr:])
