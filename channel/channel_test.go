@@ -398,15 +398,30 @@ func TestEventsRepliesAndErrors(t *testing.T) {
 	if status, resp := c.reply(ref); status != "error" || string(resp) != `{"reason":"unmatched event"}` {
 		t.Fatalf("unknown event: %s %s", status, resp)
 	}
-	ref = c.push(jr, "room:lobby", "panic", `{}`)
-	if status, resp := c.reply(ref); status != "error" || string(resp) != `{"reason":"internal error"}` {
-		t.Fatalf("panicking handler: %s %s", status, resp)
-	}
 	silent := c.push(jr, "room:lobby", "silent", `{}`)
 	after := c.push(jr, "room:lobby", "echo", `{}`)
 	f := c.expect("a reply", isEvent("phx_reply"))
 	if f.Ref.S == silent || f.Ref.S != after {
 		t.Fatalf("NoReply handler replied: %+v", f)
+	}
+}
+
+func TestPanickingHandlerCrashesTheChannel(t *testing.T) {
+	ts := newTestServer(t, nil)
+	c := ts.dial("alice")
+	jr := c.join("room:lobby", `{}`)
+	ref := c.push(jr, "room:lobby", "panic", `{}`)
+	if status, resp := c.reply(ref); status != "error" || string(resp) != `{"reason":"internal error"}` {
+		t.Fatalf("panicking handler: %s %s", status, resp)
+	}
+	c.expect("phx_error", func(f Frame) bool { return f.Event == "phx_error" && f.JoinRef.S == jr })
+	if ts.srv.Presence().Count("room:lobby") != 0 {
+		t.Fatal("a crashed channel kept its presence")
+	}
+	// The connection survives, and the client can rejoin.
+	c.join("room:lobby", `{}`)
+	if ts.srv.Presence().Count("room:lobby") != 1 {
+		t.Fatal("rejoin after a crash did not track")
 	}
 }
 

@@ -466,7 +466,16 @@ func (s *Socket) event(f *Frame) {
 	var reply any
 	var herr error
 	if err := s.safely(func() { reply, herr = h(s, f.Topic, f.Payload) }); err != nil {
-		herr = err
+		// The channel crashed, as a Phoenix channel process would: it is
+		// left (presence included) and the client gets phx_error, on
+		// which the official client rejoins.
+		s.replyError(f, err.Error())
+		s.mu.Lock()
+		joinRef := s.joined[f.Topic]
+		s.mu.Unlock()
+		s.leaveTopic(f.Topic)
+		s.enqueue(AppendFrame(nil, joinRef, joinRef, f.Topic, "phx_error", nil))
+		return
 	}
 	if herr != nil {
 		s.replyError(f, herr.Error())
