@@ -262,10 +262,16 @@ func decodePresence(t testing.TB, raw json.RawMessage) presenceMap {
 
 func isEvent(event string) func(Frame) bool { return func(f Frame) bool { return f.Event == event } }
 
-// waitFor polls cond until it holds.
+// waitFor polls cond until it holds, for up to 5 s.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	waitWithin(t, 5*time.Second, what, cond)
+}
+
+// waitWithin polls cond until it holds, for up to d.
+func waitWithin(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

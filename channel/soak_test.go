@@ -125,6 +125,16 @@ type soakClient struct {
 	done      chan struct{}
 }
 
+// gone reports whether the connection has ended.
+func (c *soakClient) gone() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
 func (c *soakClient) send(joinRef, topic, event, payload string) error {
 	r := c.ref.Add(1)
 	jr := "null"
@@ -309,34 +319,28 @@ func TestSoak(t *testing.T) {
 	liveCount := func() int64 {
 		k := int64(0)
 		for _, c := range clients {
-			select {
-			case <-c.done:
-			default:
+			if !c.gone() {
 				k++
 			}
 		}
 		return k
 	}
-	waitForLong(t, "dropped sockets cleaned up", func() bool { return ts.srv.Stats().Sockets == liveCount() })
+	waitWithin(t, time.Minute, "dropped sockets cleaned up", func() bool { return ts.srv.Stats().Sockets == liveCount() })
 	// A heartbeat round trip from every live client: once answered, the
 	// server has handled everything the client sent. Then the last
 	// presence windows close.
 	var barrier []*soakClient
 	for _, c := range clients {
-		select {
-		case <-c.done:
+		if c.gone() {
 			continue
-		default:
 		}
 		c.send("", "phoenix", "heartbeat", "{}")
 		barrier = append(barrier, c)
 	}
-	waitForLong(t, "every client's frames handled", func() bool {
+	waitWithin(t, time.Minute, "every client's frames handled", func() bool {
 		for _, c := range barrier {
-			select {
-			case <-c.done:
+			if c.gone() {
 				continue
-			default:
 			}
 			c.mu.Lock()
 			ok := c.replies[fmt.Sprint(c.ref.Load())]
@@ -353,10 +357,8 @@ func TestSoak(t *testing.T) {
 	}
 	var live []*soakClient
 	for _, c := range clients {
-		select {
-		case <-c.done:
+		if c.gone() {
 			continue
-		default:
 		}
 		live = append(live, c)
 		c.mu.Lock()
@@ -368,12 +370,10 @@ func TestSoak(t *testing.T) {
 		}
 		c.mu.Unlock()
 	}
-	waitForLong(t, "final presence_state everywhere", func() bool {
+	waitWithin(t, time.Minute, "final presence_state everywhere", func() bool {
 		for _, c := range live {
-			select {
-			case <-c.done:
+			if c.gone() {
 				continue // dropped by the server as slow while draining
-			default:
 			}
 			c.mu.Lock()
 			for _, st := range c.final {
@@ -388,10 +388,8 @@ func TestSoak(t *testing.T) {
 	})
 	checked := 0
 	for _, c := range live {
-		select {
-		case <-c.done:
+		if c.gone() {
 			continue
-		default:
 		}
 		c.mu.Lock()
 		for tp, final := range c.final {
@@ -424,7 +422,7 @@ func TestSoak(t *testing.T) {
 		}()
 	}
 	closing.Wait()
-	waitForLong(t, "every socket closed", func() bool { return ts.srv.Stats().Sockets == 0 })
+	waitWithin(t, time.Minute, "every socket closed", func() bool { return ts.srv.Stats().Sockets == 0 })
 	if e.Len() != 0 {
 		t.Fatalf("Len() = %d after every socket closed", e.Len())
 	}
@@ -438,18 +436,6 @@ func TestSoak(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // presence timers of the last windows
 	st := ts.srv.Stats()
 	t.Logf("stats: %+v; total %s", st, time.Since(start).Round(time.Millisecond))
-}
-
-// waitForLong is waitFor for a machine busy with thousands of clients.
-func waitForLong(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // stateDiff describes the keys on which two states differ.

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 )
@@ -76,5 +77,5 @@ func sameErr(got, want error) bool {
 	if want == nil || got == nil {
 		return got == want
 	}
-	return errorsIs(got, want)
+	return errors.Is(got, want)
 }

@@ -9,5 +9,3 @@ import (
 var errTrailing = errors.New("trailing data")
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
-
-func errorsIs(err, target error) bool { return errors.Is(err, target) }

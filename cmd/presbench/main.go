@@ -276,28 +276,34 @@ func profile(o *options, stderr io.Writer, fn func() error) (err error) {
 		defer func() { err = errors.Join(err, writeProfile("allocs", o.memProf)) }()
 	}
 	if o.cpuProf != "" {
-		f, e := os.Create(o.cpuProf)
+		stop, e := startFile(o.cpuProf, pprof.StartCPUProfile, pprof.StopCPUProfile)
 		if e != nil {
 			return e
 		}
-		defer f.Close()
-		if e := pprof.StartCPUProfile(f); e != nil {
-			return e
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 	if o.traceFile != "" {
-		f, e := os.Create(o.traceFile)
+		stop, e := startFile(o.traceFile, trace.Start, trace.Stop)
 		if e != nil {
 			return e
 		}
-		defer f.Close()
-		if e := trace.Start(f); e != nil {
-			return e
-		}
-		defer trace.Stop()
+		defer stop()
 	}
 	return fn()
+}
+
+// startFile creates path and starts a recorder writing to it; the returned
+// function stops the recorder and closes the file.
+func startFile(path string, start func(io.Writer) error, stop func()) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := start(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { stop(); f.Close() }, nil
 }
 
 func writeProfile(name, path string) error {
