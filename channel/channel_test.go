@@ -16,6 +16,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/presencekit/presence/engine"
+	"github.com/presencekit/presence/phx"
 )
 
 // testServer runs a Server on loopback with a chat-like channel.
@@ -124,7 +125,7 @@ type client struct {
 	t    testing.TB
 	conn *websocket.Conn
 	ref  int
-	in   chan Frame
+	in   chan phx.Frame
 	err  chan error
 }
 
@@ -145,7 +146,7 @@ func (ts *testServer) tryDial(params url.Values) (*client, *http.Response, error
 		return nil, resp, err
 	}
 	conn.SetReadLimit(1 << 24)
-	c := &client{t: ts.t, conn: conn, in: make(chan Frame, 10000), err: make(chan error, 1)}
+	c := &client{t: ts.t, conn: conn, in: make(chan phx.Frame, 10000), err: make(chan error, 1)}
 	go func() {
 		for {
 			_, data, err := conn.Read(context.Background())
@@ -154,7 +155,7 @@ func (ts *testServer) tryDial(params url.Values) (*client, *http.Response, error
 				close(c.in)
 				return
 			}
-			f, perr := ParseFrame(data)
+			f, perr := phx.ParseFrame(data)
 			if perr != nil {
 				c.err <- fmt.Errorf("server sent a bad frame %q", data)
 				close(c.in)
@@ -188,7 +189,7 @@ func (c *client) push(joinRef, topic, event, payload string) string {
 }
 
 // expect reads until a frame satisfies ok, and fails after a timeout.
-func (c *client) expect(what string, ok func(Frame) bool) Frame {
+func (c *client) expect(what string, ok func(phx.Frame) bool) phx.Frame {
 	c.t.Helper()
 	timeout := time.After(5 * time.Second)
 	for {
@@ -208,7 +209,7 @@ func (c *client) expect(what string, ok func(Frame) bool) Frame {
 
 func (c *client) reply(ref string) (status string, response json.RawMessage) {
 	c.t.Helper()
-	f := c.expect("reply to "+ref, func(f Frame) bool { return f.Event == "phx_reply" && f.Ref.S == ref })
+	f := c.expect("reply to "+ref, func(f phx.Frame) bool { return f.Event == "phx_reply" && f.Ref.S == ref })
 	var p struct {
 		Status   string          `json:"status"`
 		Response json.RawMessage `json:"response"`
@@ -260,7 +261,9 @@ func decodePresence(t testing.TB, raw json.RawMessage) presenceMap {
 	return m
 }
 
-func isEvent(event string) func(Frame) bool { return func(f Frame) bool { return f.Event == event } }
+func isEvent(event string) func(phx.Frame) bool {
+	return func(f phx.Frame) bool { return f.Event == event }
+}
 
 // waitFor polls cond until it holds, for up to 5 s.
 func waitFor(t testing.TB, what string, cond func() bool) {
@@ -347,8 +350,8 @@ func TestLeaveUntracksRepliesAndCloses(t *testing.T) {
 	if status, _ := a.reply(ref); status != "ok" {
 		t.Fatal("leave not acknowledged")
 	}
-	a.expect("phx_close", func(f Frame) bool { return f.Event == "phx_close" && f.JoinRef.S == jr })
-	d := b.expect("alice's leave", func(f Frame) bool {
+	a.expect("phx_close", func(f phx.Frame) bool { return f.Event == "phx_close" && f.JoinRef.S == jr })
+	d := b.expect("alice's leave", func(f phx.Frame) bool {
 		return f.Event == "presence_diff" && strings.Contains(string(f.Payload), `"leaves":{"alice"`)
 	})
 	var diff struct{ Joins, Leaves presenceMap }
@@ -420,7 +423,7 @@ func TestPanickingHandlerCrashesTheChannel(t *testing.T) {
 	if status, resp := c.reply(ref); status != "error" || string(resp) != `{"reason":"internal error"}` {
 		t.Fatalf("panicking handler: %s %s", status, resp)
 	}
-	c.expect("phx_error", func(f Frame) bool { return f.Event == "phx_error" && f.JoinRef.S == jr })
+	c.expect("phx_error", func(f phx.Frame) bool { return f.Event == "phx_error" && f.JoinRef.S == jr })
 	if ts.srv.Presence().Count("room:lobby") != 0 {
 		t.Fatal("a crashed channel kept its presence")
 	}
@@ -475,7 +478,7 @@ func TestAbruptCloseCleansPresence(t *testing.T) {
 	a.join("room:other", `{}`)
 	b.join("room:lobby", `{}`)
 	a.conn.CloseNow() // TCP closed, no close frame
-	b.expect("alice's leave", func(f Frame) bool {
+	b.expect("alice's leave", func(f phx.Frame) bool {
 		return f.Event == "presence_diff" && strings.Contains(string(f.Payload), `"leaves":{"alice"`)
 	})
 	waitFor(t, "cleanup", func() bool {
@@ -651,12 +654,12 @@ func TestUpdateIsLeavePlusJoinWithPrevRef(t *testing.T) {
 	jr := a.join("room:lobby", `{"meta":"{\"status\":\"online\"}"}`)
 	st := a.expect("presence_state", isEvent("presence_state"))
 	oldRef := decodePresence(t, st.Payload)["alice"].Metas[0]["phx_ref"]
-	w.expect("alice's join", func(f Frame) bool {
+	w.expect("alice's join", func(f phx.Frame) bool {
 		return f.Event == "presence_diff" && strings.Contains(string(f.Payload), `"joins":{"alice"`)
 	})
 	ref := a.push(jr, "room:lobby", "update", `{"status":"away"}`)
 	a.reply(ref)
-	d := w.expect("alice's update", func(f Frame) bool {
+	d := w.expect("alice's update", func(f phx.Frame) bool {
 		return f.Event == "presence_diff" && strings.Contains(string(f.Payload), `away`)
 	})
 	var diff struct{ Joins, Leaves presenceMap }
@@ -751,7 +754,7 @@ func TestStatsCount(t *testing.T) {
 	a := ts.dial("alice")
 	a.join("room:lobby", `{}`)
 	ts.dial("bob").join("room:lobby", `{}`)
-	a.expect("bob's join", func(f Frame) bool { return f.Event == "presence_diff" })
+	a.expect("bob's join", func(f phx.Frame) bool { return f.Event == "presence_diff" })
 	st := ts.srv.Stats()
 	if st.Sockets != 2 || st.Connects != 2 || st.Joins != 2 || st.Pushes < 4 || st.PresenceDiffs < 1 || st.PresenceStates != 2 {
 		t.Fatalf("stats %+v", st)

@@ -8,7 +8,8 @@ import (
 	"testing"
 
 	"github.com/coder/websocket"
-	"github.com/presencekit/presence/internal/hostile"
+	"github.com/presencekit/presence/phx"
+	hostile "github.com/presencekit/presence/testdata"
 )
 
 // TestHostileCatalogue runs the server's part of testdata/hostile.json
@@ -44,7 +45,7 @@ func TestHostileCatalogue(t *testing.T) {
 					}
 				case strings.HasPrefix(c.Expect, "reply error "):
 					status, resp := h.reply("1")
-					if want := strings.TrimPrefix(c.Expect, "reply error "); status != "error" || string(resp) != string(appendReason(nil, want)) {
+					if want := strings.TrimPrefix(c.Expect, "reply error "); status != "error" || string(resp) != string(phx.AppendReason(nil, want)) {
 						t.Fatalf("reply %s %s, want error %q", status, resp, want)
 					}
 				default:

@@ -16,6 +16,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/presencekit/presence/engine"
+	"github.com/presencekit/presence/phx"
 	"go.uber.org/goleak"
 )
 
@@ -152,7 +153,7 @@ func (c *soakClient) read() {
 		if err != nil {
 			return
 		}
-		f, err := ParseFrame(data)
+		f, err := phx.ParseFrame(data)
 		if err != nil {
 			c.errs <- fmt.Errorf("bad frame from server: %q", data)
 			return

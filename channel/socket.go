@@ -12,6 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/presencekit/presence/engine"
+	"github.com/presencekit/presence/phx"
 )
 
 // Socket is one client connection.
@@ -26,11 +27,11 @@ type Socket struct {
 
 	mu      sync.Mutex
 	assigns map[string]any
-	joined  map[string]Ref // topic -> join_ref
+	joined  map[string]phx.Ref // topic -> join_ref
 	// While a Join callback runs, its topic and the pushes it made, sent
 	// after the join reply.
 	joining    string
-	joinRef    Ref
+	joinRef    phx.Ref
 	pending    [][]byte
 	wantsState bool
 }
@@ -47,7 +48,7 @@ func newSocket(srv *Server, conn *websocket.Conn, params url.Values, assigns map
 		out:     make(chan []byte, srv.cfg.QueueSize),
 		done:    make(chan struct{}),
 		assigns: assigns,
-		joined:  map[string]Ref{},
+		joined:  map[string]phx.Ref{},
 	}
 }
 
@@ -132,7 +133,7 @@ func (s *Socket) Push(topic, event string, payload any) error {
 	s.mu.Lock()
 	joinRef, ok := s.joined[topic]
 	if s.joining == topic {
-		s.pending = append(s.pending, AppendFrame(nil, s.joinRef, Ref{}, topic, event, b))
+		s.pending = append(s.pending, phx.AppendFrame(nil, s.joinRef, phx.Ref{}, topic, event, b))
 		s.mu.Unlock()
 		return nil
 	}
@@ -140,7 +141,7 @@ func (s *Socket) Push(topic, event string, payload any) error {
 	if !ok {
 		return ErrNotJoined
 	}
-	s.enqueue(AppendFrame(nil, joinRef, Ref{}, topic, event, b))
+	s.enqueue(phx.AppendFrame(nil, joinRef, phx.Ref{}, topic, event, b))
 	return nil
 }
 
@@ -311,21 +312,21 @@ func (s *Socket) safely(fn func()) (err error) {
 }
 
 // reply queues a phx_reply.
-func (s *Socket) reply(f *Frame, ok bool, response []byte) {
+func (s *Socket) reply(f *phx.Frame, ok bool, response []byte) {
 	if !ok {
 		s.srv.stats.errorReplies.Add(1)
 	}
-	s.enqueue(AppendFrame(nil, f.JoinRef, f.Ref, f.Topic, "phx_reply", appendReply(nil, ok, response)))
+	s.enqueue(phx.AppendFrame(nil, f.JoinRef, f.Ref, f.Topic, "phx_reply", phx.AppendReply(nil, ok, response)))
 }
 
-func (s *Socket) replyError(f *Frame, reason string) {
-	s.reply(f, false, appendReason(nil, reason))
+func (s *Socket) replyError(f *phx.Frame, reason string) {
+	s.reply(f, false, phx.AppendReason(nil, reason))
 }
 
 // dispatch handles one inbound frame and reports whether to keep reading.
 func (s *Socket) dispatch(data []byte) bool {
 	srv := s.srv
-	f, err := ParseFrame(data)
+	f, err := phx.ParseFrame(data)
 	if err != nil {
 		srv.stats.badFrames.Add(1)
 		if f.Topic == "" || !f.Ref.Valid {
@@ -350,7 +351,7 @@ func (s *Socket) dispatch(data []byte) bool {
 	return true
 }
 
-func (s *Socket) join(f *Frame) {
+func (s *Socket) join(f *phx.Frame) {
 	srv := s.srv
 	c := srv.channelFor(f.Topic)
 	if c == nil {
@@ -418,7 +419,7 @@ func (s *Socket) join(f *Frame) {
 
 // joinedOrReply reports whether the socket joined f's topic, and answers
 // with an error reply if not.
-func (s *Socket) joinedOrReply(f *Frame) bool {
+func (s *Socket) joinedOrReply(f *phx.Frame) bool {
 	s.mu.Lock()
 	_, ok := s.joined[f.Topic]
 	s.mu.Unlock()
@@ -428,13 +429,13 @@ func (s *Socket) joinedOrReply(f *Frame) bool {
 	return ok
 }
 
-func (s *Socket) leave(f *Frame) {
+func (s *Socket) leave(f *phx.Frame) {
 	if !s.joinedOrReply(f) {
 		return
 	}
 	s.leaveTopic(f.Topic)
 	s.reply(f, true, nil)
-	s.enqueue(AppendFrame(nil, f.JoinRef, f.JoinRef, f.Topic, "phx_close", nil))
+	s.enqueue(phx.AppendFrame(nil, f.JoinRef, f.JoinRef, f.Topic, "phx_close", nil))
 }
 
 // leaveTopic untracks, unsubscribes and runs Leave for a joined topic.
@@ -453,7 +454,7 @@ func (s *Socket) leaveTopic(topic string) {
 	}
 }
 
-func (s *Socket) event(f *Frame) {
+func (s *Socket) event(f *phx.Frame) {
 	if !s.joinedOrReply(f) {
 		return
 	}
@@ -474,7 +475,7 @@ func (s *Socket) event(f *Frame) {
 		joinRef := s.joined[f.Topic]
 		s.mu.Unlock()
 		s.leaveTopic(f.Topic)
-		s.enqueue(AppendFrame(nil, joinRef, joinRef, f.Topic, "phx_error", nil))
+		s.enqueue(phx.AppendFrame(nil, joinRef, joinRef, f.Topic, "phx_error", nil))
 		return
 	}
 	if herr != nil {

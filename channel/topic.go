@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/presencekit/presence/engine"
+	"github.com/presencekit/presence/phx"
 )
 
 // topicState is a topic's subscribers and where its presence broadcasts
@@ -15,7 +16,7 @@ type topicState struct {
 	name string
 
 	mu      sync.Mutex
-	subs    map[*Socket]Ref // socket -> join_ref
+	subs    map[*Socket]phx.Ref // socket -> join_ref
 	cursor  engine.Cursor
 	started bool // cursor is set
 	pending bool // a flush is scheduled
@@ -31,7 +32,7 @@ func (s *Server) state(topic string) *topicState {
 	defer s.mu.Unlock()
 	ts := s.topics[topic]
 	if ts == nil {
-		ts = &topicState{name: topic, subs: map[*Socket]Ref{}}
+		ts = &topicState{name: topic, subs: map[*Socket]phx.Ref{}}
 		s.topics[topic] = ts
 	}
 	return ts
@@ -66,7 +67,7 @@ func (s *Server) release(ts *topicState) {
 // subscribe adds a socket to a topic's broadcasts. With state, it also
 // pushes presence_state: the topic's other subscribers first get the diff
 // up to the snapshot's cursor, so that everyone stands at the same cursor.
-func (s *Server) subscribe(topic string, sock *Socket, joinRef Ref, state bool) {
+func (s *Server) subscribe(topic string, sock *Socket, joinRef phx.Ref, state bool) {
 	ts := s.lockState(topic)
 	defer ts.mu.Unlock()
 	_, already := ts.subs[sock]
@@ -141,8 +142,8 @@ func (s *Server) sendDiff(ts *topicState) {
 	if len(c.Joins) == 0 && len(c.Leaves) == 0 {
 		return
 	}
-	payload := AppendPresenceDiff(nil, c.Joins, c.Leaves)
-	frame := AppendFrame(nil, Ref{}, Ref{}, ts.name, "presence_diff", payload)
+	payload := phx.AppendPresenceDiff(nil, c.Joins, c.Leaves)
+	frame := phx.AppendFrame(nil, phx.Ref{}, phx.Ref{}, ts.name, "presence_diff", payload)
 	s.stats.presenceDiffs.Add(1)
 	for sock := range ts.subs {
 		sock.enqueue(frame)
@@ -152,13 +153,13 @@ func (s *Server) sendDiff(ts *topicState) {
 // sendState pushes presence_state to one socket, or to every subscriber
 // when to is nil. The caller holds ts.mu.
 func (s *Server) sendState(ts *topicState, entries []engine.Entry, to *Socket) {
-	payload := AppendPresenceState(nil, entries)
+	payload := phx.AppendPresenceState(nil, entries)
 	if to != nil {
 		s.stats.presenceStates.Add(1)
-		to.enqueue(AppendFrame(nil, ts.subs[to], Ref{}, ts.name, "presence_state", payload))
+		to.enqueue(phx.AppendFrame(nil, ts.subs[to], phx.Ref{}, ts.name, "presence_state", payload))
 		return
 	}
-	frame := AppendFrame(nil, Ref{}, Ref{}, ts.name, "presence_state", payload)
+	frame := phx.AppendFrame(nil, phx.Ref{}, phx.Ref{}, ts.name, "presence_state", payload)
 	for sock := range ts.subs {
 		s.stats.presenceStates.Add(1)
 		sock.enqueue(frame)
@@ -170,7 +171,7 @@ func (s *Server) broadcast(topic, event string, payload []byte, except *Socket) 
 	ts := s.lockState(topic)
 	defer ts.mu.Unlock()
 	if len(ts.subs) > 0 {
-		frame := AppendFrame(nil, Ref{}, Ref{}, topic, event, payload)
+		frame := phx.AppendFrame(nil, phx.Ref{}, phx.Ref{}, topic, event, payload)
 		for sock := range ts.subs {
 			if sock != except {
 				sock.enqueue(frame)

@@ -1,4 +1,4 @@
-package channel
+package phx
 
 import (
 	"encoding/json"

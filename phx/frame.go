@@ -1,4 +1,16 @@
-package channel
+// Package phx is the Phoenix Channels v2 JSON wire codec: it reads and
+// writes the frames [join_ref, ref, topic, event, payload] that the official
+// phoenix JavaScript client exchanges with a server, and the payloads of
+// phx_reply, presence_state and presence_diff.
+//
+// It knows the wire format and nothing of sockets: the channel package
+// serves it over WebSocket, and Go clients (tests, load generators) speak it
+// with the same functions.
+//
+// # Concurrency
+//
+// The functions are safe for concurrent use; they keep no state.
+package phx
 
 import (
 	"encoding/json"
@@ -9,7 +21,7 @@ import (
 )
 
 // ErrMalformed is returned for a frame that is not a Phoenix v2 message.
-var ErrMalformed = errors.New("channel: malformed frame")
+var ErrMalformed = errors.New("phx: malformed frame")
 
 // Frame is one Phoenix Channels message, serializer v2:
 // [join_ref, ref, topic, event, payload].
@@ -96,8 +108,9 @@ func appendRef(dst []byte, r Ref) []byte {
 	return jsonwriter.AppendString(dst, r.S)
 }
 
-// appendReply appends a phx_reply payload: {"status":...,"response":...}.
-func appendReply(dst []byte, ok bool, response []byte) []byte {
+// AppendReply appends a phx_reply payload, {"status":"ok","response":...}
+// or {"status":"error","response":...}; an empty response is {}.
+func AppendReply(dst []byte, ok bool, response []byte) []byte {
 	if ok {
 		dst = append(dst, `{"status":"ok","response":`...)
 	} else {
@@ -110,8 +123,8 @@ func appendReply(dst []byte, ok bool, response []byte) []byte {
 	return append(dst, '}')
 }
 
-// appendReason appends {"reason":reason}.
-func appendReason(dst []byte, reason string) []byte {
+// AppendReason appends {"reason":reason}, the response of an error reply.
+func AppendReason(dst []byte, reason string) []byte {
 	dst = append(dst, `{"reason":`...)
 	dst = jsonwriter.AppendString(dst, reason)
 	return append(dst, '}')
