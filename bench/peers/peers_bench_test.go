@@ -1,54 +1,144 @@
 package peers
 
 import (
+	"encoding/json"
 	"fmt"
-	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"testing"
 )
 
-// Compare with:
+// Every benchmark runs each peer on the same workload, and List also on a
+// floor that only copies the engine's finished output, so that ratios come
+// from one run:
 //
 //	go test -run '^$' -bench . -count 6 | benchstat -col /impl -
+//
+// Each checks that every peer did what the name says: updates are checked
+// by reading every member's meta back, Lists by their length.
 
 func meta(i int) []byte {
 	return fmt.Appendf(nil, `{"name":"user_%d","status":"online","joined_at":"2026-11-28T04:00:00Z"}`, i)
 }
 
-func fill(b *testing.B, r Registry, topic string, n int) {
+// metaV is version v of member i's meta; it differs from meta(i) and from
+// every other version.
+func metaV(i, v int) []byte {
+	return fmt.Appendf(nil, `{"name":"user_%d","status":"away_%d","joined_at":"2026-11-28T04:00:00Z"}`, i, v)
+}
+
+func key(i int) string { return fmt.Sprint("user_", i) }
+
+func fill(b *testing.B, r Registry, topic string, base, n int) {
+	b.Helper()
 	for i := 1; i <= n; i++ {
-		if err := r.Track(uint64(i), topic, fmt.Sprint("user_", i), meta(i)); err != nil {
+		if err := r.Track(uint64(base+i), topic, key(i), meta(i)); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
+// members parses a List and returns each key's meta, compacted.
+func members(b *testing.B, list []byte) map[string]string {
+	b.Helper()
+	var got []listed
+	if err := json.Unmarshal(list, &got); err != nil {
+		b.Fatalf("List is not a JSON array of entries: %v", err)
+	}
+	m := make(map[string]string, len(got))
+	for _, l := range got {
+		m[l.Key] = string(l.Meta)
+	}
+	if len(m) != len(got) {
+		b.Fatalf("List repeats a key")
+	}
+	return m
+}
+
+// BenchmarkTrackUpdate changes the meta of one of 128 members on every
+// call: member i%128 gets version i/128 of its meta, so that each Track
+// replaces a different meta. Afterwards every member's meta must be the
+// last one written.
 func BenchmarkTrackUpdate(b *testing.B) {
+	const n = 128
+	keys := make([]string, n)
+	var metas [n][2][]byte
+	for i := range n {
+		keys[i] = key(i + 1)
+		metas[i] = [2][]byte{metaV(i+1, 0), metaV(i+1, 1)}
+	}
 	for _, p := range Peers {
 		b.Run("impl="+p.Name, func(b *testing.B) {
 			r := p.New(4096)
-			fill(b, r, "room", 128)
-			metas := [2][]byte{meta(1), meta(2)}
+			fill(b, r, "room", 0, n)
 			b.ReportAllocs()
-			i := 0
+			calls := 0
 			for b.Loop() {
-				i++
-				r.Track(uint64(i&127+1), "room", "user_1", metas[i&1])
+				m := calls % n
+				if err := r.Track(uint64(m+1), "room", keys[m], metas[m][calls/n&1]); err != nil {
+					b.Fatal(err)
+				}
+				calls++
+			}
+			got := members(b, r.AppendList(nil, "room"))
+			for m := range n {
+				want := meta(m + 1) // never written
+				if m < calls {
+					last := (calls - 1 - m) / n * n // the last call that wrote m
+					want = metas[m][last/n&1]
+				}
+				if got[keys[m]] != string(want) {
+					b.Fatalf("%s holds %s, want %s: an update was lost", keys[m], got[keys[m]], want)
+				}
 			}
 		})
 	}
 }
 
+// BenchmarkTrackUntrack adds a new pair to a 128-member topic and removes
+// it again.
 func BenchmarkTrackUntrack(b *testing.B) {
 	for _, p := range Peers {
 		b.Run("impl="+p.Name, func(b *testing.B) {
 			r := p.New(4096)
-			fill(b, r, "room", 128)
+			fill(b, r, "room", 0, 128)
 			m := meta(1000)
 			b.ReportAllocs()
 			for b.Loop() {
-				r.Track(1000, "room", "user_1000", m)
-				r.Untrack(1000, "room")
+				if err := r.Track(1000, "room", "user_1000", m); err != nil {
+					b.Fatal(err)
+				}
+				if !r.Untrack(1000, "room") {
+					b.Fatal("Untrack found nothing")
+				}
+			}
+			if c := r.Count("room"); c != 128 {
+				b.Fatalf("Count = %d after the loop, want 128", c)
+			}
+		})
+	}
+}
+
+// BenchmarkUntrackAll tracks a socket in 8 topics and disconnects it.
+func BenchmarkUntrackAll(b *testing.B) {
+	topics := make([]string, 8)
+	for i := range topics {
+		topics[i] = fmt.Sprint("room:", i)
+	}
+	for _, p := range Peers {
+		b.Run("impl="+p.Name, func(b *testing.B) {
+			r := p.New(4096)
+			m := meta(1)
+			b.ReportAllocs()
+			for b.Loop() {
+				for _, t := range topics {
+					if err := r.Track(1, t, "user_1", m); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if n := r.UntrackAll(1); n != len(topics) {
+					b.Fatalf("UntrackAll removed %d, want %d", n, len(topics))
+				}
 			}
 		})
 	}
@@ -56,63 +146,130 @@ func BenchmarkTrackUntrack(b *testing.B) {
 
 func BenchmarkList(b *testing.B) {
 	for _, n := range []int{16, 128, 512} {
+		var want int // the engine's output length; every peer writes as much
 		for _, p := range Peers {
 			b.Run(fmt.Sprintf("n=%d/impl=%s", n, p.Name), func(b *testing.B) {
 				r := p.New(4096)
-				fill(b, r, "room", n)
+				fill(b, r, "room", 0, n)
 				buf := r.AppendList(nil, "room")
+				if got := members(b, buf); len(got) != n {
+					b.Fatalf("List holds %d entries, want %d", len(got), n)
+				}
+				if want == 0 {
+					want = len(buf)
+				}
+				if len(buf) != want {
+					b.Fatalf("List wrote %d bytes, the engine %d", len(buf), want)
+				}
+				b.SetBytes(int64(want))
 				b.ReportAllocs()
 				for b.Loop() {
 					buf = r.AppendList(buf[:0], "room")
+					if len(buf) != want {
+						b.Fatalf("List wrote %d bytes, want %d", len(buf), want)
+					}
 				}
 			})
 		}
+		// The floor: copying the finished output, as one memmove.
 		b.Run(fmt.Sprintf("n=%d/impl=copy", n), func(b *testing.B) {
 			r := Peers[0].New(4096)
-			fill(b, r, "room", n)
+			fill(b, r, "room", 0, n)
 			out := r.AppendList(nil, "room")
 			buf := make([]byte, 0, len(out))
+			b.SetBytes(int64(len(out)))
 			b.ReportAllocs()
 			for b.Loop() {
 				buf = append(buf[:0], out...)
+			}
+			if string(buf) != string(out) {
+				b.Fatal("copy differs")
 			}
 		})
 	}
 }
 
 // BenchmarkParallelReadHeavy is 90% List and 10% Track update over 16
-// rooms of 32 members, from GOMAXPROCS goroutines.
+// rooms of 32 members, from GOMAXPROCS goroutines. Each goroutine owns one
+// member of every room and flips its meta, so that every Track is an
+// update; afterwards each room must hold the last meta each goroutine wrote.
 func BenchmarkParallelReadHeavy(b *testing.B) {
+	const rooms, roomSize = 16, 32
 	for _, p := range Peers {
 		b.Run("impl="+p.Name, func(b *testing.B) {
 			r := p.New(4096)
-			topics := make([]string, 16)
-			keys := make([]string, 33)
-			for i := range keys {
-				keys[i] = fmt.Sprint("user_", i)
-			}
+			topics := make([]string, rooms)
 			for t := range topics {
 				topics[t] = fmt.Sprint("room:", t)
-				for i := 1; i <= 32; i++ {
-					r.Track(uint64(t*32+i), topics[t], keys[i], meta(i))
-				}
+				fill(b, r, topics[t], t*roomSize, roomSize-1)
 			}
-			metas := [2][]byte{meta(1), meta(2)}
-			var seed atomic.Uint64
+			type final struct {
+				key     string
+				metas   [2][]byte
+				version [rooms]uint8
+			}
+			var (
+				next    atomic.Uint64
+				mu      sync.Mutex
+				finals  []*final
+				updates atomic.Int64
+			)
 			b.ReportAllocs()
 			b.ResetTimer() // New's up-front allocation is not per operation
 			b.RunParallel(func(pb *testing.PB) {
-				rng := rand.New(rand.NewPCG(seed.Add(1), 9))
-				buf := make([]byte, 0, 8192)
-				for pb.Next() {
-					t, m := rng.IntN(16), 1+rng.IntN(32)
-					if rng.IntN(10) == 0 {
-						r.Track(uint64(t*32+m), topics[t], keys[m], metas[rng.IntN(2)])
-					} else {
-						buf = r.AppendList(buf[:0], topics[t])
+				g := next.Add(1)
+				s := 1<<20 + g
+				f := &final{key: key(int(s)), metas: [2][]byte{metaV(int(g), 0), metaV(int(g), 1)}}
+				for t := range topics {
+					if err := r.Track(s, topics[t], f.key, f.metas[0]); err != nil {
+						b.Error(err)
+						return
 					}
 				}
+				x := g*0x9e3779b97f4a7c15 | 1
+				buf := make([]byte, 0, 8192)
+				var n int64
+				for pb.Next() {
+					x ^= x << 13
+					x ^= x >> 7
+					x ^= x << 17
+					t := x % rooms
+					if x>>32%10 == 0 {
+						f.version[t] ^= 1
+						if err := r.Track(s, topics[t], f.key, f.metas[f.version[t]]); err != nil {
+							b.Error(err)
+							return
+						}
+						n++
+					} else {
+						buf = r.AppendList(buf[:0], topics[t])
+						if len(buf) < roomSize*40 {
+							b.Errorf("List wrote %d bytes", len(buf))
+							return
+						}
+					}
+				}
+				updates.Add(n)
+				mu.Lock()
+				finals = append(finals, f)
+				mu.Unlock()
 			})
+			b.StopTimer()
+			for t, topic := range topics {
+				got := members(b, r.AppendList(nil, topic))
+				for _, f := range finals {
+					var want map[string]any
+					json.Unmarshal(f.metas[f.version[t]], &want)
+					compact, _ := json.Marshal(want)
+					var have map[string]any
+					json.Unmarshal([]byte(got[f.key]), &have)
+					hc, _ := json.Marshal(have)
+					if string(hc) != string(compact) {
+						b.Fatalf("%s in %s holds %s, want %s", f.key, topic, got[f.key], f.metas[f.version[t]])
+					}
+				}
+			}
+			b.ReportMetric(float64(updates.Load())/float64(b.N), "updates/op")
 		})
 	}
 }
