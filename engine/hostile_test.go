@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/presencekit/presence/internal/hostile"
+	hostile "github.com/presencekit/presence/testdata"
 )
 
 // TestHostileCatalogue runs the engine's part of testdata/hostile.json:

@@ -20,18 +20,12 @@ import (
 	"sync/atomic"
 
 	"github.com/centrifugal/centrifuge"
-	"github.com/presencekit/presence/engine"
-	"github.com/presencekit/presence/internal/baseline"
+	"github.com/presencekit/presence/bench/registry"
 )
 
-// Registry is what every peer offers.
-type Registry interface {
-	Track(s uint64, topic, key string, meta []byte) error
-	Untrack(s uint64, topic string) bool
-	UntrackAll(s uint64) int
-	AppendList(dst []byte, topic string) []byte
-	Count(topic string) int
-}
+// Registry is what every peer offers: the interface that the main module's
+// adapters (engine, baseline) implement too.
+type Registry = registry.Registry
 
 // Peer names a registry and builds one of a capacity.
 type Peer struct {
@@ -42,30 +36,16 @@ type Peer struct {
 // Peers lists every registry compared.
 var Peers = []Peer{
 	{"engine", func(c int) Registry {
-		e, err := engine.New(engine.Config{Capacity: c, MaxPerSocket: c})
+		e, err := registry.NewEngine(c)
 		if err != nil {
 			panic(err)
 		}
-		return engineReg{e}
+		return e
 	}},
-	{"baseline", func(c int) Registry { return baseline.New(c) }},
+	{"baseline", func(c int) Registry { return registry.NewBaseline(c) }},
 	{"syncmap", func(c int) Registry { return newSyncMap(c) }},
 	{"centrifuge", func(c int) Registry { return newCentrifuge() }},
 }
-
-type engineReg struct{ e *engine.Engine }
-
-func (r engineReg) Track(s uint64, topic, key string, meta []byte) error {
-	return r.e.Track(engine.SocketID(s), topic, key, meta)
-}
-func (r engineReg) Untrack(s uint64, topic string) bool {
-	return r.e.Untrack(engine.SocketID(s), topic)
-}
-func (r engineReg) UntrackAll(s uint64) int { return r.e.UntrackAll(engine.SocketID(s)) }
-func (r engineReg) AppendList(dst []byte, topic string) []byte {
-	return r.e.AppendList(dst, topic)
-}
-func (r engineReg) Count(topic string) int { return r.e.Count(topic) }
 
 // listed is the engine's List element, for peers that encode with
 // encoding/json.

@@ -25,7 +25,7 @@ import (
 	"runtime/trace"
 	"time"
 
-	"github.com/presencekit/presence/internal/presbench"
+	"github.com/presencekit/presence/cmd/presbench/internal/stress"
 )
 
 func main() {
@@ -34,7 +34,7 @@ func main() {
 
 // options are the parsed command line.
 type options struct {
-	cfg       presbench.Config
+	cfg       stress.Config
 	compare   bool
 	json      bool
 	cpuProf   string
@@ -46,24 +46,24 @@ type options struct {
 }
 
 // presets are named workloads; explicit flags override them.
-var presets = map[string]func(*presbench.Config){
-	"default": func(*presbench.Config) {},
-	"read-heavy": func(c *presbench.Config) {
-		c.Mix = presbench.Mix{presbench.OpTrack: 2, presbench.OpUpdate: 6, presbench.OpUntrack: 2, presbench.OpList: 90}
+var presets = map[string]func(*stress.Config){
+	"default": func(*stress.Config) {},
+	"read-heavy": func(c *stress.Config) {
+		c.Mix = stress.Mix{stress.OpTrack: 2, stress.OpUpdate: 6, stress.OpUntrack: 2, stress.OpList: 90}
 	},
-	"churn": func(c *presbench.Config) {
-		c.Mix = presbench.Mix{presbench.OpTrack: 45, presbench.OpUntrack: 45, presbench.OpList: 5, presbench.OpChanges: 5}
+	"churn": func(c *stress.Config) {
+		c.Mix = stress.Mix{stress.OpTrack: 45, stress.OpUntrack: 45, stress.OpList: 5, stress.OpChanges: 5}
 	},
-	"hot-room": func(c *presbench.Config) {
+	"hot-room": func(c *stress.Config) {
 		// Every socket joins the hottest room sooner or later: it holds up
 		// to 512 members while the rest churn through the other rooms.
 		c.Capacity, c.Sockets, c.Topics, c.Dist, c.ZipfS, c.Prefill = 8192, 512, 16, "zipf", 2, 0.25
-		c.Mix = presbench.Mix{presbench.OpTrack: 10, presbench.OpUpdate: 30, presbench.OpUntrack: 5, presbench.OpList: 40, presbench.OpChanges: 10, presbench.OpCount: 5}
+		c.Mix = stress.Mix{stress.OpTrack: 10, stress.OpUpdate: 30, stress.OpUntrack: 5, stress.OpList: 40, stress.OpChanges: 10, stress.OpCount: 5}
 	},
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
-	o := &options{cfg: presbench.Config{
+	o := &options{cfg: stress.Config{
 		Target:   "engine",
 		Capacity: 4096,
 		Topics:   64,
@@ -72,7 +72,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		Sockets:  2048,
 		KeySize:  16,
 		MetaSize: 64,
-		Mix:      presbench.DefaultMix,
+		Mix:      stress.DefaultMix,
 		Workers:  runtime.GOMAXPROCS(0),
 		Duration: 10 * time.Second,
 		Seed:     1,
@@ -144,7 +144,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		}
 	})
 	if *mix != "" {
-		m, err := presbench.ParseMix(*mix)
+		m, err := stress.ParseMix(*mix)
 		if err != nil {
 			fs.Usage()
 			return nil, err
@@ -187,21 +187,21 @@ func bench(o *options, stdout, stderr io.Writer) error {
 	if o.compare {
 		targets = []string{"engine", "baseline"}
 	}
-	var results []*presbench.Result
+	var results []*stress.Result
 	for _, name := range targets {
 		cfg := o.cfg
 		cfg.Target = name
-		t, err := presbench.NewTarget(&cfg)
+		t, err := stress.NewTarget(&cfg)
 		if err != nil {
 			return err
 		}
-		res, err := presbench.Run(ctx, cfg, t, progressLine(stderr, name))
+		res, err := stress.Run(ctx, cfg, t, progressLine(stderr, name))
 		if err != nil {
 			return err
 		}
 		results = append(results, res)
 		if !o.json {
-			if err := presbench.WriteTable(stdout, res); err != nil {
+			if err := stress.WriteTable(stdout, res); err != nil {
 				return err
 			}
 			fmt.Fprintln(stdout)
@@ -211,11 +211,11 @@ func bench(o *options, stdout, stderr io.Writer) error {
 		}
 	}
 	if o.json {
-		if err := presbench.WriteJSON(stdout, results...); err != nil {
+		if err := stress.WriteJSON(stdout, results...); err != nil {
 			return err
 		}
 	} else if len(results) == 2 {
-		if err := presbench.WriteRatios(stdout, results[0], results[1]); err != nil {
+		if err := stress.WriteRatios(stdout, results[0], results[1]); err != nil {
 			return err
 		}
 	}
@@ -232,7 +232,7 @@ func bench(o *options, stdout, stderr io.Writer) error {
 
 // progressLine returns a Progress that rewrites one line on stderr, or nil
 // when stderr is not a terminal.
-func progressLine(stderr io.Writer, target string) presbench.Progress {
+func progressLine(stderr io.Writer, target string) stress.Progress {
 	f, ok := stderr.(*os.File)
 	if !ok {
 		return nil

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/presencekit/presence/internal/presbench"
+	"github.com/presencekit/presence/cmd/presbench/internal/stress"
 )
 
 func TestParseFlagsDefaults(t *testing.T) {
@@ -18,12 +18,12 @@ func TestParseFlagsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := o.cfg
-	if c.Target != "engine" || c.Duration != 10*time.Second || c.Mix != presbench.DefaultMix || c.Workers < 1 {
+	if c.Target != "engine" || c.Duration != 10*time.Second || c.Mix != stress.DefaultMix || c.Workers < 1 {
 		t.Fatalf("defaults: %+v", c)
 	}
 	for op, p := range c.Mix {
 		if p == 0 {
-			t.Errorf("default mix skips %s", presbench.Op(op))
+			t.Errorf("default mix skips %s", stress.Op(op))
 		}
 	}
 }
@@ -34,15 +34,15 @@ func TestParseFlagsPresetsAndOverrides(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := o.cfg
-	if c.Dist != "zipf" || c.Topics != 4 || c.Mix[presbench.OpList] != 60 || c.Seed != 9 || c.Ops != 100 {
+	if c.Dist != "zipf" || c.Topics != 4 || c.Mix[stress.OpList] != 60 || c.Seed != 9 || c.Ops != 100 {
 		t.Fatalf("hot-room with overrides: %+v", c)
 	}
 	o, _ = parseFlags([]string{"-preset", "churn"}, &bytes.Buffer{})
-	if o.cfg.Mix[presbench.OpTrack] != 45 || o.cfg.Mix[presbench.OpUntrack] != 45 {
+	if o.cfg.Mix[stress.OpTrack] != 45 || o.cfg.Mix[stress.OpUntrack] != 45 {
 		t.Fatalf("churn mix: %v", o.cfg.Mix)
 	}
 	o, _ = parseFlags([]string{"-preset", "read-heavy"}, &bytes.Buffer{})
-	if o.cfg.Mix[presbench.OpList] != 90 {
+	if o.cfg.Mix[stress.OpList] != 90 {
 		t.Fatalf("read-heavy mix: %v", o.cfg.Mix)
 	}
 }

@@ -1,17 +1,22 @@
-// Package hostile loads the hostile-input catalogue, testdata/hostile.json:
-// inputs an attacker or a broken client might send, each with the outcome
-// expected. The engine's and the channel layer's tests run it.
-package hostile
+// Package testdata holds the hostile-input catalogue, hostile.json, and
+// its loader: inputs an attacker or a broken client might send, each with
+// the outcome expected. The engine's and the channel layer's tests run it,
+// importing this package under the name hostile. The catalogue is embedded,
+// so the loader does not depend on the working directory. Tests only: the
+// go tool skips testdata directories in ./... patterns, and nothing outside
+// tests imports it.
+package testdata
 
 import (
+	_ "embed"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
-	"runtime"
 	"strings"
 )
+
+//go:embed hostile.json
+var catalogue []byte
 
 // Case is one entry of the catalogue.
 type Case struct {
@@ -54,14 +59,8 @@ func (c *Case) Value(field, def string) ([]byte, error) {
 
 // Load reads the catalogue's cases for one layer.
 func Load(layer string) ([]Case, error) {
-	_, file, _, _ := runtime.Caller(0)
-	path := filepath.Join(filepath.Dir(file), "..", "..", "testdata", "hostile.json")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
 	var raws []map[string]json.RawMessage
-	if err := json.Unmarshal(data, &raws); err != nil {
+	if err := json.Unmarshal(catalogue, &raws); err != nil {
 		return nil, err
 	}
 	var out []Case
@@ -77,7 +76,7 @@ func Load(layer string) ([]Case, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("no %s cases in %s", layer, path)
+		return nil, fmt.Errorf("no %s cases in hostile.json", layer)
 	}
 	return out, nil
 }

@@ -1,8 +1,8 @@
-// Package presbench runs a configurable mix of presence operations against
+// Package stress runs a configurable mix of presence operations against
 // a registry from many goroutines, measures throughput and latency, and
 // optionally checks invariants while it runs. cmd/presbench is its command
-// line.
-package presbench
+// line (-mode engine).
+package stress
 
 import (
 	"errors"

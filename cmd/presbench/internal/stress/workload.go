@@ -1,4 +1,4 @@
-package presbench
+package stress
 
 import (
 	"math/rand/v2"
