@@ -195,10 +195,15 @@ export class Socket {
     conn.onclose = ev => this.closed(conn, ev)
   }
 
+  // disconnect closes the connection and stops reconnecting. The socket is
+  // closed when it returns, so connect may follow at once.
   disconnect(code = 1000, reason = "") {
     this.closedByUser = true
     clearTimeout(this.reconnectTimer)
-    if (this.conn) this.conn.close(code, reason)
+    const conn = this.conn
+    if (!conn) return
+    conn.close(code, reason)
+    this.closed(conn, {code, reason, wasClean: true}) // the close event comes later, and is ignored
   }
 
   closed(conn, ev) {
@@ -312,7 +317,7 @@ export class Presence {
     const {joins, leaves} = Presence.clone(diff)
     for (const [key, pres] of Object.entries(joins)) {
       const cur = state[key]
-      state[key] = pres
+      state[key] = Presence.clone(pres) // onJoin gets the joined metas only
       if (cur) {
         const joinedRefs = new Set(pres.metas.map(m => m.phx_ref))
         state[key].metas.unshift(...cur.metas.filter(m => !joinedRefs.has(m.phx_ref)))
