@@ -10,6 +10,13 @@ go test -count=1 ./...
 go test -count=1 -tags presence_atomic ./shard/... ./engine/...
 # The peer comparison module: its adapters must agree with the engine.
 (cd bench/peers && go vet ./... && go test -count=1 ./...)
+# Prometheus stays out of the library's lower layers (package metrics only).
+if go list -deps ./engine ./shard ./jsonwriter | grep '^github.com/prometheus/'; then
+	echo "engine, shard or jsonwriter depends on Prometheus" >&2
+	exit 1
+fi
+# presence.js on Node: a fake transport and mock timers, no browser, no npm.
+node --test channel/client/presence.test.mjs
 
 # End to end: the official phoenix client (npm) on Node, and the chat demo in
 # headless Chromium driven by playwright-core. Installs what is missing.

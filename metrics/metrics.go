@@ -1,0 +1,99 @@
+// Package metrics exports the counters of an engine and of a channel server
+// to Prometheus, as collectors that you register in a registry of your own:
+//
+//	reg := prometheus.NewRegistry()
+//	reg.MustRegister(metrics.Engine(presence.Stats), metrics.Channel(srv.Stats))
+//	http.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+//
+// Nothing is registered globally. Every metric is named presence_engine_* or
+// presence_channel_*; to put several engines or servers in one registry,
+// register each through prometheus.WrapRegistererWith with a label of its own. The cluster's counters are in the
+// subpackage clustermetrics, so that a program without a cluster does not
+// link NATS.
+//
+// A collector calls its Stats function once per scrape and keeps no state of
+// its own: it is safe for concurrent use, and a scrape costs one Stats call.
+// Neither engine, shard nor jsonwriter imports this package or Prometheus.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/presencekit/presence/channel"
+	"github.com/presencekit/presence/engine"
+	"github.com/presencekit/presence/metrics/internal/statcollector"
+)
+
+// Engine returns a collector of the engine counters that stats returns,
+// usually the method value (*engine.Engine).Stats.
+func Engine(stats func() engine.Stats) prometheus.Collector {
+	return statcollector.New(stats, engineMetrics)
+}
+
+// Channel returns a collector of the channel server counters that stats
+// returns, usually the method value (*channel.Server).Stats.
+func Channel(stats func() channel.Stats) prometheus.Collector {
+	return statcollector.New(stats, channelMetrics)
+}
+
+type engineMetric = statcollector.Metric[engine.Stats]
+
+var (
+	localClass  = prometheus.Labels{"class": "local"}
+	remoteClass = prometheus.Labels{"class": "remote"}
+)
+
+var engineMetrics = []engineMetric{
+	{Name: "presence_engine_entries", Help: "Entries present now.",
+		Value: func(s *engine.Stats) float64 { return float64(s.Len) }},
+	{Name: "presence_engine_class_entries", Help: "Entries present now, by the class of their socket: local, or remote (a cluster peer's).", Labels: localClass,
+		Value: func(s *engine.Stats) float64 { return float64(s.Local) }},
+	{Name: "presence_engine_class_entries", Help: "Entries present now, by the class of their socket: local, or remote (a cluster peer's).", Labels: remoteClass,
+		Value: func(s *engine.Stats) float64 { return float64(s.Remote) }},
+	{Name: "presence_engine_capacity", Help: "Entries the engine can hold.",
+		Value: func(s *engine.Stats) float64 { return float64(s.Cap) }},
+	{Name: "presence_engine_local_capacity", Help: "Entries local sockets may hold; the rest of the capacity is kept for remote ones.",
+		Value: func(s *engine.Stats) float64 {
+			if s.LocalCapacity == 0 { // 0 means all of Capacity
+				return float64(s.Cap)
+			}
+			return float64(s.LocalCapacity)
+		}},
+	{Name: "presence_engine_full_total", Help: "Tracks refused with ErrFull, by the class of their socket.", Counter: true, Labels: localClass,
+		Value: func(s *engine.Stats) float64 { return float64(s.FullLocal) }},
+	{Name: "presence_engine_full_total", Help: "Tracks refused with ErrFull, by the class of their socket.", Counter: true, Labels: remoteClass,
+		Value: func(s *engine.Stats) float64 { return float64(s.FullRemote) }},
+	{Name: "presence_engine_read_retries_total", Help: "Optimistic reads retried because a writer moved the topic.", Counter: true,
+		Value: func(s *engine.Stats) float64 { return float64(s.ReadRetries) }},
+	{Name: "presence_engine_read_fallbacks_total", Help: "Reads that stopped retrying and took the shard lock.", Counter: true,
+		Value: func(s *engine.Stats) float64 { return float64(s.ReadFallbacks) }},
+}
+
+type channelMetric = statcollector.Metric[channel.Stats]
+
+var channelMetrics = []channelMetric{
+	{Name: "presence_channel_sockets", Help: "WebSocket connections open now.",
+		Value: func(s *channel.Stats) float64 { return float64(s.Sockets) }},
+	{Name: "presence_channel_connects_total", Help: "WebSocket connections accepted.", Counter: true,
+		Value: func(s *channel.Stats) float64 { return float64(s.Connects) }},
+	{Name: "presence_channel_connects_rejected_total", Help: "Connections refused by Connect, the origin check or the serializer version.", Counter: true,
+		Value: func(s *channel.Stats) float64 { return float64(s.Rejected) }},
+	{Name: "presence_channel_joins_total", Help: "Successful channel joins.", Counter: true,
+		Value: func(s *channel.Stats) float64 { return float64(s.Joins) }},
+	{Name: "presence_channel_joins_rejected_total", Help: "Channel joins answered with an error.", Counter: true,
+		Value: func(s *channel.Stats) float64 { return float64(s.JoinsRejected) }},
+	{Name: "presence_channel_leaves_total", Help: "Channel leaves, by phx_leave or by close.", Counter: true,
+		Value: func(s *channel.Stats) float64 { return float64(s.Leaves) }},
+	{Name: "presence_channel_pushes_total", Help: "Messages queued to sockets.", Counter: true,
+		Value: func(s *channel.Stats) float64 { return float64(s.Pushes) }},
+	{Name: "presence_channel_slow_consumer_closes_total", Help: "Sockets disconnected because their send queue was full.", Counter: true,
+		Value: func(s *channel.Stats) float64 { return float64(s.Drops) }},
+	{Name: "presence_channel_presence_diffs_total", Help: "presence_diff broadcasts.", Counter: true,
+		Value: func(s *channel.Stats) float64 { return float64(s.PresenceDiffs) }},
+	{Name: "presence_channel_presence_states_total", Help: "presence_state pushes.", Counter: true,
+		Value: func(s *channel.Stats) float64 { return float64(s.PresenceStates) }},
+	{Name: "presence_channel_error_replies_total", Help: "Error replies sent.", Counter: true,
+		Value: func(s *channel.Stats) float64 { return float64(s.ErrorReplies) }},
+	{Name: "presence_channel_bad_frames_total", Help: "Inbound frames that were not Phoenix messages.", Counter: true,
+		Value: func(s *channel.Stats) float64 { return float64(s.BadFrames) }},
+}
