@@ -92,7 +92,7 @@ func parseRecords(joins []Entry, leaves *[]Entry, b []byte) []Entry {
 			return joins
 		}
 		b = rest
-		ent := Entry{Socket: SocketID(r.Owner), Ref: r.Ref, Key: r.Key, Meta: r.Meta}
+		ent := Entry{Socket: SocketID(r.Socket), Ref: r.Ref, Key: r.Key, Meta: r.Meta}
 		if r.Kind == shard.KindLeave {
 			*leaves = append(*leaves, ent)
 		} else {

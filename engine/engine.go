@@ -30,6 +30,22 @@
 // each removal is atomic, the whole is not, and an entry that another
 // goroutine tracks for the same socket while UntrackAll runs stays.
 //
+// Len, Stats' Local and Remote, and SocketLen count the entries present at
+// one instant during the call, never a Track still under way or one that
+// was refused. ErrFull and ErrSocketLimit are linearizable too: a Track gets
+// one only if the limit was reached at some instant during the call.
+//
+// # Clusters
+//
+// SocketIDs from FirstRemoteSocket up are remote: a cluster stores there
+// the entries it mirrors from other nodes, so that every read covers the
+// whole cluster. LocalCapacity caps the entries of local sockets, leaving
+// Capacity-LocalCapacity for remote ones, and ErrFull is judged per class.
+// TrackWithRef stores an entry under the ref its node gave it; RefTag keeps
+// the refs each engine generates apart from other nodes' refs; and
+// SocketEntries lists what a socket holds, to compare it with a node's
+// snapshot.
+//
 // # Order
 //
 // Entries are listed in join order: an entry keeps its place when it is
@@ -37,6 +53,7 @@
 package engine
 
 import (
+	"cmp"
 	"errors"
 	"io"
 	"math/bits"
@@ -68,7 +85,23 @@ type Config struct {
 	// incremental diff, a power of two; 0 means 256 (less for small
 	// capacities).
 	History int
+
+	// LocalCapacity caps the entries of local sockets (below
+	// FirstRemoteSocket) together; 0 means Capacity. Remote sockets may use
+	// all of Capacity, so Capacity-LocalCapacity is a reserve that local
+	// Tracks cannot take.
+	LocalCapacity int
+	// RefTag, below 2^16, is stored in the top 16 bits of every ref the
+	// Engine generates, so that engines with different tags never generate
+	// the same ref (give each node of a cluster its own).
+	RefTag uint64
 }
+
+// FirstRemoteSocket is the first remote SocketID: IDs from 1<<63 up name
+// sockets of other nodes, whose entries a cluster mirrors here. They are
+// ordinary sockets to every method but count against Capacity only, never
+// against LocalCapacity.
+const FirstRemoteSocket SocketID = shard.FirstRemote
 
 // Defaults and limits of Config.
 const (
@@ -97,6 +130,7 @@ var (
 	ErrInvalidMeta   = errors.New("engine: meta is not one valid JSON object")
 	ErrInvalidConfig = errors.New("engine: invalid config")
 	ErrSocketLimit   = errors.New("engine: socket holds its maximum number of entries")
+	ErrInvalidRef    = errors.New("engine: ref is 0")
 )
 
 // Engine is a presence registry. Create it with New.
@@ -111,20 +145,22 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	pool := shard.NewPool(shard.Config{
-		Slots:       cfg.Capacity,
-		Shards:      cfg.Shards,
-		MaxTopic:    cfg.MaxTopicLen,
-		MaxKey:      cfg.MaxKeyLen,
-		MaxMeta:     cfg.MaxMetaLen,
-		History:     cfg.History,
-		MaxPerOwner: cfg.MaxPerSocket,
-		Seed:        rand.Uint64(),
+		Slots:        cfg.Capacity,
+		Shards:       cfg.Shards,
+		MaxTopic:     cfg.MaxTopicLen,
+		MaxKey:       cfg.MaxKeyLen,
+		MaxMeta:      cfg.MaxMetaLen,
+		History:      cfg.History,
+		MaxPerSocket: cfg.MaxPerSocket,
+		MaxLocal:     cfg.LocalCapacity,
+		RefTag:       cfg.RefTag,
+		Seed:         rand.Uint64(),
 	})
 	return &Engine{cfg: cfg, pool: pool}, nil
 }
 
 func (c *Config) fill() error {
-	bad := func(what string) error { return errors.Join(ErrInvalidConfig, errors.New("engine: "+what)) }
+	bad := func(what string) error { return &configError{what} }
 	pow2 := func(n int) bool { return n > 0 && n&(n-1) == 0 }
 	switch {
 	case c.Capacity < 0 || c.Capacity > maxCapacity:
@@ -141,6 +177,10 @@ func (c *Config) fill() error {
 		return bad("MaxPerSocket must not be negative")
 	case c.History < 0 || c.History > maxHistory || c.History > 0 && (!pow2(c.History) || c.History < 2):
 		return bad("History must be 0 or a power of two between 2 and 2^20")
+	case c.LocalCapacity < 0 || c.LocalCapacity > cmp.Or(c.Capacity, DefaultCapacity):
+		return bad("LocalCapacity must be between 0 and Capacity")
+	case c.RefTag >= shard.RefTagLimit:
+		return bad("RefTag must be below 2^16")
 	}
 	def := func(v *int, d int) {
 		if *v == 0 {
@@ -155,8 +195,15 @@ func (c *Config) fill() error {
 	def(&c.MaxPerSocket, min(DefaultMaxPerSocket, c.Capacity))
 	c.MaxPerSocket = min(c.MaxPerSocket, c.Capacity)
 	def(&c.History, min(DefaultHistory, 1<<bits.Len(uint(2*c.Capacity-1))))
+	def(&c.LocalCapacity, c.Capacity)
 	return nil
 }
+
+// configError is ErrInvalidConfig with the field at fault, in one line.
+type configError struct{ what string }
+
+func (c *configError) Error() string        { return ErrInvalidConfig.Error() + ": " + c.what }
+func (c *configError) Is(target error) bool { return target == ErrInvalidConfig }
 
 // Config returns the configuration in use, defaults filled in.
 func (e *Engine) Config() Config { return e.cfg }
@@ -170,11 +217,13 @@ func (e *Engine) Config() Config { return e.cfg }
 //
 // A rejected Track changes nothing. It returns ErrInvalidTopic,
 // ErrTopicTooLong, ErrInvalidKey, ErrKeyTooLong, ErrInvalidMeta or
-// ErrMetaTooLong for bad input; ErrFull when all Capacity entries are in use
-// and the pair is new; ErrSocketLimit when s already holds MaxPerSocket
-// entries and the pair is new.
+// ErrMetaTooLong for bad input. For a new pair it returns ErrSocketLimit
+// when s holds MaxPerSocket entries, and otherwise ErrFull when Capacity
+// entries are present or, for a local socket, LocalCapacity entries of
+// local sockets are; each only if that was so at some instant during the
+// call.
 func (e *Engine) Track(s SocketID, topic, key string, meta []byte) error {
-	_, _, err := e.track(s, topic, key, meta)
+	_, _, err := e.track(s, topic, key, meta, 0)
 	return err
 }
 
@@ -190,10 +239,24 @@ const (
 
 // TrackRef is Track that also reports what changed and the entry's ref.
 func (e *Engine) TrackRef(s SocketID, topic, key string, meta []byte) (TrackResult, uint64, error) {
-	return e.track(s, topic, key, meta)
+	return e.track(s, topic, key, meta, 0)
 }
 
-func (e *Engine) track(s SocketID, topic, key string, meta []byte) (TrackResult, uint64, error) {
+// TrackWithRef is Track with a ref chosen by the caller instead of one the
+// Engine generates, so that an entry mirrored from another node keeps the
+// same ref everywhere. ref must not be 0 (ErrInvalidRef). If the pair holds
+// the same key, meta and ref, nothing changes (Unchanged); otherwise the
+// entry takes ref. The caller keeps refs unique: give each node its own
+// RefTag and pass on only refs its owner generated.
+func (e *Engine) TrackWithRef(s SocketID, topic, key string, meta []byte, ref uint64) (TrackResult, error) {
+	if ref == 0 {
+		return 0, ErrInvalidRef
+	}
+	out, _, err := e.track(s, topic, key, meta, ref)
+	return out, err
+}
+
+func (e *Engine) track(s SocketID, topic, key string, meta []byte, ref uint64) (TrackResult, uint64, error) {
 	if err := e.checkTopic(topic); err != nil {
 		return 0, 0, err
 	}
@@ -218,15 +281,16 @@ func (e *Engine) track(s SocketID, topic, key string, meta []byte) (TrackResult,
 		meta = meta[start:end]
 	}
 	hash := e.pool.HashTopic(topic)
-	out, ref, err := e.pool.ShardFor(hash).Track(uint64(s), topic, hash, key, jsonwriter.NeedsEscape(key), meta)
+	out, ref, err := e.pool.ShardFor(hash).Track(uint64(s), topic, hash, key, jsonwriter.NeedsEscape(key), meta, ref)
 	switch err {
 	case nil:
 		return out, ref, nil
 	case shard.ErrFull:
 		return 0, 0, ErrFull
-	default:
+	case shard.ErrSocketLimit:
 		return 0, 0, ErrSocketLimit
 	}
+	return 0, 0, err
 }
 
 var emptyMeta = []byte("{}")
@@ -280,13 +344,23 @@ func (e *Engine) Untrack(s SocketID, topic string) bool {
 // UntrackAll removes every entry socket s held when the call began and
 // returns how many it removed. It costs O(entries of s), not a scan of the
 // registry.
-func (e *Engine) UntrackAll(s SocketID) int { return e.pool.UntrackOwner(uint64(s)) }
+func (e *Engine) UntrackAll(s SocketID) int { return e.pool.UntrackAll(uint64(s)) }
 
-// Readers do not validate the topic: one that Track would refuse is never
-// stored, so looking it up finds nothing, and names are compared by length
-// first.
+// SocketEntries calls fn with each entry socket s holds, newest first, until
+// fn returns false. Each entry is read whole, at one instant, but the walk is
+// not atomic: every entry s holds from the start of the call to its end is
+// reported exactly once; one added during the call is not reported; one
+// removed or updated during the call may be missed or reported as it was
+// at some instant. topic and key are ordinary strings; meta is valid only
+// until fn returns. fn runs with no lock held and may call the Engine. It
+// costs O(entries of s) and allocates a string per entry.
+func (e *Engine) SocketEntries(s SocketID, fn func(topic, key string, meta []byte, ref uint64) bool) {
+	e.pool.SocketEntries(uint64(s), fn)
+}
 
-// Count returns the number of entries in topic.
+// Count returns the number of entries in topic. Readers do not validate the
+// topic: one that Track would refuse is never stored, so looking it up
+// finds nothing.
 func (e *Engine) Count(topic string) int {
 	hash := e.pool.HashTopic(topic)
 	return e.pool.ShardFor(hash).Count(topic, hash)
@@ -299,17 +373,31 @@ func (e *Engine) Len() int { return e.pool.Len() }
 func (e *Engine) Cap() int { return e.cfg.Capacity }
 
 // SocketLen returns the number of entries socket s holds.
-func (e *Engine) SocketLen(s SocketID) int { return e.pool.OwnerCount(uint64(s)) }
+func (e *Engine) SocketLen(s SocketID) int { return e.pool.SocketLen(uint64(s)) }
 
 // Stats are counters for monitoring.
 type Stats struct {
-	Len, Cap    int
-	ReadRetries uint64 // read windows retried because a writer moved the topic
+	Len, Cap      int
+	LocalCapacity int
+	// Local and Remote are the entries of local sockets and of remote ones
+	// (from FirstRemoteSocket up), read at one instant; they add up to Len.
+	Local, Remote int
+	// FullLocal and FullRemote count Tracks refused with ErrFull, by the
+	// class of their socket.
+	FullLocal, FullRemote uint64
+	ReadRetries           uint64 // read windows retried because a writer moved the topic
+	ReadFallbacks         uint64 // reads that stopped retrying and took the shard lock
 }
 
 // Stats returns the engine's counters.
 func (e *Engine) Stats() Stats {
-	return Stats{Len: e.Len(), Cap: e.Cap(), ReadRetries: e.pool.Retries()}
+	c := e.pool.Counts()
+	return Stats{
+		Len: c.Local + c.Remote, Cap: e.Cap(), LocalCapacity: e.cfg.LocalCapacity,
+		Local: c.Local, Remote: c.Remote,
+		FullLocal: c.FullLocal, FullRemote: c.FullRemote,
+		ReadRetries: c.Retries, ReadFallbacks: c.Fallbacks,
+	}
 }
 
 // AppendList appends the JSON array of topic's entries to dst, in join

@@ -61,11 +61,11 @@ func (m *model) track(s SocketID, topic, key string, meta []byte) error {
 		e.key, e.meta = key, stored
 		return nil
 	}
-	if len(m.pairs) >= m.cfg.Capacity {
-		return ErrFull
-	}
 	if m.socketLen(s) >= m.cfg.MaxPerSocket {
 		return ErrSocketLimit
+	}
+	if len(m.pairs) >= m.cfg.Capacity || s < FirstRemoteSocket && m.localLen() >= m.cfg.LocalCapacity {
+		return ErrFull
 	}
 	m.seq++
 	m.pairs[p] = &mentry{key: key, meta: stored, join: m.seq}
@@ -76,6 +76,16 @@ func (m *model) socketLen(s SocketID) int {
 	n := 0
 	for p := range m.pairs {
 		if p.s == s {
+			n++
+		}
+	}
+	return n
+}
+
+func (m *model) localLen() int {
+	n := 0
+	for p := range m.pairs {
+		if p.s < FirstRemoteSocket {
 			n++
 		}
 	}

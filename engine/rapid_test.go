@@ -26,6 +26,9 @@ func TestModelRapid(t *testing.T) {
 			MaxMetaLen:   24,
 			MaxPerSocket: rapid.IntRange(1, capacity).Draw(t, "maxPerSocket"),
 			History:      rapid.SampledFrom([]int{2, 4, 8, 64}).Draw(t, "history"),
+			// Local sockets may be held to less than Capacity, so that
+			// remote ones have a reserve.
+			LocalCapacity: rapid.IntRange(0, capacity).Draw(t, "localCapacity"),
 		}
 		e, err := New(cfg)
 		if err != nil {
@@ -35,7 +38,8 @@ func TestModelRapid(t *testing.T) {
 
 		validTopics := []string{"a", "b", "🙂", "12345678"}
 		topic := rapid.SampledFrom(append(slices.Clone(validTopics), "", "\xff", "123456789"))
-		socket := rapid.Custom(func(t *rapid.T) SocketID { return SocketID(rapid.IntRange(1, 4).Draw(t, "socket")) })
+		sockets := []SocketID{1, 2, 3, FirstRemoteSocket, FirstRemoteSocket + 1, ^SocketID(0)}
+		socket := rapid.SampledFrom(sockets)
 		key := rapid.SampledFrom([]string{"k", "k2", `q"u`, "\u2028", "123456", "", "\xff", "1234567"})
 		meta := rapid.SampledFrom([]string{"", "{}", `{"a":1}`, ` {"b":"x"} `, `{"n":{"x":[1]}}`,
 			`[1]`, `{"a":1,"a":2}`, `{"a":`, "{\"a\":\"\xff\"}", `{"a":"\ud800"}`, `{"long":"` + strings.Repeat("x", 20) + `"}`, `"s"`})
@@ -70,6 +74,25 @@ func TestModelRapid(t *testing.T) {
 				s := socket.Draw(t, "s")
 				if got, want := e.UntrackAll(s), m.untrackAll(s); got != want {
 					t.Fatalf("UntrackAll(%d) = %d, model %d", s, got, want)
+				}
+			},
+			"socketEntries": func(t *rapid.T) {
+				s := socket.Draw(t, "s")
+				var got []string
+				e.SocketEntries(s, func(topic, key string, meta []byte, ref uint64) bool {
+					got = append(got, topic+" "+key+"="+string(meta))
+					return true
+				})
+				var want []string
+				for p, ent := range m.pairs {
+					if p.s == s {
+						want = append(want, p.topic+" "+ent.key+"="+ent.meta)
+					}
+				}
+				slices.Sort(got)
+				slices.Sort(want)
+				if !slices.Equal(got, want) {
+					t.Fatalf("SocketEntries(%d) = %q, model %q", s, got, want)
 				}
 			},
 			"changes": func(t *rapid.T) {
@@ -128,7 +151,10 @@ func TestModelRapid(t *testing.T) {
 				if e.Len() != len(m.pairs) || e.Len() > e.Cap() {
 					t.Fatalf("Len = %d, model %d, Cap %d", e.Len(), len(m.pairs), e.Cap())
 				}
-				for s := SocketID(1); s <= 4; s++ {
+				if st := e.Stats(); st.Local != m.localLen() || st.Local+st.Remote != st.Len || st.Len != len(m.pairs) {
+					t.Fatalf("Stats = %+v, model: %d local of %d", st, m.localLen(), len(m.pairs))
+				}
+				for _, s := range sockets {
 					if e.SocketLen(s) != m.socketLen(s) {
 						t.Fatalf("SocketLen(%d) = %d, model %d", s, e.SocketLen(s), m.socketLen(s))
 					}

@@ -5,10 +5,14 @@
 //
 // # Concurrency
 //
-// A shard's writers (Track, Untrack, and the removals of
-// Pool.UntrackOwner) hold the shard's mutex; slots and topic records are
-// claimed from lock-free stacks, and the owner index is guarded by 256
-// striped locks taken briefly under a shard's mutex.
+// A shard's writers (Track, Untrack, and the removals of Pool.UntrackAll)
+// hold the shard's mutex; slots and topic records are claimed from
+// lock-free stacks, and the socket index is guarded by 256 striped locks
+// taken briefly under a shard's mutex. A new entry is counted (against its
+// socket's quota, then against the pool or the local sockets' share of it)
+// and uncounted under its socket's stripe lock and inside its topic's read
+// window, so readers, Len, SocketLen and a refused Track agree on the
+// instant it appears and goes.
 //
 // Readers (Count, AppendEntries, AppendChanges, Head) take no lock. A topic
 // record carries a sequence number that writers make odd while they change

@@ -11,9 +11,14 @@ import (
 
 // Errors returned by writers.
 var (
-	ErrFull       = errors.New("shard: all slots are in use")
-	ErrOwnerLimit = errors.New("shard: owner holds its maximum number of entries")
+	ErrFull        = errors.New("shard: all slots are in use")
+	ErrSocketLimit = errors.New("shard: socket holds its maximum number of entries")
 )
+
+// FirstRemote is the first remote socket: sockets from FirstRemote up are
+// remote, those below it local. Local sockets share Config.MaxLocal of the
+// slots; remote ones may use all of them.
+const FirstRemote = 1 << 63
 
 // MaxKeyLimit is the largest MaxKey a Pool accepts; readers escape keys
 // through a stack buffer of this size.
@@ -22,15 +27,20 @@ const MaxKeyLimit = 1024
 // Config sizes a Pool. The caller validates it; NewPool panics on values
 // that cannot work.
 type Config struct {
-	Slots       int    // entries over all shards
-	Shards      int    // a power of two, at most 1024
-	MaxTopic    int    // bytes
-	MaxKey      int    // bytes, at most MaxKeyLimit
-	MaxMeta     int    // bytes
-	History     int    // change events kept per shard, a power of two
-	MaxPerOwner int    // entries one owner may hold; 0 means Slots
-	Seed        uint64 // hash seed
+	Slots        int    // entries over all shards
+	Shards       int    // a power of two, at most 1024
+	MaxTopic     int    // bytes
+	MaxKey       int    // bytes, at most MaxKeyLimit
+	MaxMeta      int    // bytes
+	History      int    // change events kept per shard, a power of two
+	MaxPerSocket int    // entries one socket may hold; 0 means Slots
+	MaxLocal     int    // entries local sockets may hold together; 0 means Slots
+	RefTag       uint64 // stored in the top 16 bits of every generated ref
+	Seed         uint64 // hash seed
 }
+
+// RefTagLimit bounds Config.RefTag.
+const RefTagLimit = 1 << 16
 
 // Slot words. A slot holds one entry; readers reach it through its topic's
 // member list and read it inside the topic's read window.
@@ -89,7 +99,7 @@ type slotInfo struct {
 }
 
 // Pool is the storage all shards of one registry share: slots and topic
-// records claimed from lock-free free stacks, and the owner index.
+// records claimed from lock-free free stacks, and the socket index.
 // All of its memory is allocated by NewPool.
 type Pool struct {
 	cfg      Config
@@ -108,21 +118,35 @@ type Pool struct {
 	owners owners
 	shards []Shard
 
-	_       [64]byte
-	used    atomic.Int64
-	_       [56]byte
-	retries atomic.Uint64
+	_ [64]byte
+	// used counts entries: all of them in the low 32 bits, those of local
+	// sockets in the high 32. It moves only inside the read window of the
+	// entry's topic, under the socket's stripe lock, so that readers, Len,
+	// SocketLen and a refused Track all see an entry appear and go at the
+	// same instant.
+	used atomic.Uint64
+	_    [56]byte
+
+	retries    atomic.Uint64
+	fallbacks  atomic.Uint64
+	fullLocal  atomic.Uint64
+	fullRemote atomic.Uint64
 }
+
+const localOne = 1 << 32 // a local entry's share of used
 
 // NewPool allocates a pool and its shards.
 func NewPool(cfg Config) *Pool {
-	if cfg.Slots < 1 || cfg.Shards < 1 || cfg.Shards&(cfg.Shards-1) != 0 || cfg.Shards > 1024 ||
+	if cfg.Slots < 1 || cfg.Slots >= 1<<31 || cfg.Shards < 1 || cfg.Shards&(cfg.Shards-1) != 0 || cfg.Shards > 1024 ||
 		cfg.MaxTopic < 1 || cfg.MaxKey < 1 || cfg.MaxKey > MaxKeyLimit || cfg.MaxMeta < 2 ||
-		cfg.History < 2 || cfg.History&(cfg.History-1) != 0 {
+		cfg.History < 2 || cfg.History&(cfg.History-1) != 0 || cfg.RefTag >= RefTagLimit {
 		panic("shard: invalid Config")
 	}
-	if cfg.MaxPerOwner <= 0 || cfg.MaxPerOwner > cfg.Slots {
-		cfg.MaxPerOwner = cfg.Slots
+	if cfg.MaxPerSocket <= 0 || cfg.MaxPerSocket > cfg.Slots {
+		cfg.MaxPerSocket = cfg.Slots
+	}
+	if cfg.MaxLocal <= 0 || cfg.MaxLocal > cfg.Slots {
+		cfg.MaxLocal = cfg.Slots
 	}
 	p := &Pool{cfg: cfg}
 	p.keyWords = wordsFor(cfg.MaxKey)
@@ -131,14 +155,16 @@ func NewPool(cfg Config) *Pool {
 	p.info = make([]slotInfo, cfg.Slots)
 	p.freeSlots = newStack(cfg.Slots)
 
-	// Topics never outnumber entries: a record is claimed after its first
-	// member's slot and released before its last member's slot.
+	// A linked topic record has a member, except under its shard's lock,
+	// where a Track sets one up before it knows its entry fits and a
+	// removal unlinks one after its last member went: one extra per shard.
+	topics := cfg.Slots + cfg.Shards
 	p.topicStride = lineWords(topicHdr + wordsFor(cfg.MaxTopic))
-	p.topics = make([]uint64, cfg.Slots*p.topicStride)
-	p.topicTail = make([]int32, cfg.Slots)
-	p.freeTopics = newStack(cfg.Slots)
+	p.topics = make([]uint64, topics*p.topicStride)
+	p.topicTail = make([]int32, topics)
+	p.freeTopics = newStack(topics)
 
-	p.owners.init(cfg.Slots, cfg.MaxPerOwner, cfg.Seed, p.info)
+	p.owners.init(cfg.Slots, cfg.MaxPerSocket, cfg.Seed, p.info)
 
 	perShard := 2 * cfg.Slots / cfg.Shards
 	buckets := 1 << bits.Len(uint(max(perShard, 8)-1))
@@ -148,9 +174,6 @@ func NewPool(cfg Config) *Pool {
 	}
 	return p
 }
-
-// Shards returns the pool's shards; a topic belongs to Shards()[hash&(n-1)].
-func (p *Pool) Shards() []Shard { return p.shards }
 
 // ShardFor returns the shard that holds topics with this hash.
 func (p *Pool) ShardFor(hash uint64) *Shard { return &p.shards[hash&uint64(len(p.shards)-1)] }
@@ -163,17 +186,34 @@ func (p *Pool) HashTopic(topic string) uint64 {
 	return d.Sum64()
 }
 
-// Len returns the number of slots in use.
-func (p *Pool) Len() int { return int(p.used.Load()) }
+// Len returns the number of entries.
+func (p *Pool) Len() int { return int(uint32(p.used.Load())) }
 
-// Cap returns the number of slots.
-func (p *Pool) Cap() int { return p.cfg.Slots }
+// Counts are a pool's counters.
+type Counts struct {
+	Local, Remote         int    // entries of local and of remote sockets
+	FullLocal, FullRemote uint64 // Tracks refused with ErrFull, by class
+	Retries               uint64 // read windows retried
+	Fallbacks             uint64 // reads that gave up retrying and took the shard lock
+}
 
-// Retries returns how many read windows were retried since NewPool.
-func (p *Pool) Retries() uint64 { return p.retries.Load() }
+// Counts returns the pool's counters. Local and Remote are read together,
+// at one instant.
+func (p *Pool) Counts() Counts {
+	u := p.used.Load()
+	local := int(u >> 32)
+	return Counts{
+		Local:      local,
+		Remote:     int(uint32(u)) - local,
+		FullLocal:  p.fullLocal.Load(),
+		FullRemote: p.fullRemote.Load(),
+		Retries:    p.retries.Load(),
+		Fallbacks:  p.fallbacks.Load(),
+	}
+}
 
-// OwnerCount returns the number of entries an owner holds.
-func (p *Pool) OwnerCount(owner uint64) int { return p.owners.count(owner) }
+// SocketLen returns the number of entries a socket holds.
+func (p *Pool) SocketLen(socket uint64) int { return p.owners.count(socket) }
 
 func (p *Pool) slot(i int32) []uint64 {
 	return p.slots[int(i)*p.slotStride : (int(i)+1)*p.slotStride]
@@ -183,34 +223,62 @@ func (p *Pool) topic(i int32) []uint64 {
 	return p.topics[int(i)*p.topicStride : (int(i)+1)*p.topicStride]
 }
 
-// claimSlot takes a free slot for shard sh.
-func (p *Pool) claimSlot() (int32, bool) {
-	i, ok := p.freeSlots.pop()
-	if !ok {
-		return -1, false
+// reserve counts a new entry of socket if its class has room, and then
+// returns with the read window whose sequence word is window open. A full
+// pool is seen without opening it, so a refused Track costs readers no
+// retry. The caller holds the socket's stripe lock.
+func (p *Pool) reserve(socket uint64, window *uint64) bool {
+	one, local := uint64(1), socket < FirstRemote
+	if local {
+		one |= localOne
 	}
-	p.used.Add(1)
-	p.info[i].gen.Add(1)
-	return i, true
+	open := false
+	for {
+		u := p.used.Load()
+		if uint32(u) >= uint32(p.cfg.Slots) || local && u>>32 >= uint64(p.cfg.MaxLocal) {
+			if open {
+				seqEnd(window)
+			}
+			if local {
+				p.fullLocal.Add(1)
+			} else {
+				p.fullRemote.Add(1)
+			}
+			return false
+		}
+		if !open {
+			seqBegin(window)
+			open = true
+			continue
+		}
+		if p.used.CompareAndSwap(u, u+one) {
+			return true
+		}
+	}
 }
 
-func (p *Pool) releaseSlot(i int32) {
-	p.info[i].gen.Add(1)
-	p.used.Add(-1)
-	p.freeSlots.push(i)
+// unreserve uncounts an entry of socket. The caller holds the socket's
+// stripe lock and has pushed the entry's slot back.
+func (p *Pool) unreserve(socket uint64) {
+	one := uint64(1)
+	if socket < FirstRemote {
+		one |= localOne
+	}
+	p.used.Add(-one)
 }
 
-// UntrackOwner removes the entries owner held when the call began and
-// returns how many it removed; entries tracked for the same owner while it
-// runs stay.
-func (p *Pool) UntrackOwner(owner uint64) int {
+// UntrackAll removes the entries socket held when the call began and
+// returns how many it removed; entries tracked for a new (socket, topic)
+// pair while it runs stay, but an entry that is only updated while it runs
+// is removed.
+func (p *Pool) UntrackAll(socket uint64) int {
 	var batch [32]ownedSlot
 	removed := 0
-	before := p.owners.clock(owner)
+	before := p.owners.clock(socket)
 	for {
 		// Each round takes entries that were there at the start; each is
 		// removed here or by someone else, so the rounds end.
-		n := p.owners.collect(owner, before, batch[:])
+		n := p.owners.collect(socket, before, 0, ownedSlot{}, batch[:])
 		if n == 0 {
 			break
 		}
@@ -227,8 +295,8 @@ func (p *Pool) UntrackOwner(owner uint64) int {
 	return removed
 }
 
-// owners indexes slots by owner, so that UntrackOwner costs O(entries) and
-// per-owner limits are exact. Buckets are guarded by striped locks; a writer
+// owners indexes slots by socket, so that UntrackAll costs O(entries) and
+// per-socket limits are exact. Buckets are guarded by striped locks; a writer
 // holds its shard lock and then, briefly, one stripe.
 type owners struct {
 	seed    uint64
@@ -243,14 +311,14 @@ type owners struct {
 
 type stripe struct {
 	sync.Mutex
-	seq uint64 // counts links, so that UntrackOwner can tell old from new
+	seq uint64 // counts links, so that UntrackAll can tell old from new
 	_   [48]byte
 }
 
 type ownerRec struct {
 	owner uint64
 	count int32
-	head  int32 // first slot, slot+1
+	head  int32 // newest slot, slot+1; the list runs from newest to oldest
 	next  int32 // bucket chain, record+1
 }
 
@@ -258,6 +326,7 @@ type ownedSlot struct {
 	slot  int32
 	shard int32
 	gen   uint32
+	seq   uint64 // the slot's ownerSeq
 }
 
 func (o *owners) init(slots, limit int, seed uint64, info []slotInfo) {
@@ -300,50 +369,72 @@ func (o *owners) count(owner uint64) int {
 	return 0
 }
 
-// link adds slot to owner's list; it fails only when owner is at its limit.
-func (o *owners) link(owner uint64, slot int32) bool {
+// claimSlot takes a slot for a new entry of owner in shard sh: it checks the
+// owner's quota, then counts the entry in its class, then takes a free slot
+// and links it to the owner, all under the owner's stripe lock. The caller
+// holds sh's lock. On success the read window whose sequence word is window
+// (the entry's topic's, or for a new topic the shard's index's) is open, and
+// the entry counts as present from within it: the caller links the entry
+// and then closes the window.
+func (p *Pool) claimSlot(owner uint64, sh int32, window *uint64) (int32, error) {
+	o := &p.owners
 	info := o.info
 	b, st := o.bucket(owner)
 	st.Lock()
 	defer st.Unlock()
 	r, tail := o.find(b, owner)
+	if r >= 0 && o.recs[r].count >= o.limit {
+		return -1, ErrSocketLimit
+	}
+	if !p.reserve(owner, window) {
+		return -1, ErrFull
+	}
+	// A reservation always finds a slot: a removal pushes its slot back
+	// before it uncounts the entry.
+	i, ok := p.freeSlots.pop()
+	if !ok {
+		panic("shard: counted entries and free slots disagree")
+	}
 	if r < 0 {
-		// A record is taken after its first slot and returned before its
-		// last slot, so one is free whenever a slot was.
-		var ok bool
+		// A record is taken after its owner's first entry is counted and
+		// returned before its last one is uncounted, so one is free here.
 		if r, ok = o.free.pop(); !ok {
 			panic("shard: owner records exhausted")
 		}
 		o.recs[r] = ownerRec{owner: owner}
 		*tail = r + 1
 	}
+	in := &info[i]
+	in.gen.Add(1)
+	in.shard, in.owner = sh, owner
 	rec := &o.recs[r]
-	if rec.count >= o.limit {
-		return false
-	}
 	st.seq++
-	info[slot].ownerSeq = st.seq
-	info[slot].ownerPrev = 0
-	info[slot].ownerNext = rec.head
+	in.ownerSeq = st.seq
+	in.ownerPrev = 0
+	in.ownerNext = rec.head
 	if rec.head != 0 {
-		info[rec.head-1].ownerPrev = slot + 1
+		info[rec.head-1].ownerPrev = i + 1
 	}
-	rec.head = slot + 1
+	rec.head = i + 1
 	rec.count++
-	return true
+	return i, nil
 }
 
-func (o *owners) unlink(owner uint64, slot int32) {
+// releaseSlot unlinks slot i from owner, frees it and uncounts its entry,
+// under the owner's stripe lock. The caller holds the lock of the slot's
+// shard and the read window of its topic, and no longer touches the slot.
+func (p *Pool) releaseSlot(owner uint64, i int32) {
+	o := &p.owners
 	info := o.info
 	b, st := o.bucket(owner)
 	st.Lock()
 	defer st.Unlock()
 	r, link := o.find(b, owner)
 	if r < 0 {
-		panic("shard: owner index lost an entry")
+		panic("shard: socket index lost an entry")
 	}
 	rec := &o.recs[r]
-	prev, next := info[slot].ownerPrev, info[slot].ownerNext
+	prev, next := info[i].ownerPrev, info[i].ownerNext
 	if prev == 0 {
 		rec.head = next
 	} else {
@@ -357,6 +448,9 @@ func (o *owners) unlink(owner uint64, slot int32) {
 		*link = rec.next
 		o.free.push(r)
 	}
+	info[i].gen.Add(1)
+	p.freeSlots.push(i)
+	p.unreserve(owner)
 }
 
 // clock returns the link count of owner's stripe: slots linked later have
@@ -368,9 +462,11 @@ func (o *owners) clock(owner uint64) uint64 {
 	return st.seq
 }
 
-// collect copies up to len(dst) of owner's slots linked at or before the
-// clock value before into dst.
-func (o *owners) collect(owner, before uint64, dst []ownedSlot) int {
+// collect copies into dst up to len(dst) of owner's slots linked at or
+// before the clock value before and, unless below is 0, before below, from
+// the newest. If after names a slot still linked to owner, the walk starts
+// after it.
+func (o *owners) collect(owner, before, below uint64, after ownedSlot, dst []ownedSlot) int {
 	b, st := o.bucket(owner)
 	st.Lock()
 	defer st.Unlock()
@@ -378,11 +474,17 @@ func (o *owners) collect(owner, before uint64, dst []ownedSlot) int {
 	if r < 0 {
 		return 0
 	}
+	s := o.recs[r].head
+	if after.seq != 0 {
+		if in := &o.info[after.slot]; in.gen.Load() == after.gen && in.ownerSeq == after.seq && in.owner == owner {
+			s = in.ownerNext
+		}
+	}
 	n := 0
-	for s := o.recs[r].head; s != 0 && n < len(dst); s = o.info[s-1].ownerNext {
+	for ; s != 0 && n < len(dst); s = o.info[s-1].ownerNext {
 		in := &o.info[s-1]
-		if in.ownerSeq <= before {
-			dst[n] = ownedSlot{slot: s - 1, shard: in.shard, gen: in.gen.Load()}
+		if in.ownerSeq <= before && (below == 0 || in.ownerSeq < below) {
+			dst[n] = ownedSlot{slot: s - 1, shard: in.shard, gen: in.gen.Load(), seq: in.ownerSeq}
 			n++
 		}
 	}
@@ -401,4 +503,45 @@ func mix64(x uint64) uint64 {
 	x *= 0x94d049bb133111eb
 	x ^= x >> 31
 	return x
+}
+
+// SocketEntries calls fn with each entry socket holds, newest first, until
+// fn returns false. Each entry is read under its shard's lock, so it is
+// whole; the walk as a whole is not atomic: every entry the socket holds
+// from the start of the call to its end is reported once, an entry added
+// during the call is not, and one removed during the call may be. topic
+// and key are fresh strings; meta is valid only until fn returns. fn runs
+// with no lock held.
+func (p *Pool) SocketEntries(socket uint64, fn func(topic, key string, meta []byte, ref uint64) bool) {
+	var batch [32]ownedSlot
+	var buf []byte
+	before := p.owners.clock(socket)
+	var after ownedSlot
+	for {
+		n := p.owners.collect(socket, before, after.seq, after, batch[:])
+		if n == 0 {
+			return
+		}
+		for _, o := range batch[:n] {
+			after = o
+			sh := &p.shards[o.shard]
+			sh.mu.Lock()
+			if p.info[o.slot].gen.Load() != o.gen {
+				sh.mu.Unlock()
+				continue
+			}
+			w, rec := p.slot(o.slot), p.topic(p.info[o.slot].topic)
+			nameLen, lens := int(rec[topicNameLen]), w[slotLens]
+			keyLen, metaLen := int(lens>>32&lensKeyMask), int(uint32(lens))
+			buf = append(buf[:0], bytesOf(rec[topicHdr:])[:nameLen]...)
+			buf = append(buf, bytesOf(w[slotHdr:])[:keyLen]...)
+			buf = append(buf, bytesOf(w[slotHdr+wordsFor(keyLen):])[:metaLen]...)
+			ref := w[slotRef]
+			sh.mu.Unlock()
+			names := string(buf[:nameLen+keyLen])
+			if !fn(names[:nameLen], names[nameLen:], buf[nameLen+keyLen:], ref) {
+				return
+			}
+		}
+	}
 }

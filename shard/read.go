@@ -26,13 +26,13 @@ const (
 )
 
 // recordHdr is the size of a record's fixed part:
-// kind u8, owner u64, ref u64, key length u32, meta length u32.
+// kind u8, socket u64, ref u64, key length u32, meta length u32.
 const recordHdr = 1 + 8 + 8 + 4 + 4
 
 // Record is one entry as a reader copied it.
 type Record struct {
 	Kind      uint8
-	Owner     uint64
+	Socket    uint64
 	Ref       uint64
 	Key, Meta []byte
 }
@@ -44,9 +44,9 @@ func ParseRecord(b []byte) (Record, []byte, bool) {
 		return Record{}, b, false
 	}
 	r := Record{
-		Kind:  b[0],
-		Owner: binary.LittleEndian.Uint64(b[1:]),
-		Ref:   binary.LittleEndian.Uint64(b[9:]),
+		Kind:   b[0],
+		Socket: binary.LittleEndian.Uint64(b[1:]),
+		Ref:    binary.LittleEndian.Uint64(b[9:]),
 	}
 	kl := int(binary.LittleEndian.Uint32(b[17:]))
 	ml := int(binary.LittleEndian.Uint32(b[21:]))

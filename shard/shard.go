@@ -12,7 +12,7 @@ type Shard struct {
 	seq  uint64
 	p    *Pool
 	id   int32
-	refs uint64 // ref counter; refs are refs<<10 | id, unique in the pool
+	refs uint64 // ref counter; see nextRef
 
 	mask   uint64
 	topics []uint64 // bucket heads, topic+1, reader-visible
@@ -46,9 +46,18 @@ func (s *Shard) pairBucket(owner uint64, topic int32) uint64 {
 	return mix64(owner^s.p.owners.seed^uint64(topic)<<40) & s.mask
 }
 
+// refCounterBits is the width of a shard's ref counter: a generated ref is
+// RefTag<<48 | counter<<10 | shard id, so it is unique among the refs of one
+// pool and differs from every ref of a pool with another RefTag. The
+// counter wraps after 2^38 refs of one shard, skipping 0.
+const refCounterBits = 38
+
 func (s *Shard) nextRef() uint64 {
-	s.refs++
-	return s.refs<<10 | uint64(s.id)
+	s.refs = (s.refs + 1) & (1<<refCounterBits - 1)
+	if s.refs == 0 {
+		s.refs = 1
+	}
+	return s.p.cfg.RefTag<<48 | s.refs<<10 | uint64(s.id)
 }
 
 // findTopic returns the topic record for a topic in this shard, or -1. The
@@ -108,39 +117,48 @@ func le64tail(s string) uint64 {
 	return v
 }
 
-// Track stores key and meta for (owner, topic). The caller has validated the
-// inputs; escape says whether the key needs JSON escaping. hash is
-// Pool.HashTopic(topic) and selects this shard.
-func (s *Shard) Track(owner uint64, topic string, hash uint64, key string, escape bool, meta []byte) (Outcome, uint64, error) {
+// Track stores key and meta for (socket, topic). The caller has validated
+// the inputs; escape says whether the key needs JSON escaping. hash is
+// Pool.HashTopic(topic) and selects this shard. ref is the entry's new ref,
+// or 0 for one the shard generates. A new pair is refused with
+// ErrSocketLimit if the socket holds MaxPerSocket entries, else with
+// ErrFull if the pool, or the local sockets' share of it, is full, each
+// judged at one instant during the call.
+func (s *Shard) Track(socket uint64, topic string, hash uint64, key string, escape bool, meta []byte, ref uint64) (Outcome, uint64, error) {
 	p := s.p
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	t := s.findTopic(topic, hash)
 	if t >= 0 {
-		if i := s.findPair(owner, t); i >= 0 {
-			out, ref := s.update(i, t, key, escape, meta)
-			s.mu.Unlock()
+		if i := s.findPair(socket, t); i >= 0 {
+			out, ref := s.update(i, t, key, escape, meta, ref)
 			return out, ref, nil
 		}
 	}
-	i, ok := p.claimSlot()
-	if !ok {
-		s.mu.Unlock()
-		return 0, 0, ErrFull
+	// The entry is counted inside the read window of its topic (or, for a
+	// new topic, of the shard's topic index), so that a reader of the topic
+	// sees it from the instant Len, SocketLen and other Tracks count it.
+	newTopic := t < 0
+	if newTopic {
+		t = s.newTopic(topic, hash)
+	}
+	rec := p.topic(t)
+	window := &rec[topicSeq]
+	if newTopic {
+		window = &s.seq
+	}
+	i, err := p.claimSlot(socket, s.id, window)
+	if err != nil {
+		if newTopic {
+			p.freeTopics.push(t)
+		}
+		return 0, 0, err
 	}
 	in := &p.info[i]
-	// UntrackOwner reads the shard of the slots it finds in the owner
-	// index (under the stripe lock), so it is set before the slot is linked.
-	in.shard, in.owner = s.id, owner
-	if !p.owners.link(owner, i) {
-		p.releaseSlot(i)
-		s.mu.Unlock()
-		return 0, 0, ErrOwnerLimit
-	}
-	if t < 0 {
-		t = s.addTopic(topic, hash)
-	}
 	in.topic = t
-	ref := s.nextRef()
+	if ref == 0 {
+		ref = s.nextRef()
+	}
 	w := p.slot(i)
 	// The slot is not reachable from any member list yet, but a reader still
 	// walking a list it was unlinked from may read it: that reader's topic
@@ -148,11 +166,9 @@ func (s *Shard) Track(owner uint64, topic string, hash uint64, key string, escap
 	store(&w[slotLens], packLens(len(key), len(meta), escape))
 	store(&w[slotRef], ref)
 	store(&w[slotNext], 0)
-	store(&w[slotOwner], owner)
+	store(&w[slotOwner], socket)
 	writePayload(w, key, meta)
 
-	rec := p.topic(t)
-	s.beginTopic(rec)
 	tail := p.topicTail[t]
 	if tail == 0 {
 		store(&rec[topicHead], uint64(i+1))
@@ -163,28 +179,33 @@ func (s *Shard) Track(owner uint64, topic string, hash uint64, key string, escap
 	p.topicTail[t] = i + 1
 	store(&rec[topicCount], rec[topicCount]+1)
 	in.joinEvent = s.hist.append(evJoin, rec, w, 0)
-	s.endTopic(rec)
+	if newTopic {
+		s.linkTopic(t, hash)
+	}
+	seqEnd(window)
 
-	b := s.pairBucket(owner, t)
+	b := s.pairBucket(socket, t)
 	in.pairNext = s.pairs[b]
 	s.pairs[b] = i + 1
-	s.mu.Unlock()
 	return Added, ref, nil
 }
 
 // update rewrites an existing entry. The caller holds s.mu.
-func (s *Shard) update(i, t int32, key string, escape bool, meta []byte) (Outcome, uint64) {
+func (s *Shard) update(i, t int32, key string, escape bool, meta []byte, ref uint64) (Outcome, uint64) {
 	p := s.p
 	w := p.slot(i)
 	kw := wordsFor(len(key))
 	if w[slotLens] == packLens(len(key), len(meta), escape) &&
+		(ref == 0 || ref == w[slotRef]) &&
 		string(bytesOf(w[slotHdr:])[:len(key)]) == key &&
 		string(bytesOf(w[slotHdr+kw:])[:len(meta)]) == string(meta) {
 		return Unchanged, w[slotRef]
 	}
 	rec := p.topic(t)
 	in := &p.info[i]
-	ref := s.nextRef()
+	if ref == 0 {
+		ref = s.nextRef()
+	}
 	s.beginTopic(rec)
 	s.hist.append(evLeave, rec, w, in.joinEvent)
 	store(&w[slotLens], packLens(len(key), len(meta), escape))
@@ -205,8 +226,10 @@ func writePayload(w []uint64, key string, meta []byte) {
 func (s *Shard) beginTopic(rec []uint64) { seqBegin(&rec[topicSeq]) }
 func (s *Shard) endTopic(rec []uint64)   { seqEnd(&rec[topicSeq]) }
 
-// addTopic claims and links a record for a topic. The caller holds s.mu.
-func (s *Shard) addTopic(topic string, hash uint64) int32 {
+// newTopic claims and fills a record for a topic, without linking it. The
+// caller holds s.mu, and links the record or pushes it back before
+// unlocking.
+func (s *Shard) newTopic(topic string, hash uint64) int32 {
 	p := s.p
 	t, ok := p.freeTopics.pop()
 	if !ok {
@@ -223,13 +246,16 @@ func (s *Shard) addTopic(topic string, hash uint64) int32 {
 	copyInString(rec[topicHdr:topicHdr+wordsFor(len(topic))], topic)
 	s.endTopic(rec)
 	p.topicTail[t] = 0
+	return t
+}
 
+// linkTopic links record t into the topic index. The caller holds s.mu and
+// the index's read window.
+func (s *Shard) linkTopic(t int32, hash uint64) {
 	b := s.topicBucket(hash)
-	seqBegin(&s.seq)
+	rec := s.p.topic(t)
 	store(&rec[topicChain], s.topics[b])
 	store(&s.topics[b], uint64(t+1))
-	seqEnd(&s.seq)
-	return t
 }
 
 // removeTopic unlinks and frees an empty topic record. The caller holds s.mu.
@@ -267,9 +293,15 @@ func (s *Shard) Untrack(owner uint64, topic string, hash uint64) bool {
 func (s *Shard) remove(i int32) {
 	p := s.p
 	in := &p.info[i]
-	t := in.topic
+	t, owner := in.topic, in.owner
 	rec := p.topic(t)
 	w := p.slot(i)
+
+	link := &s.pairs[s.pairBucket(owner, t)]
+	for *link != i+1 {
+		link = &p.info[*link-1].pairNext
+	}
+	*link = in.pairNext
 
 	s.beginTopic(rec)
 	next := int32(w[slotNext])
@@ -286,17 +318,11 @@ func (s *Shard) remove(i int32) {
 	count := rec[topicCount] - 1
 	store(&rec[topicCount], count)
 	s.hist.append(evLeave, rec, w, in.joinEvent)
+	// Inside the window: the entry leaves readers, Len and the counts at
+	// one instant, and its slot is free before it is uncounted.
+	p.releaseSlot(owner, i)
 	s.endTopic(rec)
-
-	link := &s.pairs[s.pairBucket(in.owner, t)]
-	for *link != i+1 {
-		link = &p.info[*link-1].pairNext
-	}
-	*link = in.pairNext
-
-	p.owners.unlink(in.owner, i)
 	if count == 0 {
 		s.removeTopic(t)
 	}
-	p.releaseSlot(i)
 }
