@@ -54,6 +54,7 @@ type Config struct {
 	MaxTopicsPerSocket int           // topics one socket may join; 0 means 100
 	WriteTimeout       time.Duration // per outbound message; 0 means 10 s
 	Logger             *slog.Logger  // nil means slog.Default()
+	Cluster            Cluster       // nil: this server alone; see the cluster package
 }
 
 // Channel defines the topics that match Topic and what happens in them.
@@ -164,6 +165,9 @@ func NewServer(cfg Config) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	if err := s.attachCluster(); err != nil {
+		return nil, err
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
@@ -272,6 +276,7 @@ func (s *Server) Broadcast(topic, event string, payload any) error {
 		return err
 	}
 	s.broadcast(topic, event, b, nil)
+	s.clusterPublish(topic, event, b)
 	return nil
 }
 

@@ -176,6 +176,7 @@ func (s *Socket) BroadcastFrom(topic, event string, payload any) error {
 		return err
 	}
 	s.srv.broadcast(topic, event, b, s)
+	s.srv.clusterPublish(topic, event, b)
 	return nil
 }
 
@@ -410,6 +411,7 @@ func (s *Socket) join(f *phx.Frame) {
 		return
 	}
 	srv.stats.joins.Add(1)
+	srv.clusterSubscribe(f.Topic)
 	s.reply(f, true, response)
 	for _, p := range pending {
 		s.enqueue(p)

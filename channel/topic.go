@@ -103,10 +103,12 @@ func (s *Server) unsubscribe(topic string, sock *Socket) {
 	defer ts.mu.Unlock()
 	delete(ts.subs, sock)
 	s.release(ts)
+	s.clusterUnsubscribe(topic)
 }
 
 // presenceChanged schedules a presence_diff for topic, unless one is due.
 func (s *Server) presenceChanged(topic string) {
+	s.clusterPresenceChanged(topic)
 	ts := s.lockState(topic)
 	defer ts.mu.Unlock()
 	if ts.pending || len(ts.subs) == 0 {
