@@ -83,6 +83,7 @@ func routes(srv *channel.Server) http.Handler {
 	expvar.Publish("channel", expvar.Func(func() any { return srv.Stats() }))
 	expvar.Publish("presence", expvar.Func(func() any { return srv.Presence().Stats() }))
 	mux.Handle("/debug/vars", expvar.Handler())
+	mux.Handle("/metrics", metricsHandler(srv))
 	return mux
 }
 
