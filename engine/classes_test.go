@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/anishathalye/porcupine"
 )
 
 // remote is the i-th remote socket.
@@ -277,4 +279,22 @@ func TestSocketEntriesUnderConcurrentWrites(t *testing.T) {
 	}
 	close(stop)
 	<-done
+}
+
+// TestLinearizableAtCapacityPerClass is TestLinearizableAtCapacity with a
+// local and a remote class: local sockets share 2 of 4 entries.
+func TestLinearizableAtCapacityPerClass(t *testing.T) {
+	l := capLimits{capacity: 4, localCap: 2, perSocket: 2, firstRemote: FirstRemoteSocket}
+	sockets := []SocketID{1, 2, 3, remote(0), remote(1)}
+	for _, shards := range []int{1, 4} {
+		for round := range 3 {
+			t.Run(fmt.Sprintf("shards=%d/round=%d", shards, round), func(t *testing.T) {
+				e := mustNew(t, Config{Capacity: l.capacity, LocalCapacity: l.localCap, MaxPerSocket: l.perSocket, Shards: shards, History: 16})
+				history := recordCapHistory(t, e, sockets, 4, *linOps/2, uint64(round*10+shards+100))
+				if res := checkCapLinearizable(t, capModel(l), history); res != porcupine.Ok {
+					t.Fatalf("history of %d operations: %s", len(history), res)
+				}
+			})
+		}
+	}
 }

@@ -225,3 +225,73 @@ func TestConcurrentStress(t *testing.T) {
 		})
 	}
 }
+
+// TestNoSpuriousErrFull is the race of a socket at its limit against a
+// socket that has room: Capacity 3, MaxPerSocket 1, two entries present.
+// Socket 1 keeps trying a new pair and is refused with ErrSocketLimit;
+// meanwhile socket 2 tracks a pair and untracks it. There is always room for
+// socket 2's entry, so every one of its Tracks must succeed, and Len, read
+// after its Untrack returned, must be 2: a refused Track is never counted.
+func TestNoSpuriousErrFull(t *testing.T) {
+	dur := 300 * time.Millisecond
+	if testing.Short() {
+		dur = 100 * time.Millisecond
+	}
+	for _, shards := range []int{1, 4} {
+		t.Run(fmt.Sprint("shards=", shards), func(t *testing.T) {
+			e := mustNew(t, Config{Capacity: 3, MaxPerSocket: 1, Shards: shards})
+			mustTrack(t, e, 1, "a", "one", "")
+			mustTrack(t, e, 3, "b", "three", "")
+			stop := make(chan struct{})
+			var refused, wrongErr atomic.Int64
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					switch err := e.Track(1, fmt.Sprint("x", i%4), "one", nil); err {
+					case ErrSocketLimit:
+					case ErrFull:
+						// The quota is checked first: wrong, but keep racing.
+						wrongErr.Add(1)
+					default:
+						t.Errorf("socket 1 past its limit: %v, want ErrSocketLimit", err)
+						return
+					}
+					refused.Add(1)
+				}
+			}()
+			var tries, spurious, overCounted int
+			for deadline := time.Now().Add(dur); time.Now().Before(deadline); {
+				tries++
+				if err := e.Track(2, "c", "two", nil); err != nil {
+					if err != ErrFull {
+						t.Fatal(err)
+					}
+					spurious++
+					continue
+				}
+				e.Untrack(2, "c")
+				if n := e.Len(); n != 2 {
+					overCounted++
+				}
+			}
+			close(stop)
+			wg.Wait()
+			t.Logf("socket 2: %d tries, %d spurious ErrFull, %d wrong Len; socket 1: %d refusals, %d of them ErrFull",
+				tries, spurious, overCounted, refused.Load(), wrongErr.Load())
+			if spurious != 0 || overCounted != 0 || wrongErr.Load() != 0 {
+				t.Fatalf("%d of %d Tracks got a spurious ErrFull; Len was not 2 after %d Untracks; %d refusals of socket 1 said ErrFull",
+					spurious, tries, overCounted, wrongErr.Load())
+			}
+			if refused.Load() == 0 {
+				t.Fatal("socket 1 never raced socket 2")
+			}
+		})
+	}
+}

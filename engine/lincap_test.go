@@ -1,0 +1,309 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// The capacity check records histories in which the engine is full much of
+// the time and checks them against a sequential model of the whole engine,
+// not of one topic: ErrFull, ErrSocketLimit and Len depend on every topic.
+// A Track may fail with ErrSocketLimit only if its socket held MaxPerSocket
+// entries at its linearization point, and with ErrFull only if Capacity
+// entries (or, for a local socket, localCap of local sockets) were present
+// then; Len and SocketLen must equal the entries present at theirs.
+
+// capLimits are the limits the capacity model enforces.
+type capLimits struct {
+	capacity, localCap, perSocket int
+	firstRemote                   SocketID // sockets from here up are remote; 0: none
+}
+
+func (l capLimits) remote(s SocketID) bool { return l.firstRemote != 0 && s >= l.firstRemote }
+
+const (
+	capLen linKind = iota + 100
+	capSocketLen
+)
+
+// capEntry is one entry of the capacity model's state.
+type capEntry struct {
+	topic     string
+	socket    SocketID
+	key, meta string
+}
+
+func parseCapState(s string) []capEntry {
+	var es []capEntry
+	for _, part := range strings.Split(s, ";") {
+		if part == "" {
+			continue
+		}
+		var e capEntry
+		f := strings.SplitN(part, "|", 4)
+		e.topic, e.key, e.meta = f[0], f[2], f[3]
+		fmt.Sscan(f[1], &e.socket)
+		es = append(es, e)
+	}
+	return es
+}
+
+func formatCapState(es []capEntry) string {
+	var b strings.Builder
+	for _, e := range es {
+		fmt.Fprintf(&b, "%s|%d|%s|%s;", e.topic, e.socket, e.key, e.meta)
+	}
+	return b.String()
+}
+
+func capModel(l capLimits) porcupine.Model {
+	return porcupine.Model{
+		Init: func() any { return "" },
+		Step: func(state, input, output any) (bool, any) {
+			es := parseCapState(state.(string))
+			in, out := input.(linInput), output.(linOutput)
+			at, socketLen, localLen := -1, 0, 0
+			for i, e := range es {
+				if e.socket == in.socket {
+					socketLen++
+					if e.topic == in.topic {
+						at = i
+					}
+				}
+				if !l.remote(e.socket) {
+					localLen++
+				}
+			}
+			switch in.kind {
+			case linTrack:
+				var want error
+				switch {
+				case at >= 0:
+				case socketLen >= l.perSocket:
+					want = ErrSocketLimit
+				case len(es) >= l.capacity || !l.remote(in.socket) && localLen >= l.localCap:
+					want = ErrFull
+				}
+				if !errors.Is(out.err, want) || (want == nil) != (out.err == nil) {
+					return false, state
+				}
+				switch {
+				case want != nil:
+					return true, state
+				case at >= 0:
+					es[at].key, es[at].meta = in.key, in.meta
+				default:
+					es = append(es, capEntry{in.topic, in.socket, in.key, in.meta})
+				}
+			case linUntrack:
+				if out.ok != (at >= 0) {
+					return false, state
+				}
+				if at < 0 {
+					return true, state
+				}
+				es = append(es[:at], es[at+1:]...)
+			case linUntrackAll:
+				if at < 0 {
+					return true, state
+				}
+				es = append(es[:at], es[at+1:]...)
+			case linCount, linList:
+				var listed []string
+				for _, e := range es {
+					if e.topic == in.topic {
+						listed = append(listed, e.key+"="+e.meta)
+					}
+				}
+				if in.kind == linCount {
+					return out.count == len(listed), state
+				}
+				return out.list == strings.Join(listed, "|"), state
+			case capLen:
+				return out.count == len(es), state
+			case capSocketLen:
+				return out.count == socketLen, state
+			}
+			return true, formatCapState(es)
+		},
+		Hash: func(state any) uint64 {
+			h := fnv.New64a()
+			h.Write([]byte(state.(string)))
+			return h.Sum64()
+		},
+		DescribeOperation: func(input, output any) string {
+			in, out := input.(linInput), output.(linOutput)
+			switch in.kind {
+			case linTrack:
+				return fmt.Sprintf("Track(%d, %s, %s=%s) -> %v", in.socket, in.topic, in.key, in.meta, out.err)
+			case linUntrack:
+				return fmt.Sprintf("Untrack(%d, %s) -> %v", in.socket, in.topic, out.ok)
+			case linUntrackAll:
+				return fmt.Sprintf("UntrackAll(%d) in %s", in.socket, in.topic)
+			case linCount:
+				return fmt.Sprintf("Count(%s) -> %d", in.topic, out.count)
+			case capLen:
+				return fmt.Sprintf("Len -> %d", out.count)
+			case capSocketLen:
+				return fmt.Sprintf("SocketLen(%d) -> %d", in.socket, out.count)
+			}
+			return fmt.Sprintf("List(%s) -> %s", in.topic, out.list)
+		},
+	}
+}
+
+// recordCapHistory runs goroutines of random operations over few sockets
+// and topics near the limits, and returns what each saw.
+func recordCapHistory(t *testing.T, e *Engine, sockets []SocketID, goroutines, ops int, seed uint64) []porcupine.Operation {
+	topics := []string{"t0", "t1", "t2"}
+	metas := []string{`{"v":1}`, `{"v":2}`}
+	start := time.Now()
+	now := func() int64 { return int64(time.Since(start)) }
+	var mu sync.Mutex
+	var history []porcupine.Operation
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(seed, uint64(g)))
+			buf := make([]byte, 0, 1024)
+			var local []porcupine.Operation
+			for range ops {
+				s := sockets[rng.IntN(len(sockets))]
+				topic := topics[rng.IntN(len(topics))]
+				in := linInput{socket: s, topic: topic}
+				var out linOutput
+				var call, ret int64
+				switch r := rng.IntN(20); {
+				case r < 9:
+					in.kind = linTrack
+					in.key = fmt.Sprint("k", s%8)
+					in.meta = metas[rng.IntN(len(metas))]
+					call = now()
+					out.err = e.Track(s, topic, in.key, []byte(in.meta))
+					ret = now()
+				case r < 14:
+					in.kind = linUntrack
+					call = now()
+					out.ok = e.Untrack(s, topic)
+					ret = now()
+				case r < 15:
+					call = now()
+					e.UntrackAll(s)
+					ret = now()
+					for _, tp := range topics {
+						local = append(local, porcupine.Operation{ClientId: g, Input: linInput{kind: linUntrackAll, socket: s, topic: tp},
+							Call: call, Output: linOutput{}, Return: ret})
+					}
+					continue
+				case r < 16:
+					in.kind = capLen
+					call = now()
+					out.count = e.Len()
+					ret = now()
+				case r < 17:
+					in.kind = capSocketLen
+					call = now()
+					out.count = e.SocketLen(s)
+					ret = now()
+				case r < 18:
+					in.kind = linCount
+					call = now()
+					out.count = e.Count(topic)
+					ret = now()
+				default:
+					in.kind = linList
+					call = now()
+					buf = e.AppendList(buf[:0], topic)
+					ret = now()
+					l, err := parseList(buf)
+					if err != nil {
+						t.Errorf("List = %s: %v", buf, err)
+						return
+					}
+					parts := make([]string, len(l))
+					for i, x := range l {
+						parts[i] = x.Key + "=" + string(x.Meta)
+					}
+					out.list = strings.Join(parts, "|")
+				}
+				if out.err != nil && !errors.Is(out.err, ErrFull) && !errors.Is(out.err, ErrSocketLimit) {
+					t.Errorf("Track: %v", out.err)
+					return
+				}
+				local = append(local, porcupine.Operation{ClientId: g, Input: in, Call: call, Output: out, Return: ret})
+			}
+			mu.Lock()
+			history = append(history, local...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return history
+}
+
+func checkCapLinearizable(t *testing.T, m porcupine.Model, history []porcupine.Operation) porcupine.CheckResult {
+	t.Helper()
+	res, info := porcupine.CheckOperationsVerbose(m, history, 60*time.Second)
+	if res == porcupine.Illegal {
+		path := t.TempDir() + "/history.html"
+		porcupine.VisualizePath(m, info, path)
+		t.Logf("visualization of the failing history: %s", path)
+	}
+	return res
+}
+
+// TestLinearizableAtCapacity checks Track's refusals, Len and SocketLen
+// against the whole-engine model in an engine that is full most of the time.
+func TestLinearizableAtCapacity(t *testing.T) {
+	l := capLimits{capacity: 3, localCap: 3, perSocket: 2}
+	sockets := []SocketID{1, 2, 3, 4}
+	for _, shards := range []int{1, 4} {
+		for round := range 4 {
+			t.Run(fmt.Sprintf("shards=%d/round=%d", shards, round), func(t *testing.T) {
+				e := mustNew(t, Config{Capacity: l.capacity, MaxPerSocket: l.perSocket, Shards: shards, History: 16})
+				history := recordCapHistory(t, e, sockets, 4, *linOps/2, uint64(round*10+shards))
+				if res := checkCapLinearizable(t, capModel(l), history); res != porcupine.Ok {
+					t.Fatalf("history of %d operations: %s", len(history), res)
+				}
+			})
+		}
+	}
+}
+
+// TestCapacityCheckRejectsWrongHistories makes sure the check can fail: an
+// ErrFull while two of three entries are present, a Len that counts a
+// refused Track, and an ErrSocketLimit below the limit must be rejected.
+func TestCapacityCheckRejectsWrongHistories(t *testing.T) {
+	m := capModel(capLimits{capacity: 3, localCap: 3, perSocket: 1})
+	track := func(s SocketID, topic string, err error, at int64) porcupine.Operation {
+		return porcupine.Operation{ClientId: int(s), Input: linInput{kind: linTrack, socket: s, topic: topic, key: "k", meta: "{}"},
+			Output: linOutput{err: err}, Call: at, Return: at + 1}
+	}
+	two := []porcupine.Operation{track(1, "a", nil, 0), track(3, "b", nil, 2)}
+	for name, h := range map[string][]porcupine.Operation{
+		"spurious ErrFull": append(two[:2:2], track(2, "c", ErrFull, 4)),
+		"Len counts a refused Track": append(two[:2:2], track(1, "x", ErrSocketLimit, 4),
+			porcupine.Operation{ClientId: 9, Input: linInput{kind: capLen}, Output: linOutput{count: 3}, Call: 6, Return: 7}),
+		"spurious ErrSocketLimit": {track(1, "a", ErrSocketLimit, 0)},
+		"missed ErrSocketLimit":   append(two[:2:2], track(1, "x", nil, 4)),
+		"missed ErrFull":          append(two[:2:2], track(2, "c", nil, 4), track(4, "d", nil, 6)),
+	} {
+		if porcupine.CheckOperations(m, h) {
+			t.Errorf("%s: history passed", name)
+		}
+	}
+	ok := append(two[:2:2], track(1, "x", ErrSocketLimit, 4), track(2, "c", nil, 6), track(4, "d", ErrFull, 8))
+	if !porcupine.CheckOperations(m, ok) {
+		t.Error("a correct history failed")
+	}
+}
