@@ -1,0 +1,226 @@
+// Package cluster spreads presence and broadcasts over several servers
+// through core NATS, so that every node's engine lists the whole cluster's
+// presence and a broadcast reaches subscribers on every node.
+//
+// # Model
+//
+// A node is a name and an incarnation (a new one at every Start). It is
+// the only writer of its own entries, those of its local sockets, and
+// publishes them as an ordered log: batches of deltas with sequence
+// numbers, flushed every Config.FlushInterval, and a heartbeat every
+// Config.Heartbeat carrying its last sequence and a hash of its engine's
+// limits. Other nodes apply the deltas in order into their own engine,
+// under synthetic SocketIDs at and above 1<<63, with the same ref
+// (phx_ref) as on the owner. A gap, a delta out of order or a message lost
+// to a slow consumer makes the receiver ask the owner for a snapshot, by
+// request and reply in pages, which it applies as a diff against what it
+// holds (unchanged entries do not flap) before it replays the deltas that
+// arrived meanwhile. A new incarnation drops the old one's entries first.
+// A node silent for Config.DownAfter is down: every other node removes its
+// entries, and clients see them leave through presence_diff. A node that
+// closes says goodbye and its entries go at once. Across a netsplit each
+// side drops the other's entries after DownAfter, and both resync when it
+// heals.
+//
+// Reads stay local: List, Count, Snapshot and the diffs of the engine
+// cover the whole cluster and never touch the network.
+//
+// # Broadcasts
+//
+// A node subscribes to a topic's broadcast subject only while one of its
+// sockets is in the topic. Subscribe returns once the node's NATS server
+// has the subscription, so a broadcast published after a join was
+// answered, by a node connected to the same NATS server, reaches the
+// socket. Through other servers of a NATS cluster it does so once the
+// servers' routes have carried the interest, which takes them well under a
+// millisecond on a local network. Delivery is at most once, as core NATS.
+//
+// # Concurrency
+//
+// All methods of Node may be called from any goroutine. A Node runs one
+// goroutine for timers and the NATS client's goroutines for its
+// subscriptions; its state sits behind one lock that engine writes are
+// made under, so a burst of remote deltas costs engine writes, not reads.
+package cluster
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Config configures a Node. Node is required.
+type Config struct {
+	// Node names this node in the cluster: 1 to 64 letters, digits, '-'
+	// or '_', unique among the nodes.
+	Node string
+	// Prefix starts every subject the cluster uses, so that several
+	// applications can share one NATS; "" means "presence". NATS tokens
+	// separated by dots, of letters, digits, '-' and '_'.
+	Prefix string
+	// Heartbeat is how often the node says it is alive (H); 0 means 1 s.
+	Heartbeat time.Duration
+	// DownAfter is how long a silent node stays up (D); 0 means 5 s. It
+	// must be at least twice Heartbeat.
+	DownAfter time.Duration
+	// FlushInterval is how long local changes are gathered before they
+	// are published; 0 means 2 ms.
+	FlushInterval time.Duration
+	// PendingMsgs and PendingBytes bound what the NATS client buffers for
+	// the node's subscriptions; beyond them messages are dropped and the
+	// node resyncs. 0 keeps the NATS client's defaults.
+	PendingMsgs, PendingBytes int
+	// Logger receives the cluster's warnings; nil means slog.Default().
+	Logger *slog.Logger
+	// OnNodeChange, if set, is called when another node's State changes,
+	// on a goroutine of the Node and never under its lock.
+	OnNodeChange func(NodeInfo)
+}
+
+// Defaults of Config.
+const (
+	DefaultPrefix        = "presence"
+	DefaultHeartbeat     = time.Second
+	DefaultDownAfter     = 5 * time.Second
+	DefaultFlushInterval = 2 * time.Millisecond
+)
+
+// Errors.
+var (
+	ErrInvalidConfig = errors.New("cluster: invalid config")
+	ErrClosed        = errors.New("cluster: node is closed")
+)
+
+var (
+	nodeName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	prefixRe = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+)
+
+func (c *Config) fill() error {
+	bad := func(what string) error { return errors.New(ErrInvalidConfig.Error() + ": " + what) }
+	switch {
+	case !nodeName.MatchString(c.Node):
+		return wrapConfig(bad("Node must be 1 to 64 letters, digits, '-' or '_'"))
+	case c.Prefix != "" && (!prefixRe.MatchString(c.Prefix) || len(c.Prefix) > 128):
+		return wrapConfig(bad("Prefix must be NATS tokens of letters, digits, '-' or '_' separated by dots"))
+	case c.Heartbeat < 0 || c.DownAfter < 0 || c.FlushInterval < 0:
+		return wrapConfig(bad("durations must not be negative"))
+	case c.PendingMsgs < 0 || c.PendingBytes < 0:
+		return wrapConfig(bad("pending limits must not be negative"))
+	}
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = DefaultHeartbeat
+	}
+	if c.DownAfter == 0 {
+		c.DownAfter = max(DefaultDownAfter, 2*c.Heartbeat)
+	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = DefaultFlushInterval
+	}
+	if c.DownAfter < 2*c.Heartbeat {
+		return wrapConfig(bad("DownAfter must be at least twice Heartbeat"))
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+type configError struct{ err error }
+
+func (e configError) Error() string        { return e.err.Error() }
+func (e configError) Is(target error) bool { return target == ErrInvalidConfig }
+
+func wrapConfig(err error) error { return configError{err} }
+
+// State is what a node knows of another node.
+type State uint8
+
+// States.
+const (
+	StateSyncing State = iota + 1 // heard, and its entries are being fetched
+	StateUp                       // heard within DownAfter, entries current
+	StateDown                     // silent for DownAfter, or gone: its entries are removed
+)
+
+func (s State) String() string {
+	switch s {
+	case StateSyncing:
+		return "syncing"
+	case StateUp:
+		return "up"
+	case StateDown:
+		return "down"
+	}
+	return "unknown"
+}
+
+// NodeInfo describes another node as this node sees it.
+type NodeInfo struct {
+	Name         string
+	Incarnation  uint64
+	State        State
+	Entries      int  // its entries held here
+	Pending      int  // of those, entries the engine refused so far (retried)
+	LimitsDiffer bool // its engine's limits differ from this node's
+}
+
+// Stats are a Node's counters since Start.
+type Stats struct {
+	DeltasSent, DeltasApplied             uint64 // entries published, and applied from others
+	BatchesSent, BatchesReceived          uint64
+	BytesSent, BytesReceived              uint64 // presence messages, broadcasts excluded
+	HeartbeatsSent, HeartbeatsReceived    uint64
+	Resyncs                               uint64 // snapshot fetches started
+	Gaps                                  uint64 // deltas missing or out of order
+	SnapshotsServed                       uint64
+	RemoteFull                            uint64 // remote applies refused with engine.ErrFull
+	RemoteRejected                        uint64 // remote applies refused otherwise (limits differ)
+	RemotePending                         int    // remote entries not stored right now, retried
+	Stale                                 uint64 // messages of old incarnations or old sequences
+	BadMessages                           uint64
+	SlowConsumer                          uint64 // times messages were dropped by the NATS client
+	NodesDown, Restarts                   uint64
+	LimitMismatches                       uint64
+	BroadcastsSent, BroadcastsReceived    uint64
+	BroadcastBytesSent, BroadcastsDropped uint64
+}
+
+// subjects names the NATS subjects of one prefix.
+type subjects struct{ prefix string }
+
+func (s subjects) stream(node string) string  { return s.prefix + ".n." + node }
+func (s subjects) streams() string            { return s.prefix + ".n.*" }
+func (s subjects) syncReq(node string) string { return s.prefix + ".s." + node }
+func (s subjects) reply(node string) string   { return s.prefix + ".r." + node }
+
+// broadcast encodes the topic, which may hold any character, as one token.
+func (s subjects) broadcast(topic string) string {
+	var b strings.Builder
+	b.Grow(len(s.prefix) + 3 + len(topic)*4/3 + 4)
+	b.WriteString(s.prefix)
+	b.WriteString(".b.")
+	b.WriteString(topicToken(topic))
+	return b.String()
+}
+
+// limitsHash hashes the engine limits that nodes must agree on.
+func limitsHash(vals ...int) uint64 {
+	b := make([]byte, 0, 8*len(vals))
+	for _, v := range vals {
+		b = binary.LittleEndian.AppendUint64(b, uint64(v))
+	}
+	return xxhash.Sum64(b)
+}
+
+// topicToken encodes a topic as one NATS token.
+func topicToken(topic string) string { return base64.RawURLEncoding.EncodeToString([]byte(topic)) }

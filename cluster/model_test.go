@@ -1,0 +1,364 @@
+package cluster
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"slices"
+	"sort"
+	"testing"
+
+	"github.com/presencekit/presence/engine"
+	"pgregory.net/rapid"
+)
+
+// The model test runs the core of several nodes over a simulated network
+// that the test controls message by message, with a fake clock: any
+// interleaving of local writes, flushes, deliveries in any order, losses,
+// kills, restarts, graceful stops, partitions, heals and clock steps. It
+// checks the invariants at every step and, after the network quiets down,
+// that every live node lists exactly the union of the live nodes' own
+// entries, with the owners' refs.
+
+const (
+	simH = int64(1000) // heartbeat, in fake nanoseconds
+	simD = int64(3000) // down after
+)
+
+var (
+	simTopics = []string{"room:a", "room:b"}
+	simKeys   = []string{"alice", "bob"}
+	simMetas  = []string{`{"v":1}`, `{"v":2}`}
+	simNames  = []string{"a", "b", "c"}
+)
+
+type simMsg struct {
+	from    int
+	inc     uint64
+	subject string
+	data    []byte
+}
+
+type simNode struct {
+	name  string
+	alive bool
+	inc   uint64
+	tag   uint64
+	e     *engine.Engine
+	c     *core
+	dirty map[string]bool
+}
+
+type deadInc struct {
+	node int
+	inc  uint64
+	tag  uint64
+	at   int64
+}
+
+type sim struct {
+	t        *rapid.T
+	subj     subjects
+	now      int64
+	incs     uint64
+	nodes    []*simNode
+	net      []simMsg
+	isolated []bool
+	dead     []deadInc
+	// lastFrom[x][inc] is when node x last received a message of inc.
+	lastFrom []map[uint64]int64
+	// tagInc maps an engine RefTag to its incarnation.
+	tagInc map[uint64]uint64
+	// tagNode maps an engine RefTag to its node.
+	tagNode map[uint64]int
+}
+
+func newSim(t *rapid.T, n int) *sim {
+	s := &sim{t: t, subj: subjects{"p"}, isolated: make([]bool, n), tagInc: map[uint64]uint64{}, tagNode: map[uint64]int{}}
+	for i := range n {
+		s.nodes = append(s.nodes, &simNode{name: simNames[i]})
+		s.lastFrom = append(s.lastFrom, map[uint64]int64{})
+		s.start(i)
+	}
+	return s
+}
+
+func (s *sim) start(i int) {
+	nd := s.nodes[i]
+	s.incs++
+	nd.inc, nd.tag = s.incs, s.incs
+	s.tagInc[nd.tag] = nd.inc
+	s.tagNode[nd.tag] = i
+	e, err := engine.New(engine.Config{Capacity: 256, MaxPerSocket: 256, RefTag: nd.tag})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	nd.e, nd.alive, nd.dirty = e, true, map[string]bool{}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	nd.c = newCore(nd.name, nd.inc, simH, simD, e, log, s.subj, 7, nd.tag)
+	inc := nd.inc
+	nd.c.emit = func(subject string, data []byte) {
+		s.net = append(s.net, simMsg{from: i, inc: inc, subject: subject, data: slices.Clone(data)})
+	}
+	nd.c.tick(s.now)
+}
+
+func (s *sim) deliver(k int) {
+	m := s.net[k]
+	s.net = slices.Delete(s.net, k, k+1)
+	for x, nd := range s.nodes {
+		if !nd.alive || (s.isolated[x] || s.isolated[m.from]) && x != m.from {
+			continue
+		}
+		switch m.subject {
+		case s.subj.stream(s.nodes[m.from].name):
+		case s.subj.syncReq(nd.name), s.subj.reply(nd.name):
+		default:
+			continue
+		}
+		s.lastFrom[x][m.inc] = s.now
+		nd.c.now = s.now
+		nd.c.onMessage(m.data)
+		clear(nd.c.notify)
+		s.check(x)
+	}
+}
+
+func (s *sim) flush(i int) {
+	nd := s.nodes[i]
+	if !nd.alive {
+		return
+	}
+	topics := slices.Sorted(maps.Keys(nd.dirty))
+	clear(nd.dirty)
+	nd.c.now = s.now
+	nd.c.flushLocal(topics)
+}
+
+func (s *sim) advance(dt int64) {
+	s.now += dt
+	for x, nd := range s.nodes {
+		if nd.alive {
+			nd.c.tick(s.now)
+			clear(nd.c.notify)
+			s.check(x)
+		}
+	}
+}
+
+// entries lists what node x's engine holds in topic, as key|meta|ref.
+func (s *sim) entries(x int, topic string, local bool) []string {
+	var snap engine.Snapshot
+	s.nodes[x].e.Snapshot(&snap, topic)
+	var out []string
+	for _, e := range snap.Entries {
+		if local && e.Socket >= remoteBase {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s|%s|%x", e.Key, e.Meta, e.Ref))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// check asserts what must hold at every step on node x.
+func (s *sim) check(x int) {
+	nd := s.nodes[x]
+	for _, topic := range simTopics {
+		var snap engine.Snapshot
+		nd.e.Snapshot(&snap, topic)
+		for _, e := range snap.Entries {
+			if e.Socket < remoteBase {
+				continue
+			}
+			tag := e.Ref >> 48
+			inc := s.tagInc[tag]
+			// A stale incarnation never shows.
+			if p := nd.c.peers[s.nodes[s.tagNode[tag]].name]; p != nil && p.inc > inc {
+				s.t.Fatalf("node %s lists %s of incarnation %d, but knows incarnation %d", nd.name, e.Key, inc, p.inc)
+			}
+			// A dead node's entries are gone by D+H after the last
+			// message of it arrived.
+			for _, d := range s.dead {
+				if d.tag != tag {
+					continue
+				}
+				since := max(d.at, s.lastFrom[x][d.inc])
+				if s.now-since > simD+simH {
+					s.t.Fatalf("node %s still lists %s of dead incarnation %d at %d (dead at %d, last heard %d)",
+						nd.name, e.Key, d.inc, s.now, d.at, s.lastFrom[x][d.inc])
+				}
+			}
+		}
+	}
+}
+
+func (s *sim) kill(i int, goodbye bool) {
+	nd := s.nodes[i]
+	if goodbye {
+		nd.c.goodbye()
+	}
+	nd.alive = false
+	s.dead = append(s.dead, deadInc{node: i, inc: nd.inc, tag: nd.tag, at: s.now})
+}
+
+// quiesce heals the network and lets it settle: flush, deliver everything
+// in order, step the clock, for long enough that dead nodes expire and
+// every sync finishes.
+func (s *sim) quiesce() {
+	clear(s.isolated)
+	for range 2*int(simD/simH) + 6 {
+		for i := range s.nodes {
+			s.flush(i)
+		}
+		for n := 0; len(s.net) > 0; n++ {
+			if n > 1_000_000 {
+				s.t.Fatal("the network does not quiet down")
+			}
+			s.deliver(0)
+		}
+		s.advance(simH / 2)
+	}
+	for n := 0; len(s.net) > 0; n++ {
+		if n > 1_000_000 {
+			s.t.Fatal("the network does not quiet down")
+		}
+		s.deliver(0)
+	}
+}
+
+func (s *sim) checkConverged() {
+	for x, nd := range s.nodes {
+		if !nd.alive {
+			continue
+		}
+		for _, topic := range simTopics {
+			var want []string
+			for y, o := range s.nodes {
+				if o.alive {
+					want = append(want, s.entries(y, topic, true)...)
+				}
+			}
+			sort.Strings(want)
+			got := s.entries(x, topic, false)
+			if !slices.Equal(got, want) {
+				s.t.Fatalf("node %s lists %q in %s, want %q", nd.name, got, topic, want)
+			}
+		}
+		for _, p := range nd.c.peers {
+			wantState := StateDown
+			for _, o := range s.nodes {
+				if o.name == p.name && o.alive {
+					wantState = StateUp
+				}
+			}
+			if p.state != wantState {
+				s.t.Fatalf("node %s sees %s as %v, want %v", nd.name, p.name, p.state, wantState)
+			}
+			if len(p.failed) != 0 {
+				s.t.Fatalf("node %s has %d entries of %s not stored", nd.name, len(p.failed), p.name)
+			}
+		}
+	}
+}
+
+func TestModelRapid(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		s := newSim(t, 3)
+		node := rapid.IntRange(0, 2)
+		live := func(t *rapid.T) (int, bool) {
+			i := node.Draw(t, "node")
+			return i, s.nodes[i].alive
+		}
+		t.Repeat(map[string]func(*rapid.T){
+			"track": func(t *rapid.T) {
+				i, ok := live(t)
+				if !ok {
+					t.Skip("dead")
+				}
+				sock := engine.SocketID(rapid.IntRange(1, 3).Draw(t, "socket"))
+				topic := rapid.SampledFrom(simTopics).Draw(t, "topic")
+				key := rapid.SampledFrom(simKeys).Draw(t, "key")
+				meta := rapid.SampledFrom(simMetas).Draw(t, "meta")
+				if err := s.nodes[i].e.Track(sock, topic, key, []byte(meta)); err != nil {
+					t.Fatal(err)
+				}
+				s.nodes[i].dirty[topic] = true
+			},
+			"untrack": func(t *rapid.T) {
+				i, ok := live(t)
+				if !ok {
+					t.Skip("dead")
+				}
+				sock := engine.SocketID(rapid.IntRange(1, 3).Draw(t, "socket"))
+				topic := rapid.SampledFrom(simTopics).Draw(t, "topic")
+				s.nodes[i].e.Untrack(sock, topic)
+				s.nodes[i].dirty[topic] = true
+			},
+			"untrackAll": func(t *rapid.T) {
+				i, ok := live(t)
+				if !ok {
+					t.Skip("dead")
+				}
+				sock := engine.SocketID(rapid.IntRange(1, 3).Draw(t, "socket"))
+				s.nodes[i].e.UntrackAll(sock)
+				for _, topic := range simTopics {
+					s.nodes[i].dirty[topic] = true
+				}
+			},
+			"flush": func(t *rapid.T) { s.flush(node.Draw(t, "node")) },
+			"deliver": func(t *rapid.T) {
+				if len(s.net) == 0 {
+					t.Skip("nothing in flight")
+				}
+				// Mostly in order, sometimes out of order.
+				k := 0
+				if rapid.IntRange(0, 3).Draw(t, "reorder") == 0 {
+					k = rapid.IntRange(0, len(s.net)-1).Draw(t, "msg")
+				}
+				s.deliver(k)
+			},
+			"deliverAll": func(t *rapid.T) {
+				for len(s.net) > 0 {
+					s.deliver(0)
+				}
+			},
+			"lose": func(t *rapid.T) {
+				if len(s.net) == 0 {
+					t.Skip("nothing in flight")
+				}
+				k := rapid.IntRange(0, len(s.net)-1).Draw(t, "msg")
+				s.net = slices.Delete(s.net, k, k+1)
+			},
+			"advance": func(t *rapid.T) {
+				s.advance(rapid.Int64Range(0, simH).Draw(t, "dt"))
+			},
+			"kill": func(t *rapid.T) {
+				i, ok := live(t)
+				if !ok {
+					t.Skip("dead")
+				}
+				s.kill(i, false)
+			},
+			"stop": func(t *rapid.T) {
+				i, ok := live(t)
+				if !ok {
+					t.Skip("dead")
+				}
+				s.kill(i, true)
+			},
+			"restart": func(t *rapid.T) {
+				i, ok := live(t)
+				if ok {
+					t.Skip("alive")
+				}
+				s.start(i)
+			},
+			"partition": func(t *rapid.T) { s.isolated[node.Draw(t, "node")] = true },
+			"heal":      func(t *rapid.T) { clear(s.isolated) },
+		})
+		s.quiesce()
+		s.checkConverged()
+	})
+}

@@ -1,0 +1,411 @@
+package cluster
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/presencekit/presence/channel"
+	"github.com/presencekit/presence/engine"
+)
+
+// Node is this server's member of a cluster. Create it with Start; hand it
+// to channel.Config.Cluster, or call Changed after writing local presence
+// into the engine directly.
+type Node struct {
+	cfg   Config
+	nc    *nats.Conn
+	e     *engine.Engine
+	log   *slog.Logger
+	subj  subjects
+	epoch time.Time
+
+	mu   sync.Mutex
+	c    *core
+	subs []*nats.Subscription // streams, sync requests, replies
+	lost int                  // messages the subscriptions dropped so far
+
+	dirtyMu sync.Mutex
+	dirty   map[string]struct{}
+	kick    chan struct{}
+
+	hooks atomic.Pointer[channel.ClusterHooks]
+
+	bmu   sync.Mutex
+	bsubs map[string]*bsub
+	bch   chan *nats.Msg
+
+	bcSent, bcBytes, bcRecv atomic.Uint64
+
+	quit      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+type bsub struct {
+	sub *nats.Subscription
+	n   int
+}
+
+var _ channel.Cluster = (*Node)(nil)
+
+// Start joins the cluster on conn with the local engine presence: it
+// subscribes first, announces itself, and then fetches the entries of
+// every node it hears. ctx bounds the start; once ctx is done, the node
+// closes as Close would.
+func Start(ctx context.Context, conn *nats.Conn, presence *engine.Engine, cfg Config) (*Node, error) {
+	if conn == nil || presence == nil {
+		return nil, wrapConfig(errorString("cluster: Start needs a NATS connection and an engine"))
+	}
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	ec := presence.Config()
+	n := &Node{
+		cfg: cfg, nc: conn, e: presence, log: cfg.Logger, subj: subjects{cfg.Prefix},
+		epoch: time.Now(),
+		dirty: map[string]struct{}{},
+		kick:  make(chan struct{}, 1),
+		bsubs: map[string]*bsub{},
+		bch:   make(chan *nats.Msg, 4096),
+		quit:  make(chan struct{}),
+	}
+	inc := uint64(time.Now().UnixNano())
+	n.c = newCore(cfg.Node, inc, int64(cfg.Heartbeat), int64(cfg.DownAfter), presence, n.log, n.subj,
+		limitsHash(ec.Capacity, ec.LocalCapacity, ec.MaxPerSocket, ec.MaxTopicLen, ec.MaxKeyLen, ec.MaxMetaLen), ec.RefTag)
+	n.c.emit = n.publish
+	for _, subject := range []string{n.subj.streams(), n.subj.syncReq(cfg.Node), n.subj.reply(cfg.Node)} {
+		sub, err := conn.Subscribe(subject, n.onMsg)
+		if err == nil && (cfg.PendingMsgs > 0 || cfg.PendingBytes > 0) {
+			err = sub.SetPendingLimits(orDefault(cfg.PendingMsgs, nats.DefaultSubPendingMsgsLimit), orDefault(cfg.PendingBytes, nats.DefaultSubPendingBytesLimit))
+		}
+		if err != nil {
+			n.unsubscribeAll()
+			return nil, err
+		}
+		n.subs = append(n.subs, sub)
+	}
+	if err := conn.FlushWithContext(ctx); err != nil {
+		n.unsubscribeAll()
+		return nil, err
+	}
+	n.mu.Lock()
+	n.c.tick(n.now()) // the first heartbeat: the others sync this node and answer
+	n.mu.Unlock()
+	n.wg.Add(2)
+	go n.run()
+	go n.deliver()
+	go func() {
+		select {
+		case <-ctx.Done():
+			n.Close()
+		case <-n.quit:
+		}
+	}()
+	return n, nil
+}
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
+
+func orDefault(v, d int) int {
+	if v == 0 {
+		return d
+	}
+	return v
+}
+
+func (n *Node) now() int64 { return int64(time.Since(n.epoch)) }
+
+// publish sends a message; it runs under n.mu, which keeps a node's
+// messages in sequence order.
+func (n *Node) publish(subject string, data []byte) {
+	if err := n.nc.Publish(subject, data); err != nil {
+		n.log.Warn("cluster: publish failed", "err", err)
+	}
+}
+
+func (n *Node) onMsg(m *nats.Msg) {
+	n.mu.Lock()
+	n.c.now = n.now()
+	n.c.onMessage(m.Data)
+	notify, events := n.drain()
+	n.mu.Unlock()
+	n.report(notify, events)
+}
+
+// drain takes the topics to notify and the node events; the caller holds
+// n.mu.
+func (n *Node) drain() ([]string, []NodeInfo) {
+	var topics []string
+	if len(n.c.notify) > 0 {
+		topics = make([]string, 0, len(n.c.notify))
+		for t := range n.c.notify {
+			topics = append(topics, t)
+		}
+		clear(n.c.notify)
+	}
+	events := n.c.events
+	n.c.events = nil
+	return topics, events
+}
+
+func (n *Node) report(topics []string, events []NodeInfo) {
+	if h := n.hooks.Load(); h != nil && h.PresenceChanged != nil {
+		for _, t := range topics {
+			h.PresenceChanged(t)
+		}
+	}
+	if n.cfg.OnNodeChange != nil {
+		for _, ev := range events {
+			n.cfg.OnNodeChange(ev)
+		}
+	}
+}
+
+// run flushes local changes and drives the clock.
+func (n *Node) run() {
+	defer n.wg.Done()
+	period := max(min(n.cfg.Heartbeat/4, 250*time.Millisecond), time.Millisecond)
+	ticker := time.NewTicker(period)
+	defer ticker.Stop()
+	wait := time.NewTimer(time.Hour)
+	wait.Stop()
+	var topics []string
+	for {
+		select {
+		case <-n.quit:
+			return
+		case <-n.kick:
+			wait.Reset(n.cfg.FlushInterval)
+			select {
+			case <-n.quit:
+				return
+			case <-wait.C:
+			}
+			topics = n.flush(topics[:0])
+		case <-ticker.C:
+			n.tick()
+		}
+	}
+}
+
+func (n *Node) flush(topics []string) []string {
+	n.dirtyMu.Lock()
+	for t := range n.dirty {
+		topics = append(topics, t)
+	}
+	clear(n.dirty)
+	n.dirtyMu.Unlock()
+	if len(topics) == 0 {
+		return topics
+	}
+	n.mu.Lock()
+	n.c.now = n.now()
+	n.c.flushLocal(topics)
+	n.mu.Unlock()
+	return topics
+}
+
+func (n *Node) tick() {
+	lost := 0
+	for _, s := range n.subs {
+		if d, err := s.Dropped(); err == nil {
+			lost += d
+		}
+	}
+	n.mu.Lock()
+	if lost > n.lost {
+		n.lost = lost
+		n.c.st.slowConsumer++
+		n.log.Warn("cluster: messages were dropped (slow consumer); resyncing")
+		n.c.resyncAll()
+	}
+	n.c.tick(n.now())
+	notify, events := n.drain()
+	n.mu.Unlock()
+	n.report(notify, events)
+}
+
+// Changed tells the node that local presence in topic changed: the
+// change is published within FlushInterval. channel.Server calls it
+// through PresenceChanged; call it after writing the engine directly.
+func (n *Node) Changed(topic string) {
+	n.dirtyMu.Lock()
+	n.dirty[topic] = struct{}{}
+	n.dirtyMu.Unlock()
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Attach implements channel.Cluster.
+func (n *Node) Attach(h channel.ClusterHooks) error {
+	if !n.hooks.CompareAndSwap(nil, &h) {
+		return channel.ErrClusterAttached
+	}
+	return nil
+}
+
+// PresenceChanged implements channel.Cluster; it is Changed.
+func (n *Node) PresenceChanged(topic string) { n.Changed(topic) }
+
+// Subscribe implements channel.Cluster: it subscribes to topic's
+// broadcasts on the first call for topic and waits for the NATS server to
+// confirm it (at most a second).
+func (n *Node) Subscribe(topic string) {
+	n.bmu.Lock()
+	defer n.bmu.Unlock()
+	if b := n.bsubs[topic]; b != nil {
+		b.n++
+		return
+	}
+	sub, err := n.nc.ChanSubscribe(n.subj.broadcast(topic), n.bch)
+	if err != nil {
+		n.log.Warn("cluster: broadcast subscription failed", "topic", topic, "err", err)
+		return
+	}
+	n.bsubs[topic] = &bsub{sub: sub, n: 1}
+	if err := n.nc.FlushTimeout(time.Second); err != nil {
+		n.log.Warn("cluster: broadcast subscription not confirmed", "topic", topic, "err", err)
+	}
+}
+
+// Unsubscribe implements channel.Cluster.
+func (n *Node) Unsubscribe(topic string) {
+	n.bmu.Lock()
+	defer n.bmu.Unlock()
+	b := n.bsubs[topic]
+	if b == nil {
+		return
+	}
+	if b.n--; b.n == 0 {
+		delete(n.bsubs, topic)
+		b.sub.Unsubscribe()
+	}
+}
+
+// Publish implements channel.Cluster: it sends a broadcast to the other
+// nodes' sockets in topic.
+func (n *Node) Publish(topic, event string, payload []byte) {
+	b := appendHeader(make([]byte, 0, 32+len(n.cfg.Node)+len(topic)+len(event)+len(payload)), kindBroadcast, n.cfg.Node, n.c.inc)
+	b = appendBroadcast(b, broadcastMsg{topic: topic, event: event, payload: payload})
+	if err := n.nc.Publish(n.subj.broadcast(topic), b); err != nil {
+		n.log.Warn("cluster: broadcast failed", "topic", topic, "err", err)
+		return
+	}
+	n.bcSent.Add(1)
+	n.bcBytes.Add(uint64(len(b)))
+}
+
+// deliver hands broadcasts from other nodes to the channel layer.
+func (n *Node) deliver() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.quit:
+			return
+		case m := <-n.bch:
+			r := reader{b: m.Data}
+			h := readHeader(&r)
+			bm := readBroadcast(&r)
+			if r.done() != nil || h.kind != kindBroadcast {
+				n.mu.Lock()
+				n.c.st.badMessages++
+				n.mu.Unlock()
+				continue
+			}
+			if h.node == n.cfg.Node {
+				continue // local sockets got it from the channel layer
+			}
+			n.bcRecv.Add(1)
+			if hk := n.hooks.Load(); hk != nil && hk.Broadcast != nil {
+				hk.Broadcast(bm.topic, bm.event, bm.payload)
+			}
+		}
+	}
+}
+
+// Nodes reports the other nodes this node has heard of, in no particular
+// order.
+func (n *Node) Nodes() []NodeInfo {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]NodeInfo, 0, len(n.c.peers))
+	for _, p := range n.c.peers {
+		out = append(out, n.c.info(p))
+	}
+	return out
+}
+
+// Name returns the node's name.
+func (n *Node) Name() string { return n.cfg.Node }
+
+// Stats returns the node's counters.
+func (n *Node) Stats() Stats {
+	n.mu.Lock()
+	st := n.c.st
+	pending := n.c.pending()
+	n.mu.Unlock()
+	var dropped uint64
+	n.bmu.Lock()
+	for _, b := range n.bsubs {
+		if d, err := b.sub.Dropped(); err == nil {
+			dropped += uint64(d)
+		}
+	}
+	n.bmu.Unlock()
+	return Stats{
+		DeltasSent: st.deltasSent, DeltasApplied: st.deltasApplied,
+		BatchesSent: st.batchesSent, BatchesReceived: st.batchesReceived,
+		BytesSent: st.bytesSent, BytesReceived: st.bytesReceived,
+		HeartbeatsSent: st.heartbeatsSent, HeartbeatsReceived: st.heartbeatsRecv,
+		Resyncs: st.resyncs, Gaps: st.gaps, SnapshotsServed: st.snapshotsServed,
+		RemoteFull: st.remoteFull, RemoteRejected: st.remoteRejects, RemotePending: pending,
+		Stale: st.stale, BadMessages: st.badMessages, SlowConsumer: st.slowConsumer,
+		NodesDown: st.nodesDown, Restarts: st.restarts, LimitMismatches: st.limitMismatches,
+		BroadcastsSent: n.bcSent.Load(), BroadcastsReceived: n.bcRecv.Load(),
+		BroadcastBytesSent: n.bcBytes.Load(), BroadcastsDropped: dropped,
+	}
+}
+
+// Close says goodbye, so that the other nodes drop this node's entries at
+// once, removes the other nodes' entries from the local engine, and stops
+// the node. It does not close the NATS connection. Calling it again does
+// nothing.
+func (n *Node) Close() error {
+	var err error
+	n.closeOnce.Do(func() {
+		close(n.quit)
+		n.wg.Wait()
+		n.flush(nil)
+		n.mu.Lock()
+		n.c.goodbye()
+		for _, p := range n.c.peers {
+			n.c.drop(p)
+		}
+		notify, _ := n.drain()
+		n.mu.Unlock()
+		n.unsubscribeAll()
+		err = n.nc.FlushTimeout(time.Second)
+		n.report(notify, nil)
+	})
+	return err
+}
+
+func (n *Node) unsubscribeAll() {
+	for _, s := range n.subs {
+		s.Unsubscribe()
+	}
+	n.bmu.Lock()
+	for t, b := range n.bsubs {
+		b.sub.Unsubscribe()
+		delete(n.bsubs, t)
+	}
+	n.bmu.Unlock()
+}

@@ -1,0 +1,297 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"errors"
+)
+
+// The wire format. Every message starts with a version byte and a kind
+// byte; integers are unsigned varints and strings are a varint length and
+// the bytes. A message that does not decode completely is counted in
+// Stats.BadMessages and ignored.
+const (
+	wireVersion = 1
+
+	kindBatch     = 1 // node stream: ordered deltas
+	kindHeartbeat = 2 // node stream: last sequence and limits
+	kindGoodbye   = 3 // node stream: graceful shutdown
+	kindSyncReq   = 4 // to the owner: a snapshot page, please
+	kindSyncPage  = 5 // from the owner: a snapshot page
+	kindBroadcast = 6 // a channel broadcast
+
+	opTrack   = 1
+	opUntrack = 2
+)
+
+var errBadMessage = errors.New("cluster: malformed message")
+
+// header is the part every node-stream, sync and broadcast message shares.
+type header struct {
+	kind byte
+	node string
+	inc  uint64
+}
+
+func appendHeader(b []byte, kind byte, node string, inc uint64) []byte {
+	b = append(b, wireVersion, kind)
+	b = appendString(b, node)
+	return binary.AppendUvarint(b, inc)
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// reader decodes a message; the first error sticks and every later read
+// returns zero values.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = errBadMessage
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) byte() byte {
+	if r.err != nil {
+		return 0
+	}
+	if len(r.b) == 0 {
+		r.err = errBadMessage
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+// bytes returns the next string as a slice into the message.
+func (r *reader) bytes() []byte {
+	n := r.uvarint()
+	if r.err != nil {
+		return nil
+	}
+	if n > uint64(len(r.b)) {
+		r.err = errBadMessage
+		return nil
+	}
+	s := r.b[:n:n]
+	r.b = r.b[n:]
+	return s
+}
+
+func (r *reader) string() string { return string(r.bytes()) }
+
+// done reports the error, if any, and whether the message had trailing
+// bytes.
+func (r *reader) done() error {
+	if r.err == nil && len(r.b) != 0 {
+		r.err = errBadMessage
+	}
+	return r.err
+}
+
+func readHeader(r *reader) header {
+	if v := r.byte(); v != wireVersion && r.err == nil {
+		r.err = errBadMessage
+	}
+	h := header{kind: r.byte()}
+	h.node = r.string()
+	h.inc = r.uvarint()
+	if h.node == "" || h.inc == 0 {
+		if r.err == nil {
+			r.err = errBadMessage
+		}
+	}
+	return h
+}
+
+// op is one delta: a track (key, meta, ref) or an untrack of a socket's
+// entry in a topic.
+type op struct {
+	kind   byte
+	socket uint64
+	topic  string
+	key    string
+	meta   []byte
+	ref    uint64
+}
+
+func appendOp(b []byte, o *op) []byte {
+	b = append(b, o.kind)
+	b = binary.AppendUvarint(b, o.socket)
+	b = appendString(b, o.topic)
+	if o.kind == opTrack {
+		b = appendString(b, o.key)
+		b = binary.AppendUvarint(b, uint64(len(o.meta)))
+		b = append(b, o.meta...)
+		b = binary.AppendUvarint(b, o.ref)
+	}
+	return b
+}
+
+func readOp(r *reader) op {
+	o := op{kind: r.byte(), socket: r.uvarint(), topic: r.string()}
+	switch o.kind {
+	case opTrack:
+		o.key = r.string()
+		o.meta = r.bytes()
+		o.ref = r.uvarint()
+		if o.ref == 0 || o.key == "" {
+			r.err = errBadMessage
+		}
+	case opUntrack:
+	default:
+		r.err = errBadMessage
+	}
+	if o.topic == "" && r.err == nil {
+		r.err = errBadMessage
+	}
+	return o
+}
+
+// batch is a decoded kindBatch: ops with sequence numbers first,
+// first+1, ...
+type batch struct {
+	first uint64
+	ops   []op
+}
+
+func (b *batch) last() uint64 { return b.first + uint64(len(b.ops)) - 1 }
+
+// maxOpsPerMessage bounds what a decoder allocates for one message.
+const maxOpsPerMessage = 1 << 20
+
+func readBatch(r *reader) batch {
+	bt := batch{first: r.uvarint()}
+	n := r.uvarint()
+	if n == 0 || n > maxOpsPerMessage || n > uint64(len(r.b)) || bt.first == 0 {
+		r.err = errBadMessage
+		return bt
+	}
+	bt.ops = make([]op, 0, n)
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		bt.ops = append(bt.ops, readOp(r))
+	}
+	return bt
+}
+
+// heartbeat is a kindHeartbeat or kindGoodbye.
+type heartbeat struct {
+	seq    uint64 // last sequence published
+	limits uint64 // hash of the engine limits
+	refTag uint64
+}
+
+func appendHeartbeat(b []byte, h heartbeat) []byte {
+	b = binary.AppendUvarint(b, h.seq)
+	b = binary.AppendUvarint(b, h.limits)
+	return binary.AppendUvarint(b, h.refTag)
+}
+
+func readHeartbeat(r *reader) heartbeat {
+	return heartbeat{seq: r.uvarint(), limits: r.uvarint(), refTag: r.uvarint()}
+}
+
+// syncReq asks an owner for a page of its snapshot snap (0: take a new one)
+// from offset. The header names the requester.
+type syncReq struct {
+	req    uint64
+	snap   uint64
+	offset uint64
+}
+
+func appendSyncReq(b []byte, s syncReq) []byte {
+	b = binary.AppendUvarint(b, s.req)
+	b = binary.AppendUvarint(b, s.snap)
+	return binary.AppendUvarint(b, s.offset)
+}
+
+func readSyncReq(r *reader) syncReq {
+	return syncReq{req: r.uvarint(), snap: r.uvarint(), offset: r.uvarint()}
+}
+
+// syncPage is a page of an owner's snapshot: entries offset.. of snapshot
+// snap, taken when the owner had published through seq. snap 0 means the
+// snapshot asked for is gone and the requester must start over.
+type syncPage struct {
+	req, snap, seq, offset uint64
+	more                   bool
+	entries                []op // all opTrack
+}
+
+func appendSyncPageHead(b []byte, p *syncPage, n int) []byte {
+	b = binary.AppendUvarint(b, p.req)
+	b = binary.AppendUvarint(b, p.snap)
+	b = binary.AppendUvarint(b, p.seq)
+	b = binary.AppendUvarint(b, p.offset)
+	more := byte(0)
+	if p.more {
+		more = 1
+	}
+	b = append(b, more)
+	return binary.AppendUvarint(b, uint64(n))
+}
+
+func readSyncPage(r *reader) syncPage {
+	p := syncPage{req: r.uvarint(), snap: r.uvarint(), seq: r.uvarint(), offset: r.uvarint()}
+	switch r.byte() {
+	case 0:
+	case 1:
+		p.more = true
+	default:
+		r.err = errBadMessage
+	}
+	n := r.uvarint()
+	if n > maxOpsPerMessage || n > uint64(len(r.b)) {
+		r.err = errBadMessage
+		return p
+	}
+	p.entries = make([]op, 0, n)
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		o := readOp(r)
+		if o.kind != opTrack && r.err == nil {
+			r.err = errBadMessage
+		}
+		p.entries = append(p.entries, o)
+	}
+	return p
+}
+
+// broadcastMsg is a channel broadcast; the header names the node it came
+// from.
+type broadcastMsg struct {
+	topic, event string
+	payload      []byte
+}
+
+func appendBroadcast(b []byte, m broadcastMsg) []byte {
+	b = appendString(b, m.topic)
+	b = appendString(b, m.event)
+	return append(b, m.payload...)
+}
+
+func readBroadcast(r *reader) broadcastMsg {
+	m := broadcastMsg{topic: r.string(), event: r.string()}
+	if r.err == nil {
+		m.payload = r.b
+		r.b = nil
+	}
+	if m.topic == "" || m.event == "" {
+		if r.err == nil {
+			r.err = errBadMessage
+		}
+	}
+	return m
+}
