@@ -63,6 +63,14 @@ type checker struct {
 // Check reports whether b is one JSON object, optionally surrounded by
 // whitespace, and returns the bounds of the object itself.
 func Check(b []byte) (start, end int, err error) {
+	if start, end, ok := checkFlat(b); ok {
+		return start, end, nil
+	}
+	return checkGeneral(b)
+}
+
+// checkGeneral is Check without the fast path.
+func checkGeneral(b []byte) (start, end int, err error) {
 	// Most objects hold a few keys; zeroing room for MaxKeys on every call
 	// costs more than checking the rare large object twice.
 	var few [8]keyRef
@@ -269,11 +277,12 @@ func (c *checker) str() (start int, escaped bool, err error) {
 	b := c.b
 	i := c.i + 1
 	start = i
-	for i < len(b) {
+	for {
+		if i = plainRun(b, i); i == len(b) {
+			break
+		}
 		ch := b[i]
 		switch {
-		case plain[ch]:
-			i++
 		case ch == '"':
 			c.i = i + 1
 			return start, escaped, nil
@@ -366,40 +375,9 @@ func (c *checker) literal(lit string) error {
 }
 
 func (c *checker) number() error {
-	b, i := c.b, c.i
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case i < len(b) && b[i] >= '1' && b[i] <= '9':
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-	default:
+	i := numberAt(c.b, c.i)
+	if i < 0 {
 		return ErrSyntax
-	}
-	if i < len(b) && b[i] == '.' {
-		i++
-		if i >= len(b) || b[i] < '0' || b[i] > '9' {
-			return ErrSyntax
-		}
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		if i >= len(b) || b[i] < '0' || b[i] > '9' {
-			return ErrSyntax
-		}
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
 	}
 	c.i = i
 	return nil
