@@ -679,6 +679,7 @@ func TestPresenceChangesAreCoalesced(t *testing.T) {
 	ts := newTestServer(t, func(c *Config) { c.PresenceWindow = 200 * time.Millisecond })
 	w := ts.dial("watcher")
 	w.join("room:lobby", `{"no_track":true}`)
+	w.expect("presence_state", isEvent("presence_state")) // subscribed
 	var clients []*client
 	for i := range 20 {
 		c := ts.dial(fmt.Sprint("user", i))

@@ -66,6 +66,8 @@ type Channel struct {
 	// rejects the join with the error's text as reason; presence the
 	// socket tracked in the topic during Join is then removed. The reply
 	// is sent to the client as the join response (nil means {}).
+	// params is a view of the socket's read buffer, valid until Join
+	// returns: copy what must outlive the call (bytes.Clone).
 	Join func(s *Socket, topic string, params json.RawMessage) (reply any, err error)
 	// Leave runs when a joined socket leaves the topic, by phx_leave or
 	// by closing; its presence is already gone.
@@ -77,6 +79,11 @@ type Channel struct {
 // Handler answers one event. Its reply goes back to the client's ref with
 // status ok; an error goes back with status error and the error's text as
 // reason; returning NoReply sends nothing.
+//
+// payload is a view of the socket's read buffer, valid until the Handler
+// returns: the read loop parses the next frame into the same memory. Copy
+// what must outlive the call (bytes.Clone); replying with payload itself,
+// or broadcasting it, is fine, as both encode before the Handler returns.
 type Handler func(s *Socket, topic string, payload json.RawMessage) (reply any, err error)
 
 type noReply struct{}

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,13 +29,15 @@ type Socket struct {
 
 	mu      sync.Mutex
 	assigns map[string]any
-	joined  map[string]phx.Ref // topic -> join_ref
+	joined  map[string]membership // by topic
 	// While a Join callback runs, its topic and the pushes it made, sent
 	// after the join reply.
 	joining    string
 	joinRef    phx.Ref
 	pending    [][]byte
 	wantsState bool
+
+	scratch, frame []byte // the read loop's, for replies
 }
 
 func newSocket(srv *Server, conn *websocket.Conn, params url.Values, assigns map[string]any) *Socket {
@@ -48,7 +52,7 @@ func newSocket(srv *Server, conn *websocket.Conn, params url.Values, assigns map
 		out:     make(chan []byte, srv.cfg.QueueSize),
 		done:    make(chan struct{}),
 		assigns: assigns,
-		joined:  map[string]phx.Ref{},
+		joined:  map[string]membership{},
 	}
 }
 
@@ -131,7 +135,7 @@ func (s *Socket) Push(topic, event string, payload any) error {
 		return err
 	}
 	s.mu.Lock()
-	joinRef, ok := s.joined[topic]
+	m, ok := s.joined[topic]
 	if s.joining == topic {
 		s.pending = append(s.pending, phx.AppendFrame(nil, s.joinRef, phx.Ref{}, topic, event, b))
 		s.mu.Unlock()
@@ -141,7 +145,7 @@ func (s *Socket) Push(topic, event string, payload any) error {
 	if !ok {
 		return ErrNotJoined
 	}
-	s.enqueue(phx.AppendFrame(nil, joinRef, phx.Ref{}, topic, event, b))
+	s.enqueue(phx.AppendFrame(nil, m.joinRef, phx.Ref{}, topic, event, b))
 	return nil
 }
 
@@ -155,12 +159,12 @@ func (s *Socket) PushPresenceState(topic string) error {
 		s.mu.Unlock()
 		return nil
 	}
-	joinRef, ok := s.joined[topic]
+	m, ok := s.joined[topic]
 	s.mu.Unlock()
 	if !ok {
 		return ErrNotJoined
 	}
-	s.srv.subscribe(topic, s, joinRef, true)
+	s.srv.subscribe(m.topic, s, m.joinRef, true)
 	return nil
 }
 
@@ -239,8 +243,12 @@ func (s *Socket) serve() {
 		s.closeWith(websocket.StatusPolicyViolation, "heartbeat timeout")
 	})
 	defer idle.Stop()
+	// The read buffer and the parser are reused from frame to frame (the
+	// parsed frame is a view of both), and dropped after a large frame so
+	// that an idle socket stays small.
+	var r reader
 	for {
-		typ, data, err := s.conn.Read(srv.ctx)
+		typ, data, err := r.read(s.conn)
 		if err != nil {
 			return
 		}
@@ -250,19 +258,64 @@ func (s *Socket) serve() {
 			s.closeWith(websocket.StatusUnsupportedData, "binary frames are not supported")
 			return
 		}
-		if !s.dispatch(data) {
+		if !s.dispatch(&r.parser, data) {
 			return
+		}
+		if len(data) > maxKeptFrame {
+			r = reader{}
 		}
 	}
 }
 
+// maxKeptFrame is the largest frame whose buffers a read loop keeps.
+const maxKeptFrame = 4 << 10
+
+// reader reads whole messages into a reused buffer. Reads use a context
+// without a deadline: coder/websocket allocates per read for one that can
+// end, and the heartbeat timeout and Shutdown end a socket by closing it.
+type reader struct {
+	buf    []byte
+	parser phx.Parser
+}
+
+func (r *reader) read(conn *websocket.Conn) (websocket.MessageType, []byte, error) {
+	typ, rd, err := conn.Reader(context.Background())
+	if err != nil {
+		return 0, nil, err
+	}
+	if r.buf == nil {
+		r.buf = make([]byte, 0, 512)
+	}
+	b := r.buf[:0]
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := rd.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			r.buf = b
+			return typ, b, nil
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+	}
+}
+
+// write drains the queue. Writes use a context without a deadline, which
+// costs coder/websocket no allocation; a timer drops the connection when a
+// write takes longer than Config.WriteTimeout.
 func (s *Socket) write() {
+	stuck := time.AfterFunc(time.Hour, s.drop)
+	stuck.Stop()
+	defer stuck.Stop()
 	for {
 		select {
 		case frame := <-s.out:
-			ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.WriteTimeout)
-			err := s.conn.Write(ctx, websocket.MessageText, frame)
-			cancel()
+			stuck.Reset(s.srv.cfg.WriteTimeout)
+			err := s.conn.Write(context.Background(), websocket.MessageText, frame)
+			stuck.Stop()
 			if err != nil {
 				s.drop()
 				return
@@ -280,8 +333,8 @@ func (s *Socket) cleanup() {
 	srv.cfg.Presence.UntrackAll(s.id)
 	s.mu.Lock()
 	topics := make([]string, 0, len(s.joined))
-	for t := range s.joined {
-		topics = append(topics, t)
+	for _, m := range s.joined {
+		topics = append(topics, m.topic)
 	}
 	clear(s.joined)
 	s.mu.Unlock()
@@ -312,12 +365,19 @@ func (s *Socket) safely(fn func()) (err error) {
 	return nil
 }
 
-// reply queues a phx_reply.
+// reply queues a phx_reply. Only the read loop replies: it builds the
+// reply in its scratch buffers, so that a reply costs one allocation, the
+// frame that goes in the queue.
 func (s *Socket) reply(f *phx.Frame, ok bool, response []byte) {
 	if !ok {
 		s.srv.stats.errorReplies.Add(1)
 	}
-	s.enqueue(phx.AppendFrame(nil, f.JoinRef, f.Ref, f.Topic, "phx_reply", phx.AppendReply(nil, ok, response)))
+	s.scratch = phx.AppendReply(s.scratch[:0], ok, response)
+	s.frame = phx.AppendFrame(s.frame[:0], f.JoinRef, f.Ref, f.Topic, "phx_reply", s.scratch)
+	s.enqueue(bytes.Clone(s.frame))
+	if cap(s.frame) > maxKeptFrame {
+		s.scratch, s.frame = nil, nil
+	}
 }
 
 func (s *Socket) replyError(f *phx.Frame, reason string) {
@@ -325,9 +385,11 @@ func (s *Socket) replyError(f *phx.Frame, reason string) {
 }
 
 // dispatch handles one inbound frame and reports whether to keep reading.
-func (s *Socket) dispatch(data []byte) bool {
+// The frame is a view of the read loop's buffers: what outlives the call
+// (topics, refs) is copied.
+func (s *Socket) dispatch(p *phx.Parser, data []byte) bool {
 	srv := s.srv
-	f, err := phx.ParseFrame(data)
+	f, err := p.Parse(data)
 	if err != nil {
 		srv.stats.badFrames.Add(1)
 		if f.Topic == "" || !f.Ref.Valid {
@@ -352,8 +414,10 @@ func (s *Socket) dispatch(data []byte) bool {
 	return true
 }
 
-func (s *Socket) join(f *phx.Frame) {
+func (s *Socket) join(view *phx.Frame) {
 	srv := s.srv
+	// The topic and join ref live on in the socket and the topic's state.
+	f := &phx.Frame{JoinRef: cloneRef(view.JoinRef), Ref: view.Ref, Topic: strings.Clone(view.Topic), Payload: view.Payload}
 	c := srv.channelFor(f.Topic)
 	if c == nil {
 		srv.stats.joinsRejected.Add(1)
@@ -397,7 +461,7 @@ func (s *Socket) join(f *phx.Frame) {
 	pending, wantsState := s.pending, s.wantsState
 	s.joining, s.pending, s.wantsState = "", nil, false
 	if joinErr == nil {
-		s.joined[f.Topic] = f.JoinRef
+		s.joined[f.Topic] = membership{topic: f.Topic, joinRef: f.JoinRef}
 	}
 	s.mu.Unlock()
 
@@ -419,23 +483,33 @@ func (s *Socket) join(f *phx.Frame) {
 	srv.subscribe(f.Topic, s, f.JoinRef, wantsState)
 }
 
-// joinedOrReply reports whether the socket joined f's topic, and answers
-// with an error reply if not.
-func (s *Socket) joinedOrReply(f *phx.Frame) bool {
+// membership is a topic the socket joined: the topic, owned by the socket,
+// and the join's ref.
+type membership struct {
+	topic   string
+	joinRef phx.Ref
+}
+
+func cloneRef(r phx.Ref) phx.Ref { return phx.Ref{S: strings.Clone(r.S), Valid: r.Valid} }
+
+// joinedOrReply returns the membership of f's topic, and answers with an
+// error reply if the socket has not joined it.
+func (s *Socket) joinedOrReply(f *phx.Frame) (membership, bool) {
 	s.mu.Lock()
-	_, ok := s.joined[f.Topic]
+	m, ok := s.joined[f.Topic]
 	s.mu.Unlock()
 	if !ok {
 		s.replyError(f, "unmatched topic")
 	}
-	return ok
+	return m, ok
 }
 
 func (s *Socket) leave(f *phx.Frame) {
-	if !s.joinedOrReply(f) {
+	m, ok := s.joinedOrReply(f)
+	if !ok {
 		return
 	}
-	s.leaveTopic(f.Topic)
+	s.leaveTopic(m.topic)
 	s.reply(f, true, nil)
 	s.enqueue(phx.AppendFrame(nil, f.JoinRef, f.JoinRef, f.Topic, "phx_close", nil))
 }
@@ -457,10 +531,11 @@ func (s *Socket) leaveTopic(topic string) {
 }
 
 func (s *Socket) event(f *phx.Frame) {
-	if !s.joinedOrReply(f) {
+	m, ok := s.joinedOrReply(f)
+	if !ok {
 		return
 	}
-	c := s.srv.channelFor(f.Topic)
+	c := s.srv.channelFor(m.topic)
 	h := c.Handlers[f.Event]
 	if h == nil {
 		s.replyError(f, "unmatched event")
@@ -468,16 +543,13 @@ func (s *Socket) event(f *phx.Frame) {
 	}
 	var reply any
 	var herr error
-	if err := s.safely(func() { reply, herr = h(s, f.Topic, f.Payload) }); err != nil {
+	if err := s.safely(func() { reply, herr = h(s, m.topic, f.Payload) }); err != nil {
 		// The channel crashed, as a Phoenix channel process would: it is
 		// left (presence included) and the client gets phx_error, on
 		// which the official client rejoins.
 		s.replyError(f, err.Error())
-		s.mu.Lock()
-		joinRef := s.joined[f.Topic]
-		s.mu.Unlock()
-		s.leaveTopic(f.Topic)
-		s.enqueue(phx.AppendFrame(nil, joinRef, joinRef, f.Topic, "phx_error", nil))
+		s.leaveTopic(m.topic)
+		s.enqueue(phx.AppendFrame(nil, m.joinRef, m.joinRef, m.topic, "phx_error", nil))
 		return
 	}
 	if herr != nil {

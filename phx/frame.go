@@ -13,11 +13,14 @@
 package phx
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/presencekit/presence/jsonwriter"
+	"github.com/valyala/fastjson"
 )
 
 // ErrMalformed is returned for a frame that is not a Phoenix v2 message.
@@ -42,44 +45,156 @@ type Ref struct {
 // MakeRef returns a non-null Ref.
 func MakeRef(s string) Ref { return Ref{S: s, Valid: true} }
 
-// ParseFrame decodes one text frame. On error, what could be read of the
-// frame is returned with it: a frame whose ref and topic are known can be
-// answered with an error reply; anything else is garbage.
+// ParseFrame decodes one text frame into a Frame that owns its memory. It
+// allocates; a read loop uses a Parser instead. On error, what could be
+// read of the frame is returned with it: a frame whose ref and topic are
+// known can be answered with an error reply; anything else is garbage.
 func ParseFrame(b []byte) (Frame, error) {
+	var p Parser
+	f, err := p.Parse(b)
+	// The strings point into p, which nobody else holds; the payload points
+	// into b.
+	f.Payload = bytes.Clone(f.Payload)
+	return f, err
+}
+
+// Parser decodes text frames with a reused github.com/valyala/fastjson
+// parser: once warm, it does not allocate.
+//
+// A Parser may not be used from concurrent goroutines: give each read loop
+// its own. The zero value is ready to use.
+type Parser struct {
+	p   fastjson.Parser
+	raw []byte // scratch
+}
+
+// Parse decodes one text frame, as ParseFrame does, without copying: the
+// Frame's strings and payload are views of b and of the Parser's memory.
+// They stay valid until the next call of Parse and while b is unchanged;
+// copy whatever must live longer (strings.Clone, bytes.Clone).
+//
+// A frame is accepted when it is valid UTF-8 and valid JSON (RFC 8259, as
+// encoding/json reads it) nested at most fastjson.MaxDepth (300) deep: an
+// array of five elements whose refs are strings or null and whose topic
+// and event are non-empty strings.
+func (p *Parser) Parse(b []byte) (Frame, error) {
 	var f Frame
-	var parts []json.RawMessage
-	if !utf8.Valid(b) || json.Unmarshal(b, &parts) != nil || len(parts) != 5 {
+	// fastjson's parser is lenient (NaN, raw control characters, bad
+	// escapes); its validator is strict, and both are allocation-free on
+	// valid input. The validator has no depth limit, and its errors grow
+	// with the depth at every level: deep input is refused first.
+	if !utf8.Valid(b) || tooDeep(b) || fastjson.ValidateBytes(b) != nil {
 		return f, ErrMalformed
 	}
-	var err error
-	if f.JoinRef, err = parseRef(parts[0]); err != nil {
+	v, err := p.p.ParseBytes(b)
+	if err != nil {
+		return f, ErrMalformed
+	}
+	parts, err := v.Array()
+	if err != nil || len(parts) != 5 {
+		return f, ErrMalformed
+	}
+	if f.JoinRef, err = p.parseRef(parts[0]); err != nil {
 		return Frame{}, err
 	}
-	if f.Ref, err = parseRef(parts[1]); err != nil {
+	if f.Ref, err = p.parseRef(parts[1]); err != nil {
 		return Frame{}, err
 	}
-	if json.Unmarshal(parts[2], &f.Topic) != nil || !isString(parts[2]) || f.Topic == "" {
+	var ok bool
+	if f.Topic, ok = p.stringOf(parts[2]); !ok || f.Topic == "" {
 		return Frame{Ref: f.Ref, JoinRef: f.JoinRef}, ErrMalformed
 	}
-	if json.Unmarshal(parts[3], &f.Event) != nil || !isString(parts[3]) || f.Event == "" {
+	if f.Event, ok = p.stringOf(parts[3]); !ok || f.Event == "" {
 		return Frame{Ref: f.Ref, JoinRef: f.JoinRef, Topic: f.Topic}, ErrMalformed
 	}
-	f.Payload = parts[4]
+	f.Payload = lastElement(b)
 	return f, nil
 }
 
-func isString(raw json.RawMessage) bool { return len(raw) > 0 && raw[0] == '"' }
+// tooDeep reports whether b's arrays and objects nest deeper than
+// fastjson.MaxDepth, brackets inside strings aside.
+func tooDeep(b []byte) bool {
+	depth := 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+		case '[', '{':
+			if depth++; depth > fastjson.MaxDepth {
+				return true
+			}
+		case ']', '}':
+			depth--
+		}
+	}
+	return false
+}
+
+// stringOf returns a string value. Without escapes, as refs, topics and
+// events usually are, it is a view of the parser's memory; with escapes it
+// is decoded by encoding/json, so that every string reads as it always has.
+func (p *Parser) stringOf(v *fastjson.Value) (string, bool) {
+	p.raw = v.MarshalTo(p.raw[:0])
+	if len(p.raw) == 0 || p.raw[0] != '"' {
+		return "", false
+	}
+	if bytes.IndexByte(p.raw, '\\') >= 0 {
+		var s string
+		err := json.Unmarshal(p.raw, &s)
+		return s, err == nil
+	}
+	s := v.GetStringBytes()
+	return unsafe.String(unsafe.SliceData(s), len(s)), true
+}
 
 // parseRef accepts a string or null; the official client sends strings.
-func parseRef(raw json.RawMessage) (Ref, error) {
-	if string(raw) == "null" {
+func (p *Parser) parseRef(v *fastjson.Value) (Ref, error) {
+	s, ok := p.stringOf(v)
+	if !ok && string(p.raw) == "null" {
 		return Ref{}, nil
 	}
-	var s string
-	if !isString(raw) || json.Unmarshal(raw, &s) != nil {
+	if !ok {
 		return Ref{}, ErrMalformed
 	}
 	return MakeRef(s), nil
+}
+
+// lastElement returns the raw text of the last element of b, a valid JSON
+// array of strings and nulls followed by one last value of any kind.
+func lastElement(b []byte) []byte {
+	i := bytes.IndexByte(b, '[') + 1
+	for range 4 { // skip join_ref, ref, topic, event and their commas
+		i = skipSpace(b, i)
+		if b[i] == 'n' {
+			i += len("null")
+		} else {
+			i = skipString(b, i)
+		}
+		i = skipSpace(b, i) + 1 // ','
+	}
+	end := bytes.LastIndexByte(b, ']')
+	return bytes.TrimRight(b[skipSpace(b, i):end], " \t\r\n")
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the JSON string that starts at b[i].
+func skipString(b []byte, i int) int {
+	for i++; b[i] != '"'; i++ {
+		if b[i] == '\\' {
+			i++
+		}
+	}
+	return i + 1
 }
 
 // AppendFrame appends the encoding of a message with a payload that is

@@ -1,0 +1,61 @@
+package channel
+
+import (
+	"bytes"
+	"context"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// TestHeartbeatAllocations counts the allocations of a heartbeat's round
+// trip on a live loopback socket, client and server together: the server's
+// reply frame is the one allocation allowed.
+func TestHeartbeatAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	ts := newTestServer(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, ts.url+"?"+url.Values{"user": {"hb"}}.Encode(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	heartbeat := []byte(`[null,"7","phoenix","heartbeat",{}]`)
+	want := []byte(`[null,"7","phoenix","phx_reply",{"status":"ok","response":{}}]`)
+	var r reader
+	roundTrip := func() {
+		if err := conn.Write(context.Background(), websocket.MessageText, heartbeat); err != nil {
+			t.Fatal(err)
+		}
+		_, got, err := r.read(conn)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("reply %s, %v; want %s", got, err, want)
+		}
+	}
+	for range 100 {
+		roundTrip() // warm up buffers, timers and the parser
+	}
+	n := testing.AllocsPerRun(500, roundTrip)
+	t.Logf("%v allocations per heartbeat round trip", n)
+	if n > 1 {
+		t.Fatalf("%v allocations per heartbeat, want at most 1", n)
+	}
+}
+
+// queued returns the frames waiting in a socket's queue, and empties it.
+func queued(s *Socket) [][]byte {
+	var out [][]byte
+	for {
+		select {
+		case f := <-s.out:
+			out = append(out, f)
+		default:
+			return out
+		}
+	}
+}

@@ -1,0 +1,49 @@
+package phx
+
+import "testing"
+
+var benchFrames = []struct{ name, frame, event string }{
+	{"heartbeat", `[null,"12","phoenix","heartbeat",{}]`, "heartbeat"},
+	{"phx_join", `["3","3","room:lobby","phx_join",{"name":"Alice","status":"online"}]`, "phx_join"},
+	{"phx_leave", `["3","9","room:lobby","phx_leave",{}]`, "phx_leave"},
+	{"custom", `["3","10","room:lobby","new_msg",{"body":"hello there","at":1732900000}]`, "new_msg"},
+}
+
+// BenchmarkParseFrame measures a read loop's Parser on the frames a client
+// sends most; it fails unless every frame parses to its event.
+func BenchmarkParseFrame(b *testing.B) {
+	for _, bf := range benchFrames {
+		b.Run(bf.name, func(b *testing.B) {
+			in := []byte(bf.frame)
+			var p Parser
+			b.ReportAllocs()
+			b.SetBytes(int64(len(in)))
+			n := 0
+			for b.Loop() {
+				f, err := p.Parse(in)
+				if err != nil || f.Event != bf.event || len(f.Payload) == 0 {
+					b.Fatalf("%+v %v", f, err)
+				}
+				n++
+			}
+			if n == 0 {
+				b.Fatal("nothing parsed")
+			}
+		})
+	}
+}
+
+func TestParserDoesNotAllocate(t *testing.T) {
+	for _, bf := range benchFrames {
+		in := []byte(bf.frame)
+		var p Parser
+		p.Parse(in) // warm up
+		if n := testing.AllocsPerRun(100, func() {
+			if f, err := p.Parse(in); err != nil || f.Event != bf.event {
+				t.Fatalf("%+v %v", f, err)
+			}
+		}); n != 0 {
+			t.Errorf("%s: %v allocations per parse, want 0", bf.name, n)
+		}
+	}
+}
