@@ -88,7 +88,13 @@ func Start(ctx context.Context, conn *nats.Conn, presence *engine.Engine, cfg Co
 		}
 		n.subs = append(n.subs, sub)
 	}
-	if err := conn.FlushWithContext(ctx); err != nil {
+	fctx := ctx
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		fctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	if err := conn.FlushWithContext(fctx); err != nil {
 		n.unsubscribeAll()
 		return nil, err
 	}
