@@ -16,12 +16,18 @@ func ExampleWriter() {
 	buf := make([]byte, 0, 64)
 	var w jsonwriter.Writer
 	w.Reset(buf, cap(buf)) // never reallocates buf
-	w.BeginObject()
-	w.Key("key")
-	w.String("user_42")
-	w.Key("meta")
-	w.RawValue([]byte(`{"name":"Alice"}`))
-	w.EndObject()
+	w.RawString(`{"key":`)
+	w.QuotedString("user_42")
+	w.RawString(`,"meta":`)
+	w.Raw([]byte(`{"name":"Alice"}`))
+	w.Byte('}')
 	fmt.Println(string(w.Bytes()), w.Err())
-	// Output: {"key":"user_42","meta":{"name":"Alice"}} <nil>
+
+	w.Reset(buf, 8) // too small: the output is reported, never cut
+	w.RawString(`{"key":`)
+	w.QuotedString("user_42")
+	fmt.Println(w.Err())
+	// Output:
+	// {"key":"user_42","meta":{"name":"Alice"}} <nil>
+	// short buffer
 }

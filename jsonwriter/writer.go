@@ -1,39 +1,29 @@
 package jsonwriter
 
-import (
-	"io"
-	"strconv"
-)
+import "io"
 
 // Unbounded is the limit that lets a Writer grow its buffer like append.
 const Unbounded = -1
 
-// maxDepth is the deepest nesting a Writer tracks commas for.
-const maxDepth = 64
-
 // Writer appends JSON to a buffer and never grows it past a limit.
+//
+// It writes exactly what it is given: the caller places brackets, commas
+// and keys, and QuotedString quotes and escapes a string. Extend hands out
+// bytes to fill in place, for callers that write fixed parts themselves.
 //
 // Once a write does not fit, the Writer is short: that write and every later
 // one are dropped, and Err reports io.ErrShortBuffer. Callers check Err once
 // at the end, so output is either complete or reported as failed, never
-// silently cut.
-//
-// The structural methods (BeginArray, Key, String, ...) insert commas
-// themselves. Raw and the other low-level methods write exactly what they are
-// given.
+// silently cut. Mark and Rewind let a caller discard a failed attempt and
+// write it again.
 //
 // The zero Writer is unbounded and ready to use. A Writer must not be copied
-// after first use.
+// after first use, nor used by two goroutines at once.
 type Writer struct {
 	buf     []byte
 	limit   int // the largest len(buf) allowed, when bounded
 	bounded bool
 	short   bool
-	depth   int
-	// comma has bit d set when the container at depth d already holds a value;
-	// afterKey is set between a Key and its value.
-	comma    uint64
-	afterKey bool
 }
 
 // Reset makes w append to dst, never past limit bytes in total; Unbounded
@@ -57,23 +47,17 @@ func (w *Writer) Err() error {
 	return nil
 }
 
-// Mark records the Writer's state, for Rewind.
-type Mark struct {
-	n, depth int
-	comma    uint64
-	afterKey bool
-}
+// Mark records how much a Writer holds, for Rewind.
+type Mark struct{ n int }
 
-// Mark returns the current state.
-func (w *Writer) Mark() Mark {
-	return Mark{n: len(w.buf), depth: w.depth, comma: w.comma, afterKey: w.afterKey}
-}
+// Mark returns the current position.
+func (w *Writer) Mark() Mark { return Mark{n: len(w.buf)} }
 
-// Rewind returns to a Mark: the buffer is cut back, the nesting restored and
-// the short state cleared, so that a failed attempt can be written again.
+// Rewind returns to a Mark taken from w since its last Reset: the buffer is
+// cut back to it and the short state cleared, so that a failed attempt can
+// be written again.
 func (w *Writer) Rewind(m Mark) {
 	w.buf = w.buf[:m.n]
-	w.depth, w.comma, w.afterKey = m.depth, m.comma, m.afterKey
 	w.short = false
 }
 
@@ -124,111 +108,10 @@ func (w *Writer) RawString(s string) {
 	}
 }
 
-// QuotedString appends s as a JSON string with no comma handling.
+// QuotedString appends s as a JSON string, quoted and escaped as
+// AppendString does.
 func (w *Writer) QuotedString(s string) {
 	if w.room(EscapedLen(s) + 2) {
 		w.buf = AppendString(w.buf, s)
 	}
-}
-
-// sep writes the comma that separates this value from the previous one.
-func (w *Writer) sep() {
-	if w.afterKey {
-		w.afterKey = false
-		return
-	}
-	if w.depth == 0 || w.depth > maxDepth {
-		return
-	}
-	bit := uint64(1) << (w.depth - 1)
-	if w.comma&bit != 0 {
-		w.Byte(',')
-	}
-	w.comma |= bit
-}
-
-func (w *Writer) open(c byte) {
-	w.sep()
-	w.Byte(c)
-	w.depth++
-	if w.depth <= maxDepth {
-		w.comma &^= uint64(1) << (w.depth - 1)
-	}
-}
-
-func (w *Writer) close(c byte) {
-	if w.depth > 0 {
-		w.depth--
-	}
-	w.Byte(c)
-}
-
-// BeginArray writes '['.
-func (w *Writer) BeginArray() { w.open('[') }
-
-// EndArray writes ']'.
-func (w *Writer) EndArray() { w.close(']') }
-
-// BeginObject writes '{'.
-func (w *Writer) BeginObject() { w.open('{') }
-
-// EndObject writes '}'.
-func (w *Writer) EndObject() { w.close('}') }
-
-// Key writes an object key and the colon after it.
-func (w *Writer) Key(k string) {
-	w.sep()
-	w.QuotedString(k)
-	w.Byte(':')
-	w.afterKey = true
-}
-
-// RawKey writes an object key that is already a quoted JSON string.
-func (w *Writer) RawKey(quoted []byte) {
-	w.sep()
-	w.Raw(quoted)
-	w.Byte(':')
-	w.afterKey = true
-}
-
-// String writes s as a JSON string value.
-func (w *Writer) String(s string) {
-	w.sep()
-	w.QuotedString(s)
-}
-
-// RawValue writes a value that is already valid JSON.
-func (w *Writer) RawValue(v []byte) {
-	w.sep()
-	w.Raw(v)
-}
-
-// Uint writes an unsigned integer value.
-func (w *Writer) Uint(v uint64) {
-	w.sep()
-	var tmp [20]byte
-	w.Raw(strconv.AppendUint(tmp[:0], v, 10))
-}
-
-// Int writes a signed integer value.
-func (w *Writer) Int(v int64) {
-	w.sep()
-	var tmp [20]byte
-	w.Raw(strconv.AppendInt(tmp[:0], v, 10))
-}
-
-// Bool writes true or false.
-func (w *Writer) Bool(v bool) {
-	w.sep()
-	if v {
-		w.RawString("true")
-	} else {
-		w.RawString("false")
-	}
-}
-
-// Null writes null.
-func (w *Writer) Null() {
-	w.sep()
-	w.RawString("null")
 }
