@@ -15,6 +15,11 @@ if go list -deps ./engine ./shard ./jsonwriter | grep '^github.com/prometheus/';
 	echo "engine, shard or jsonwriter depends on Prometheus" >&2
 	exit 1
 fi
+# NATS stays out of the engine and the channel layer (package cluster only).
+if go list -deps ./engine ./channel | grep '^github.com/nats-io/'; then
+	echo "engine or channel depends on NATS" >&2
+	exit 1
+fi
 # presence.js on Node: a fake transport and mock timers, no browser, no npm.
 node --test channel/client/presence.test.mjs
 
