@@ -19,11 +19,19 @@
 // per-socket index.
 //
 // Readers (List, Diff, Count, Snapshot and the incremental diff) take no
-// lock and never delay a writer: each topic has a sequence counter that
-// writers move, and a reader that sees it move retries. What a reader
-// returns is therefore an atomic snapshot of one topic: the entries present
-// at one instant during the call, never a mix of before and after a write.
-// Different topics, and Len, are not read atomically together.
+// lock in the common case: each topic has a sequence counter that writers
+// move, and a reader that sees it move retries. If writers spoil three
+// such read windows in a row, the reader reads once more under the lock of
+// the topic's shard (as Linux's read_seqbegin_or_lock does), which delays
+// that shard's writers for one pass over the topic. So a read costs at most
+// four passes over its topic plus one wait for a writer, however busy the
+// writers are; a read of a quiet topic never locks or delays anyone.
+// Stats counts the retries and the locked reads. A full resync (the Full
+// case of ChangesSince and AppendChanges) has the same bound.
+//
+// What a reader returns is an atomic snapshot of one topic: the entries
+// present at one instant during the call, never a mix of before and after a
+// write. Different topics, and Len, are not read atomically together.
 //
 // A Track or Untrack is visible to every read that begins after it returns.
 // UntrackAll removes the entries the socket held when it began, one by one:
@@ -140,7 +148,11 @@ type Engine struct {
 }
 
 // New validates cfg, fills in defaults, and allocates an Engine.
-func New(cfg Config) (*Engine, error) {
+func New(cfg Config) (*Engine, error) { return newEngine(cfg, 0) }
+
+// newEngine is New with the number of lock-free read windows a reader tries
+// before it takes the shard lock: 0 for the default, negative for no bound.
+func newEngine(cfg Config, readAttempts int) (*Engine, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
@@ -155,6 +167,7 @@ func New(cfg Config) (*Engine, error) {
 		MaxLocal:     cfg.LocalCapacity,
 		RefTag:       cfg.RefTag,
 		Seed:         rand.Uint64(),
+		ReadAttempts: readAttempts,
 	})
 	return &Engine{cfg: cfg, pool: pool}, nil
 }

@@ -14,11 +14,14 @@
 // window, so readers, Len, SocketLen and a refused Track agree on the
 // instant it appears and goes.
 //
-// Readers (Count, AppendEntries, AppendChanges, Head) take no lock. A topic
-// record carries a sequence number that writers make odd while they change
-// the topic's members or their payloads, and the shard's topic index has
-// one too: a reader that sees either move retries its read window, so what
-// it returns is the topic as it was at one instant. Each change event in
+// Readers (Count, AppendEntries, AppendChanges, Head) take no lock in the
+// common case. A topic record carries a sequence number that writers make
+// odd while they change the topic's members or their payloads, and the
+// shard's topic index has one too: a reader that sees either move retries
+// its read window, so what it returns is the topic as it was at one
+// instant. After OptimisticReads spoiled windows, Count and AppendEntries
+// read once more under the shard's mutex, where no window can be spoiled;
+// Pool.Counts reports the retries and these fallbacks. Each change event in
 // the ring is validated by its own number, so a reader learns when an event
 // was overwritten under it and the caller falls back to a full snapshot.
 //

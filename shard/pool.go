@@ -2,6 +2,7 @@ package shard
 
 import (
 	"errors"
+	"math"
 	"math/bits"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,10 @@ type Config struct {
 	MaxLocal     int    // entries local sockets may hold together; 0 means Slots
 	RefTag       uint64 // stored in the top 16 bits of every generated ref
 	Seed         uint64 // hash seed
+	// ReadAttempts is how many read windows a reader tries before it takes
+	// the shard lock; 0 means OptimisticReads, and a negative value makes
+	// readers retry without bound (for measuring the bound's cost).
+	ReadAttempts int
 }
 
 // RefTagLimit bounds Config.RefTag.
@@ -147,6 +152,12 @@ func NewPool(cfg Config) *Pool {
 	}
 	if cfg.MaxLocal <= 0 || cfg.MaxLocal > cfg.Slots {
 		cfg.MaxLocal = cfg.Slots
+	}
+	switch {
+	case cfg.ReadAttempts == 0:
+		cfg.ReadAttempts = OptimisticReads
+	case cfg.ReadAttempts < 0:
+		cfg.ReadAttempts = math.MaxInt
 	}
 	p := &Pool{cfg: cfg}
 	p.keyWords = wordsFor(cfg.MaxKey)

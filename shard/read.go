@@ -58,13 +58,29 @@ func ParseRecord(b []byte) (Record, []byte, bool) {
 	return r, b[kl+ml:], true
 }
 
-// backoff counts a failed read window and yields once retries pile up, so
+// OptimisticReads is how many read windows a reader tries without a lock,
+// unless Config.ReadAttempts says otherwise.
+// When all of them are spoiled by writers, the reader takes the shard's lock
+// and reads once more under it, which cannot fail (as Linux's
+// read_seqbegin_or_lock does): a read costs at most OptimisticReads+1
+// passes over the topic plus one wait for the lock, however busy the
+// writers are.
+const OptimisticReads = 3
+
+// backoff counts a failed read window and yields before the next one, so
 // that a reader does not spin against a writer it shares a core with.
 func (p *Pool) backoff(attempt int) {
 	p.retries.Add(1)
-	if attempt > 2 {
+	if attempt > 0 {
 		runtime.Gosched()
 	}
+}
+
+// lockForRead takes the shard's lock for a reader whose optimistic windows
+// all failed.
+func (s *Shard) lockForRead() {
+	s.mu.Lock()
+	s.p.fallbacks.Add(1)
 }
 
 // lookup finds a topic's record inside the shard's read window and returns
@@ -99,20 +115,28 @@ func (s *Shard) lookup(topic string, hash uint64) (t int32, tseq, head uint64, o
 
 // Count returns the number of entries in a topic.
 func (s *Shard) Count(topic string, hash uint64) int {
-	for attempt := 0; ; attempt++ {
-		t, tseq, _, ok := s.lookup(topic, hash)
-		if ok {
-			if t < 0 {
-				return 0
-			}
-			rec := s.p.topic(t)
-			n := load(&rec[topicCount])
-			if load(&rec[topicSeq]) == tseq {
-				return int(n)
-			}
+	for attempt := 0; attempt < s.p.cfg.ReadAttempts; attempt++ {
+		if n, ok := s.count(topic, hash); ok {
+			return n
 		}
 		s.p.backoff(attempt)
 	}
+	s.lockForRead()
+	n, _ := s.count(topic, hash)
+	s.mu.Unlock()
+	return n
+}
+
+// count reads a topic's count inside a read window; ok is false when the
+// window must be retried, never when the caller holds s.mu.
+func (s *Shard) count(topic string, hash uint64) (n int, ok bool) {
+	t, tseq, _, ok := s.lookup(topic, hash)
+	if !ok || t < 0 {
+		return 0, ok
+	}
+	rec := s.p.topic(t)
+	c := load(&rec[topicCount])
+	return int(c), load(&rec[topicSeq]) == tseq
 }
 
 // Head returns the number of the shard's latest change event.
@@ -122,40 +146,49 @@ func (s *Shard) Head() uint64 { return load(&s.hist.head) }
 // it wrote and the history head they reflect: a consistent snapshot of the
 // topic. If w ran short, w.Err reports it.
 func (s *Shard) AppendEntries(w *jsonwriter.Writer, f Form, topic string, hash uint64) (n int, head uint64) {
-	p := s.p
 	mark := w.Mark()
-	for attempt := 0; ; attempt++ {
-		if attempt > 0 {
-			w.Rewind(mark)
-			p.backoff(attempt)
+	for attempt := 0; attempt < s.p.cfg.ReadAttempts; attempt++ {
+		n, head, ok := s.appendEntries(w, f, topic, hash)
+		if ok {
+			return n, head
 		}
-		t, tseq, h, ok := s.lookup(topic, hash)
-		if !ok {
+		w.Rewind(mark)
+		s.p.backoff(attempt)
+	}
+	s.lockForRead()
+	n, head, _ = s.appendEntries(w, f, topic, hash)
+	s.mu.Unlock()
+	return n, head
+}
+
+// appendEntries is one read window of AppendEntries; ok is false when what
+// it wrote must be discarded and the window retried, never when the caller
+// holds s.mu.
+func (s *Shard) appendEntries(w *jsonwriter.Writer, f Form, topic string, hash uint64) (n int, head uint64, ok bool) {
+	p := s.p
+	t, tseq, h, ok := s.lookup(topic, hash)
+	if !ok {
+		return 0, 0, false
+	}
+	if t < 0 {
+		return 0, h, true
+	}
+	rec := p.topic(t)
+	count := int(load(&rec[topicCount]))
+	idx := load(&rec[topicHead])
+	for ; idx != 0 && n <= count; n++ {
+		if idx > uint64(p.cfg.Slots) {
+			break // torn link
+		}
+		sw := p.slot(int32(idx - 1))
+		idx = load(&sw[slotNext])
+		if f == JSON {
+			s.emitJSON(w, n == 0, load(&sw[slotLens]), sw[slotHdr:])
 			continue
 		}
-		if t < 0 {
-			return 0, h
-		}
-		rec := p.topic(t)
-		count := int(load(&rec[topicCount]))
-		idx := load(&rec[topicHead])
-		n = 0
-		for ; idx != 0 && n <= count; n++ {
-			if idx > uint64(p.cfg.Slots) {
-				break // torn link
-			}
-			sw := p.slot(int32(idx - 1))
-			idx = load(&sw[slotNext])
-			if f == JSON {
-				s.emitJSON(w, n == 0, load(&sw[slotLens]), sw[slotHdr:])
-				continue
-			}
-			s.emit(w, f, n == 0, KindEntry, load(&sw[slotOwner]), load(&sw[slotRef]), load(&sw[slotLens]), sw[slotHdr:])
-		}
-		if idx == 0 && n == count && load(&rec[topicSeq]) == tseq {
-			return n, h
-		}
+		s.emit(w, f, n == 0, KindEntry, load(&sw[slotOwner]), load(&sw[slotRef]), load(&sw[slotLens]), sw[slotHdr:])
 	}
+	return n, h, idx == 0 && n == count && load(&rec[topicSeq]) == tseq
 }
 
 // AppendChanges writes the topic's events numbered since+1 through upto (at
