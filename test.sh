@@ -10,9 +10,14 @@ go test -count=1 ./...
 go test -count=1 -tags presence_atomic ./shard/... ./engine/...
 # The peer comparison module: its adapters must agree with the engine.
 (cd bench/peers && go vet ./... && go test -count=1 ./...)
-# Prometheus stays out of the library's lower layers (package metrics only).
+# Prometheus stays out of the library's lower layers (package metrics only),
+# and metrics links NATS only through metrics/clustermetrics.
 if go list -deps ./engine ./shard ./jsonwriter | grep '^github.com/prometheus/'; then
 	echo "engine, shard or jsonwriter depends on Prometheus" >&2
+	exit 1
+fi
+if go list -deps ./metrics | grep '^github.com/nats-io/'; then
+	echo "metrics depends on NATS" >&2
 	exit 1
 fi
 # NATS stays out of the engine and the channel layer (package cluster only).
