@@ -106,3 +106,64 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("json report %s: %v", out.String(), err)
 	}
 }
+
+// TestModeRejectsForeignFlags: each mode refuses the flags of the others.
+func TestModeRejectsForeignFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-mode", "server", "-mix", "list=100"}, "-mix (-mode engine)"},
+		{[]string{"-mode", "server", "-compare", "-sockets", "4"}, "-compare (-mode engine), -sockets (-mode engine)"},
+		{[]string{"-url", "ws://127.0.0.1:4000/socket/websocket"}, "-url (-mode server)"},
+		{[]string{"-mode", "engine", "-workload", "churn"}, "-workload (-mode server)"},
+		{[]string{"-mode", "cluster", "-clients", "10"}, "-clients (-mode server)"},
+		{[]string{"-mode", "fleet"}, `mode "fleet"`},
+		{[]string{"-mode", "server", "-workload", "storm"}, `workload "storm"`},
+		{[]string{"-mode", "server", "-url", "ws://10.0.0.1:4000/socket/websocket"}, "loopback"},
+		{[]string{"-mode", "server", "-clients", "1000000"}, "clients must be"},
+		{[]string{"-mode", "server", "-workload", "churn", "-clients", "10", "-churners", "10"}, "churners"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := run(tc.args, &out, &errOut); code != 2 {
+			t.Errorf("%v: exit %d, want 2", tc.args, code)
+		}
+		if !strings.Contains(errOut.String(), tc.want) || !strings.Contains(errOut.String(), "usage: presbench") {
+			t.Errorf("%v: stderr lacks %q:\n%s", tc.args, tc.want, errOut.String())
+		}
+	}
+}
+
+func TestServerModeDefaults(t *testing.T) {
+	o, err := parseFlags([]string{"-mode", "server", "-workload", "churn", "-clients", "1000", "-json"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := o.load; l.Duration != 20*time.Second || l.Churners != 100 || l.Rate != 50 || l.URL != o.url || !o.json {
+		t.Fatalf("churn defaults: %+v", l)
+	}
+	o, err = parseFlags([]string{"-mode", "server", "-workload", "idle", "-clients", "10000", "-duration", "1s"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := o.load; l.Duration != time.Second || l.Rooms != 100 {
+		t.Fatalf("idle: %+v", l)
+	}
+}
+
+// TestServerModeReportsFailure runs -mode server against a port nobody
+// listens on: the report names the failed connects, and the exit is 1.
+func TestServerModeReportsFailure(t *testing.T) {
+	var out, errOut bytes.Buffer
+	code := run([]string{"-mode", "server", "-url", "ws://127.0.0.1:1/socket/websocket", "-clients", "3", "-timeout", "5s"}, &out, &errOut)
+	if code != 1 || !strings.Contains(out.String(), "connect or join errors      3") || !strings.Contains(errOut.String(), "join:") {
+		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errOut.String())
+	}
+}
+
+func TestClusterModeNotAvailable(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"-mode", "cluster"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "not available") {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+}
