@@ -8,6 +8,9 @@ go test -race ./...
 # The same without the race detector, and with the all-atomic payload copy.
 go test -count=1 ./...
 go test -count=1 -tags presence_atomic ./shard/... ./engine/...
+# The plain-copy words (shard/words_fast.go) exist only without -race: their
+# stress and linearizability tests again, with longer histories.
+go test -count=1 -run 'Stress|Linearizable|NoSpurious|Torn|Bounded|SocketEntriesUnder' ./engine/ -args -lin.ops=1000
 # The peer comparison module: its adapters must agree with the engine.
 (cd bench/peers && go vet ./... && go test -count=1 ./...)
 # Prometheus stays out of the library's lower layers (package metrics only),

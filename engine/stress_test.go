@@ -295,3 +295,53 @@ func TestNoSpuriousErrFull(t *testing.T) {
 		})
 	}
 }
+
+// TestLargeMetaIsNeverTorn updates a 1 MiB meta, the largest allowed,
+// between two versions while a reader Lists it: every List must show one
+// version whole. Payload copies this large are where a plain memmove would
+// switch to non-temporal stores.
+func TestLargeMetaIsNeverTorn(t *testing.T) {
+	const size = 1 << 20
+	meta := func(c byte) []byte {
+		m := []byte(`{"p":"` + strings.Repeat(string(c), size-len(`{"p":""}`)) + `"}`)
+		if len(m) != size {
+			t.Fatalf("meta is %d bytes", len(m))
+		}
+		return m
+	}
+	metas := [][]byte{meta('a'), meta('b')}
+	e := mustNew(t, Config{Capacity: 2, MaxMetaLen: size, Shards: 1})
+	mustTrack(t, e, 1, "big", "k", string(metas[0]))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for k := 1; ; k++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := e.Track(1, "big", "k", metas[k&1]); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 0, size+64)
+	lists := 0
+	for deadline := time.Now().Add(200 * time.Millisecond); time.Now().Before(deadline) || lists < 5; lists++ {
+		buf = e.AppendList(buf[:0], "big")
+		body, ok := strings.CutPrefix(string(buf), `[{"key":"k","meta":{"p":"`)
+		if !ok || len(body) != size-len(`{"p":""}`)+len(`"}}]`) {
+			t.Fatalf("List of %d bytes: %.60q", len(buf), buf)
+		}
+		c := body[0]
+		if strings.Count(body[:len(body)-len(`"}}]`)], string(c)) != size-len(`{"p":""}`) {
+			t.Fatal("a List mixed two versions of the meta")
+		}
+	}
+	close(stop)
+	wg.Wait()
+}

@@ -25,7 +25,28 @@
 // the ring is validated by its own number, so a reader learns when an event
 // was overwritten under it and the caller falls back to a full snapshot.
 //
-// Reader-visible state is kept in []uint64 words read with atomic loads.
-// How writers store them and how payload bytes are copied depends on the
-// build; see words_fast.go and words_atomic.go.
+// # Build variants
+//
+// Reader-visible state is kept in []uint64 words, and readers load single
+// words atomically, always. How writers store words and how payload bytes
+// are copied depends on the build. With the gc compiler on amd64
+// (words_fast.go) stores become visible in program order and loads are not
+// reordered with other loads, so writers store plainly, with a compiler
+// barrier around the sequence words, and payloads are copied with memmove
+// in chunks below 1 MiB (larger copies use non-temporal stores, which are
+// not ordered with earlier stores); a reader sees a torn copy only when the
+// sequence moved, and then retries. Locked instructions for every word
+// would cost Track about a third of its time. Race builds (the race
+// detector flags a seqlock whose bytes move with plain loads and stores),
+// other compilers and architectures, and the presence_atomic tag
+// (words_atomic.go) move every word atomically instead. CI runs the stress
+// tests in both variants.
+//
+// # Why this package is public
+//
+// Package engine is the only intended user of shard: it validates inputs
+// and states the guarantees users rely on. shard is a package of its own so
+// that the storage (slots, seqlocks, free stacks, the change ring) can be
+// read, tested and benchmarked apart from the API, not as an API for
+// anyone else; its exported names may change with engine.
 package shard

@@ -5,13 +5,6 @@ import (
 	"unsafe"
 )
 
-// Reader-visible state lives in []uint64 words. Readers load single words
-// with atomic loads, always. How writers store, and how payload bytes are
-// copied, depends on the build (words_fast.go, words_atomic.go): the race
-// detector flags a seqlock whose bytes move with plain loads and stores, so
-// race builds, non-amd64 builds and the presence_atomic tag move every word
-// atomically.
-
 // load reads one reader-visible word.
 func load(p *uint64) uint64 { return atomic.LoadUint64(p) }
 

@@ -1,6 +1,9 @@
-//go:build !amd64 || race || presence_atomic
+//go:build !gc || !amd64 || race || presence_atomic
 
 package shard
+
+// The all-atomic variant of the word functions; doc.go says when it is
+// built.
 
 import (
 	"encoding/binary"

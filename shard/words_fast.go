@@ -1,32 +1,52 @@
-//go:build amd64 && !race && !presence_atomic
+//go:build gc && amd64 && !race && !presence_atomic
 
 package shard
 
 import "sync/atomic"
 
-// On amd64 stores become visible in program order and loads are not
-// reordered with other loads. So in this build writers store plainly, with
-// barrier() keeping the compiler from moving or merging stores around the
-// sequence words, and readers copy payload bytes with memmove between atomic
-// loads of the sequence; a reader sees a torn copy only when the sequence
-// moved, and then retries. Locked instructions would cost Track about a
-// third of its time, and word-by-word atomic copies slow List down; build
-// with -tags presence_atomic to measure the all-atomic variant.
+// The plain-copy variant of the word functions; doc.go says when it is
+// built and why it is sound.
 
 // store writes one reader-visible word.
 func store(p *uint64, v uint64) { *p = v }
 
+// chunk bounds one memmove by writers. From 1 MiB up, amd64's memmove
+// uses non-temporal stores, which may pass the plain store that opened the
+// read window; below it, its stores are ordinary and stay in order. A
+// split costs one compare on the sizes entries have (BenchmarkTrackUpdate).
+const chunk = 512 << 10
+
 // copyIn stores src into the words dst.
-func copyIn(dst []uint64, src []byte) { copy(bytesOf(dst), src) }
+func copyIn(dst []uint64, src []byte) {
+	b := bytesOf(dst)
+	for len(src) > chunk {
+		copy(b[:chunk], src)
+		b, src = b[chunk:], src[chunk:]
+	}
+	copy(b, src)
+}
 
 // copyInString stores src into the words dst.
-func copyInString(dst []uint64, src string) { copy(bytesOf(dst), src) }
+func copyInString(dst []uint64, src string) {
+	b := bytesOf(dst)
+	for len(src) > chunk {
+		copy(b[:chunk], src)
+		b, src = b[chunk:], src[chunk:]
+	}
+	copy(b, src)
+}
 
 // copyOut copies the first len(dst) bytes of src into dst.
 func copyOut(dst []byte, src []uint64) { copy(dst, bytesOf(src)) }
 
 // copyWords copies reader-visible words.
-func copyWords(dst, src []uint64) { copy(dst, src) }
+func copyWords(dst, src []uint64) {
+	for len(src) > chunk/8 {
+		copy(dst[:chunk/8], src)
+		dst, src = dst[chunk/8:], src[chunk/8:]
+	}
+	copy(dst, src)
+}
 
 // fence is loaded by barrier; nothing stores to it.
 var fence uint64
