@@ -224,3 +224,12 @@ func limitsHash(vals ...int) uint64 {
 
 // topicToken encodes a topic as one NATS token.
 func topicToken(topic string) string { return base64.RawURLEncoding.EncodeToString([]byte(topic)) }
+
+// RefTag derives an engine.Config.RefTag from a node name, so that the
+// refs (phx_ref) that different nodes' engines generate do not collide:
+//
+//	engine.New(engine.Config{RefTag: cluster.RefTag("a")})
+//
+// Two names may map to the same tag; a node whose peer uses its tag logs a
+// warning. Set distinct tags by hand where that matters.
+func RefTag(node string) uint64 { return xxhash.Sum64String(node)&0xffff | 1 }

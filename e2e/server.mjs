@@ -11,15 +11,15 @@ export const presenceWindowMs = 50
 
 let built = false
 
-// startServer returns {url, wsURL, stop}; the server stops by itself when
-// the test process exits.
-export async function startServer() {
+// startServer returns {url, socketURL, stop, kill}; the server stops by
+// itself when the test process exits. args are extra flags (cluster mode).
+export async function startServer(args = []) {
   if (!built) {
     mkdirSync(path.dirname(bin), {recursive: true})
     execFileSync("go", ["build", "-o", bin, "./cmd/presence-chat"], {cwd: root, stdio: "inherit"})
     built = true
   }
-  const proc = spawn(bin, ["-addr", "127.0.0.1:0", "-presence-window", `${presenceWindowMs}ms`],
+  const proc = spawn(bin, ["-addr", "127.0.0.1:0", "-presence-window", `${presenceWindowMs}ms`, ...args],
     {stdio: ["ignore", "pipe", "inherit"]})
   process.on("exit", () => proc.kill("SIGKILL"))
   const url = await new Promise((resolve, reject) => {
@@ -35,7 +35,11 @@ export async function startServer() {
   return {
     url,
     socketURL: url.replace(/^http/, "ws") + "/socket",
-    stop: () => new Promise(resolve => { proc.once("exit", resolve); proc.kill("SIGTERM") }),
+    stop: () => new Promise(resolve => {
+      if (proc.exitCode !== null || proc.signalCode !== null) return resolve()
+      proc.once("exit", resolve); proc.kill("SIGTERM")
+    }),
+    kill: () => new Promise(resolve => { proc.once("exit", resolve); proc.kill("SIGKILL") }),
   }
 }
 

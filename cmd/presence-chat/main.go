@@ -24,6 +24,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/presencekit/presence/channel"
+	"github.com/presencekit/presence/cluster"
 	"github.com/presencekit/presence/engine"
 )
 
@@ -34,19 +35,25 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:4000", "address to listen on")
 	window := flag.Duration("presence-window", 50*time.Millisecond, "presence diff coalescing window")
 	heartbeat := flag.Duration("heartbeat-timeout", 60*time.Second, "close sockets silent for this long")
+	cl := clusterFlags(flag.CommandLine)
 	flag.Parse()
-	if err := run(*addr, *window, *heartbeat); err != nil {
+	if err := run(*addr, *window, *heartbeat, cl); err != nil {
 		fmt.Fprintln(os.Stderr, "presence-chat:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, window, heartbeat time.Duration) error {
-	presence, err := engine.New(engine.Config{Capacity: 4096})
+func run(addr string, window, heartbeat time.Duration, cl *clusterOptions) error {
+	presence, err := engine.New(cl.engineConfig())
 	if err != nil {
 		return err
 	}
-	srv, err := newServer(presence, window, heartbeat)
+	node, leave, err := cl.start(context.Background(), presence)
+	if err != nil {
+		return err
+	}
+	defer leave()
+	srv, err := newNodeServer(presence, window, heartbeat, node, cl.nodeName())
 	if err != nil {
 		return err
 	}
@@ -91,16 +98,27 @@ func routes(srv *channel.Server) http.Handler {
 // presence list, join and leave are announced, get_presence answers with
 // the list, and new_msg is broadcast.
 func newServer(presence *engine.Engine, window, heartbeat time.Duration) (*channel.Server, error) {
+	return newNodeServer(presence, window, heartbeat, nil, "local")
+}
+
+// newNodeServer is newServer as one node of a cluster (none when node is
+// nil): metas name the node each connection is on.
+func newNodeServer(presence *engine.Engine, window, heartbeat time.Duration, node *cluster.Node, nodeName string) (*channel.Server, error) {
+	var cl channel.Cluster
+	if node != nil {
+		cl = node
+	}
 	return channel.NewServer(channel.Config{
 		Presence:         presence,
 		PresenceWindow:   window,
 		HeartbeatTimeout: heartbeat,
+		Cluster:          cl,
 		Connect: func(r *http.Request, params url.Values) (map[string]any, error) {
 			name := params.Get("name")
 			if name == "" || len(name) > 32 || !utf8.ValidString(name) {
 				return nil, errors.New("a name of 1 to 32 bytes is required")
 			}
-			return map[string]any{"username": name}, nil
+			return map[string]any{"username": name, "node": nodeName}, nil
 		},
 		Channels: []channel.Channel{{
 			Topic: "chat:*",
@@ -109,6 +127,7 @@ func newServer(presence *engine.Engine, window, heartbeat time.Duration) (*chann
 			Handlers: map[string]channel.Handler{
 				"get_presence": handleGetPresence,
 				"new_msg":      handleNewMsg,
+				"set_status":   handleSetStatus,
 			},
 		}},
 	})
@@ -123,8 +142,8 @@ func username(s *channel.Socket) string {
 
 func chatJoin(s *channel.Socket, topic string, _ json.RawMessage) (any, error) {
 	name := username(s)
-	meta, _ := json.Marshal(map[string]string{"name": name, "joined_at": time.Now().UTC().Format(time.RFC3339)})
-	if err := s.Track(topic, name, meta); err != nil {
+	s.Assign("joined_at", time.Now().UTC().Format(time.RFC3339))
+	if err := s.Track(topic, name, chatMeta(s, "online")); err != nil {
 		return nil, err
 	}
 	if err := s.PushPresenceState(topic); err != nil {
@@ -151,4 +170,28 @@ func handleNewMsg(s *channel.Socket, topic string, payload json.RawMessage) (any
 	}
 	s.Broadcast(topic, "new_msg", map[string]string{"user": username(s), "body": msg.Body})
 	return channel.NoReply, nil
+}
+
+// chatMeta is a connection's presence meta: its user, when it joined, the
+// node it is on, and its status.
+func chatMeta(s *channel.Socket, status string) []byte {
+	joined, _ := s.Get("joined_at")
+	node, _ := s.Get("node")
+	meta, _ := json.Marshal(map[string]any{"name": username(s), "joined_at": joined, "node": node, "status": status})
+	return meta
+}
+
+// handleSetStatus updates the connection's status: a Track update, which
+// everyone sees as one presence_diff.
+func handleSetStatus(s *channel.Socket, topic string, payload json.RawMessage) (any, error) {
+	var msg struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(payload, &msg); err != nil || msg.Status == "" || len(msg.Status) > 40 {
+		return nil, errors.New("status must be 1 to 40 bytes")
+	}
+	if err := s.Track(topic, username(s), chatMeta(s, msg.Status)); err != nil {
+		return nil, err
+	}
+	return nil, nil
 }
