@@ -360,6 +360,7 @@ func (c *core) peerFor(h header) *peer {
 		p.heard = c.now
 		if h.kind != kindGoodbye {
 			c.startSync(p)
+			c.heartbeat(kindHeartbeat) // so that a joining node hears this one now
 		}
 	case h.inc < p.inc:
 		c.st.stale++
@@ -614,7 +615,9 @@ func (c *core) tick(now int64) {
 	if now >= c.nextHB {
 		c.endBatch()
 		c.heartbeat(kindHeartbeat)
-		c.nextHB = now + c.hb
+		if c.nextHB += c.hb; c.nextHB <= now {
+			c.nextHB = now + c.hb
+		}
 	}
 	for name, p := range c.peers {
 		switch {

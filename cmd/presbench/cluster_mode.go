@@ -2,28 +2,362 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/presencekit/presence/cluster"
+	"github.com/presencekit/presence/engine"
 )
 
-// This file is -mode cluster: measuring presence across a cluster of
-// servers. It is the hook where that mode is built; until then the mode
-// reports that it is not available.
+// This file is -mode cluster: in-process nodes, each with its own engine,
+// NATS server (routed to the others) and cluster.Node, measured on the
+// cluster package's own figures.
 
 // clusterOptions are -mode cluster's flags.
-type clusterOptions struct{}
+type clusterOptions struct {
+	nodes    int
+	duration time.Duration
+	samples  int
+	resync   int
+	kill     bool
+}
 
 // clusterFlags registers -mode cluster's flags on fs. Every flag it
 // registers applies to -mode cluster only: presbench refuses it in the
 // other modes.
-func clusterFlags(fs *flag.FlagSet, o *clusterOptions) {}
+func clusterFlags(fs *flag.FlagSet, o *clusterOptions) {
+	fs.IntVar(&o.nodes, "cluster-nodes", 3, "nodes (each with its own NATS server, routed)")
+	fs.DurationVar(&o.duration, "cluster-duration", 3*time.Second, "how long the throughput run lasts")
+	fs.IntVar(&o.samples, "cluster-samples", 500, "visibility latency samples")
+	fs.IntVar(&o.resync, "cluster-resync", 10000, "entries a late joiner fetches")
+	fs.BoolVar(&o.kill, "cluster-kill", true, "measure the time to clear a killed node at the default heartbeat and down time (about 6 s)")
+}
 
-// errClusterUnavailable is -mode cluster's answer until it is built.
-var errClusterUnavailable = errors.New("-mode cluster is not available in this build")
+type clusterReport struct {
+	Nodes            int     `json:"nodes"`
+	MaxUpdatesPerSec float64 `json:"max_replicated_updates_per_sec"` // applied on every other node
+	PublishedPerSec  float64 `json:"published_per_sec"`
+	BytesPerDelta    float64 `json:"bytes_per_delta"`
+	LoadPerSec       float64 `json:"visibility_load_per_sec"`
+	VisP50ms         float64 `json:"visibility_p50_ms"`
+	VisP99ms         float64 `json:"visibility_p99_ms"`
+	VisMaxMs         float64 `json:"visibility_max_ms"`
+	HeartbeatsPerSec float64 `json:"heartbeats_per_sec"`
+	ClearKilledSec   float64 `json:"clear_killed_sec"`
+	ResyncEntries    int     `json:"resync_entries"`
+	ResyncMs         float64 `json:"resync_ms"`
+	ListAllocs       float64 `json:"list_allocs"`
+	Gaps, Resyncs    uint64  `json:"-"`
+	RemoteFull       uint64  `json:"remote_full"`
+}
 
-// runCluster runs -mode cluster and writes its report to stdout, as JSON
-// when asJSON is set.
+type benchNode struct {
+	ns *server.Server
+	nc *nats.Conn
+	e  *engine.Engine
+	n  *cluster.Node
+}
+
+func startBenchNATS(n int) ([]*server.Server, error) {
+	var ss []*server.Server
+	for i := range n {
+		opts := &server.Options{ServerName: fmt.Sprintf("s%d", i), Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+			Cluster: server.ClusterOpts{Name: "presbench", Host: "127.0.0.1", Port: -1}}
+		if i > 0 {
+			opts.Routes = server.RoutesFromStr("nats://" + ss[0].ClusterAddr().String())
+		}
+		s, err := server.NewServer(opts)
+		if err != nil {
+			return ss, err
+		}
+		go s.Start()
+		if !s.ReadyForConnections(10 * time.Second) {
+			return ss, errors.New("nats-server did not start")
+		}
+		ss = append(ss, s)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, s := range ss {
+		for s.NumRemotes() != n-1 {
+			if time.Now().After(deadline) {
+				return ss, errors.New("the NATS cluster did not form")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return ss, nil
+}
+
+var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func startBenchNode(s *server.Server, name string, capacity int, cfg cluster.Config) (*benchNode, error) {
+	nc, err := nats.Connect(s.ClientURL(), nats.InProcessServer(s))
+	if err != nil {
+		return nil, err
+	}
+	e, err := engine.New(engine.Config{Capacity: capacity, MaxPerSocket: capacity, RefTag: cluster.RefTag(name)})
+	if err != nil {
+		return nil, err
+	}
+	cfg.Node, cfg.Logger = name, quietLog
+	n, err := cluster.Start(context.Background(), nc, e, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &benchNode{ns: s, nc: nc, e: e, n: n}, nil
+}
+
+func (b *benchNode) close() { b.n.Close(); b.nc.Close() }
+
 func runCluster(ctx context.Context, o *clusterOptions, asJSON bool, stdout, stderr io.Writer) error {
-	return errClusterUnavailable
+	if o.nodes < 2 || o.samples < 1 || o.resync < 1 || o.duration <= 0 {
+		return errors.New("-cluster-nodes must be at least 2; -cluster-samples, -cluster-resync and -cluster-duration positive")
+	}
+	ss, err := startBenchNATS(o.nodes + 1)
+	defer func() {
+		for _, s := range ss {
+			s.Shutdown()
+		}
+	}()
+	if err != nil {
+		return err
+	}
+	const capacity = 1 << 18
+	var nodes []*benchNode
+	defer func() {
+		for _, nd := range nodes {
+			nd.close()
+		}
+	}()
+	for i := range o.nodes {
+		nd, err := startBenchNode(ss[i], fmt.Sprintf("n%d", i), capacity, cluster.Config{})
+		if err != nil {
+			return err
+		}
+		nodes = append(nodes, nd)
+	}
+	waitUp := func(want int) error {
+		deadline := time.Now().Add(10 * time.Second)
+		for _, nd := range nodes {
+			for {
+				up := 0
+				for _, p := range nd.n.Nodes() {
+					if p.State == cluster.StateUp {
+						up++
+					}
+				}
+				if up >= want {
+					break
+				}
+				if time.Now().After(deadline) {
+					return errors.New("nodes did not see each other")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		return nil
+	}
+	if err := waitUp(o.nodes - 1); err != nil {
+		return err
+	}
+	r := clusterReport{Nodes: o.nodes}
+
+	// 1. Replicated update throughput: every node updates its own entries
+	// (1,000 topics, meta alternating) as fast as it can.
+	applied := func() (a, sent, bytes uint64) {
+		for _, nd := range nodes {
+			st := nd.n.Stats()
+			a += st.DeltasApplied
+			sent += st.DeltasSent
+			bytes += st.BytesSent
+		}
+		return
+	}
+	a0, s0, b0 := applied()
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	topics := make([]string, 1000)
+	for i := range topics {
+		topics[i] = fmt.Sprintf("room:%d", i)
+	}
+	metas := [][]byte{[]byte(`{"status":"online","n":1}`), []byte(`{"status":"away","n":2}`)}
+	load := func(nd *benchNode, perSec float64) {
+		defer wg.Done()
+		start := time.Now()
+		for i := 0; !stop.Load(); i++ {
+			t := topics[i%len(topics)]
+			if _, _, err := nd.e.TrackRef(engine.SocketID(i%len(topics)+1), t, "user", metas[(i/len(topics))&1]); err != nil {
+				fmt.Fprintln(stderr, "track:", err)
+				return
+			}
+			nd.n.Changed(t)
+			if perSec > 0 {
+				if ahead := time.Duration(float64(i+1)/perSec*1e9) - time.Since(start); ahead > 0 {
+					time.Sleep(ahead)
+				}
+			}
+		}
+	}
+	t0 := time.Now()
+	for _, nd := range nodes {
+		wg.Add(1)
+		go load(nd, 0)
+	}
+	select {
+	case <-time.After(o.duration):
+	case <-ctx.Done():
+	}
+	stop.Store(true)
+	wg.Wait()
+	elapsed := time.Since(t0)
+	time.Sleep(200 * time.Millisecond) // let the last batches land
+	a1, s1, b1 := applied()
+	r.MaxUpdatesPerSec = float64(a1-a0) / float64(o.nodes-1) / elapsed.Seconds()
+	r.PublishedPerSec = float64(s1-s0) / elapsed.Seconds()
+	if s1 > s0 {
+		r.BytesPerDelta = float64(b1-b0) / float64(s1-s0)
+	}
+
+	// 2. Visibility latency at half that rate: a Track on node 0 until a
+	// List on node 1 shows it.
+	stop.Store(false)
+	r.LoadPerSec = r.MaxUpdatesPerSec / 2
+	for _, nd := range nodes[1:] {
+		wg.Add(1)
+		go load(nd, r.LoadPerSec/float64(o.nodes-1))
+	}
+	a, b := nodes[0], nodes[1]
+	lat := make([]time.Duration, 0, o.samples)
+	buf := make([]byte, 1<<12)
+	for i := range o.samples {
+		topic := fmt.Sprintf("vis:%d", i)
+		start := time.Now()
+		if err := a.e.Track(1<<40+engine.SocketID(i), topic, "probe", nil); err != nil {
+			return err
+		}
+		a.n.Changed(topic)
+		for {
+			l, err := b.e.List(topic, buf)
+			if err != nil {
+				return err
+			}
+			if len(l) > 2 {
+				break
+			}
+			if time.Since(start) > 10*time.Second {
+				return errors.New("an entry never became visible")
+			}
+			time.Sleep(20 * time.Microsecond)
+		}
+		lat = append(lat, time.Since(start))
+		time.Sleep(2 * time.Millisecond)
+	}
+	stop.Store(true)
+	wg.Wait()
+	slices.Sort(lat)
+	q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
+	r.VisP50ms, r.VisP99ms, r.VisMaxMs = q(0.5), q(0.99), q(1)
+
+	// 3. No allocation on the read path, remote entries included.
+	r.ListAllocs = testing.AllocsPerRun(1000, func() { b.e.List(topics[0], buf) })
+
+	// 4. Heartbeats per second, idle.
+	hb := func() (n uint64) {
+		for _, nd := range nodes {
+			n += nd.n.Stats().HeartbeatsSent
+		}
+		return
+	}
+	h0, ht := hb(), time.Now()
+	time.Sleep(2 * time.Second)
+	r.HeartbeatsPerSec = float64(hb()-h0) / time.Since(ht).Seconds()
+
+	// 5. A late joiner fetches node 0's entries: resync time.
+	for i := range o.resync {
+		t := fmt.Sprintf("resync:%d", i%100)
+		if err := a.e.Track(2<<40+engine.SocketID(i), t, fmt.Sprintf("u%d", i), []byte(`{"status":"online"}`)); err != nil {
+			return err
+		}
+		a.n.Changed(t)
+	}
+	time.Sleep(500 * time.Millisecond)
+	want := 0
+	for _, nd := range nodes {
+		want += nd.e.Stats().Local
+	}
+	rs := time.Now()
+	late, err := startBenchNode(ss[o.nodes], "late", capacity, cluster.Config{})
+	if err != nil {
+		return err
+	}
+	nodes = append(nodes, late)
+	for late.e.Stats().Remote < want {
+		if time.Since(rs) > 30*time.Second {
+			return fmt.Errorf("late joiner holds %d of %d entries", late.e.Stats().Remote, want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	r.ResyncEntries, r.ResyncMs = want, float64(time.Since(rs).Microseconds())/1000
+
+	// 6. A node killed without goodbye, at the default heartbeat and down
+	// time: until node 0 no longer lists its entries.
+	if o.kill {
+		victim := nodes[1]
+		if victim.e.Stats().Local == 0 {
+			return errors.New("the node to kill holds nothing")
+		}
+		kt := time.Now()
+		victim.nc.Close()
+		for remoteOf(a, "n1") > 0 {
+			if time.Since(kt) > 30*time.Second {
+				return errors.New("the killed node was never cleared")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		r.ClearKilledSec = time.Since(kt).Seconds()
+	}
+	for _, nd := range nodes {
+		st := nd.n.Stats()
+		r.Gaps += st.Gaps
+		r.Resyncs += st.Resyncs
+		r.RemoteFull += st.RemoteFull
+	}
+	if asJSON {
+		return json.NewEncoder(stdout).Encode(r)
+	}
+	fmt.Fprintf(stdout, "cluster: %d nodes, each with its own NATS server (routed), in one process\n", o.nodes)
+	fmt.Fprintf(stdout, "  replicated updates/s (applied on every other node): %.0f  (published %.0f/s, %.1f bytes per delta)\n", r.MaxUpdatesPerSec, r.PublishedPerSec, r.BytesPerDelta)
+	fmt.Fprintf(stdout, "  visibility at %.0f updates/s: p50 %.2f ms  p99 %.2f ms  max %.2f ms  (%d samples)\n", r.LoadPerSec, r.VisP50ms, r.VisP99ms, r.VisMaxMs, len(lat))
+	fmt.Fprintf(stdout, "  List allocations per call: %.0f\n", r.ListAllocs)
+	fmt.Fprintf(stdout, "  heartbeats/s (all nodes, idle): %.1f\n", r.HeartbeatsPerSec)
+	fmt.Fprintf(stdout, "  resync of %d entries by a late joiner: %.1f ms\n", r.ResyncEntries, r.ResyncMs)
+	if o.kill {
+		fmt.Fprintf(stdout, "  killed node cleared after %.2f s (heartbeat %v, down after %v)\n", r.ClearKilledSec, cluster.DefaultHeartbeat, cluster.DefaultDownAfter)
+	}
+	fmt.Fprintf(stdout, "  gaps %d, resyncs %d, remote ErrFull %d\n", r.Gaps, r.Resyncs, r.RemoteFull)
+	return nil
+}
+
+// remoteOf returns how many entries of the named node nd holds.
+func remoteOf(nd *benchNode, name string) int {
+	for _, p := range nd.n.Nodes() {
+		if p.Name == name {
+			if p.State == cluster.StateDown {
+				return 0
+			}
+			return p.Entries
+		}
+	}
+	return 0
 }
