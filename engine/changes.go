@@ -6,8 +6,46 @@ import (
 )
 
 // Cursor is a position in a topic's change history, as returned by Snapshot,
-// ChangesSince and AppendChanges. The zero Cursor is the start of history.
+// ChangesSince and AppendChanges. It names its topic too: a cursor of
+// another topic gives a full sync. The zero Cursor is the start of history,
+// for every topic.
 type Cursor uint64
+
+// A Cursor holds a 24-bit tag of its topic (the number of the topic's
+// shard, then 14 bits of the topic's hash) above the shard's history head,
+// modulo 2^40. A cursor of a topic in another shard is always told apart; one
+// of a topic in the same shard is, unless the 14 bits agree (1 in 16384).
+const (
+	cursorHeadBits = 40
+	cursorHeadMask = 1<<cursorHeadBits - 1
+	cursorHashBits = 14
+)
+
+func (e *Engine) cursorTag(hash uint64) uint64 {
+	return (hash&uint64(e.cfg.Shards-1))<<cursorHashBits | hash>>(64-cursorHashBits)
+}
+
+func (e *Engine) makeCursor(hash, head uint64) Cursor {
+	return Cursor(e.cursorTag(hash)<<cursorHeadBits | head&cursorHeadMask)
+}
+
+// position returns the history number c stands for in the topic with this
+// hash, whose shard's head is head. ok is false for a cursor of another
+// topic, for one ahead of head, and for one older than the history kept,
+// which only a full sync can answer anyway.
+func (e *Engine) position(c Cursor, hash, head uint64) (n uint64, ok bool) {
+	if c == 0 {
+		return 0, true
+	}
+	if uint64(c)>>cursorHeadBits != e.cursorTag(hash) {
+		return 0, false
+	}
+	back := (head - uint64(c)) & cursorHeadMask
+	if back > head || back > uint64(e.cfg.History) {
+		return 0, false
+	}
+	return head - back, true
+}
 
 // Entry is one presence entry as a reader copied it. Key and Meta point into
 // the buffer of the Snapshot or Changes that holds the Entry, and stay valid
@@ -48,10 +86,10 @@ type Changes struct {
 	Joins, Leaves []Entry
 	// Next is the cursor to pass next time.
 	Next Cursor
-	// Full is set when the cursor was older than the history kept (or not a
-	// cursor of this engine): then Joins hold every current entry, Leaves is
-	// empty, and the caller must replace its state instead of applying a
-	// diff.
+	// Full is set when the cursor was older than the history kept, or not
+	// a cursor of this topic of this engine: then Joins hold every current
+	// entry, Leaves is empty, and the caller must replace its state instead
+	// of applying a diff.
 	Full bool
 	buf  []byte
 }
@@ -71,14 +109,21 @@ func (e *Engine) ChangesBetween(dst *Changes, topic string, since, until Cursor)
 	dst.Joins, dst.Leaves, dst.Full = dst.Joins[:0], dst.Leaves[:0], false
 	hash := e.pool.HashTopic(topic)
 	sh := e.pool.ShardFor(hash)
-	upto := min(sh.Head(), uint64(until))
-	if _, ok := sh.AppendChanges(&w, shard.Records, topic, hash, uint64(since), upto, shard.KindJoin|shard.KindLeave); ok {
-		dst.Next = Cursor(upto)
-	} else {
-		w.Reset(dst.buf[:0], jsonwriter.Unbounded)
-		_, head := sh.AppendEntries(&w, shard.Records, topic, hash)
-		dst.Next, dst.Full = Cursor(head), true
+	upto := sh.Head()
+	if u, ok := e.position(until, hash, upto); ok {
+		upto = u
 	}
+	if from, ok := e.position(since, hash, upto); ok && from <= upto {
+		if _, ok := sh.AppendChanges(&w, shard.Records, topic, hash, from, upto, shard.KindJoin|shard.KindLeave); ok {
+			dst.Next = e.makeCursor(hash, upto)
+			dst.buf = w.Bytes()
+			dst.Joins = parseRecords(dst.Joins, &dst.Leaves, dst.buf)
+			return
+		}
+		w.Reset(dst.buf[:0], jsonwriter.Unbounded)
+	}
+	_, head := sh.AppendEntries(&w, shard.Records, topic, hash)
+	dst.Next, dst.Full = e.makeCursor(hash, head), true
 	dst.buf = w.Bytes()
 	dst.Joins = parseRecords(dst.Joins, &dst.Leaves, dst.buf)
 }
@@ -113,15 +158,18 @@ func (e *Engine) AppendChanges(dst []byte, topic string, since Cursor) (out []by
 	sh := e.pool.ShardFor(hash)
 	upto := sh.Head()
 	mark := w.Mark()
-	w.RawString(`{"joins":[`)
-	_, ok := sh.AppendChanges(&w, shard.JSON, topic, hash, uint64(since), upto, shard.KindJoin)
-	w.RawString(`],"leaves":[`)
+	from, ok := e.position(since, hash, upto)
 	if ok {
-		_, ok = sh.AppendChanges(&w, shard.JSON, topic, hash, uint64(since), upto, shard.KindLeave)
-	}
-	w.RawString(`]}`)
-	if ok {
-		return w.Bytes(), Cursor(upto), false
+		w.RawString(`{"joins":[`)
+		_, ok = sh.AppendChanges(&w, shard.JSON, topic, hash, from, upto, shard.KindJoin)
+		w.RawString(`],"leaves":[`)
+		if ok {
+			_, ok = sh.AppendChanges(&w, shard.JSON, topic, hash, from, upto, shard.KindLeave)
+		}
+		w.RawString(`]}`)
+		if ok {
+			return w.Bytes(), e.makeCursor(hash, upto), false
+		}
 	}
 	w.Rewind(mark)
 	c := e.writeFullDiff(&w, topic)

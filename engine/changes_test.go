@@ -252,3 +252,94 @@ func TestChangesBetweenStopsAtCursor(t *testing.T) {
 		t.Fatalf("after b: %+v", c)
 	}
 }
+
+// topicsBySharing returns a topic in the same shard as "room" and one in
+// another shard.
+func topicsBySharing(t *testing.T, e *Engine) (same, other string) {
+	t.Helper()
+	shards := uint64(e.cfg.Shards)
+	home := e.pool.HashTopic("room") & (shards - 1)
+	for i := 0; same == "" || other == ""; i++ {
+		topic := fmt.Sprint("topic", i)
+		if e.pool.HashTopic(topic)&(shards-1) == home {
+			if same == "" {
+				same = topic
+			}
+		} else if other == "" {
+			other = topic
+		}
+	}
+	return same, other
+}
+
+// TestForeignCursorGetsFullSync passes the cursor of one topic to another,
+// in the same shard and in another: the diff must be a full sync, never a
+// diff against the wrong state.
+func TestForeignCursorGetsFullSync(t *testing.T) {
+	e := mustNew(t, Config{Shards: 4, History: 64})
+	same, other := topicsBySharing(t, e)
+	for _, topic := range []string{same, other} {
+		mustTrack(t, e, 1, "room", "alice", `{}`)
+		mustTrack(t, e, 2, topic, "bob", `{}`)
+		var snap Snapshot
+		e.Snapshot(&snap, topic)
+		mustTrack(t, e, 3, "room", "carol", `{}`)
+		mustTrack(t, e, 4, topic, "dave", `{}`)
+
+		var c Changes
+		e.ChangesSince(&c, "room", snap.Cursor)
+		if !c.Full || !slices.Equal(keys(c.Joins), []string{`alice={}`, `carol={}`}) || len(c.Leaves) != 0 {
+			t.Fatalf("cursor of %s used for room: %+v", topic, c)
+		}
+		out, next, full := e.AppendChanges(nil, "room", snap.Cursor)
+		if !full || string(out) != string(e.AppendDiff(nil, "room")) {
+			t.Fatalf("AppendChanges with the cursor of %s = %s, %v", topic, out, full)
+		}
+		// The full sync's cursor is room's own, and continues normally.
+		mustTrack(t, e, 5, "room", "erin", `{}`)
+		e.ChangesSince(&c, "room", next)
+		if c.Full || !slices.Equal(keys(c.Joins), []string{`erin={}`}) {
+			t.Fatalf("after the full sync: %+v", c)
+		}
+		// ChangesBetween with a foreign until ends at the latest change.
+		e.ChangesBetween(&c, "room", next, snap.Cursor)
+		if c.Full || !slices.Equal(keys(c.Joins), []string{`erin={}`}) {
+			t.Fatalf("ChangesBetween with a foreign until: %+v", c)
+		}
+		for s := SocketID(1); s <= 5; s++ {
+			e.UntrackAll(s)
+		}
+	}
+}
+
+// TestCursorPositionAcrossHeadWrap decodes cursors around 2^40, where a
+// cursor's head field wraps, and rejects cursors ahead of the head and of
+// other topics.
+func TestCursorPositionAcrossHeadWrap(t *testing.T) {
+	e := mustNew(t, Config{Shards: 8})
+	hash := e.pool.HashTopic("room")
+	same, other := topicsBySharing(t, e)
+	for _, at := range []uint64{5, 1<<cursorHeadBits - 2, 1 << cursorHeadBits, 1<<cursorHeadBits + 3, 3<<cursorHeadBits + 1} {
+		for _, ahead := range []uint64{0, 1, 2, 100} {
+			c := e.makeCursor(hash, at)
+			if got, ok := e.position(c, hash, at+ahead); !ok || got != at {
+				t.Fatalf("cursor of %d read at head %d: %d, %v", at, at+ahead, got, ok)
+			}
+		}
+		if _, ok := e.position(e.makeCursor(hash, at+1), hash, at); ok {
+			t.Fatalf("a cursor ahead of head %d was accepted", at)
+		}
+		for _, topic := range []string{same, other} {
+			h := e.pool.HashTopic(topic)
+			if e.cursorTag(h) == e.cursorTag(hash) {
+				continue // 14 bits of the hash agree: 1 in 16384
+			}
+			if _, ok := e.position(e.makeCursor(h, at), hash, at); ok {
+				t.Fatalf("a cursor of %s was accepted for room", topic)
+			}
+		}
+	}
+	if got, ok := e.position(0, hash, 1<<cursorHeadBits+5); !ok || got != 0 {
+		t.Fatalf("zero cursor: %d, %v", got, ok)
+	}
+}

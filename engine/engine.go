@@ -35,8 +35,10 @@
 //
 // A Track or Untrack is visible to every read that begins after it returns.
 // UntrackAll removes the entries the socket held when it began, one by one:
-// each removal is atomic, the whole is not, and an entry that another
-// goroutine tracks for the same socket while UntrackAll runs stays.
+// each removal is atomic, the whole is not. An entry that another goroutine
+// only updates while UntrackAll runs (a Track of a pair the socket already
+// held) is removed too; only a new pair tracked for the socket meanwhile
+// stays.
 //
 // Len, Stats' Local and Remote, and SocketLen count the entries present at
 // one instant during the call, never a Track still under way or one that
@@ -354,9 +356,10 @@ func (e *Engine) Untrack(s SocketID, topic string) bool {
 	return e.pool.ShardFor(hash).Untrack(uint64(s), topic, hash)
 }
 
-// UntrackAll removes every entry socket s held when the call began and
-// returns how many it removed. It costs O(entries of s), not a scan of the
-// registry.
+// UntrackAll removes every entry socket s held when the call began, even
+// one a concurrent Track has just updated, and returns how many it
+// removed; a new pair tracked meanwhile stays. It costs O(entries of s),
+// not a scan of the registry.
 func (e *Engine) UntrackAll(s SocketID) int { return e.pool.UntrackAll(uint64(s)) }
 
 // SocketEntries calls fn with each entry socket s holds, newest first, until
@@ -446,7 +449,7 @@ func (e *Engine) writeList(w *jsonwriter.Writer, topic string) {
 func (e *Engine) writeEntries(w *jsonwriter.Writer, f shard.Form, topic string) Cursor {
 	hash := e.pool.HashTopic(topic)
 	_, head := e.pool.ShardFor(hash).AppendEntries(w, f, topic, hash)
-	return Cursor(head)
+	return e.makeCursor(hash, head)
 }
 
 // AppendDiff appends a full sync for a client that has just joined:
