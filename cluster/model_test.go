@@ -57,8 +57,14 @@ type deadInc struct {
 	at   int64
 }
 
+// fataler is *testing.T or *rapid.T.
+type fataler interface {
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+}
+
 type sim struct {
-	t        *rapid.T
+	t        fataler
 	subj     subjects
 	now      int64
 	incs     uint64
@@ -74,7 +80,7 @@ type sim struct {
 	tagNode map[uint64]int
 }
 
-func newSim(t *rapid.T, n int) *sim {
+func newSim(t fataler, n int) *sim {
 	s := &sim{t: t, subj: subjects{"p"}, isolated: make([]bool, n), tagInc: map[uint64]uint64{}, tagNode: map[uint64]int{}}
 	for i := range n {
 		s.nodes = append(s.nodes, &simNode{name: simNames[i]})

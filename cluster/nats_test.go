@@ -97,7 +97,12 @@ var tags atomic.Uint64
 
 func startNode(t testing.TB, s *server.Server, name string, mod func(*Config)) *testNode {
 	t.Helper()
-	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	return startNodeURL(t, s.ClientURL(), name, mod)
+}
+
+func startNodeURL(t testing.TB, url, name string, mod func(*Config)) *testNode {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
