@@ -38,7 +38,7 @@ func BenchmarkListUnderWrites(b *testing.B) {
 				listLat := make([]time.Duration, 0, b.N)
 				trackLat := make([]time.Duration, 0, 1<<16)
 				var notUpdated int
-				stop := make(chan struct{})
+				stop, started := make(chan struct{}), make(chan struct{})
 				var wg sync.WaitGroup
 				wg.Add(1)
 				go func() {
@@ -61,8 +61,12 @@ func BenchmarkListUnderWrites(b *testing.B) {
 							notUpdated++
 						}
 						trackLat = append(trackLat, d)
+						if k == 0 {
+							close(started)
+						}
 					}
 				}()
+				<-started
 				before := e.Stats()
 				var maxRetries uint64
 				b.ReportAllocs()

@@ -380,7 +380,7 @@ func (o *owners) count(owner uint64) int {
 	return 0
 }
 
-// claimSlot takes a slot for a new entry of owner in shard sh: it checks the
+// claimSlot takes a slot for a new entry of owner in shard number sh: it checks the
 // owner's quota, then counts the entry in its class, then takes a free slot
 // and links it to the owner, all under the owner's stripe lock. The caller
 // holds sh's lock. On success the read window whose sequence word is window
