@@ -27,6 +27,7 @@ type clusterOptions struct {
 	heartbeat   time.Duration
 	downAfter   time.Duration
 	capacity    int
+	localCap    int
 }
 
 func clusterFlags(fs *flag.FlagSet) *clusterOptions {
@@ -39,6 +40,7 @@ func clusterFlags(fs *flag.FlagSet) *clusterOptions {
 	fs.DurationVar(&o.heartbeat, "node-heartbeat", cluster.DefaultHeartbeat, "how often a node says it is alive")
 	fs.DurationVar(&o.downAfter, "node-down-after", cluster.DefaultDownAfter, "how long a silent node stays up before its users are removed")
 	fs.IntVar(&o.capacity, "capacity", 4096, "presence entries the engine holds, the whole cluster's together")
+	fs.IntVar(&o.localCap, "local-capacity", 0, "of those, entries this node's own connections may hold; 0 means half of -capacity in a cluster, all of it alone")
 	return o
 }
 
@@ -53,9 +55,15 @@ func (o *clusterOptions) nodeName() string {
 }
 
 // engineConfig sizes the engine; each node gets its own RefTag so that
-// phx_refs never collide across nodes.
+// phx_refs never collide across nodes. In a cluster, local connections
+// may take only part of the capacity, so that they cannot starve the
+// other nodes' entries out of it.
 func (o *clusterOptions) engineConfig() engine.Config {
-	return engine.Config{Capacity: o.capacity, RefTag: cluster.RefTag(o.nodeName())}
+	local := o.localCap
+	if local == 0 && o.enabled() {
+		local = o.capacity / 2
+	}
+	return engine.Config{Capacity: o.capacity, LocalCapacity: local, RefTag: cluster.RefTag(o.nodeName())}
 }
 
 // start joins the cluster, embedding a NATS server first if asked. It
