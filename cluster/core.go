@@ -82,7 +82,6 @@ type peer struct {
 	pages   []op
 	buf     []batch // batches that arrived while syncing, replayed after
 	bufOps  int
-	bufLost bool
 
 	want   map[rkey]rentry   // the entries the owner published
 	socks  map[uint64]*rsock // owner's socket -> synthetic socket here
@@ -369,7 +368,7 @@ func (c *core) peerFor(h header) *peer {
 		c.drop(p)
 		c.st.restarts++
 		p.inc, p.seq, p.left = h.inc, 0, false
-		p.buf, p.bufOps, p.bufLost = nil, 0, false
+		p.buf, p.bufOps = nil, 0
 		p.heard = c.now
 		c.log.Info("cluster: node restarted", "node", p.name)
 		if h.kind != kindGoodbye {
@@ -431,7 +430,7 @@ func (c *core) onBatch(p *peer, b batch) {
 		c.startSync(p)
 	}
 	if p.bufOps+len(b.ops) > maxBuffered {
-		p.buf, p.bufOps, p.bufLost = nil, 0, true
+		p.buf, p.bufOps = nil, 0
 		return
 	}
 	p.buf = append(p.buf, b)
@@ -504,9 +503,10 @@ func (c *core) finishSync(p *peer) {
 		c.track(p, k, v)
 	}
 	p.seq, p.pages = p.snapSeq, nil
+	// A buffer that overflowed was emptied: what it lost shows as a gap
+	// at the next batch or heartbeat.
 	buf := p.buf
-	lost := p.bufLost
-	p.buf, p.bufOps, p.bufLost = nil, 0, false
+	p.buf, p.bufOps = nil, 0
 	slices.SortFunc(buf, func(a, b batch) int { return cmp.Compare(a.first, b.first) })
 	for i, b := range buf {
 		switch {
@@ -526,7 +526,6 @@ func (c *core) finishSync(p *peer) {
 		}
 		return
 	}
-	_ = lost // a lost buffer shows as a gap at the next batch or heartbeat
 	c.setState(p, StateUp)
 }
 

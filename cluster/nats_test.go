@@ -194,6 +194,11 @@ func TestNATSCrossNodeVisibility(t *testing.T) {
 		return slices.Contains(list(b.e, "room:1", false), fmt.Sprintf(`alice|{"s":"away"}|%x`, ref2)) &&
 			converged(nodes, "room:1")
 	})
+	// Reads of remote entries are as local reads: no allocation.
+	buf := make([]byte, 4096)
+	if allocs := testing.AllocsPerRun(100, func() { c.e.List("room:1", buf) }); allocs != 0 {
+		t.Fatalf("List allocates %v times", allocs)
+	}
 	a.e.UntrackAll(1)
 	a.n.Changed("room:1")
 	waitUntil(t, "the leave spreads", 5*time.Second, func() bool { return converged(nodes, "room:1") && c.e.Count("room:1") == 1 })

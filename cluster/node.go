@@ -41,6 +41,7 @@ type Node struct {
 	bcSent, bcBytes, bcRecv atomic.Uint64
 
 	quit      chan struct{}
+	closed    atomic.Bool
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 }
@@ -267,6 +268,9 @@ func (n *Node) PresenceChanged(topic string) { n.Changed(topic) }
 func (n *Node) Subscribe(topic string) {
 	n.bmu.Lock()
 	defer n.bmu.Unlock()
+	if n.closed.Load() {
+		return
+	}
 	if b := n.bsubs[topic]; b != nil {
 		b.n++
 		return
@@ -299,6 +303,9 @@ func (n *Node) Unsubscribe(topic string) {
 // Publish implements channel.Cluster: it sends a broadcast to the other
 // nodes' sockets in topic.
 func (n *Node) Publish(topic, event string, payload []byte) {
+	if n.closed.Load() {
+		return
+	}
 	b := appendHeader(make([]byte, 0, 32+len(n.cfg.Node)+len(topic)+len(event)+len(payload)), kindBroadcast, n.cfg.Node, n.c.inc)
 	b = appendBroadcast(b, broadcastMsg{topic: topic, event: event, payload: payload})
 	if err := n.nc.Publish(n.subj.broadcast(topic), b); err != nil {
@@ -387,6 +394,9 @@ func (n *Node) Stats() Stats {
 func (n *Node) Close() error {
 	var err error
 	n.closeOnce.Do(func() {
+		n.bmu.Lock()
+		n.closed.Store(true)
+		n.bmu.Unlock()
 		close(n.quit)
 		n.wg.Wait()
 		n.flush(nil)
