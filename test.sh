@@ -13,6 +13,9 @@ go test -count=1 -tags presence_atomic ./shard/... ./engine/...
 go test -count=1 -run 'Stress|Linearizable|NoSpurious|Torn|Bounded|SocketEntriesUnder' ./engine/ -args -lin.ops=1000
 # The peer comparison module: its adapters must agree with the engine.
 (cd bench/peers && go vet ./... && go test -count=1 ./...)
+# The Centrifugo driver module: its workloads against the centrifuge library
+# in process (bench/server.sh alone builds Centrifugo itself).
+(cd bench/server && go vet ./... && go test -race -count=1 ./...)
 # Prometheus stays out of the library's lower layers (package metrics only),
 # and metrics links NATS only through metrics/clustermetrics.
 if go list -deps ./engine ./shard ./jsonwriter | grep '^github.com/prometheus/'; then

@@ -41,6 +41,9 @@ type Driver interface {
 
 // Client is one connection.
 type Client interface {
+	// Key is the key this client's presence appears under in the others'
+	// rosters.
+	Key() string
 	// Join joins room with presence and returns once the server accepted
 	// the join; the roster then fills from the server's presence.
 	Join(ctx context.Context, room string) error

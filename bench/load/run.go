@@ -414,7 +414,7 @@ func (r *run) churn(ctx context.Context) error {
 	}
 	// Every observer must see every action; one that takes longer than
 	// this is counted unseen.
-	const seenTimeout = 10 * time.Second
+	seenTimeout := min(10*time.Second, r.cfg.Timeout/4)
 	var actions, unseen atomic.Int64
 	var wg sync.WaitGroup
 	// wait counts a, once every observer saw it or the time is up.
@@ -436,15 +436,16 @@ func (r *run) churn(ctx context.Context) error {
 	cycle := func(m *member) {
 		defer wg.Done()
 		defer func() { free <- m }()
-		leave := t.begin(t.leaves, m.name, observers)
+		key := m.client.Key()
+		leave := t.begin(t.leaves, key, observers)
 		if err := m.client.Leave(ctx, m.room); err != nil {
-			wait(t.leaves, m.name, leave, true)
+			wait(t.leaves, key, leave, true)
 			return
 		}
-		join := t.begin(t.joins, m.name, observers)
+		join := t.begin(t.joins, key, observers)
 		err := m.client.Join(ctx, m.room)
-		wait(t.leaves, m.name, leave, false)
-		wait(t.joins, m.name, join, err != nil)
+		wait(t.leaves, key, leave, false)
+		wait(t.joins, key, join, err != nil)
 	}
 	frames0 := r.counters.PresenceFrames.Load()
 	start := time.Now()

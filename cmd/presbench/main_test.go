@@ -160,10 +160,3 @@ func TestServerModeReportsFailure(t *testing.T) {
 		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errOut.String())
 	}
 }
-
-func TestClusterModeNotAvailable(t *testing.T) {
-	var out, errOut bytes.Buffer
-	if code := run([]string{"-mode", "cluster"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "not available") {
-		t.Fatalf("exit %d: %s", code, errOut.String())
-	}
-}

@@ -81,7 +81,7 @@ func (d *Driver) Connect(ctx context.Context, name string, ev *load.Events) (loa
 	if event == "" {
 		event = "new_msg"
 	}
-	c := &client{conn: conn, ev: ev, event: event, waiting: map[string]chan reply{}, joined: map[string]string{}, done: make(chan struct{})}
+	c := &client{name: name, conn: conn, ev: ev, event: event, waiting: map[string]chan reply{}, joined: map[string]string{}, done: make(chan struct{})}
 	go c.read()
 	hb := d.Heartbeat
 	if hb <= 0 {
@@ -110,6 +110,7 @@ type reply struct {
 }
 
 type client struct {
+	name   string
 	conn   *websocket.Conn
 	ev     *load.Events
 	event  string
@@ -163,6 +164,9 @@ func (c *client) request(ctx context.Context, joinRef, topic, event string, payl
 		return ctx.Err()
 	}
 }
+
+// Key implements load.Client: presence-chat tracks a client under its name.
+func (c *client) Key() string { return c.name }
 
 // Join implements load.Client.
 func (c *client) Join(ctx context.Context, room string) error {

@@ -2,69 +2,30 @@ package phxload
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/presencekit/presence/bench/chatroom"
 	"github.com/presencekit/presence/bench/load"
-	"github.com/presencekit/presence/channel"
 	"github.com/presencekit/presence/engine"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// chatServer serves presence-chat's protocol without the user_joined and
-// user_left announcements: a join tracks the client's name and pushes the
-// presence, new_msg is broadcast to the others. A name in skip joins
-// without presence.
-func chatServer(t *testing.T, skip string) string {
+// chatServer serves presence-chat's room without the user_joined and
+// user_left announcements.
+func chatServer(t *testing.T) string {
 	t.Helper()
 	e, err := engine.New(engine.Config{Capacity: 4096})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := channel.NewServer(channel.Config{
-		Presence: e,
-		Connect: func(_ *http.Request, params url.Values) (map[string]any, error) {
-			if params.Get("name") == "" {
-				return nil, errors.New("name required")
-			}
-			return map[string]any{"name": params.Get("name")}, nil
-		},
-		Channels: []channel.Channel{{
-			Topic: "chat:*",
-			Join: func(s *channel.Socket, topic string, _ json.RawMessage) (any, error) {
-				v, _ := s.Get("name")
-				name := v.(string)
-				if name != skip {
-					meta, _ := json.Marshal(map[string]string{"name": name})
-					if err := s.Track(topic, name, meta); err != nil {
-						return nil, err
-					}
-				}
-				return nil, s.PushPresenceState(topic)
-			},
-			Handlers: map[string]channel.Handler{
-				"new_msg": func(s *channel.Socket, topic string, payload json.RawMessage) (any, error) {
-					var msg struct {
-						Body string `json:"body"`
-					}
-					if err := json.Unmarshal(payload, &msg); err != nil {
-						return nil, err
-					}
-					v, _ := s.Get("name")
-					return channel.NoReply, s.BroadcastFrom(topic, "new_msg", map[string]string{"user": v.(string), "body": msg.Body})
-				},
-			},
-		}},
-	})
+	srv, err := chatroom.New(e, chatroom.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +69,7 @@ func smoke(t *testing.T, url string, cfg load.Config) *load.Result {
 
 func TestJoinStorm(t *testing.T) {
 	const n = 30
-	res := smoke(t, chatServer(t, ""), load.Config{Workload: load.Join, Clients: n})
+	res := smoke(t, chatServer(t), load.Config{Workload: load.Join, Clients: n})
 	// Every client got at least its presence_state, and the rosters
 	// were built from presence frames only.
 	if res.PresenceFrames < n || res.Frames < res.PresenceFrames+n {
@@ -117,7 +78,7 @@ func TestJoinStorm(t *testing.T) {
 }
 
 func TestChurn(t *testing.T) {
-	res := smoke(t, chatServer(t, ""), load.Config{Workload: load.Churn, Clients: 30, Churners: 6, Rate: 10, Duration: 2 * time.Second})
+	res := smoke(t, chatServer(t), load.Config{Workload: load.Churn, Clients: 30, Churners: 6, Rate: 10, Duration: 2 * time.Second})
 	// About 20 cycles of two actions each, all seen by all 24 observers.
 	if res.Actions < 20 || res.Unseen != 0 || res.LatencyP99Ms <= 0 || res.PresencePerSec <= 0 {
 		t.Fatalf("churn: %+v", res)
@@ -126,31 +87,16 @@ func TestChurn(t *testing.T) {
 
 func TestFanout(t *testing.T) {
 	const n = 10
-	res := smoke(t, chatServer(t, ""), load.Config{Workload: load.Fanout, Clients: n, Rate: 20, Duration: time.Second, MsgSize: 100})
+	res := smoke(t, chatServer(t), load.Config{Workload: load.Fanout, Clients: n, Rate: 20, Duration: time.Second, MsgSize: 100})
 	if res.Sent < 10 || res.Delivered != res.Sent*n || res.Expected != res.Delivered || res.LatencyP50Ms <= 0 {
 		t.Fatalf("fanout: sent %d, delivered %d of %d, p50 %.2f ms", res.Sent, res.Delivered, res.Expected, res.LatencyP50Ms)
 	}
 }
 
 func TestIdle(t *testing.T) {
-	res := smoke(t, chatServer(t, ""), load.Config{Workload: load.Idle, Clients: 40, Rooms: 4})
+	res := smoke(t, chatServer(t), load.Config{Workload: load.Idle, Clients: 40, Rooms: 4})
 	if res.ServerRSS == 0 || res.Rooms != 4 {
 		t.Fatalf("idle: %+v", res)
-	}
-}
-
-// TestMissingPresenceNeverCompletes checks that the join storm does not
-// report complete rosters when one member's presence never shows.
-func TestMissingPresenceNeverCompletes(t *testing.T) {
-	url := chatServer(t, "u3")
-	res, err := load.Run(context.Background(), &Driver{URL: url}, load.Config{
-		Workload: load.Join, URL: url, Room: "chat:room", Clients: 10, Dials: 4, Timeout: time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Complete || res.CompleteClients != 0 || !strings.Contains(res.Error, load.ErrIncomplete.Error()) {
-		t.Fatalf("complete %v (%d clients), error %q", res.Complete, res.CompleteClients, res.Error)
 	}
 }
 
@@ -160,5 +106,30 @@ func TestRefusesRemoteServer(t *testing.T) {
 	})
 	if !errors.Is(err, load.ErrNotLoopback) {
 		t.Fatalf("err = %v, want ErrNotLoopback", err)
+	}
+}
+
+// TestAnnouncedJoinsAreNotPresence: with the demo's user_joined
+// broadcasts, clients receive more frames, but the presence frames alone
+// are what the rosters are built from.
+func TestAnnouncedJoinsAreNotPresence(t *testing.T) {
+	e, err := engine.New(engine.Config{Capacity: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := chatroom.New(e, chatroom.Options{Announce: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	defer srv.Shutdown(context.Background())
+	const n = 12
+	url := "ws" + strings.TrimPrefix(hs.URL, "http")
+	res := smoke(t, url, load.Config{Workload: load.Join, Clients: n})
+	// Besides the n join replies and the presence frames, the clients
+	// heard user_joined of the clients that joined after them.
+	if res.Frames <= res.PresenceFrames+n {
+		t.Fatalf("%d frames, %d presence frames: no announcements", res.Frames, res.PresenceFrames)
 	}
 }

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	centrifuge "github.com/centrifugal/centrifuge-go"
+	"github.com/presencekit/presence/bench/load"
+)
+
+// driver connects centrifuge-go clients (JSON protocol) to a Centrifugo
+// server whose channels have presence, join_leave and
+// force_push_join_leave on, and whose clients may connect anonymously
+// (insecure mode) and publish.
+//
+// Each client keeps its room's roster the way a Centrifugo client does: a
+// presence call once subscribed, then the join and leave pushes. Rosters
+// are keyed by client id: anonymous clients have no user id.
+type driver struct {
+	url string
+}
+
+func (d *driver) Name() string { return "centrifugo" }
+
+func (d *driver) Connect(ctx context.Context, name string, ev *load.Events) (load.Client, error) {
+	var dialer net.Dialer
+	c := &client{ev: ev, connected: make(chan string, 1), subs: map[string]*centrifuge.Subscription{}}
+	c.c = centrifuge.NewJsonClient(d.url, centrifuge.Config{
+		Name: "presbench",
+		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &countingConn{Conn: conn, n: &ev.Counters.Bytes}, nil
+		},
+	})
+	c.c.OnConnected(func(e centrifuge.ConnectedEvent) {
+		c.frame(false)
+		select {
+		case c.connected <- e.ClientID:
+		default:
+		}
+	})
+	c.c.OnDisconnected(func(centrifuge.DisconnectedEvent) {
+		if !c.closed.Load() {
+			ev.Counters.Disconnects.Add(1)
+		}
+	})
+	if err := c.c.Connect(); err != nil {
+		return nil, err
+	}
+	select {
+	case c.id = <-c.connected:
+	case <-ctx.Done():
+		c.c.Close()
+		return nil, ctx.Err()
+	}
+	return c, nil
+}
+
+// countingConn counts the bytes read from a connection.
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c *countingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+type client struct {
+	c         *centrifuge.Client
+	id        string
+	ev        *load.Events
+	connected chan string
+	closed    atomic.Bool
+
+	mu   sync.Mutex // the roster, updated from callbacks and from Join
+	subs map[string]*centrifuge.Subscription
+}
+
+// frame counts one message received; presence ones apart.
+func (c *client) frame(presence bool) {
+	c.ev.Counters.Frames.Add(1)
+	if presence {
+		c.ev.Counters.PresenceFrames.Add(1)
+	}
+}
+
+func (c *client) Key() string { return c.id }
+
+func (c *client) sub(room string) (*centrifuge.Subscription, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.subs[room]; ok {
+		return s, nil
+	}
+	s, err := c.c.NewSubscription(room, centrifuge.SubscriptionConfig{JoinLeave: true})
+	if err != nil {
+		return nil, err
+	}
+	s.OnJoin(func(e centrifuge.JoinEvent) {
+		c.frame(true)
+		c.mu.Lock()
+		c.ev.Roster.Add(e.Client, e.Client)
+		c.mu.Unlock()
+	})
+	s.OnLeave(func(e centrifuge.LeaveEvent) {
+		c.frame(true)
+		c.mu.Lock()
+		c.ev.Roster.Remove(e.Client, e.Client)
+		c.mu.Unlock()
+	})
+	s.OnPublication(func(e centrifuge.PublicationEvent) {
+		c.frame(false)
+		c.ev.Counters.Messages.Add(1)
+		if c.ev.Message == nil {
+			return
+		}
+		var msg struct {
+			Body string `json:"body"`
+		}
+		if json.Unmarshal(e.Data, &msg) == nil {
+			c.ev.Message([]byte(msg.Body))
+		}
+	})
+	c.subs[room] = s
+	return s, nil
+}
+
+// Join subscribes, then builds the roster from a presence call, applying
+// the join and leave pushes that arrive meanwhile on top.
+func (c *client) Join(ctx context.Context, room string) error {
+	s, err := c.sub(room)
+	if err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	s.OnSubscribed(func(centrifuge.SubscribedEvent) {
+		c.frame(false)
+		select {
+		case done <- nil:
+		default:
+		}
+	})
+	s.OnError(func(e centrifuge.SubscriptionErrorEvent) {
+		select {
+		case done <- e.Error:
+		default:
+		}
+	})
+	c.mu.Lock()
+	c.ev.Roster.BeginSync()
+	c.mu.Unlock()
+	if err := s.Subscribe(); err != nil {
+		return err
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("subscribe %s: %w", room, err)
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	p, err := s.Presence(ctx)
+	if err != nil {
+		return fmt.Errorf("presence %s: %w", room, err)
+	}
+	c.frame(true)
+	c.mu.Lock()
+	c.ev.Roster.EndSync(func(add func(key, id string)) {
+		for id := range p.Clients {
+			add(id, id)
+		}
+	})
+	c.mu.Unlock()
+	return nil
+}
+
+// Leave unsubscribes; centrifuge-go does not wait for the server's answer.
+func (c *client) Leave(_ context.Context, room string) error {
+	c.mu.Lock()
+	s, ok := c.subs[room]
+	c.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("leave %s: not joined", room)
+	}
+	return s.Unsubscribe()
+}
+
+func (c *client) Publish(ctx context.Context, room string, body []byte) error {
+	c.mu.Lock()
+	s, ok := c.subs[room]
+	c.mu.Unlock()
+	if !ok {
+		return errors.New("publish: not joined to " + room)
+	}
+	data, err := json.Marshal(map[string]string{"body": string(body)})
+	if err != nil {
+		return err
+	}
+	_, err = s.Publish(ctx, data)
+	return err
+}
+
+func (c *client) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	c.c.Close()
+	return nil
+}
