@@ -307,3 +307,78 @@ func TestCapacityCheckRejectsWrongHistories(t *testing.T) {
 		t.Error("a correct history failed")
 	}
 }
+
+// recordRefusalHistory records the race of a socket at its limit against a
+// socket that has room: with Capacity 3 and MaxPerSocket 1, sockets 1 and 3
+// hold an entry; one goroutine keeps tracking new pairs for socket 1, which
+// must be refused with ErrSocketLimit, one tracks and untracks a pair of
+// socket 2, which always fits, and one reads Len, SocketLen and the topic.
+func recordRefusalHistory(t *testing.T, e *Engine, ops int) []porcupine.Operation {
+	start := time.Now()
+	now := func() int64 { return int64(time.Since(start)) }
+	var history []porcupine.Operation
+	for _, s := range []SocketID{1, 3} {
+		in := linInput{kind: linTrack, socket: s, topic: fmt.Sprint("t", s), key: "k", meta: "{}"}
+		call := now()
+		err := e.Track(in.socket, in.topic, in.key, []byte(in.meta))
+		history = append(history, porcupine.Operation{ClientId: 0, Input: in, Call: call, Output: linOutput{err: err}, Return: now()})
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for g := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var local []porcupine.Operation
+			for i := range ops {
+				var in linInput
+				var out linOutput
+				call := now()
+				switch {
+				case g == 0:
+					in = linInput{kind: linTrack, socket: 1, topic: fmt.Sprint("x", i%3), key: "k", meta: "{}"}
+					out.err = e.Track(in.socket, in.topic, in.key, []byte(in.meta))
+				case g == 1 && i%2 == 0:
+					in = linInput{kind: linTrack, socket: 2, topic: "t2", key: "k", meta: "{}"}
+					out.err = e.Track(in.socket, in.topic, in.key, []byte(in.meta))
+				case g == 1:
+					in = linInput{kind: linUntrack, socket: 2, topic: "t2"}
+					out.ok = e.Untrack(in.socket, in.topic)
+				case i%3 == 0:
+					in = linInput{kind: capLen}
+					out.count = e.Len()
+				case i%3 == 1:
+					in = linInput{kind: capSocketLen, socket: 1}
+					out.count = e.SocketLen(1)
+				default:
+					in = linInput{kind: linCount, topic: "t2"}
+					out.count = e.Count("t2")
+				}
+				local = append(local, porcupine.Operation{ClientId: g + 1, Input: in, Call: call, Output: out, Return: now()})
+			}
+			mu.Lock()
+			history = append(history, local...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return history
+}
+
+// TestLinearizableRefusals checks recordRefusalHistory's histories: a
+// spurious ErrFull for socket 2, or a Len or SocketLen that counts socket
+// 1's refused Tracks, fails the check.
+func TestLinearizableRefusals(t *testing.T) {
+	l := capLimits{capacity: 3, localCap: 3, perSocket: 1}
+	for _, shards := range []int{1, 4} {
+		for round := range 5 {
+			t.Run(fmt.Sprintf("shards=%d/round=%d", shards, round), func(t *testing.T) {
+				e := mustNew(t, Config{Capacity: 3, MaxPerSocket: 1, Shards: shards})
+				history := recordRefusalHistory(t, e, *linOps*8)
+				if res := checkCapLinearizable(t, capModel(l), history); res != porcupine.Ok {
+					t.Fatalf("history of %d operations: %s", len(history), res)
+				}
+			})
+		}
+	}
+}
