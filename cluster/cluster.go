@@ -164,6 +164,9 @@ func (s State) String() string {
 	return "unknown"
 }
 
+// MarshalText writes the State as String does, for JSON and logs.
+func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
 // NodeInfo describes another node as this node sees it.
 type NodeInfo struct {
 	Name         string

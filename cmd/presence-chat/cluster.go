@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"errors"
+	"expvar"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -99,12 +101,19 @@ func (o *clusterOptions) start(ctx context.Context, presence *engine.Engine) (*c
 	}
 	node, err := cluster.Start(ctx, nc, presence, cluster.Config{
 		Node: o.node, Heartbeat: o.heartbeat, DownAfter: o.downAfter,
+		OnNodeChange: func(n cluster.NodeInfo) {
+			slog.Info("cluster: node changed", "node", n.Name, "state", n.State.String(), "entries", n.Entries)
+		},
 	})
 	if err != nil {
 		nc.Close()
 		stopServer(ns)
 		return nil, nil, err
 	}
+	// /debug/vars shows the other nodes and the cluster's counters.
+	expvar.Publish("cluster", expvar.Func(func() any {
+		return map[string]any{"node": o.node, "nodes": node.Nodes(), "stats": node.Stats()}
+	}))
 	stop := func() {
 		node.Close()
 		nc.Close()
