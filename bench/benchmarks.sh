@@ -9,11 +9,13 @@ mkdir -p "$out"
 benchstat="go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da"
 count=${COUNT:-6}
 
-go test -run '^$' -bench . -count "$count" ./engine | tee "$out/engine.txt"
-$benchstat -col /impl "$out/engine.txt" > "$out/engine.benchstat"
+engine='^Benchmark(TrackUpdate|TrackUnchanged|TrackUntrack|UntrackAll|Count|List|Diff|Changes|ParallelTrackUpdate|ParallelList128|ParallelReadHeavy)$'
+go test -run '^$' -bench "$engine" -count "$count" ./engine | tee "$out/engine.txt"
+$benchstat "$out/engine.txt" > "$out/engine.benchstat"
 
-go test -run '^$' -bench 'TrackUpdate/impl=engine|TrackUntrack/impl=engine|List/n=(128|512)/impl=engine' -count "$count" ./engine > "$out/fast.txt"
-go test -tags presence_atomic -run '^$' -bench 'TrackUpdate/impl=engine|TrackUntrack/impl=engine|List/n=(128|512)/impl=engine' -count "$count" ./engine > "$out/atomic.txt"
+variants='^Benchmark(TrackUpdate|TrackUnchanged|TrackUntrack|List)$'
+go test -run '^$' -bench "$variants" -count "$count" ./engine > "$out/fast.txt"
+go test -tags presence_atomic -run '^$' -bench "$variants" -count "$count" ./engine > "$out/atomic.txt"
 $benchstat "$out/fast.txt" "$out/atomic.txt" > "$out/atomic.benchstat"
 
 (cd bench/peers && go test -run '^$' -bench . -count "$count" .) | tee "$out/peers.txt"
