@@ -165,10 +165,16 @@ func (c *core) flushLocal(topics []string) {
 
 func (c *core) diffTopic(topic string) {
 	c.e.Snapshot(&c.snap, topic)
+	c.diffSnapshot(topic, &c.snap)
+}
+
+// diffSnapshot publishes the difference between topic's local entries in
+// snap, taken after the topic was marked changed, and what was published.
+func (c *core) diffSnapshot(topic string, snap *engine.Snapshot) {
 	m := c.pub[topic]
 	clear(c.seen)
-	for i := range c.snap.Entries {
-		ent := &c.snap.Entries[i]
+	for i := range snap.Entries {
+		ent := &snap.Entries[i]
 		if ent.Socket >= remoteBase {
 			continue
 		}
@@ -222,6 +228,7 @@ func (c *core) endBatch() {
 }
 
 func (c *core) heartbeat(kind byte) {
+	c.endBatch() // the heartbeat's sequence must have been published
 	b := appendHeader(nil, kind, c.name, c.inc)
 	b = appendHeartbeat(b, heartbeat{seq: c.seq, limits: c.limits, refTag: c.refTag})
 	c.st.heartbeatsSent++
@@ -500,7 +507,7 @@ func (c *core) finishSync(p *peer) {
 				continue
 			}
 		}
-		c.track(p, k, v)
+		c.track(p, k, v, nil)
 	}
 	p.seq, p.pages = p.snapSeq, nil
 	// A buffer that overflowed was emptied: what it lost shows as a gap
@@ -534,7 +541,7 @@ func (c *core) apply(p *peer, ops []op) {
 		o := &ops[i]
 		k := rkey{o.socket, o.topic}
 		if o.kind == opTrack {
-			c.track(p, k, rentry{key: o.key, meta: string(o.meta), ref: o.ref})
+			c.track(p, k, rentry{key: o.key, meta: string(o.meta), ref: o.ref}, o.meta)
 		} else {
 			c.untrack(p, k)
 		}
@@ -542,7 +549,9 @@ func (c *core) apply(p *peer, ops []op) {
 	c.st.deltasApplied += uint64(len(ops))
 }
 
-func (c *core) track(p *peer, k rkey, v rentry) {
+// track records and stores a remote entry; meta, if not nil, is v.meta as
+// bytes.
+func (c *core) track(p *peer, k rkey, v rentry, meta []byte) {
 	if _, ok := p.want[k]; !ok {
 		rs := p.socks[k.socket]
 		if rs == nil {
@@ -553,13 +562,16 @@ func (c *core) track(p *peer, k rkey, v rentry) {
 		rs.n++
 	}
 	p.want[k] = v
-	c.store(p, k, v)
+	c.store(p, k, v, meta)
 }
 
 // store writes a remote entry into the engine; a refusal is counted,
 // logged once per entry, and retried by tick.
-func (c *core) store(p *peer, k rkey, v rentry) {
-	res, err := c.e.TrackWithRef(p.socks[k.socket].id, k.topic, v.key, []byte(v.meta), v.ref)
+func (c *core) store(p *peer, k rkey, v rentry, meta []byte) {
+	if meta == nil {
+		meta = []byte(v.meta)
+	}
+	res, err := c.e.TrackWithRef(p.socks[k.socket].id, k.topic, v.key, meta, v.ref)
 	if err != nil {
 		if errors.Is(err, engine.ErrFull) {
 			c.st.remoteFull++
@@ -636,7 +648,7 @@ func (c *core) tick(now int64) {
 			c.startSync(p)
 		}
 		for k := range p.failed {
-			c.store(p, k, p.want[k])
+			c.store(p, k, p.want[k], nil)
 		}
 	}
 	for len(c.snaps) > 0 && now-c.snaps[0].taken > 4*c.syncTimeout() {

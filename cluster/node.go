@@ -28,6 +28,8 @@ type Node struct {
 	subs []*nats.Subscription // streams, sync requests, replies
 	lost int                  // messages the subscriptions dropped so far
 
+	snap engine.Snapshot // the flusher's, outside mu
+
 	dirtyMu sync.Mutex
 	dirty   map[string]struct{}
 	kick    chan struct{}
@@ -211,9 +213,17 @@ func (n *Node) flush(topics []string) []string {
 	if len(topics) == 0 {
 		return topics
 	}
+	// Each topic is read outside the lock, so that a long flush does not
+	// hold up the messages of other nodes.
+	for _, t := range topics {
+		n.e.Snapshot(&n.snap, t)
+		n.mu.Lock()
+		n.c.now = n.now()
+		n.c.diffSnapshot(t, &n.snap)
+		n.mu.Unlock()
+	}
 	n.mu.Lock()
-	n.c.now = n.now()
-	n.c.flushLocal(topics)
+	n.c.endBatch()
 	n.mu.Unlock()
 	return topics
 }
