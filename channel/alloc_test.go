@@ -47,15 +47,9 @@ func TestHeartbeatAllocations(t *testing.T) {
 	}
 }
 
-// queued returns the frames waiting in a socket's queue, and empties it.
+// queued returns the frames waiting in a socket's queue.
 func queued(s *Socket) [][]byte {
-	var out [][]byte
-	for {
-		select {
-		case f := <-s.out:
-			out = append(out, f)
-		default:
-			return out
-		}
-	}
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	return append([][]byte(nil), s.queue...)
 }

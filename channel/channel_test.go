@@ -346,6 +346,7 @@ func TestLeaveUntracksRepliesAndCloses(t *testing.T) {
 	a, b := ts.dial("alice"), ts.dial("bob")
 	jr := a.join("room:lobby", `{}`)
 	b.join("room:lobby", `{}`)
+	b.expect("bob's presence_state", isEvent("presence_state")) // bob has seen alice
 	ref := a.push(jr, "room:lobby", "phx_leave", "{}")
 	if status, _ := a.reply(ref); status != "ok" {
 		t.Fatal("leave not acknowledged")
@@ -477,6 +478,8 @@ func TestAbruptCloseCleansPresence(t *testing.T) {
 	a.join("room:lobby", `{}`)
 	a.join("room:other", `{}`)
 	b.join("room:lobby", `{}`)
+	// bob has seen alice.
+	b.expect("bob's presence_state", isEvent("presence_state"))
 	a.conn.CloseNow() // TCP closed, no close frame
 	b.expect("alice's leave", func(f phx.Frame) bool {
 		return f.Event == "presence_diff" && strings.Contains(string(f.Payload), `"leaves":{"alice"`)
@@ -488,7 +491,7 @@ func TestAbruptCloseCleansPresence(t *testing.T) {
 }
 
 func TestSlowConsumerIsDroppedOthersKeepReceiving(t *testing.T) {
-	ts := newTestServer(t, func(c *Config) { c.QueueSize = 32 })
+	ts := newTestServer(t, nil) // the default bound, 1 MiB
 	fast := ts.dial("fast")
 	fast.join("room:lobby", `{"no_state":true,"no_track":true}`)
 
@@ -538,6 +541,10 @@ func TestSlowConsumerIsDroppedOthersKeepReceiving(t *testing.T) {
 	waitFor(t, "slow consumer dropped", func() bool {
 		return ts.srv.Stats().Drops >= 1 && ts.srv.Presence().Count("room:lobby") == 0
 	})
+	if st := ts.srv.Stats(); st.Drops != 1 {
+		t.Fatalf("%d sockets dropped, want only slow", st.Drops)
+	}
+	waitFor(t, "queues to drain", func() bool { return ts.srv.Stats().QueuedBytes == 0 })
 }
 
 func TestOversizeFrameCloses(t *testing.T) {

@@ -12,9 +12,10 @@
 // Each connection has one goroutine that reads and dispatches its messages
 // in order, so one socket's callbacks never run concurrently with each
 // other; different sockets' callbacks do. Socket methods may be called from
-// any goroutine. Outbound messages go through a bounded queue per socket
-// drained by a writer goroutine: a socket whose queue is full is
-// disconnected, and never slows down a broadcast.
+// any goroutine. Outbound messages go through a queue per socket, bounded
+// in bytes (Config.MaxQueueBytes), drained by a writer goroutine: a socket
+// whose queue is full is disconnected, and never slows down a broadcast.
+// A broadcast is encoded once, and its bytes are shared by every queue.
 package channel
 
 import (
@@ -49,7 +50,7 @@ type Config struct {
 
 	HeartbeatTimeout   time.Duration // no message for this long closes the socket; 0 means 60 s
 	PresenceWindow     time.Duration // presence changes are coalesced for this long; 0 means 50 ms
-	QueueSize          int           // outbound messages queued per socket; 0 means 256
+	MaxQueueBytes      int           // outbound bytes queued per socket; 0 means 1 MiB
 	MaxFrameBytes      int64         // largest inbound frame; 0 means 64 KiB
 	MaxTopicsPerSocket int           // topics one socket may join; 0 means 100
 	WriteTimeout       time.Duration // per outbound message; 0 means 10 s
@@ -107,7 +108,8 @@ type Stats struct {
 	JoinsRejected  int64
 	Leaves         int64 // by phx_leave or close
 	Pushes         int64 // messages queued to sockets
-	Drops          int64 // sockets disconnected for a full queue
+	Drops          int64 // slow consumers: sockets disconnected for a full queue
+	QueuedBytes    int64 // bytes queued to sockets now, not yet written
 	PresenceDiffs  int64 // presence_diff broadcasts
 	PresenceStates int64 // presence_state pushes
 	ErrorReplies   int64 // error replies sent
@@ -116,7 +118,7 @@ type Stats struct {
 
 type counters struct {
 	sockets, connects, rejected, joins, joinsRejected, leaves, pushes,
-	drops, presenceDiffs, presenceStates, errorReplies, badFrames atomic.Int64
+	drops, queuedBytes, presenceDiffs, presenceStates, errorReplies, badFrames atomic.Int64
 }
 
 // Server is a Phoenix Channels endpoint. Create it with NewServer.
@@ -159,8 +161,8 @@ func NewServer(cfg Config) (*Server, error) {
 	def(&cfg.HeartbeatTimeout, 60*time.Second)
 	def(&cfg.PresenceWindow, 50*time.Millisecond)
 	def(&cfg.WriteTimeout, 10*time.Second)
-	if cfg.QueueSize <= 0 {
-		cfg.QueueSize = 256
+	if cfg.MaxQueueBytes <= 0 {
+		cfg.MaxQueueBytes = 1 << 20
 	}
 	if cfg.MaxFrameBytes <= 0 {
 		cfg.MaxFrameBytes = 64 << 10
@@ -188,7 +190,7 @@ func (s *Server) Stats() Stats {
 	return Stats{
 		Sockets: c.sockets.Load(), Connects: c.connects.Load(), Rejected: c.rejected.Load(),
 		Joins: c.joins.Load(), JoinsRejected: c.joinsRejected.Load(), Leaves: c.leaves.Load(),
-		Pushes: c.pushes.Load(), Drops: c.drops.Load(), PresenceDiffs: c.presenceDiffs.Load(),
+		Pushes: c.pushes.Load(), Drops: c.drops.Load(), QueuedBytes: c.queuedBytes.Load(), PresenceDiffs: c.presenceDiffs.Load(),
 		PresenceStates: c.presenceStates.Load(), ErrorReplies: c.errorReplies.Load(), BadFrames: c.badFrames.Load(),
 	}
 }

@@ -213,7 +213,6 @@ func TestSoak(t *testing.T) {
 		}
 		c.Presence = e
 		c.PresenceWindow = 30 * time.Millisecond
-		c.QueueSize = 1024
 		c.Channels[0].Handlers["sync"] = func(s *Socket, topic string, _ json.RawMessage) (any, error) {
 			return NoReply, s.PushPresenceState(topic)
 		}

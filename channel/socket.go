@@ -23,7 +23,6 @@ type Socket struct {
 	id     engine.SocketID
 	conn   *websocket.Conn
 	params url.Values
-	out    chan []byte
 	done   chan struct{} // closed when the socket closes
 	once   sync.Once
 
@@ -38,6 +37,14 @@ type Socket struct {
 	wantsState bool
 
 	scratch, frame []byte // the read loop's, for replies
+
+	// The send queue: frames wait in queue, and queued counts their bytes
+	// until they are written; ready wakes the writer.
+	qmu     sync.Mutex
+	queue   [][]byte
+	queued  int
+	qclosed bool
+	ready   chan struct{}
 }
 
 func newSocket(srv *Server, conn *websocket.Conn, params url.Values, assigns map[string]any) *Socket {
@@ -49,7 +56,7 @@ func newSocket(srv *Server, conn *websocket.Conn, params url.Values, assigns map
 		id:      engine.SocketID(srv.ids.Add(1)),
 		conn:    conn,
 		params:  params,
-		out:     make(chan []byte, srv.cfg.QueueSize),
+		ready:   make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		assigns: assigns,
 		joined:  map[string]membership{},
@@ -151,7 +158,9 @@ func (s *Socket) Push(topic, event string, payload any) error {
 
 // PushPresenceState sends the topic's presence to this socket as a
 // presence_state event, consistent with the presence_diff events that
-// follow it.
+// follow it. When a presence_diff is due in the topic, the presence_state
+// goes out with it, within Config.PresenceWindow, built from the same
+// snapshot for every socket that asked meanwhile.
 func (s *Socket) PushPresenceState(topic string) error {
 	s.mu.Lock()
 	if s.joining == topic {
@@ -187,23 +196,48 @@ func (s *Socket) BroadcastFrom(topic, event string, payload any) error {
 // Close closes the connection with a close frame.
 func (s *Socket) Close() { s.closeWith(websocket.StatusNormalClosure, "") }
 
-// enqueue queues a frame without blocking; a full queue disconnects the
-// socket, so that one slow client never holds up the others.
+// enqueue queues a frame without blocking; a queue that would hold more
+// than Config.MaxQueueBytes disconnects the socket, so that one slow client
+// never holds up the others. A frame alone in the queue may exceed the
+// bound: a large presence_state still reaches a client that keeps up.
+// The frame may be shared with other sockets, and is never modified.
 func (s *Socket) enqueue(frame []byte) bool {
 	select {
 	case <-s.done:
 		return false
 	default:
 	}
-	select {
-	case s.out <- frame:
-		s.srv.stats.pushes.Add(1)
-		return true
-	default:
+	s.qmu.Lock()
+	if s.qclosed {
+		s.qmu.Unlock()
+		return false
+	}
+	if s.queued > 0 && s.queued+len(frame) > s.srv.cfg.MaxQueueBytes {
+		s.qmu.Unlock()
 		s.srv.stats.drops.Add(1)
 		s.drop()
 		return false
 	}
+	s.queue = append(s.queue, frame)
+	s.queued += len(frame)
+	s.qmu.Unlock()
+	s.srv.stats.queuedBytes.Add(int64(len(frame)))
+	s.srv.stats.pushes.Add(1)
+	select {
+	case s.ready <- struct{}{}:
+	default: // the writer is already due to look
+	}
+	return true
+}
+
+// closeQueue empties the queue for good, once the writer is gone.
+func (s *Socket) closeQueue() {
+	s.qmu.Lock()
+	s.qclosed = true
+	n := s.queued
+	s.queue, s.queued = nil, 0
+	s.qmu.Unlock()
+	s.srv.stats.queuedBytes.Add(-int64(n))
 }
 
 // drop ends the connection at once, without a close handshake: for a peer
@@ -235,6 +269,7 @@ func (s *Socket) serve() {
 	defer func() {
 		s.drop()
 		<-writerDone
+		s.closeQueue()
 		s.cleanup()
 	}()
 	// A socket that sends nothing, heartbeats included, for the timeout is
@@ -306,13 +341,24 @@ func (r *reader) read(conn *websocket.Conn) (websocket.MessageType, []byte, erro
 // write drains the queue. Writes use a context without a deadline, which
 // costs coder/websocket no allocation; a timer drops the connection when a
 // write takes longer than Config.WriteTimeout.
+//
+// It takes the whole queue at each wake-up, and swaps two slices so that
+// the queue allocates nothing once both have grown.
 func (s *Socket) write() {
 	stuck := time.AfterFunc(time.Hour, s.drop)
 	stuck.Stop()
 	defer stuck.Stop()
+	var batch [][]byte
 	for {
 		select {
-		case frame := <-s.out:
+		case <-s.ready:
+		case <-s.done:
+			return
+		}
+		s.qmu.Lock()
+		batch, s.queue = s.queue, batch[:0]
+		s.qmu.Unlock()
+		for i, frame := range batch {
 			stuck.Reset(s.srv.cfg.WriteTimeout)
 			err := s.conn.Write(context.Background(), websocket.MessageText, frame)
 			stuck.Stop()
@@ -320,8 +366,11 @@ func (s *Socket) write() {
 				s.drop()
 				return
 			}
-		case <-s.done:
-			return
+			batch[i] = nil // the frame may be large, and shared
+			s.qmu.Lock()
+			s.queued -= len(frame)
+			s.qmu.Unlock()
+			s.srv.stats.queuedBytes.Add(-int64(len(frame)))
 		}
 	}
 }

@@ -16,7 +16,8 @@ type topicState struct {
 	name string
 
 	mu      sync.Mutex
-	subs    map[*Socket]phx.Ref // socket -> join_ref
+	subs    map[*Socket]subscriber
+	waiting int // subscribers awaiting presence_state at the next flush
 	cursor  engine.Cursor
 	started bool // cursor is set
 	pending bool // a flush is scheduled
@@ -32,7 +33,7 @@ func (s *Server) state(topic string) *topicState {
 	defer s.mu.Unlock()
 	ts := s.topics[topic]
 	if ts == nil {
-		ts = &topicState{name: topic, subs: map[*Socket]phx.Ref{}}
+		ts = &topicState{name: topic, subs: map[*Socket]subscriber{}}
 		s.topics[topic] = ts
 	}
 	return ts
@@ -64,19 +65,42 @@ func (s *Server) release(ts *topicState) {
 	ts.dead = true
 }
 
+// subscriber is a socket subscribed to a topic.
+type subscriber struct {
+	joinRef phx.Ref
+	// waiting: the socket is due a presence_state at the next flush, and
+	// gets no presence_diff until then.
+	waiting bool
+}
+
 // subscribe adds a socket to a topic's broadcasts. With state, it also
 // pushes presence_state: the topic's other subscribers first get the diff
 // up to the snapshot's cursor, so that everyone stands at the same cursor.
+//
+// When a flush is due anyway, as in a storm of joins, the presence_state
+// waits for it: then one snapshot, encoded once, serves every socket that
+// joined in the window, and the others get one diff for the window rather
+// than one per join.
 func (s *Server) subscribe(topic string, sock *Socket, joinRef phx.Ref, state bool) {
 	ts := s.lockState(topic)
 	defer ts.mu.Unlock()
-	_, already := ts.subs[sock]
+	old, already := ts.subs[sock]
 	if already && !state {
 		return
 	}
 	if !state && ts.started {
-		ts.subs[sock] = joinRef
+		ts.subs[sock] = subscriber{joinRef: joinRef}
 		return
+	}
+	if ts.started && ts.pending {
+		if !old.waiting {
+			ts.waiting++
+		}
+		ts.subs[sock] = subscriber{joinRef: joinRef, waiting: true}
+		return
+	}
+	if old.waiting {
+		ts.waiting--
 	}
 	e := s.cfg.Presence
 	e.Snapshot(&ts.snap, topic)
@@ -85,22 +109,26 @@ func (s *Server) subscribe(topic string, sock *Socket, joinRef phx.Ref, state bo
 		if ts.changes.Full {
 			// The history no longer reaches back: everyone resyncs.
 			ts.cursor = ts.changes.Next
-			ts.subs[sock] = joinRef
-			s.sendState(ts, ts.changes.Joins, nil)
+			ts.subs[sock] = subscriber{joinRef: joinRef}
+			s.sendState(ts, ts.changes.Joins)
 			return
 		}
 		s.sendDiff(ts)
 	}
 	ts.cursor, ts.started = ts.snap.Cursor, true
-	ts.subs[sock] = joinRef
+	ts.subs[sock] = subscriber{joinRef: joinRef, waiting: state}
 	if state {
-		s.sendState(ts, ts.snap.Entries, sock)
+		ts.waiting++
+		s.sendWaitingStates(ts, ts.snap.Entries)
 	}
 }
 
 func (s *Server) unsubscribe(topic string, sock *Socket) {
 	ts := s.lockState(topic)
 	defer ts.mu.Unlock()
+	if ts.subs[sock].waiting {
+		ts.waiting--
+	}
 	delete(ts.subs, sock)
 	s.release(ts)
 	s.clusterUnsubscribe(topic)
@@ -128,13 +156,31 @@ func (s *Server) flush(ts *topicState) {
 		s.release(ts)
 		return
 	}
-	s.cfg.Presence.ChangesSince(&ts.changes, ts.name, ts.cursor)
-	ts.cursor = ts.changes.Next
-	if ts.changes.Full {
-		s.sendState(ts, ts.changes.Joins, nil)
+	e := s.cfg.Presence
+	if ts.waiting == 0 {
+		e.ChangesSince(&ts.changes, ts.name, ts.cursor)
+		ts.cursor = ts.changes.Next
+		if ts.changes.Full {
+			s.sendState(ts, ts.changes.Joins)
+			return
+		}
+		s.sendDiff(ts)
 		return
 	}
-	s.sendDiff(ts)
+	// Some sockets wait for presence_state: everyone moves to a snapshot's
+	// cursor, the others by a diff, they by the snapshot itself.
+	e.Snapshot(&ts.snap, ts.name)
+	if ts.snap.Cursor != ts.cursor {
+		e.ChangesBetween(&ts.changes, ts.name, ts.cursor, ts.snap.Cursor)
+		if ts.changes.Full {
+			ts.cursor = ts.changes.Next
+			s.sendState(ts, ts.changes.Joins)
+			return
+		}
+		s.sendDiff(ts)
+	}
+	ts.cursor = ts.snap.Cursor
+	s.sendWaitingStates(ts, ts.snap.Entries)
 }
 
 // sendDiff broadcasts ts.changes as presence_diff, if it holds anything.
@@ -147,25 +193,48 @@ func (s *Server) sendDiff(ts *topicState) {
 	payload := phx.AppendPresenceDiff(nil, c.Joins, c.Leaves)
 	frame := phx.AppendFrame(nil, phx.Ref{}, phx.Ref{}, ts.name, "presence_diff", payload)
 	s.stats.presenceDiffs.Add(1)
-	for sock := range ts.subs {
-		sock.enqueue(frame)
+	for sock, sub := range ts.subs {
+		if !sub.waiting {
+			sock.enqueue(frame)
+		}
 	}
 }
 
-// sendState pushes presence_state to one socket, or to every subscriber
-// when to is nil. The caller holds ts.mu.
-func (s *Server) sendState(ts *topicState, entries []engine.Entry, to *Socket) {
-	payload := phx.AppendPresenceState(nil, entries)
-	if to != nil {
-		s.stats.presenceStates.Add(1)
-		to.enqueue(phx.AppendFrame(nil, ts.subs[to], phx.Ref{}, ts.name, "presence_state", payload))
+// sendWaitingStates pushes presence_state to the subscribers that wait for
+// it: the payload is encoded once, and framed with each one's join ref.
+// The caller holds ts.mu.
+func (s *Server) sendWaitingStates(ts *topicState, entries []engine.Entry) {
+	if ts.waiting == 0 {
 		return
 	}
-	frame := phx.AppendFrame(nil, phx.Ref{}, phx.Ref{}, ts.name, "presence_state", payload)
-	for sock := range ts.subs {
+	payload := phx.AppendPresenceState(nil, entries)
+	for sock, sub := range ts.subs {
+		if !sub.waiting {
+			continue
+		}
+		// Room for the frame unless the topic or ref needs escapes.
+		frame := make([]byte, 0, len(payload)+len(ts.name)+len(sub.joinRef.S)+48)
+		frame = phx.AppendFrame(frame, sub.joinRef, phx.Ref{}, ts.name, "presence_state", payload)
 		s.stats.presenceStates.Add(1)
 		sock.enqueue(frame)
+		ts.subs[sock] = subscriber{joinRef: sub.joinRef}
 	}
+	ts.waiting = 0
+}
+
+// sendState pushes presence_state to every subscriber, the waiting ones
+// included. The caller holds ts.mu.
+func (s *Server) sendState(ts *topicState, entries []engine.Entry) {
+	payload := phx.AppendPresenceState(nil, entries)
+	frame := phx.AppendFrame(nil, phx.Ref{}, phx.Ref{}, ts.name, "presence_state", payload)
+	for sock, sub := range ts.subs {
+		s.stats.presenceStates.Add(1)
+		sock.enqueue(frame)
+		if sub.waiting {
+			ts.subs[sock] = subscriber{joinRef: sub.joinRef}
+		}
+	}
+	ts.waiting = 0
 }
 
 // broadcast sends an event to a topic's subscribers, except one.
