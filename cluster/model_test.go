@@ -16,6 +16,7 @@ import (
 // The model test runs the core of several nodes over a simulated network
 // that the test controls message by message, with a fake clock: any
 // interleaving of local writes, flushes, deliveries in any order, losses,
+// duplicates,
 // kills, restarts, graceful stops, partitions, heals and clock steps. It
 // checks the invariants at every step and, after the network quiets down,
 // that every live node lists exactly the union of the live nodes' own
@@ -329,6 +330,13 @@ func TestModelRapid(t *testing.T) {
 				for len(s.net) > 0 {
 					s.deliver(0)
 				}
+			},
+			"duplicate": func(t *rapid.T) {
+				if len(s.net) == 0 {
+					t.Skip("nothing in flight")
+				}
+				k := rapid.IntRange(0, len(s.net)-1).Draw(t, "msg")
+				s.net = append(s.net, s.net[k])
 			},
 			"lose": func(t *rapid.T) {
 				if len(s.net) == 0 {
