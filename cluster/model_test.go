@@ -16,8 +16,8 @@ import (
 // The model test runs the core of several nodes over a simulated network
 // that the test controls message by message, with a fake clock: any
 // interleaving of local writes, flushes, deliveries in any order, losses,
-// duplicates,
-// kills, restarts, graceful stops, partitions, heals and clock steps. It
+// duplicates, kills, restarts, graceful stops, partitions, heals and clock
+// steps. It
 // checks the invariants at every step and, after the network quiets down,
 // that every live node lists exactly the union of the live nodes' own
 // entries, with the owners' refs.
