@@ -4,7 +4,7 @@
 # side-by-side table. Takes about 10 minutes; run it on an idle machine.
 #
 #   bench/server.sh                   # the full sizes below
-#   JOIN=200 CHURN=200 FANOUT=200 IDLE=1000 bench/server.sh   # a quick look
+#   JOIN=200 CHURN=200 FANOUT=200 IDLE=1000 CHURN_FOR=5s FANOUT_FOR=3s bench/server.sh   # a quick look
 #
 # Our server is bench/chatroom (presence-chat's room without its
 # user_joined/user_left broadcasts) served by bench/server/presence; it is
@@ -24,9 +24,11 @@ mkdir -p "$out" "$bin"
 JOIN=${JOIN:-2000}        # join storm: clients in one room
 CHURN=${CHURN:-1000}      # churn: the steady room
 CHURN_RATE=${CHURN_RATE:-50}
+CHURN_FOR=${CHURN_FOR:-20s}
 FANOUT=${FANOUT:-2000}    # fan-out: subscribers
 FANOUT_RATE=${FANOUT_RATE:-50}
 FANOUT_HIGH=${FANOUT_HIGH:-200} # the second fan-out run's rate
+FANOUT_FOR=${FANOUT_FOR:-10s}
 IDLE=${IDLE:-10000}       # idle: connections over IDLE_ROOMS rooms
 IDLE_ROOMS=${IDLE_ROOMS:-100}
 PPORT=${PPORT:-4700}
@@ -51,7 +53,7 @@ cat > "$out/centrifugo.json" <<JSON
   "client": {"insecure": true, "allowed_origins": ["*"]},
   "channel": {"without_namespace": {
     "presence": true, "join_leave": true, "force_push_join_leave": true,
-    "allow_publish_for_subscriber": true
+    "allow_publish_for_subscriber": true, "allow_presence_for_subscriber": true
   }},
   "http_server": {"address": "127.0.0.1", "port": $CPORT},
   "log": {"level": "error"}
@@ -103,9 +105,9 @@ measure() { # measure NAME CLIENTS FLAGS...: both servers, NAME's workload
 }
 
 measure join "$JOIN" -workload join -timeout 3m
-measure churn "$CHURN" -workload churn -rate "$CHURN_RATE" -duration 20s -timeout 4m
-measure fanout "$FANOUT" -workload fanout -rate "$FANOUT_RATE" -duration 10s -timeout 3m
-measure fanout-high "$FANOUT" -workload fanout -rate "$FANOUT_HIGH" -duration 10s -timeout 3m
+measure churn "$CHURN" -workload churn -rate "$CHURN_RATE" -duration "$CHURN_FOR" -timeout 4m
+measure fanout "$FANOUT" -workload fanout -rate "$FANOUT_RATE" -duration "$FANOUT_FOR" -timeout 3m
+measure fanout-high "$FANOUT" -workload fanout -rate "$FANOUT_HIGH" -duration "$FANOUT_FOR" -timeout 3m
 measure idle "$IDLE" -workload idle -rooms "$IDLE_ROOMS" -duration 5s -timeout 5m
 
 {

@@ -90,6 +90,7 @@ func (c *fakeClient) Publish(_ context.Context, room string, body []byte) error 
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for o := range h.rooms[room] {
+		o.ev.Counters.Messages.Add(1)
 		if o != c && o.ev.Message != nil {
 			o.ev.Message(body)
 		}
@@ -119,7 +120,7 @@ func TestWorkloadsOnFake(t *testing.T) {
 				t.Fatalf("churn: %+v", res)
 			}
 		case Fanout:
-			if res.Sent < 5 || res.Delivered != res.Sent*20 || res.Expected != res.Delivered {
+			if res.Sent < 5 || res.Delivered != res.Sent*20 || res.Expected != res.Delivered || res.Messages != res.Sent*21 {
 				t.Fatalf("fanout: %+v", res)
 			}
 		}

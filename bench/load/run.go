@@ -31,6 +31,7 @@ type Result struct {
 	Frames         int64 `json:"frames"`
 	Bytes          int64 `json:"bytes"`
 	PresenceFrames int64 `json:"presence_frames"`
+	Messages       int64 `json:"messages"` // broadcasts received, the publisher's own included
 	Disconnects    int64 `json:"disconnects"`
 	ConnectErrors  int64 `json:"connect_errors"`
 
@@ -88,6 +89,7 @@ func Run(ctx context.Context, d Driver, cfg Config) (*Result, error) {
 	r.res.Frames = r.counters.Frames.Load()
 	r.res.Bytes = r.counters.Bytes.Load()
 	r.res.PresenceFrames = r.counters.PresenceFrames.Load()
+	r.res.Messages = r.counters.Messages.Load()
 	r.res.Disconnects = r.counters.Disconnects.Load()
 	r.res.ConnectErrors = r.connectErrors.Load()
 	r.closeAll()

@@ -90,7 +90,7 @@ func TestChurn(t *testing.T) {
 func TestFanout(t *testing.T) {
 	const n = 10
 	res := smoke(t, load.Config{Workload: load.Fanout, Clients: n, Rate: 20, Duration: time.Second, MsgSize: 100})
-	if res.Sent < 10 || res.Delivered != res.Sent*n {
+	if res.Sent < 10 || res.Delivered != res.Sent*n || res.Messages != res.Sent*(n+1) {
 		t.Fatalf("sent %d, delivered %d of %d", res.Sent, res.Delivered, res.Expected)
 	}
 }

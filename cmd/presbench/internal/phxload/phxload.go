@@ -234,7 +234,8 @@ func (c *client) heartbeat(every time.Duration) {
 // roster.
 func (c *client) read() {
 	defer close(c.done)
-	var p fastjson.Parser
+	var fp phx.Parser     // frames; what it returns lives until the next Parse
+	var p fastjson.Parser // payloads
 	for {
 		_, data, err := c.conn.Read(context.Background())
 		if err != nil {
@@ -245,7 +246,7 @@ func (c *client) read() {
 			return
 		}
 		c.ev.Counters.Frames.Add(1)
-		f, err := phx.ParseFrame(data)
+		f, err := fp.Parse(data)
 		if err != nil {
 			continue
 		}

@@ -88,7 +88,7 @@ func TestChurn(t *testing.T) {
 func TestFanout(t *testing.T) {
 	const n = 10
 	res := smoke(t, chatServer(t), load.Config{Workload: load.Fanout, Clients: n, Rate: 20, Duration: time.Second, MsgSize: 100})
-	if res.Sent < 10 || res.Delivered != res.Sent*n || res.Expected != res.Delivered || res.LatencyP50Ms <= 0 {
+	if res.Sent < 10 || res.Delivered != res.Sent*n || res.Expected != res.Delivered || res.Messages != res.Sent*(n+1) || res.LatencyP50Ms <= 0 {
 		t.Fatalf("fanout: sent %d, delivered %d of %d, p50 %.2f ms", res.Sent, res.Delivered, res.Expected, res.LatencyP50Ms)
 	}
 }
