@@ -47,7 +47,7 @@ func (s *Server) attachCluster() error {
 		return nil
 	}
 	return s.cfg.Cluster.Attach(ClusterHooks{
-		PresenceChanged: s.presenceChanged,
+		PresenceChanged: s.schedulePresenceDiff,
 		Broadcast: func(topic, event string, payload []byte) {
 			s.broadcast(topic, event, payload, nil)
 		},

@@ -134,9 +134,16 @@ func (s *Server) unsubscribe(topic string, sock *Socket) {
 	s.clusterUnsubscribe(topic)
 }
 
-// presenceChanged schedules a presence_diff for topic, unless one is due.
+// presenceChanged tells the cluster, if any, that this server's presence
+// in topic changed, and schedules a presence_diff for topic.
 func (s *Server) presenceChanged(topic string) {
 	s.clusterPresenceChanged(topic)
+	s.schedulePresenceDiff(topic)
+}
+
+// schedulePresenceDiff schedules a presence_diff for topic, unless one is
+// due; alone, for a change that came through the cluster.
+func (s *Server) schedulePresenceDiff(topic string) {
 	ts := s.lockState(topic)
 	defer ts.mu.Unlock()
 	if ts.pending || len(ts.subs) == 0 {
