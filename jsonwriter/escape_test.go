@@ -2,6 +2,7 @@ package jsonwriter
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -42,6 +43,29 @@ func TestAppendStringEscapes(t *testing.T) {
 	}
 }
 
+// TestNeedsEscapeEveryPosition puts each byte value at each position of
+// strings longer than one word, so that both the word loop and the byte
+// loop see it.
+func TestNeedsEscapeEveryPosition(t *testing.T) {
+	for _, n := range []int{7, 8, 9, 16, 23} {
+		for pos := range n {
+			for c := range 256 {
+				b := []byte(strings.Repeat("a", n))
+				b[pos] = byte(c)
+				s := string(b)
+				out := AppendString(nil, s)
+				if want := string(out[1:len(out)-1]) != s; NeedsEscape(s) != want {
+					t.Fatalf("NeedsEscape(%q) = %v, want %v", s, !want, want)
+				}
+			}
+			s := strings.Repeat("a", pos) + " " + strings.Repeat("b", n)
+			if !NeedsEscape(s) {
+				t.Fatalf("NeedsEscape(%q) = false", s)
+			}
+		}
+	}
+}
+
 func TestAppendStringBytesMatchesString(t *testing.T) {
 	in := []byte("k\"ey\u2028")
 	if got, want := string(AppendStringBytes([]byte("x"), in)), "x"+string(AppendString(nil, string(in))); got != want {
@@ -78,8 +102,8 @@ func FuzzAppendString(f *testing.F) {
 		if utf8.ValidString(s) && back != s {
 			t.Fatalf("round trip of %q gave %q", s, back)
 		}
-		if !NeedsEscape(s) && string(out[1:len(out)-1]) != s {
-			t.Fatalf("NeedsEscape(%q) = false but output %q differs", s, out)
+		if NeedsEscape(s) != (string(out[1:len(out)-1]) != s) {
+			t.Fatalf("NeedsEscape(%q) = %v, output %q", s, NeedsEscape(s), out)
 		}
 		for i := 0; i+2 < len(out); i++ {
 			if out[i] == 0xe2 && out[i+1] == 0x80 && (out[i+2] == 0xa8 || out[i+2] == 0xa9) {
