@@ -191,4 +191,12 @@ func TestChannelServersAcrossNodes(t *testing.T) {
 		}
 		return event == "phx_reply" && strings.Contains(string(f[1]), `"5"`)
 	})
+
+	// A node subscribes to a topic's broadcasts only while its sockets
+	// are in the topic: the stream, sync and reply subscriptions remain.
+	if got := b.nc.NumSubscriptions(); got != 4 {
+		t.Fatalf("b has %d subscriptions with bob in the room, want 4", got)
+	}
+	bob.conn.Close(websocket.StatusNormalClosure, "")
+	waitUntil(t, "b unsubscribes from the room", 5*time.Second, func() bool { return b.nc.NumSubscriptions() == 3 })
 }

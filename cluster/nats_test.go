@@ -237,7 +237,8 @@ func TestNATSLateJoinerGetsFullState(t *testing.T) {
 func TestNATSKilledNodeClearedWithinDownAfter(t *testing.T) {
 	leakCheck(t)
 	ss := startNATS(t, 2, nil, nil)
-	a := startNode(t, ss[0], "a", nil)
+	events := make(chan NodeInfo, 16)
+	a := startNode(t, ss[0], "a", func(c *Config) { c.OnNodeChange = func(n NodeInfo) { events <- n } })
 	b := startNode(t, ss[1], "b", nil)
 	b.track(t, 1, "room", "bob", `{}`)
 	waitUntil(t, "a lists bob", 5*time.Second, func() bool { return a.e.Count("room") == 1 })
@@ -257,6 +258,13 @@ func TestNATSKilledNodeClearedWithinDownAfter(t *testing.T) {
 	nodes := a.n.Nodes()
 	if len(nodes) != 1 || nodes[0].State != StateDown {
 		t.Fatalf("a sees %+v", nodes)
+	}
+	var states []State
+	for len(events) > 0 {
+		states = append(states, (<-events).State)
+	}
+	if !slices.Equal(states, []State{StateSyncing, StateUp, StateDown}) {
+		t.Fatalf("OnNodeChange reported %v", states)
 	}
 }
 
