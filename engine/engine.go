@@ -24,8 +24,8 @@
 // such read windows in a row, the reader reads once more under the lock of
 // the topic's shard (as Linux's read_seqbegin_or_lock does), which delays
 // that shard's writers for one pass over the topic. So a read costs at most
-// four passes over its topic plus one wait for a writer, however busy the
-// writers are; a read of a quiet topic never locks or delays anyone.
+// four passes over its topic plus one wait for the shard lock, however busy
+// the writers are; a read of a quiet topic never locks or delays anyone.
 // Stats counts the retries and the locked reads. A full resync (the Full
 // case of ChangesSince and AppendChanges) has the same bound.
 //
