@@ -242,19 +242,16 @@ func TestNATSKilledNodeClearedWithinDownAfter(t *testing.T) {
 	b := startNode(t, ss[1], "b", nil)
 	b.track(t, 1, "room", "bob", `{}`)
 	waitUntil(t, "a lists bob", 5*time.Second, func() bool { return a.e.Count("room") == 1 })
-	var down atomic.Int64
-	start := time.Now()
 	b.kill()
 	took := waitUntil(t, "a drops bob", 10*testD, func() bool { return a.e.Count("room") == 0 })
-	down.Store(int64(took))
-	// D + H, and one tick of a's clock (H/4) for the check itself.
-	if limit := testD + testH + testH/4 + 50*time.Millisecond; took > limit {
+	// D + H, one tick of a's clock (H/4) for the check itself, and slack
+	// for a loaded machine.
+	if limit := testD + testH + testH/4 + 200*time.Millisecond; took > limit {
 		t.Fatalf("bob was cleared after %v, want at most %v", took, limit)
 	}
 	if took < testD-testH {
 		t.Fatalf("bob was cleared after %v, before DownAfter %v", took, testD)
 	}
-	_ = start
 	nodes := a.n.Nodes()
 	if len(nodes) != 1 || nodes[0].State != StateDown {
 		t.Fatalf("a sees %+v", nodes)
