@@ -43,6 +43,10 @@ func TestHostileCatalogue(t *testing.T) {
 					if got := fmt.Sprint("close ", int(h.closed())); got != c.Expect {
 						t.Fatalf("%s, want %s", got, c.Expect)
 					}
+				case c.Expect == "reply ok":
+					if status, resp := h.reply("1"); status != "ok" {
+						t.Fatalf("reply %s %s, want ok", status, resp)
+					}
 				case strings.HasPrefix(c.Expect, "reply error "):
 					status, resp := h.reply("1")
 					if want := strings.TrimPrefix(c.Expect, "reply error "); status != "error" || string(resp) != string(phx.AppendReason(nil, want)) {

@@ -64,8 +64,11 @@ type Channel struct {
 	// "chat:"; any other pattern matches exactly.
 	Topic string
 	// Join admits a socket, and may track its presence. A non-nil error
-	// rejects the join with the error's text as reason; presence the
-	// socket tracked in the topic during Join is then removed. The reply
+	// rejects the join; presence the socket tracked in the topic during
+	// Join is then removed. The client's reason is the text of a
+	// *ReplyError (see Reason), a fixed word for the engine's errors
+	// ("full", "invalid_meta", "socket_limit", ...), and "join failed"
+	// for any other error, which the server logs. The reply
 	// is sent to the client as the join response (nil means {}).
 	// params is a view of the socket's read buffer, valid until Join
 	// returns: copy what must outlive the call (bytes.Clone).
@@ -78,8 +81,10 @@ type Channel struct {
 }
 
 // Handler answers one event. Its reply goes back to the client's ref with
-// status ok; an error goes back with status error and the error's text as
-// reason; returning NoReply sends nothing.
+// status ok; an error goes back with status error and a reason as for
+// Channel.Join ("event failed" for an error of no known kind); returning
+// NoReply sends nothing. A panic is logged with its stack and crashes the
+// channel, as in Phoenix: the client gets phx_error and rejoins.
 //
 // payload is a view of the socket's read buffer, valid until the Handler
 // returns: the read loop parses the next frame into the same memory. Copy
@@ -136,12 +141,6 @@ type Server struct {
 	closing bool
 	wg      sync.WaitGroup // connection goroutines
 }
-
-// Errors.
-var (
-	ErrNotJoined    = errors.New("channel: socket has not joined the topic")
-	ErrReservedMeta = errors.New("channel: meta may not hold phx_ref or phx_ref_prev")
-)
 
 // NewServer validates cfg and returns a Server.
 func NewServer(cfg Config) (*Server, error) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -108,12 +109,13 @@ func (s *Socket) member(topic string) bool {
 // Track records the socket's presence in a topic it joined (or is
 // joining), under key with meta; everyone in the topic learns of it in the
 // next presence_diff. Errors are the engine's, ErrNotJoined and
-// ErrReservedMeta.
+// ErrReservedMeta (meta has a top-level key phx_ref or phx_ref_prev, which
+// the server sets itself).
 func (s *Socket) Track(topic, key string, meta []byte) error {
 	if !s.member(topic) {
 		return ErrNotJoined
 	}
-	if bytes.Contains(meta, []byte(`"phx_ref`)) {
+	if reservedKey(meta) {
 		return ErrReservedMeta
 	}
 	out, _, err := s.srv.cfg.Presence.TrackRef(s.id, topic, key, meta)
@@ -406,12 +408,22 @@ func (s *Socket) cleanup() {
 func (s *Socket) safely(fn func()) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.srv.log.Error("channel: callback panicked", "socket", s.id, "panic", r)
-			err = fmt.Errorf("internal error")
+			s.srv.log.Error("channel: callback panicked", "socket", s.id, "panic", r, "stack", string(debug.Stack()))
+			err = errCrashed
 		}
 	}()
 	fn()
 	return nil
+}
+
+// reason returns what the client is told for err, and logs err unless it
+// was made for the client.
+func (s *Socket) reason(err error, fallback, topic, event string) string {
+	reason, forClient := reasonFor(err, fallback)
+	if !forClient && !errors.Is(err, errCrashed) { // a crash is logged with its stack
+		s.srv.log.Warn("channel: request failed", "socket", s.id, "topic", topic, "event", event, "reason", reason, "err", err)
+	}
+	return reason
 }
 
 // reply queues a phx_reply. Only the read loop replies: it builds the
@@ -442,10 +454,10 @@ func (s *Socket) dispatch(p *phx.Parser, data []byte) bool {
 	if err != nil {
 		srv.stats.badFrames.Add(1)
 		if f.Topic == "" || !f.Ref.Valid {
-			s.closeWith(websocket.StatusInvalidFramePayloadData, "malformed frame")
+			s.closeWith(websocket.StatusInvalidFramePayloadData, reasonMalformed)
 			return false
 		}
-		s.replyError(&f, "malformed frame")
+		s.replyError(&f, reasonMalformed)
 		return true
 	}
 	switch {
@@ -470,7 +482,7 @@ func (s *Socket) join(view *phx.Frame) {
 	c := srv.channelFor(f.Topic)
 	if c == nil {
 		srv.stats.joinsRejected.Add(1)
-		s.replyError(f, "unmatched topic")
+		s.replyError(f, reasonUnmatched)
 		return
 	}
 	s.mu.Lock()
@@ -479,14 +491,14 @@ func (s *Socket) join(view *phx.Frame) {
 	s.mu.Unlock()
 	if full {
 		srv.stats.joinsRejected.Add(1)
-		s.replyError(f, "too many topics")
+		s.replyError(f, reasonTooManyTopics)
 		return
 	}
 	if rejoin {
 		s.leaveTopic(f.Topic) // a second join replaces the first, as in Phoenix
 	}
 	if !json.Valid(f.Payload) {
-		s.replyError(f, "malformed frame")
+		s.replyError(f, reasonMalformed)
 		return
 	}
 	s.mu.Lock()
@@ -495,14 +507,15 @@ func (s *Socket) join(view *phx.Frame) {
 
 	var reply any
 	var joinErr error
+	reason := reasonJoinFailed
 	if err := s.safely(func() { reply, joinErr = c.Join(s, f.Topic, f.Payload) }); err != nil {
-		joinErr = err
+		joinErr, reason = err, reasonJoinCrashed
 	}
 	var response []byte
 	if joinErr == nil {
 		var err error
 		if response, err = encodePayload(reply); err != nil {
-			joinErr = errors.New("internal error")
+			joinErr, reason = fmt.Errorf("channel: join reply: %w", err), reasonInternal
 		}
 	}
 
@@ -520,7 +533,7 @@ func (s *Socket) join(view *phx.Frame) {
 			srv.presenceChanged(f.Topic)
 		}
 		srv.stats.joinsRejected.Add(1)
-		s.replyError(f, joinErr.Error())
+		s.replyError(f, s.reason(joinErr, reason, f.Topic, f.Event))
 		return
 	}
 	srv.stats.joins.Add(1)
@@ -548,7 +561,7 @@ func (s *Socket) joinedOrReply(f *phx.Frame) (membership, bool) {
 	m, ok := s.joined[f.Topic]
 	s.mu.Unlock()
 	if !ok {
-		s.replyError(f, "unmatched topic")
+		s.replyError(f, reasonUnmatched)
 	}
 	return m, ok
 }
@@ -596,13 +609,13 @@ func (s *Socket) event(f *phx.Frame) {
 		// The channel crashed, as a Phoenix channel process would: it is
 		// left (presence included) and the client gets phx_error, on
 		// which the official client rejoins.
-		s.replyError(f, err.Error())
+		s.replyError(f, reasonInternal)
 		s.leaveTopic(m.topic)
 		s.enqueue(phx.AppendFrame(nil, m.joinRef, m.joinRef, m.topic, "phx_error", nil))
 		return
 	}
 	if herr != nil {
-		s.replyError(f, herr.Error())
+		s.replyError(f, s.reason(herr, reasonEventFailed, m.topic, f.Event))
 		return
 	}
 	if reply == NoReply {
@@ -610,7 +623,7 @@ func (s *Socket) event(f *phx.Frame) {
 	}
 	b, err := encodePayload(reply)
 	if err != nil {
-		s.replyError(f, "internal error")
+		s.replyError(f, s.reason(fmt.Errorf("channel: reply: %w", err), reasonInternal, m.topic, f.Event))
 		return
 	}
 	s.reply(f, true, b)
