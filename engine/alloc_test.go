@@ -8,7 +8,7 @@ import (
 // TestHotPathAllocatesNothing checks the promise in the package doc: after
 // New, no operation allocates (Append* only to grow dst).
 func TestHotPathAllocatesNothing(t *testing.T) {
-	e := mustNew(t, Config{Capacity: 1024, MaxPerSocket: 1024})
+	e := mustNew(t, Config{Capacity: 1024, MaxPerSocket: 1})
 	meta := []byte(`{"name":"Alice","status":"online"}`)
 	meta2 := []byte(`{"name":"Alice","status":"away"}`)
 	for s := SocketID(1); s <= 128; s++ {
@@ -22,6 +22,9 @@ func TestHotPathAllocatesNothing(t *testing.T) {
 	e.ChangesSince(&ch, "room", 0)
 	cursor := snap.Cursor
 
+	if err := e.Track(3, "x", "k", meta); err != ErrSocketLimit {
+		t.Fatalf("Track past the socket limit = %v", err)
+	}
 	var tog bool
 	checks := []struct {
 		name string
@@ -36,8 +39,20 @@ func TestHotPathAllocatesNothing(t *testing.T) {
 			}
 		}},
 		{"Track unchanged", func() { e.Track(2, "room", "user_2", meta) }},
+		{"TrackWithRef update", func() {
+			tog = !tog
+			ref := uint64(1 << 48)
+			if tog {
+				ref++
+			}
+			e.TrackWithRef(FirstRemoteSocket, "room", "remote", meta, ref)
+		}},
+		{"refused Track", func() {
+			e.Track(3, "x", "k", meta) // socket 3 is at its limit of 1
+		}},
 		{"Track new + Untrack", func() { e.Track(999, "room", "new", meta); e.Untrack(999, "room") }},
 		{"Track new topic + UntrackAll", func() { e.Track(998, "fresh", "new", meta); e.UntrackAll(998) }},
+		{"Track remote + UntrackAll", func() { e.Track(FirstRemoteSocket+1, "fresh", "new", meta); e.UntrackAll(FirstRemoteSocket + 1) }},
 		{"rejected Track", func() {
 			e.Track(1, "room", "", meta)
 			e.Track(1, "room", "k", []byte(`{"a":1,"a":2}`))
