@@ -1,6 +1,7 @@
 package peers
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -184,6 +185,53 @@ func BenchmarkList(b *testing.B) {
 			}
 			if string(buf) != string(out) {
 				b.Fatal("copy differs")
+			}
+		})
+		// A second floor: the same entries, each already rendered, in
+		// slots 384 bytes apart (the engine's slot size with its default
+		// limits) linked in join order, and copied by walking the links.
+		// What a List that walks linked slots pays before it renders
+		// anything.
+		b.Run(fmt.Sprintf("n=%d/impl=chain", n), func(b *testing.B) {
+			r := Peers[0].New(4096)
+			fill(b, r, "room", 0, n)
+			out := r.AppendList(nil, "room")
+			var entries []json.RawMessage
+			if err := json.Unmarshal(out, &entries); err != nil || len(entries) != n {
+				b.Fatalf("List holds %d entries (%v)", len(entries), err)
+			}
+			const stride = 384
+			slab := make([]byte, n*stride)
+			for i, e := range entries {
+				slot := slab[i*stride : (i+1)*stride]
+				next := uint64(i + 2)
+				if i == n-1 {
+					next = 0
+				}
+				binary.LittleEndian.PutUint64(slot, next)
+				binary.LittleEndian.PutUint64(slot[8:], uint64(len(e)))
+				if copy(slot[16:], e) != len(e) {
+					b.Fatal("entry larger than a slot")
+				}
+			}
+			buf := make([]byte, 0, len(out))
+			b.SetBytes(int64(len(out)))
+			b.ReportAllocs()
+			for b.Loop() {
+				buf = append(buf[:0], '[')
+				for idx := uint64(1); idx != 0; {
+					slot := slab[(idx-1)*stride : idx*stride]
+					idx = binary.LittleEndian.Uint64(slot)
+					l := binary.LittleEndian.Uint64(slot[8:])
+					if len(buf) > 1 {
+						buf = append(buf, ',')
+					}
+					buf = append(buf, slot[16:16+l]...)
+				}
+				buf = append(buf, ']')
+			}
+			if string(buf) != string(out) {
+				b.Fatal("chain differs")
 			}
 		})
 	}
