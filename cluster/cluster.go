@@ -91,11 +91,8 @@ const (
 	DefaultFlushInterval = 2 * time.Millisecond
 )
 
-// Errors.
-var (
-	ErrInvalidConfig = errors.New("cluster: invalid config")
-	ErrClosed        = errors.New("cluster: node is closed")
-)
+// ErrInvalidConfig is returned by Start for a bad Config.
+var ErrInvalidConfig = errors.New("cluster: invalid config")
 
 var (
 	nodeName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)

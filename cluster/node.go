@@ -57,8 +57,11 @@ var _ channel.Cluster = (*Node)(nil)
 
 // Start joins the cluster on conn with the local engine presence: it
 // subscribes first, announces itself, and then fetches the entries of
-// every node it hears. ctx bounds the start; once ctx is done, the node
-// closes as Close would.
+// every node it hears. The node runs until Close, or until ctx is done,
+// which closes it as Close does; ctx also bounds the start (10 s when it
+// has no deadline). presence should have its own Config.RefTag (see
+// RefTag) and, to keep room for other nodes' entries, a LocalCapacity
+// below its Capacity.
 func Start(ctx context.Context, conn *nats.Conn, presence *engine.Engine, cfg Config) (*Node, error) {
 	if conn == nil || presence == nil {
 		return nil, wrapConfig(errorString("cluster: Start needs a NATS connection and an engine"))
