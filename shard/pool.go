@@ -97,6 +97,7 @@ type slotInfo struct {
 	pairNext  int32 // pair bucket chain, slot+1
 	ownerPrev int32 // owner list, slot+1
 	ownerNext int32
+	_         uint32 // the uint64 fields start 8-aligned on 32-bit targets too
 	owner     uint64
 	joinEvent uint64  // history seq of the entry's latest join
 	ownerSeq  uint64  // when the slot joined its owner's list, by its stripe's link count
@@ -142,7 +143,7 @@ const localOne = 1 << 32 // a local entry's share of used
 
 // NewPool allocates a pool and its shards.
 func NewPool(cfg Config) *Pool {
-	if cfg.Slots < 1 || cfg.Slots >= 1<<31 || cfg.Shards < 1 || cfg.Shards&(cfg.Shards-1) != 0 || cfg.Shards > 1024 ||
+	if cfg.Slots < 1 || uint64(cfg.Slots) >= 1<<31 || cfg.Shards < 1 || cfg.Shards&(cfg.Shards-1) != 0 || cfg.Shards > 1024 ||
 		cfg.MaxTopic < 1 || cfg.MaxKey < 1 || cfg.MaxKey > MaxKeyLimit || cfg.MaxMeta < 2 ||
 		cfg.History < 2 || cfg.History&(cfg.History-1) != 0 || cfg.RefTag >= RefTagLimit {
 		panic("shard: invalid Config")
