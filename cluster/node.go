@@ -49,8 +49,9 @@ type Node struct {
 }
 
 type bsub struct {
-	sub *nats.Subscription
-	n   int
+	sub   *nats.Subscription
+	n     int
+	ready chan struct{} // closed once the server confirmed sub
 }
 
 var _ channel.Cluster = (*Node)(nil)
@@ -276,24 +277,37 @@ func (n *Node) Attach(h channel.ClusterHooks) error {
 func (n *Node) PresenceChanged(topic string) { n.Changed(topic) }
 
 // Subscribe implements channel.Cluster: it subscribes to topic's
-// broadcasts on the first call for topic and waits for the NATS server to
-// confirm it (at most a second).
+// broadcasts on the first call for topic and waits until the NATS server
+// confirmed it (at most a second; not at all while disconnected, as the
+// client subscribes again when it reconnects).
 func (n *Node) Subscribe(topic string) {
 	n.bmu.Lock()
-	defer n.bmu.Unlock()
 	if n.closed.Load() {
+		n.bmu.Unlock()
 		return
 	}
 	if b := n.bsubs[topic]; b != nil {
 		b.n++
+		n.bmu.Unlock()
+		select { // the first subscriber's confirmation
+		case <-b.ready:
+		case <-time.After(time.Second):
+		}
 		return
 	}
 	sub, err := n.nc.ChanSubscribe(n.subj.broadcast(topic), n.bch)
 	if err != nil {
+		n.bmu.Unlock()
 		n.log.Warn("cluster: broadcast subscription failed", "topic", topic, "err", err)
 		return
 	}
-	n.bsubs[topic] = &bsub{sub: sub, n: 1}
+	b := &bsub{sub: sub, n: 1, ready: make(chan struct{})}
+	n.bsubs[topic] = b
+	n.bmu.Unlock()
+	defer close(b.ready)
+	if !n.nc.IsConnected() {
+		return // the client subscribes again when it reconnects
+	}
 	if err := n.nc.FlushTimeout(time.Second); err != nil {
 		n.log.Warn("cluster: broadcast subscription not confirmed", "topic", topic, "err", err)
 	}
