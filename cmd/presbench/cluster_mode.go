@@ -56,6 +56,9 @@ type clusterReport struct {
 	VisP50ms          float64 `json:"visibility_p50_ms"`
 	VisP99ms          float64 `json:"visibility_p99_ms"`
 	VisMaxMs          float64 `json:"visibility_max_ms"`
+	IdleP50ms         float64 `json:"idle_visibility_p50_ms"`
+	IdleP99ms         float64 `json:"idle_visibility_p99_ms"`
+	IdleMaxMs         float64 `json:"idle_visibility_max_ms"`
 	HeartbeatsPerSec  float64 `json:"heartbeats_per_sec"`
 	ClearKilledSec    float64 `json:"clear_killed_sec"`
 	ResyncEntries     int     `json:"resync_entries"`
@@ -255,45 +258,28 @@ func runCluster(ctx context.Context, o *clusterOptions, asJSON bool, stdout, std
 		r.BytesPerDelta = float64(b1-b0) / float64(s1-s0)
 	}
 
-	// 2. Visibility latency at half that rate: a Track on node 0 until a
-	// List on node 1 shows it.
+	// 2. Visibility latency, idle and at half that rate: a Track on node
+	// 0 until a List on node 1 shows it.
+	a, b := nodes[0], nodes[1]
+	buf := make([]byte, 1<<12)
+	idle, err := visibility(a, b, 0, o.samples/4, buf)
+	if err != nil {
+		return err
+	}
+	r.IdleP50ms, r.IdleP99ms, r.IdleMaxMs = quantiles(idle)
 	stop.Store(false)
 	r.LoadPerSec = r.MaxUpdatesPerSec / 2
 	for _, nd := range nodes[1:] {
 		wg.Add(1)
 		go load(nd, r.LoadPerSec/float64(o.nodes-1))
 	}
-	a, b := nodes[0], nodes[1]
-	lat := make([]time.Duration, 0, o.samples)
-	buf := make([]byte, 1<<12)
-	for i := range o.samples {
-		topic := fmt.Sprintf("vis:%d", i)
-		start := time.Now()
-		if err := a.e.Track(1<<40+engine.SocketID(i), topic, "probe", nil); err != nil {
-			return err
-		}
-		a.n.Changed(topic)
-		for {
-			l, err := b.e.List(topic, buf)
-			if err != nil {
-				return err
-			}
-			if len(l) > 2 {
-				break
-			}
-			if time.Since(start) > 10*time.Second {
-				return errors.New("an entry never became visible")
-			}
-			time.Sleep(20 * time.Microsecond)
-		}
-		lat = append(lat, time.Since(start))
-		time.Sleep(2 * time.Millisecond)
-	}
+	lat, err := visibility(a, b, o.samples/4, o.samples, buf)
 	stop.Store(true)
 	wg.Wait()
-	slices.Sort(lat)
-	q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
-	r.VisP50ms, r.VisP99ms, r.VisMaxMs = q(0.5), q(0.99), q(1)
+	if err != nil {
+		return err
+	}
+	r.VisP50ms, r.VisP99ms, r.VisMaxMs = quantiles(lat)
 
 	// 3. No allocation on the read path, remote entries included.
 	r.ListAllocs = testing.AllocsPerRun(1000, func() { b.e.List(topics[0], buf) })
@@ -309,7 +295,29 @@ func runCluster(ctx context.Context, o *clusterOptions, asJSON bool, stdout, std
 	time.Sleep(2 * time.Second)
 	r.HeartbeatsPerSec = float64(hb()-h0) / time.Since(ht).Seconds()
 
-	// 5. A late joiner fetches node 0's entries: resync time.
+	// 5. A late joiner fetches node 0's entries: resync time. First the
+	// entries of the earlier phases go, so that it fetches exactly
+	// o.resync.
+	for _, nd := range nodes {
+		for s := range 20 * len(topics) {
+			nd.e.UntrackAll(engine.SocketID(s + 1))
+		}
+		for _, t := range topics {
+			nd.n.Changed(t)
+		}
+	}
+	for i := range o.samples {
+		a.e.UntrackAll(1<<40 + engine.SocketID(i))
+		a.n.Changed(fmt.Sprintf("vis:%d", i))
+	}
+	for _, nd := range nodes {
+		for nd.e.Len() != 0 {
+			if time.Since(ht) > time.Minute {
+				return errors.New("the earlier entries were never removed everywhere")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 	for i := range o.resync {
 		t := fmt.Sprintf("resync:%d", i%100)
 		if err := a.e.Track(2<<40+engine.SocketID(i), t, fmt.Sprintf("u%d", i), []byte(`{"status":"online"}`)); err != nil {
@@ -365,6 +373,7 @@ func runCluster(ctx context.Context, o *clusterOptions, asJSON bool, stdout, std
 	fmt.Fprintf(stdout, "cluster: %d nodes, each with its own NATS server (routed), in one process\n", o.nodes)
 	fmt.Fprintf(stdout, "  replicated updates/s (applied on every other node, until drained): %.0f  (local Tracks %.0f/s coalesced into %d deltas; drained %.0f ms after the load; %.1f bytes per delta)\n",
 		r.MaxUpdatesPerSec, r.LocalTracksPerSec, r.Deltas, r.DrainMs, r.BytesPerDelta)
+	fmt.Fprintf(stdout, "  visibility idle: p50 %.2f ms  p99 %.2f ms  max %.2f ms  (%d samples)\n", r.IdleP50ms, r.IdleP99ms, r.IdleMaxMs, len(idle))
 	fmt.Fprintf(stdout, "  visibility at %.0f updates/s: p50 %.2f ms  p99 %.2f ms  max %.2f ms  (%d samples)\n", r.LoadPerSec, r.VisP50ms, r.VisP99ms, r.VisMaxMs, len(lat))
 	fmt.Fprintf(stdout, "  List allocations per call: %.0f\n", r.ListAllocs)
 	fmt.Fprintf(stdout, "  heartbeats/s (all nodes, idle): %.1f\n", r.HeartbeatsPerSec)
@@ -387,4 +396,44 @@ func remoteOf(nd *benchNode, name string) int {
 		}
 	}
 	return 0
+}
+
+// visibility tracks probes from..to on a and returns how long each took to
+// show in a List on b.
+func visibility(a, b *benchNode, from, to int, buf []byte) ([]time.Duration, error) {
+	lat := make([]time.Duration, 0, to-from)
+	for i := from; i < to; i++ {
+		topic := fmt.Sprintf("vis:%d", i)
+		start := time.Now()
+		if err := a.e.Track(1<<40+engine.SocketID(i), topic, "probe", nil); err != nil {
+			return nil, err
+		}
+		a.n.Changed(topic)
+		for {
+			l, err := b.e.List(topic, buf)
+			if err != nil {
+				return nil, err
+			}
+			if len(l) > 2 {
+				break
+			}
+			if time.Since(start) > 10*time.Second {
+				return nil, errors.New("an entry never became visible")
+			}
+			time.Sleep(20 * time.Microsecond)
+		}
+		lat = append(lat, time.Since(start))
+		time.Sleep(2 * time.Millisecond)
+	}
+	if len(lat) == 0 {
+		return nil, errors.New("no visibility sample")
+	}
+	return lat, nil
+}
+
+// quantiles returns the p50, p99 and max of lat in milliseconds.
+func quantiles(lat []time.Duration) (p50, p99, maxMs float64) {
+	slices.Sort(lat)
+	q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
+	return q(0.5), q(0.99), q(1)
 }
