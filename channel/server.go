@@ -224,13 +224,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.wg.Done()
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.OriginPatterns})
+	bw := &batchWriter{ResponseWriter: w}
+	conn, err := websocket.Accept(bw, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.OriginPatterns})
 	if err != nil {
 		s.stats.rejected.Add(1)
 		return // Accept wrote the response
 	}
 	conn.SetReadLimit(s.cfg.MaxFrameBytes)
 	sock := newSocket(s, conn, params, assigns)
+	sock.net = bw.conn
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()

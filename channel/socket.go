@@ -23,6 +23,7 @@ type Socket struct {
 	srv    *Server
 	id     engine.SocketID
 	conn   *websocket.Conn
+	net    *batchConn // under conn; nil in tests that make sockets by hand
 	params url.Values
 	done   chan struct{} // closed when the socket closes
 	once   sync.Once
@@ -360,21 +361,42 @@ func (s *Socket) write() {
 		s.qmu.Lock()
 		batch, s.queue = s.queue, batch[:0]
 		s.qmu.Unlock()
-		for i, frame := range batch {
-			stuck.Reset(s.srv.cfg.WriteTimeout)
-			err := s.conn.Write(context.Background(), websocket.MessageText, frame)
-			stuck.Stop()
-			if err != nil {
-				s.drop()
-				return
-			}
-			batch[i] = nil // the frame may be large, and shared
-			s.qmu.Lock()
-			s.queued -= len(frame)
-			s.qmu.Unlock()
-			s.srv.stats.queuedBytes.Add(-int64(len(frame)))
+		if !s.writeBatch(batch, stuck) {
+			return
 		}
 	}
+}
+
+// writeBatch writes frames, in one system call where they fit in
+// maxHeld, and reports whether the connection is still good.
+func (s *Socket) writeBatch(batch [][]byte, stuck *time.Timer) bool {
+	held := len(batch) > 1 && s.net != nil
+	if held {
+		s.net.hold()
+	}
+	stuck.Reset(s.srv.cfg.WriteTimeout)
+	defer stuck.Stop()
+	ok := true
+	for i, frame := range batch {
+		if err := s.conn.Write(context.Background(), websocket.MessageText, frame); err != nil {
+			ok = false
+			break
+		}
+		batch[i] = nil // the frame may be large, and shared
+		s.qmu.Lock()
+		s.queued -= len(frame)
+		s.qmu.Unlock()
+		s.srv.stats.queuedBytes.Add(-int64(len(frame)))
+	}
+	// What the batch held goes out even after an error: it may end with
+	// a close frame that another goroutine wrote.
+	if held && s.net.release() != nil {
+		ok = false
+	}
+	if !ok {
+		s.drop()
+	}
+	return ok
 }
 
 // cleanup removes every trace of a closed socket: presence, subscriptions,
