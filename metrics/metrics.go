@@ -88,6 +88,8 @@ var channelMetrics = []channelMetric{
 		Value: func(s *channel.Stats) float64 { return float64(s.Pushes) }},
 	{Name: "presence_channel_slow_consumer_closes_total", Help: "Sockets disconnected because their send queue was full.", Counter: true,
 		Value: func(s *channel.Stats) float64 { return float64(s.Drops) }},
+	{Name: "presence_channel_queued_bytes", Help: "Bytes queued to sockets and not yet written.",
+		Value: func(s *channel.Stats) float64 { return float64(s.QueuedBytes) }},
 	{Name: "presence_channel_presence_diffs_total", Help: "presence_diff broadcasts.", Counter: true,
 		Value: func(s *channel.Stats) float64 { return float64(s.PresenceDiffs) }},
 	{Name: "presence_channel_presence_states_total", Help: "presence_state pushes.", Counter: true,
