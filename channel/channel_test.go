@@ -771,7 +771,10 @@ func TestStatsCount(t *testing.T) {
 	ts.dial("bob").join("room:lobby", `{}`)
 	a.expect("bob's join", func(f phx.Frame) bool { return f.Event == "presence_diff" })
 	st := ts.srv.Stats()
-	if st.Sockets != 2 || st.Connects != 2 || st.Joins != 2 || st.Pushes < 4 || st.PresenceDiffs < 1 || st.PresenceStates != 2 {
+	if st.Sockets != 2 || st.Connects != 2 || st.Joins != 2 || st.Pushes < 4 || st.PresenceDiffs < 1 || st.PresenceStates != 2 ||
+		st.PushedBytes < 4*int64(len(`[null,null,"room:lobby","presence_diff",{}]`)) {
 		t.Fatalf("stats %+v", st)
 	}
+	// Everything queued is written: nothing stays queued.
+	waitFor(t, "queues to drain", func() bool { return ts.srv.Stats().QueuedBytes == 0 })
 }

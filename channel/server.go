@@ -104,26 +104,31 @@ func (c *Channel) matches(topic string) bool {
 	return c.Topic == topic
 }
 
-// Stats are the Server's counters.
+// Stats are the Server's counters, for a metrics exporter to read (the
+// metrics package turns them into Prometheus metrics). Sockets and
+// QueuedBytes are gauges, values now; every other field counts since
+// NewServer and only grows. Each field is read atomically on its own: a
+// Stats is not one consistent snapshot across fields.
 type Stats struct {
 	Sockets        int64 // open now
-	Connects       int64 // accepted since start
-	Rejected       int64 // connections refused by Connect or the origin check
+	Connects       int64 // accepted
+	Rejected       int64 // connections refused by Connect, the origin check or the version
 	Joins          int64 // successful joins
-	JoinsRejected  int64
-	Leaves         int64 // by phx_leave or close
-	Pushes         int64 // messages queued to sockets
+	JoinsRejected  int64 // joins refused: unmatched topic, too many topics, or Join's error
+	Leaves         int64 // by phx_leave, a crashed channel or close
+	Pushes         int64 // frames queued to sockets: replies, pushes, broadcasts, presence
+	PushedBytes    int64 // bytes of those frames
 	Drops          int64 // slow consumers: sockets disconnected for a full queue
 	QueuedBytes    int64 // bytes queued to sockets now, not yet written
-	PresenceDiffs  int64 // presence_diff broadcasts
-	PresenceStates int64 // presence_state pushes
+	PresenceDiffs  int64 // presence_diff broadcasts, one per topic and window
+	PresenceStates int64 // presence_state frames queued
 	ErrorReplies   int64 // error replies sent
 	BadFrames      int64 // frames that were not Phoenix messages
 }
 
 type counters struct {
 	sockets, connects, rejected, joins, joinsRejected, leaves, pushes,
-	drops, queuedBytes, presenceDiffs, presenceStates, errorReplies, badFrames atomic.Int64
+	pushedBytes, drops, queuedBytes, presenceDiffs, presenceStates, errorReplies, badFrames atomic.Int64
 }
 
 // Server is a Phoenix Channels endpoint. Create it with NewServer.
@@ -189,7 +194,7 @@ func (s *Server) Stats() Stats {
 	return Stats{
 		Sockets: c.sockets.Load(), Connects: c.connects.Load(), Rejected: c.rejected.Load(),
 		Joins: c.joins.Load(), JoinsRejected: c.joinsRejected.Load(), Leaves: c.leaves.Load(),
-		Pushes: c.pushes.Load(), Drops: c.drops.Load(), QueuedBytes: c.queuedBytes.Load(), PresenceDiffs: c.presenceDiffs.Load(),
+		Pushes: c.pushes.Load(), PushedBytes: c.pushedBytes.Load(), Drops: c.drops.Load(), QueuedBytes: c.queuedBytes.Load(), PresenceDiffs: c.presenceDiffs.Load(),
 		PresenceStates: c.presenceStates.Load(), ErrorReplies: c.errorReplies.Load(), BadFrames: c.badFrames.Load(),
 	}
 }

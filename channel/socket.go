@@ -225,6 +225,7 @@ func (s *Socket) enqueue(frame []byte) bool {
 	s.queued += len(frame)
 	s.qmu.Unlock()
 	s.srv.stats.queuedBytes.Add(int64(len(frame)))
+	s.srv.stats.pushedBytes.Add(int64(len(frame)))
 	s.srv.stats.pushes.Add(1)
 	select {
 	case s.ready <- struct{}{}:
