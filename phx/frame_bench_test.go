@@ -47,3 +47,27 @@ func TestParserDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkParseFrameEncodingJSON measures the parser phx had before, on
+// encoding/json (referenceParseFrame), on the same frames: the comparison
+// for BenchmarkParseFrame in one run.
+func BenchmarkParseFrameEncodingJSON(b *testing.B) {
+	for _, bf := range benchFrames {
+		b.Run(bf.name, func(b *testing.B) {
+			in := []byte(bf.frame)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(in)))
+			n := 0
+			for b.Loop() {
+				f, err := referenceParseFrame(in)
+				if err != nil || f.Event != bf.event || len(f.Payload) == 0 {
+					b.Fatalf("%+v %v", f, err)
+				}
+				n++
+			}
+			if n == 0 {
+				b.Fatal("nothing parsed")
+			}
+		})
+	}
+}
