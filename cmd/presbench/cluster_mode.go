@@ -31,6 +31,7 @@ type clusterOptions struct {
 	samples  int
 	resync   int
 	kill     bool
+	load     float64
 }
 
 // clusterFlags registers -mode cluster's flags on fs. Every flag it
@@ -41,6 +42,7 @@ func clusterFlags(fs *flag.FlagSet, o *clusterOptions) {
 	fs.DurationVar(&o.duration, "cluster-duration", 3*time.Second, "how long the throughput run lasts")
 	fs.IntVar(&o.samples, "cluster-samples", 500, "visibility latency samples")
 	fs.IntVar(&o.resync, "cluster-resync", 10000, "entries a late joiner fetches")
+	fs.Float64Var(&o.load, "cluster-load", 0.5, "visibility is measured under this fraction of the measured maximum update rate")
 	fs.BoolVar(&o.kill, "cluster-kill", true, "measure the time to clear a killed node at the default heartbeat and down time (about 6 s)")
 }
 
@@ -127,8 +129,8 @@ func startBenchNode(s *server.Server, name string, capacity int, cfg cluster.Con
 func (b *benchNode) close() { b.n.Close(); b.nc.Close() }
 
 func runCluster(ctx context.Context, o *clusterOptions, asJSON bool, stdout, stderr io.Writer) error {
-	if o.nodes < 2 || o.samples < 1 || o.resync < 1 || o.duration <= 0 {
-		return errors.New("-cluster-nodes must be at least 2; -cluster-samples, -cluster-resync and -cluster-duration positive")
+	if o.nodes < 2 || o.samples < 4 || o.resync < 1 || o.duration <= 0 || o.load < 0 || o.load > 1 {
+		return errors.New("-cluster-nodes must be at least 2, -cluster-samples at least 4, -cluster-load between 0 and 1; -cluster-resync and -cluster-duration positive")
 	}
 	ss, err := startBenchNATS(o.nodes + 1)
 	defer func() {
@@ -268,7 +270,7 @@ func runCluster(ctx context.Context, o *clusterOptions, asJSON bool, stdout, std
 	}
 	r.IdleP50ms, r.IdleP99ms, r.IdleMaxMs = quantiles(idle)
 	stop.Store(false)
-	r.LoadPerSec = r.MaxUpdatesPerSec / 2
+	r.LoadPerSec = r.MaxUpdatesPerSec * o.load
 	for _, nd := range nodes[1:] {
 		wg.Add(1)
 		go load(nd, r.LoadPerSec/float64(o.nodes-1))
@@ -348,8 +350,17 @@ func runCluster(ctx context.Context, o *clusterOptions, asJSON bool, stdout, std
 	// time: until node 0 no longer lists its entries.
 	if o.kill {
 		victim := nodes[1]
-		if victim.e.Stats().Local == 0 {
-			return errors.New("the node to kill holds nothing")
+		for i := range 100 {
+			if err := victim.e.Track(engine.SocketID(i+1), "kill", fmt.Sprintf("u%d", i), nil); err != nil {
+				return err
+			}
+		}
+		victim.n.Changed("kill")
+		for a.e.Count("kill") != 100 {
+			if time.Since(ht) > 2*time.Minute {
+				return errors.New("the entries of the node to kill never arrived")
+			}
+			time.Sleep(time.Millisecond)
 		}
 		kt := time.Now()
 		victim.nc.Close()

@@ -14,7 +14,7 @@ func TestClusterModeMeasures(t *testing.T) {
 		t.Skip("starts NATS servers, loads them and waits for heartbeats: too slow under -race (the cluster package's own tests run there)")
 	}
 	var out bytes.Buffer
-	o := clusterOptions{nodes: 3, duration: 300 * time.Millisecond, samples: 20, resync: 500}
+	o := clusterOptions{nodes: 3, duration: 300 * time.Millisecond, samples: 20, resync: 500, load: 0.5}
 	if err := runCluster(context.Background(), &o, true, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
