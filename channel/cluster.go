@@ -24,6 +24,8 @@ type Cluster interface {
 	// Unsubscribe undoes one Subscribe.
 	Unsubscribe(topic string)
 	// Publish sends a broadcast to the other servers' sockets in topic.
+	// payload may be a view of a socket's read buffer: it is valid only
+	// until Publish returns.
 	Publish(topic, event string, payload []byte)
 }
 
