@@ -9,7 +9,9 @@
 //
 // # Concurrency
 //
-// The functions are safe for concurrent use; they keep no state.
+// The functions keep no state and are safe for concurrent use. A Parser
+// reuses its memory from frame to frame: each goroutine that reads frames
+// has its own, and what it returns is valid until its next Parse.
 package phx
 
 import (
