@@ -133,12 +133,10 @@ type counters struct {
 
 // Server is a Phoenix Channels endpoint. Create it with NewServer.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	ids    atomic.Uint64
-	stats  counters
-	ctx    context.Context // ends at Shutdown
-	cancel context.CancelFunc
+	cfg   Config
+	log   *slog.Logger
+	ids   atomic.Uint64
+	stats counters
 
 	mu      sync.Mutex
 	sockets map[*Socket]struct{}
@@ -181,7 +179,6 @@ func NewServer(cfg Config) (*Server, error) {
 	if err := s.attachCluster(); err != nil {
 		return nil, err
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
 
@@ -280,7 +277,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		<-done
 	}
-	s.cancel()
 	return err
 }
 
