@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,32 +17,42 @@ import (
 	"github.com/presencekit/presence/engine"
 )
 
-// TestMetricsEndpointFollowsAJoin serves the demo's routes over loopback,
-// joins a room with a WebSocket client, and scrapes /metrics before and
-// after.
-func TestMetricsEndpointFollowsAJoin(t *testing.T) {
+// demo serves the demo's routes over loopback, once per test binary:
+// routes publishes expvar variables, which a process can do only once.
+var demo = sync.OnceValues(func() (*httptest.Server, error) {
 	presence, err := engine.New(engine.Config{Capacity: 64})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	srv, err := newServer(presence, 5*time.Millisecond, time.Minute)
 	if err != nil {
+		return nil, err
+	}
+	return httptest.NewServer(routes(srv)), nil
+})
+
+// TestMetricsEndpointFollowsAJoin joins a room of the demo with a
+// WebSocket client, and checks that /metrics moves with the join and back
+// with the close.
+func TestMetricsEndpointFollowsAJoin(t *testing.T) {
+	hs, err := demo()
+	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(routes(srv))
-	defer hs.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	defer srv.Shutdown(ctx)
 
 	before := scrapeMetrics(t, hs.URL+"/metrics")
 	if _, ok := before["go_goroutines"]; !ok {
 		t.Error("no go_goroutines: the Go collector is missing")
 	}
-	for name, want := range map[string]float64{"presence_engine_entries": 0, "presence_engine_capacity": 64, "presence_channel_joins_total": 0} {
-		if got, ok := before[name]; !ok || got != want {
-			t.Errorf("before the join: %s = %v (present %v), want %v", name, got, ok, want)
+	for _, name := range []string{"presence_engine_entries", "presence_channel_sockets", "presence_channel_joins_total", "presence_channel_leaves_total"} {
+		if _, ok := before[name]; !ok {
+			t.Fatalf("no %s", name)
 		}
+	}
+	if got := before["presence_engine_capacity"]; got != 64 {
+		t.Errorf("presence_engine_capacity = %v, want 64", got)
 	}
 
 	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http")+"/socket/websocket?name=alice&vsn=2.0.0", nil)
@@ -70,10 +81,27 @@ func TestMetricsEndpointFollowsAJoin(t *testing.T) {
 	}
 
 	after := scrapeMetrics(t, hs.URL+"/metrics")
-	for name, want := range map[string]float64{"presence_engine_entries": 1, "presence_channel_sockets": 1, "presence_channel_joins_total": 1} {
-		if got := after[name]; got != want {
+	for _, name := range []string{"presence_engine_entries", "presence_channel_sockets", "presence_channel_joins_total"} {
+		if got, want := after[name], before[name]+1; got != want {
 			t.Errorf("after the join: %s = %v, want %v", name, got, want)
 		}
+	}
+
+	conn.Close(websocket.StatusNormalClosure, "")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m := scrapeMetrics(t, hs.URL+"/metrics")
+		if m["presence_engine_entries"] == before["presence_engine_entries"] &&
+			m["presence_channel_sockets"] == before["presence_channel_sockets"] &&
+			m["presence_channel_leaves_total"] == before["presence_channel_leaves_total"]+1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the close: entries %v, sockets %v, leaves %v; before the join: %v, %v, %v",
+				m["presence_engine_entries"], m["presence_channel_sockets"], m["presence_channel_leaves_total"],
+				before["presence_engine_entries"], before["presence_channel_sockets"], before["presence_channel_leaves_total"])
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
