@@ -395,3 +395,26 @@ test("a frame that is not JSON is ignored", t => {
   reply(conns[0], joinRef, joinRef, "room:lobby", "ok")
   assert.equal(room.state, "joined")
 })
+
+test("a receive hook added after the reply runs at once", t => {
+  const {joinPush, conns, joinRef} = setup(t)
+  reply(conns[0], joinRef, joinRef, "room:lobby", "ok", {n: 1})
+  const got = []
+  joinPush.receive("ok", r => got.push(r)).receive("error", () => got.push("error"))
+  assert.deepEqual(got, [{n: 1}])
+})
+
+test("leave while disconnected closes the channel without sending", t => {
+  const {socket, room, conns, joinRef} = setup(t, {reconnectAfterMs: () => 100})
+  reply(conns[0], joinRef, joinRef, "room:lobby", "ok")
+  conns[0].drop(1006)
+  const closed = []
+  room.on("phx_close", () => closed.push(true))
+  room.leave()
+  assert.equal(room.state, "closed")
+  assert.deepEqual(closed, [true])
+  t.mock.timers.tick(100)
+  conns[1].open()
+  assert.equal(conns[1].sentEvent("phx_join").length, 0, "a left channel does not rejoin")
+  assert.equal(socket.isConnected(), true)
+})
