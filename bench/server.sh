@@ -5,6 +5,7 @@
 #
 #   bench/server.sh                   # the full sizes below
 #   JOIN=200 CHURN=200 FANOUT=200 IDLE=1000 CHURN_FOR=5s FANOUT_FOR=3s bench/server.sh   # a quick look
+#   WORKLOADS="join idle" bench/server.sh   # some of them
 #
 # Our server is bench/chatroom (presence-chat's room without its
 # user_joined/user_left broadcasts) served by bench/server/presence; it is
@@ -31,6 +32,7 @@ FANOUT_HIGH=${FANOUT_HIGH:-200} # the second fan-out run's rate
 FANOUT_FOR=${FANOUT_FOR:-10s}
 IDLE=${IDLE:-10000}       # idle: connections over IDLE_ROOMS rooms
 IDLE_ROOMS=${IDLE_ROOMS:-100}
+WORKLOADS=${WORKLOADS:-join churn fanout fanout-high idle}
 PPORT=${PPORT:-4700}
 CPORT=${CPORT:-8765}
 
@@ -89,6 +91,7 @@ files=()
 measure() { # measure NAME CLIENTS FLAGS...: both servers, NAME's workload
 	local name=$1 clients=$2
 	shift 2
+	case " $WORKLOADS " in *" $name "*) ;; *) return 0 ;; esac
 	for server in presence centrifugo; do
 		echo "$name: $server"
 		start "$server" "$clients"

@@ -18,11 +18,21 @@ type hub struct {
 	hide  string // a name whose presence nobody sees
 	lossy bool   // drop every other leave
 	drops int
+	flaky map[string]int // names whose first connects fail, and how many
 }
 
 func (h *hub) Name() string { return "fake" }
 
+var errFlaky = errors.New("connection refused")
+
 func (h *hub) Connect(_ context.Context, name string, ev *Events) (Client, error) {
+	h.mu.Lock()
+	if h.flaky[name] > 0 {
+		h.flaky[name]--
+		h.mu.Unlock()
+		return nil, errFlaky
+	}
+	h.mu.Unlock()
 	ev.Counters.Bytes.Add(100)
 	return &fakeClient{h: h, name: name, ev: ev}, nil
 }
@@ -124,6 +134,25 @@ func TestWorkloadsOnFake(t *testing.T) {
 				t.Fatalf("fanout: %+v", res)
 			}
 		}
+	}
+}
+
+// TestRetries: clients dial again after a failed connect, as real
+// clients do, and give up after the backoff schedule.
+func TestRetries(t *testing.T) {
+	res, err := Run(context.Background(), &hub{flaky: map[string]int{"u1": 2, "u7": 3}}, fakeConfig(Join))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Complete || res.Retries != 5 || res.ConnectErrors != 0 {
+		t.Fatalf("%+v", res)
+	}
+	res, err = Run(context.Background(), &hub{flaky: map[string]int{"u2": len(backoff) + 1}}, fakeConfig(Join))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Complete || res.Retries != int64(len(backoff)) || res.ConnectErrors != 1 || !strings.Contains(res.Error, "connection refused") {
+		t.Fatalf("%+v", res)
 	}
 }
 

@@ -73,6 +73,7 @@ type Counters struct {
 	PresenceFrames atomic.Int64 // presence_state and presence_diff; or join, leave and presence replies
 	Messages       atomic.Int64 // broadcasts received
 	Disconnects    atomic.Int64 // connections the server closed
+	Retries        atomic.Int64 // requests made again after a failure: dials, presence calls
 }
 
 // Workloads.

@@ -37,6 +37,7 @@ var rows = []row{
 	{"end to end: p50 / p99 / max", "f", latency},
 	{"disconnected by the server", "jcfi", func(r *Result) string { return fmt.Sprint(r.Disconnects) }},
 	{"connect or join errors", "jcfi", func(r *Result) string { return fmt.Sprint(r.ConnectErrors) }},
+	{"requests retried (dials, presence calls)", "jcfi", func(r *Result) string { return fmt.Sprint(r.Retries) }},
 	{"server CPU", "jcfi", func(r *Result) string {
 		if r.ServerPeakRSS == 0 {
 			return "-"

@@ -33,7 +33,8 @@ type Result struct {
 	PresenceFrames int64 `json:"presence_frames"`
 	Messages       int64 `json:"messages"` // broadcasts received, the publisher's own included
 	Disconnects    int64 `json:"disconnects"`
-	ConnectErrors  int64 `json:"connect_errors"`
+	ConnectErrors  int64 `json:"connect_errors"` // clients that never connected and joined
+	Retries        int64 `json:"retries"`        // requests made again after a failure, as real clients do
 
 	// Churn: the measured window, presence frames sent in it, and the
 	// latency of each action until every observer saw it.
@@ -92,6 +93,7 @@ func Run(ctx context.Context, d Driver, cfg Config) (*Result, error) {
 	r.res.Messages = r.counters.Messages.Load()
 	r.res.Disconnects = r.counters.Disconnects.Load()
 	r.res.ConnectErrors = r.connectErrors.Load()
+	r.res.Retries = r.counters.Retries.Load()
 	r.closeAll()
 	if err != nil {
 		r.res.Error = err.Error()
@@ -200,10 +202,26 @@ func (r *run) connect(ctx context.Context, ms []*member) error {
 	return first
 }
 
+// backoff is how long a client waits before dialing again after a failed
+// connect: the official Phoenix client's schedule.
+var backoff = []time.Duration{10, 50, 100, 150, 200, 250, 500, 1000, 2000}
+
 func (r *run) open(ctx context.Context, m *member) error {
-	c, err := r.d.Connect(ctx, m.name, m.ev)
-	if err != nil {
-		return err
+	var c Client
+	var err error
+	for attempt := 0; ; attempt++ {
+		if c, err = r.d.Connect(ctx, m.name, m.ev); err == nil {
+			break
+		}
+		if attempt == len(backoff) || ctx.Err() != nil {
+			return err
+		}
+		r.counters.Retries.Add(1)
+		select {
+		case <-time.After(backoff[attempt] * time.Millisecond):
+		case <-ctx.Done():
+			return err
+		}
 	}
 	r.mu.Lock()
 	r.clients = append(r.clients, c)

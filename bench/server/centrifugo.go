@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	centrifuge "github.com/centrifugal/centrifuge-go"
 	"github.com/presencekit/presence/bench/load"
@@ -151,9 +152,12 @@ func (c *client) Join(ctx context.Context, room string) error {
 		default:
 		}
 	})
-	s.OnError(func(e centrifuge.SubscriptionErrorEvent) {
+	// Errors on the way (a dropped connection, a timed-out subscribe) are
+	// retried by centrifuge-go, as in any application; only a refusal
+	// that unsubscribes ends the join.
+	s.OnUnsubscribed(func(e centrifuge.UnsubscribedEvent) {
 		select {
-		case done <- e.Error:
+		case done <- fmt.Errorf("unsubscribed: %d %s", e.Code, e.Reason):
 		default:
 		}
 	})
@@ -171,9 +175,22 @@ func (c *client) Join(ctx context.Context, room string) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	p, err := s.Presence(ctx)
-	if err != nil {
-		return fmt.Errorf("presence %s: %w", room, err)
+	// A presence call that times out under load is made again, as an
+	// application would; the pushes meanwhile wait in the roster.
+	var p centrifuge.PresenceResult
+	for attempt := 0; ; attempt++ {
+		if p, err = s.Presence(ctx); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("presence %s: %w", room, err)
+		}
+		c.ev.Counters.Retries.Add(1)
+		select {
+		case <-time.After(min(100*time.Millisecond<<attempt, 2*time.Second)):
+		case <-ctx.Done():
+			return fmt.Errorf("presence %s: %w", room, err)
+		}
 	}
 	c.frame(true)
 	c.mu.Lock()

@@ -155,7 +155,7 @@ func TestServerModeDefaults(t *testing.T) {
 // listens on: the report names the failed connects, and the exit is 1.
 func TestServerModeReportsFailure(t *testing.T) {
 	var out, errOut bytes.Buffer
-	code := run([]string{"-mode", "server", "-url", "ws://127.0.0.1:1/socket/websocket", "-clients", "3", "-timeout", "5s"}, &out, &errOut)
+	code := run([]string{"-mode", "server", "-url", "ws://127.0.0.1:1/socket/websocket", "-clients", "3", "-timeout", "1s"}, &out, &errOut)
 	if code != 1 || !strings.Contains(out.String(), "connect or join errors      3") || !strings.Contains(errOut.String(), "join:") {
 		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errOut.String())
 	}

@@ -43,6 +43,12 @@ type Driver struct {
 	Event string
 	// Heartbeat is how often a client sends a heartbeat; 0 means 30 s.
 	Heartbeat time.Duration
+
+	// Parsers are shared by the clients, a frame at a time: a parser
+	// keeps memory the size of the largest frame it read, and thousands
+	// of clients each keeping their own would hold gigabytes.
+	frames   sync.Pool // *phx.Parser
+	payloads fastjson.ParserPool
 }
 
 // Name implements load.Driver.
@@ -81,7 +87,7 @@ func (d *Driver) Connect(ctx context.Context, name string, ev *load.Events) (loa
 	if event == "" {
 		event = "new_msg"
 	}
-	c := &client{name: name, conn: conn, ev: ev, event: event, waiting: map[string]chan reply{}, joined: map[string]string{}, done: make(chan struct{})}
+	c := &client{d: d, name: name, conn: conn, ev: ev, event: event, waiting: map[string]chan reply{}, joined: map[string]string{}, done: make(chan struct{})}
 	go c.read()
 	hb := d.Heartbeat
 	if hb <= 0 {
@@ -110,6 +116,7 @@ type reply struct {
 }
 
 type client struct {
+	d      *Driver
 	name   string
 	conn   *websocket.Conn
 	ev     *load.Events
@@ -234,8 +241,6 @@ func (c *client) heartbeat(every time.Duration) {
 // roster.
 func (c *client) read() {
 	defer close(c.done)
-	var fp phx.Parser     // frames; what it returns lives until the next Parse
-	var p fastjson.Parser // payloads
 	for {
 		_, data, err := c.conn.Read(context.Background())
 		if err != nil {
@@ -246,33 +251,45 @@ func (c *client) read() {
 			return
 		}
 		c.ev.Counters.Frames.Add(1)
-		f, err := fp.Parse(data)
-		if err != nil {
-			continue
+		fp, _ := c.d.frames.Get().(*phx.Parser)
+		if fp == nil {
+			fp = new(phx.Parser)
 		}
-		switch f.Event {
-		case "phx_reply":
-			c.reply(&p, f)
-		case "presence_state":
-			c.ev.Counters.PresenceFrames.Add(1)
+		p := c.d.payloads.Get()
+		c.handle(fp, p, data)
+		c.d.payloads.Put(p)
+		c.d.frames.Put(fp)
+	}
+}
+
+// handle handles one frame; what fp returns lives until its next Parse.
+func (c *client) handle(fp *phx.Parser, p *fastjson.Parser, data []byte) {
+	f, err := fp.Parse(data)
+	if err != nil {
+		return
+	}
+	switch f.Event {
+	case "phx_reply":
+		c.reply(p, f)
+	case "presence_state":
+		c.ev.Counters.PresenceFrames.Add(1)
+		if v, err := p.ParseBytes(f.Payload); err == nil {
+			c.ev.Roster.Replace(func(add func(key, id string)) { eachMeta(v, add) })
+		}
+	case "presence_diff":
+		c.ev.Counters.PresenceFrames.Add(1)
+		if v, err := p.ParseBytes(f.Payload); err == nil {
+			// Joins first, then leaves, as the official client does:
+			// an update is a join of the new meta and a leave of the
+			// old one in the same diff.
+			eachMeta(v.Get("joins"), c.ev.Roster.Add)
+			eachMeta(v.Get("leaves"), c.ev.Roster.Remove)
+		}
+	case c.event:
+		c.ev.Counters.Messages.Add(1)
+		if c.ev.Message != nil {
 			if v, err := p.ParseBytes(f.Payload); err == nil {
-				c.ev.Roster.Replace(func(add func(key, id string)) { eachMeta(v, add) })
-			}
-		case "presence_diff":
-			c.ev.Counters.PresenceFrames.Add(1)
-			if v, err := p.ParseBytes(f.Payload); err == nil {
-				// Joins first, then leaves, as the official client does:
-				// an update is a join of the new meta and a leave of the
-				// old one in the same diff.
-				eachMeta(v.Get("joins"), c.ev.Roster.Add)
-				eachMeta(v.Get("leaves"), c.ev.Roster.Remove)
-			}
-		case c.event:
-			c.ev.Counters.Messages.Add(1)
-			if c.ev.Message != nil {
-				if v, err := p.ParseBytes(f.Payload); err == nil {
-					c.ev.Message(v.GetStringBytes("body"))
-				}
+				c.ev.Message(v.GetStringBytes("body"))
 			}
 		}
 	}
