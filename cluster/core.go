@@ -20,6 +20,7 @@ type store interface {
 	Untrack(s engine.SocketID, topic string) bool
 	UntrackAll(s engine.SocketID) int
 	Snapshot(dst *engine.Snapshot, topic string)
+	ChangesSince(dst *engine.Changes, topic string, since engine.Cursor)
 }
 
 var _ store = (*engine.Engine)(nil)
@@ -116,14 +117,19 @@ type core struct {
 	nextHB int64
 	seq    uint64
 	pub    map[string]map[engine.SocketID]pubEntry
-	snap   engine.Snapshot
-	seen   map[engine.SocketID]struct{}
-	ops    []byte
-	opsN   int
-	first  uint64
-	snaps  []*ownSnap
-	ids    uint64 // snapshot and request ids
-	nextID engine.SocketID
+	// cursors holds, per topic with local entries published, the engine
+	// cursor they stand at. Only the flusher writes it (under the lock),
+	// so the flusher may read it without.
+	cursors map[string]engine.Cursor
+	snap    engine.Snapshot
+	ch      engine.Changes
+	seen    map[engine.SocketID]struct{}
+	ops     []byte
+	opsN    int
+	first   uint64
+	snaps   []*ownSnap
+	ids     uint64 // snapshot and request ids
+	nextID  engine.SocketID
 
 	peers  map[string]*peer
 	notify map[string]struct{} // topics whose presence changed by remote applies
@@ -135,11 +141,12 @@ func newCore(name string, inc uint64, hb, down int64, e store, log *slog.Logger,
 	return &core{
 		name: name, inc: inc, hb: hb, down: down, e: e, log: log, subj: subj,
 		limits: limits, refTag: refTag,
-		pub:    map[string]map[engine.SocketID]pubEntry{},
-		seen:   map[engine.SocketID]struct{}{},
-		nextID: remoteBase,
-		peers:  map[string]*peer{},
-		notify: map[string]struct{}{},
+		pub:     map[string]map[engine.SocketID]pubEntry{},
+		cursors: map[string]engine.Cursor{},
+		seen:    map[engine.SocketID]struct{}{},
+		nextID:  remoteBase,
+		peers:   map[string]*peer{},
+		notify:  map[string]struct{}{},
 	}
 }
 
@@ -164,31 +171,93 @@ func (c *core) flushLocal(topics []string) {
 }
 
 func (c *core) diffTopic(topic string) {
-	c.e.Snapshot(&c.snap, topic)
-	c.diffSnapshot(topic, &c.snap)
+	c.e.ChangesSince(&c.ch, topic, c.cursors[topic])
+	c.diffChanges(topic, &c.ch)
 }
 
-// diffSnapshot publishes the difference between topic's local entries in
-// snap, taken after the topic was marked changed, and what was published.
-func (c *core) diffSnapshot(topic string, snap *engine.Snapshot) {
+// diffChanges publishes what changed in topic's local entries, from ch:
+// the engine's changes since c.cursors[topic], the cursor of what was last
+// published, read after the topic was marked changed. It costs O(changes);
+// when the engine's history no longer reaches back, O(entries of topic).
+func (c *core) diffChanges(topic string, ch *engine.Changes) {
+	if ch.Full {
+		c.diffEntries(topic, ch.Joins)
+		c.setCursor(topic, ch.Next)
+		return
+	}
+	m := c.pub[topic]
+	clear(c.seen) // the sockets whose published entry left
+	for i := range ch.Leaves {
+		l := &ch.Leaves[i]
+		if l.Socket >= remoteBase {
+			continue
+		}
+		if pe, ok := m[l.Socket]; !ok || pe.ref != l.Ref {
+			// Not what was published: start over from the entries.
+			c.e.Snapshot(&c.snap, topic)
+			c.diffEntries(topic, c.snap.Entries)
+			c.setCursor(topic, c.snap.Cursor)
+			return
+		}
+		c.seen[l.Socket] = struct{}{}
+	}
+	for i := range ch.Joins {
+		j := &ch.Joins[i]
+		if j.Socket >= remoteBase {
+			continue
+		}
+		delete(c.seen, j.Socket)
+		m = c.publish(topic, m, j)
+	}
+	for s := range c.seen {
+		delete(m, s)
+		c.addOp(&op{kind: opUntrack, socket: uint64(s), topic: topic})
+	}
+	if m != nil && len(m) == 0 {
+		delete(c.pub, topic)
+	}
+	c.setCursor(topic, ch.Next)
+}
+
+// setCursor records the cursor topic's published entries stand at, and
+// forgets it with the topic's last local entry.
+func (c *core) setCursor(topic string, cur engine.Cursor) {
+	if _, ok := c.pub[topic]; ok {
+		c.cursors[topic] = cur
+	} else {
+		delete(c.cursors, topic)
+	}
+}
+
+// publish records ent as topic's published entry of its socket and
+// publishes it, unless it is published already; it returns topic's map.
+func (c *core) publish(topic string, m map[engine.SocketID]pubEntry, ent *engine.Entry) map[engine.SocketID]pubEntry {
+	if pe, ok := m[ent.Socket]; ok && pe.ref == ent.Ref {
+		return m
+	}
+	if m == nil {
+		m = map[engine.SocketID]pubEntry{}
+		c.pub[topic] = m
+	}
+	pe := pubEntry{ref: ent.Ref, key: string(ent.Key), meta: string(ent.Meta)}
+	m[ent.Socket] = pe
+	c.addOp(&op{kind: opTrack, socket: uint64(ent.Socket), topic: topic, key: pe.key, meta: ent.Meta, ref: pe.ref})
+	return m
+}
+
+// diffEntries publishes the difference between topic's local entries
+// among entries, all of topic's entries at one instant, and what was
+// published.
+func (c *core) diffEntries(topic string, entries []engine.Entry) {
 	m := c.pub[topic]
 	clear(c.seen)
-	for i := range snap.Entries {
-		ent := &snap.Entries[i]
+	for i := range entries {
+		ent := &entries[i]
 		if ent.Socket >= remoteBase {
 			continue
 		}
 		c.seen[ent.Socket] = struct{}{}
-		if pe, ok := m[ent.Socket]; ok && pe.ref == ent.Ref {
-			continue
-		}
-		if m == nil {
-			m = map[engine.SocketID]pubEntry{}
-			c.pub[topic] = m
-		}
-		pe := pubEntry{ref: ent.Ref, key: string(ent.Key), meta: string(ent.Meta)}
-		m[ent.Socket] = pe
-		c.addOp(&op{kind: opTrack, socket: uint64(ent.Socket), topic: topic, key: pe.key, meta: ent.Meta, ref: pe.ref})
+		m = c.publish(topic, m, ent)
 	}
 	for s := range m {
 		if _, ok := c.seen[s]; !ok {

@@ -97,7 +97,9 @@ func (s *sim) start(i int) {
 	nd.inc, nd.tag = s.incs, s.incs
 	s.tagInc[nd.tag] = nd.inc
 	s.tagNode[nd.tag] = i
-	e, err := engine.New(engine.Config{Capacity: 256, MaxPerSocket: 256, RefTag: nd.tag})
+	// Short change histories on some nodes, so that publishing takes both
+	// the incremental path and the full one.
+	e, err := engine.New(engine.Config{Capacity: 256, MaxPerSocket: 256, RefTag: nd.tag, History: []int{2, 8, 0}[i]})
 	if err != nil {
 		s.t.Fatal(err)
 	}

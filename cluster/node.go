@@ -28,7 +28,7 @@ type Node struct {
 	subs []*nats.Subscription // streams, sync requests, replies
 	lost int                  // messages the subscriptions dropped so far
 
-	snap engine.Snapshot // the flusher's, outside mu
+	ch engine.Changes // the flusher's, outside mu
 
 	dirtyMu sync.Mutex
 	dirty   map[string]struct{}
@@ -217,13 +217,13 @@ func (n *Node) flush(topics []string) []string {
 	if len(topics) == 0 {
 		return topics
 	}
-	// Each topic is read outside the lock, so that a long flush does not
-	// hold up the messages of other nodes.
+	// Each topic's changes are read outside the lock, so that a long
+	// flush does not hold up the messages of other nodes.
 	for _, t := range topics {
-		n.e.Snapshot(&n.snap, t)
+		n.e.ChangesSince(&n.ch, t, n.c.cursors[t])
 		n.mu.Lock()
 		n.c.now = n.now()
-		n.c.diffSnapshot(t, &n.snap)
+		n.c.diffChanges(t, &n.ch)
 		n.mu.Unlock()
 	}
 	n.mu.Lock()
