@@ -76,6 +76,43 @@ type Counters struct {
 	Retries        atomic.Int64 // requests made again after a failure: dials, presence calls
 }
 
+// CountBytes wraps a client's connection so that what it reads adds to
+// c.Bytes. Drivers dial through it.
+func CountBytes(conn net.Conn, c *Counters) net.Conn { return &countingConn{conn, &c.Bytes} }
+
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c *countingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// SetDefaults fills in what a command leaves to the workload: how long
+// churn (20 s), fanout (10 s) and idle (5 s) last, churn's churners (a
+// tenth of the clients) and idle's rooms (one per 100 clients).
+func (c *Config) SetDefaults() {
+	if c.Duration == 0 {
+		switch c.Workload {
+		case Churn:
+			c.Duration = 20 * time.Second
+		case Fanout:
+			c.Duration = 10 * time.Second
+		case Idle:
+			c.Duration = 5 * time.Second
+		}
+	}
+	if c.Churners == 0 && c.Workload == Churn {
+		c.Churners = max(1, c.Clients/10)
+	}
+	if c.Rooms == 0 && c.Workload == Idle {
+		c.Rooms = max(1, c.Clients/100)
+	}
+}
+
 // Workloads.
 const (
 	Join   = "join"   // join storm: every client joins one room at once

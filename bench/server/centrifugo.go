@@ -38,7 +38,7 @@ func (d *driver) Connect(ctx context.Context, name string, ev *load.Events) (loa
 			if err != nil {
 				return nil, err
 			}
-			return &countingConn{Conn: conn, n: &ev.Counters.Bytes}, nil
+			return load.CountBytes(conn, ev.Counters), nil
 		},
 	})
 	c.c.OnConnected(func(e centrifuge.ConnectedEvent) {
@@ -63,18 +63,6 @@ func (d *driver) Connect(ctx context.Context, name string, ev *load.Events) (loa
 		return nil, ctx.Err()
 	}
 	return c, nil
-}
-
-// countingConn counts the bytes read from a connection.
-type countingConn struct {
-	net.Conn
-	n *atomic.Int64
-}
-
-func (c *countingConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	c.n.Add(int64(n))
-	return n, err
 }
 
 type client struct {

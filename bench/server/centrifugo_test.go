@@ -60,7 +60,7 @@ func smoke(t *testing.T, cfg load.Config) *load.Result {
 	t.Helper()
 	cfg.URL = node(t)
 	cfg.Room, cfg.Dials, cfg.Timeout, cfg.ServerPID = "room", 16, 30*time.Second, os.Getpid()
-	defaults(&cfg)
+	cfg.SetDefaults()
 	res, err := load.Run(context.Background(), &driver{url: cfg.URL}, cfg)
 	if err != nil {
 		t.Fatal(err)

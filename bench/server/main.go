@@ -66,7 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg.URL = *url
-	defaults(&cfg)
+	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintln(stderr, "server-load:", err)
 		return 2
@@ -88,26 +88,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-// defaults fills in what presbench -mode server fills in the same way.
-func defaults(c *load.Config) {
-	if c.Duration == 0 {
-		switch c.Workload {
-		case load.Churn:
-			c.Duration = 20 * time.Second
-		case load.Fanout:
-			c.Duration = 10 * time.Second
-		case load.Idle:
-			c.Duration = 5 * time.Second
-		}
-	}
-	if c.Churners == 0 && c.Workload == load.Churn {
-		c.Churners = max(1, c.Clients/10)
-	}
-	if c.Rooms == 0 && c.Workload == load.Idle {
-		c.Rooms = max(1, c.Clients/100)
-	}
 }
 
 // printTable reads result files written with -json (by this command or by

@@ -271,22 +271,13 @@ var commonFlags = []string{"mode", "duration", "json", "cpuprofile", "memprofile
 func (o *options) serverConfig(durationSet bool, duration time.Duration) error {
 	l := &o.load
 	l.URL = o.url
-	switch {
-	case durationSet:
+	if durationSet {
+		if duration == 0 {
+			return errors.New("duration must be positive")
+		}
 		l.Duration = duration
-	case l.Workload == load.Churn:
-		l.Duration = 20 * time.Second
-	case l.Workload == load.Fanout:
-		l.Duration = 10 * time.Second
-	case l.Workload == load.Idle:
-		l.Duration = 5 * time.Second
 	}
-	if l.Churners == 0 && l.Workload == load.Churn {
-		l.Churners = max(1, l.Clients/10)
-	}
-	if l.Rooms == 0 && l.Workload == load.Idle {
-		l.Rooms = max(1, l.Clients/100)
-	}
+	l.SetDefaults()
 	return l.Validate()
 }
 

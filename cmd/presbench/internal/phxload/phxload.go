@@ -75,7 +75,7 @@ func (d *Driver) Connect(ctx context.Context, name string, ev *load.Events) (loa
 			if err != nil {
 				return nil, err
 			}
-			return &countingConn{Conn: c, n: &ev.Counters.Bytes}, nil
+			return load.CountBytes(c, ev.Counters), nil
 		},
 	}}
 	conn, _, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{HTTPClient: hc})
@@ -95,18 +95,6 @@ func (d *Driver) Connect(ctx context.Context, name string, ev *load.Events) (loa
 	}
 	go c.heartbeat(hb)
 	return c, nil
-}
-
-// countingConn counts the bytes read from a connection.
-type countingConn struct {
-	net.Conn
-	n *atomic.Int64
-}
-
-func (c *countingConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	c.n.Add(int64(n))
-	return n, err
 }
 
 type reply struct {
