@@ -21,6 +21,7 @@ type store interface {
 	UntrackAll(s engine.SocketID) int
 	Snapshot(dst *engine.Snapshot, topic string)
 	ChangesSince(dst *engine.Changes, topic string, since engine.Cursor)
+	Count(topic string) int
 }
 
 var _ store = (*engine.Engine)(nil)
@@ -123,6 +124,7 @@ type core struct {
 	cursors map[string]engine.Cursor
 	snap    engine.Snapshot
 	ch      engine.Changes
+	small   int // topics up to this size are read whole, see smallTopic
 	seen    map[engine.SocketID]struct{}
 	ops     []byte
 	opsN    int
@@ -143,6 +145,7 @@ func newCore(name string, inc uint64, hb, down int64, e store, log *slog.Logger,
 		limits: limits, refTag: refTag,
 		pub:     map[string]map[engine.SocketID]pubEntry{},
 		cursors: map[string]engine.Cursor{},
+		small:   smallTopic,
 		seen:    map[engine.SocketID]struct{}{},
 		nextID:  remoteBase,
 		peers:   map[string]*peer{},
@@ -171,8 +174,25 @@ func (c *core) flushLocal(topics []string) {
 }
 
 func (c *core) diffTopic(topic string) {
+	if c.e.Count(topic) <= c.small {
+		c.e.Snapshot(&c.snap, topic)
+		c.diffSnapshot(topic, &c.snap)
+		return
+	}
 	c.e.ChangesSince(&c.ch, topic, c.cursors[topic])
 	c.diffChanges(topic, &c.ch)
+}
+
+// smallTopic is the default of core.small: the size up to which reading
+// all of a topic's entries costs less than scanning its shard's change
+// history, which other topics share, for its changes.
+const smallTopic = 256
+
+// diffSnapshot publishes what changed in topic's local entries, from a
+// snapshot of all its entries.
+func (c *core) diffSnapshot(topic string, snap *engine.Snapshot) {
+	c.diffEntries(topic, snap.Entries)
+	c.setCursor(topic, snap.Cursor)
 }
 
 // diffChanges publishes what changed in topic's local entries, from ch:

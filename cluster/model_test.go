@@ -106,6 +106,7 @@ func (s *sim) start(i int) {
 	nd.e, nd.alive, nd.dirty = e, true, map[string]bool{}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	nd.c = newCore(nd.name, nd.inc, simH, simD, e, log, s.subj, 7, nd.tag)
+	nd.c.small = []int{-1, 1, smallTopic}[i] // history only, mixed, whole reads only
 	inc := nd.inc
 	nd.c.emit = func(subject string, data []byte) {
 		s.net = append(s.net, simMsg{from: i, inc: inc, subject: subject, data: slices.Clone(data)})

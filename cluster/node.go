@@ -28,7 +28,8 @@ type Node struct {
 	subs []*nats.Subscription // streams, sync requests, replies
 	lost int                  // messages the subscriptions dropped so far
 
-	ch engine.Changes // the flusher's, outside mu
+	ch   engine.Changes // the flusher's, outside mu
+	snap engine.Snapshot
 
 	dirtyMu sync.Mutex
 	dirty   map[string]struct{}
@@ -220,10 +221,19 @@ func (n *Node) flush(topics []string) []string {
 	// Each topic's changes are read outside the lock, so that a long
 	// flush does not hold up the messages of other nodes.
 	for _, t := range topics {
-		n.e.ChangesSince(&n.ch, t, n.c.cursors[t])
+		small := n.e.Count(t) <= n.c.small
+		if small {
+			n.e.Snapshot(&n.snap, t)
+		} else {
+			n.e.ChangesSince(&n.ch, t, n.c.cursors[t])
+		}
 		n.mu.Lock()
 		n.c.now = n.now()
-		n.c.diffChanges(t, &n.ch)
+		if small {
+			n.c.diffSnapshot(t, &n.snap)
+		} else {
+			n.c.diffChanges(t, &n.ch)
+		}
 		n.mu.Unlock()
 	}
 	n.mu.Lock()
