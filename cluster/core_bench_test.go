@@ -55,3 +55,45 @@ func BenchmarkApplyRemoteUpdate(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)*n/b.Elapsed().Seconds(), "updates/s")
 }
+
+// BenchmarkPublishOneChange publishes one changed entry of a topic of n
+// local entries, reading the topic whole or from the change history: what
+// smallTopic chooses between.
+func BenchmarkPublishOneChange(b *testing.B) {
+	for _, n := range []int{16, 256, 4096} {
+		for _, read := range []string{"whole", "history"} {
+			b.Run(fmt.Sprintf("entries=%d/read=%s", n, read), func(b *testing.B) {
+				e, err := engine.New(engine.Config{Capacity: 2 * n, MaxPerSocket: 2 * n, History: 1024})
+				if err != nil {
+					b.Fatal(err)
+				}
+				c := newCore("a", 1, 1e9, 5e9, e, slog.New(slog.NewTextHandler(io.Discard, nil)), subjects{"p"}, 1, 1)
+				c.emit = func(string, []byte) {}
+				c.small = n
+				if read == "history" {
+					c.small = -1
+				}
+				for i := range n {
+					if err := e.Track(engine.SocketID(i+1), "room", fmt.Sprintf("u%d", i), nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+				c.flushLocal([]string{"room"})
+				metas := [][]byte{[]byte(`{"s":1}`), []byte(`{"s":2}`)}
+				sent := c.st.deltasSent
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := range b.N {
+					if res, _, err := e.TrackRef(engine.SocketID(i%n+1), "room", fmt.Sprintf("u%d", i%n), metas[(i/n)&1]); err != nil || res != engine.Updated {
+						b.Fatalf("%v %v", res, err)
+					}
+					c.flushLocal([]string{"room"})
+				}
+				b.StopTimer()
+				if got := c.st.deltasSent - sent; got != uint64(b.N) {
+					b.Fatalf("published %d deltas for %d updates", got, b.N)
+				}
+			})
+		}
+	}
+}
