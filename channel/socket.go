@@ -453,15 +453,22 @@ func (s *Socket) reason(err error, fallback, topic, event string) string {
 // reply in its scratch buffers, so that a reply costs one allocation, the
 // frame that goes in the queue.
 func (s *Socket) reply(f *phx.Frame, ok bool, response []byte) {
+	s.enqueue(s.replyFrame(f, ok, response))
+}
+
+// replyFrame returns a phx_reply frame of its own, built in the read
+// loop's scratch buffers.
+func (s *Socket) replyFrame(f *phx.Frame, ok bool, response []byte) []byte {
 	if !ok {
 		s.srv.stats.errorReplies.Add(1)
 	}
 	s.scratch = phx.AppendReply(s.scratch[:0], ok, response)
 	s.frame = phx.AppendFrame(s.frame[:0], f.JoinRef, f.Ref, f.Topic, "phx_reply", s.scratch)
-	s.enqueue(bytes.Clone(s.frame))
+	frame := bytes.Clone(s.frame)
 	if cap(s.frame) > maxKeptFrame {
 		s.scratch, s.frame = nil, nil
 	}
+	return frame
 }
 
 func (s *Socket) replyError(f *phx.Frame, reason string) {
@@ -501,7 +508,7 @@ func (s *Socket) dispatch(p *phx.Parser, data []byte) bool {
 func (s *Socket) join(view *phx.Frame) {
 	srv := s.srv
 	// The topic and join ref live on in the socket and the topic's state.
-	f := &phx.Frame{JoinRef: cloneRef(view.JoinRef), Ref: view.Ref, Topic: strings.Clone(view.Topic), Payload: view.Payload}
+	f := &phx.Frame{JoinRef: cloneRef(view.JoinRef), Ref: view.Ref, Topic: strings.Clone(view.Topic), Event: view.Event, Payload: view.Payload}
 	c := srv.channelFor(f.Topic)
 	if c == nil {
 		srv.stats.joinsRejected.Add(1)
@@ -561,11 +568,10 @@ func (s *Socket) join(view *phx.Frame) {
 	}
 	srv.stats.joins.Add(1)
 	srv.clusterSubscribe(f.Topic)
-	s.reply(f, true, response)
-	for _, p := range pending {
-		s.enqueue(p)
-	}
-	srv.subscribe(f.Topic, s, f.JoinRef, wantsState)
+	// The reply and the pushes Join made go out first, and the socket
+	// receives the topic's broadcasts from then on: a client that has the
+	// reply misses no broadcast.
+	srv.subscribe(f.Topic, s, f.JoinRef, wantsState, append([][]byte{s.replyFrame(f, true, response)}, pending...)...)
 }
 
 // membership is a topic the socket joined: the topic, owned by the socket,

@@ -17,7 +17,8 @@ type topicState struct {
 
 	mu      sync.Mutex
 	subs    map[*Socket]subscriber
-	waiting int // subscribers awaiting presence_state at the next flush
+	waiting int    // subscribers awaiting presence_state at the next flush
+	roster  roster // what the subscribers that are not waiting were told
 	cursor  engine.Cursor
 	started bool // cursor is set
 	pending bool // a flush is scheduled
@@ -33,7 +34,7 @@ func (s *Server) state(topic string) *topicState {
 	defer s.mu.Unlock()
 	ts := s.topics[topic]
 	if ts == nil {
-		ts = &topicState{name: topic, subs: map[*Socket]subscriber{}}
+		ts = &topicState{name: topic, subs: map[*Socket]subscriber{}, roster: roster{}}
 		s.topics[topic] = ts
 	}
 	return ts
@@ -81,9 +82,14 @@ type subscriber struct {
 // waits for it: then one snapshot, encoded once, serves every socket that
 // joined in the window, and the others get one diff for the window rather
 // than one per join.
-func (s *Server) subscribe(topic string, sock *Socket, joinRef phx.Ref, state bool) {
+//
+// first are frames for the socket that go before any broadcast it gets.
+func (s *Server) subscribe(topic string, sock *Socket, joinRef phx.Ref, state bool, first ...[]byte) {
 	ts := s.lockState(topic)
 	defer ts.mu.Unlock()
+	for _, f := range first {
+		sock.enqueue(f)
+	}
 	old, already := ts.subs[sock]
 	if already && !state {
 		return
@@ -109,11 +115,17 @@ func (s *Server) subscribe(topic string, sock *Socket, joinRef phx.Ref, state bo
 		if ts.changes.Full {
 			// The history no longer reaches back: everyone resyncs.
 			ts.cursor = ts.changes.Next
-			ts.subs[sock] = subscriber{joinRef: joinRef}
-			s.sendState(ts, ts.changes.Joins)
+			ts.subs[sock] = subscriber{joinRef: joinRef, waiting: state}
+			if state {
+				ts.waiting++
+			}
+			s.resync(ts, ts.changes.Joins)
 			return
 		}
 		s.sendDiff(ts)
+	}
+	if !ts.started {
+		ts.roster.set(ts.snap.Entries)
 	}
 	ts.cursor, ts.started = ts.snap.Cursor, true
 	ts.subs[sock] = subscriber{joinRef: joinRef, waiting: state}
@@ -168,7 +180,7 @@ func (s *Server) flush(ts *topicState) {
 		e.ChangesSince(&ts.changes, ts.name, ts.cursor)
 		ts.cursor = ts.changes.Next
 		if ts.changes.Full {
-			s.sendState(ts, ts.changes.Joins)
+			s.resync(ts, ts.changes.Joins)
 			return
 		}
 		s.sendDiff(ts)
@@ -181,7 +193,7 @@ func (s *Server) flush(ts *topicState) {
 		e.ChangesBetween(&ts.changes, ts.name, ts.cursor, ts.snap.Cursor)
 		if ts.changes.Full {
 			ts.cursor = ts.changes.Next
-			s.sendState(ts, ts.changes.Joins)
+			s.resync(ts, ts.changes.Joins)
 			return
 		}
 		s.sendDiff(ts)
@@ -193,11 +205,18 @@ func (s *Server) flush(ts *topicState) {
 // sendDiff broadcasts ts.changes as presence_diff, if it holds anything.
 // The caller holds ts.mu.
 func (s *Server) sendDiff(ts *topicState) {
-	c := &ts.changes
-	if len(c.Joins) == 0 && len(c.Leaves) == 0 {
+	s.sendDiffEntries(ts, ts.changes.Joins, ts.changes.Leaves)
+	ts.roster.apply(ts.changes.Joins, ts.changes.Leaves)
+}
+
+// sendDiffEntries broadcasts a presence_diff to the subscribers that are
+// not waiting for presence_state, if it holds anything: encoded once, the
+// same bytes for all. The caller holds ts.mu.
+func (s *Server) sendDiffEntries(ts *topicState, joins, leaves []engine.Entry) {
+	if len(joins) == 0 && len(leaves) == 0 {
 		return
 	}
-	payload := phx.AppendPresenceDiff(nil, c.Joins, c.Leaves)
+	payload := phx.AppendPresenceDiff(nil, joins, leaves)
 	frame := phx.AppendFrame(nil, phx.Ref{}, phx.Ref{}, ts.name, "presence_diff", payload)
 	s.stats.presenceDiffs.Add(1)
 	for sock, sub := range ts.subs {
@@ -205,6 +224,16 @@ func (s *Server) sendDiff(ts *topicState) {
 			sock.enqueue(frame)
 		}
 	}
+}
+
+// resync brings the subscribers to entries, a full state, when the history
+// no longer reaches back to their cursor: those that were told of the topic
+// get the difference from the roster as one presence_diff, and those that
+// wait get a presence_state. The caller holds ts.mu.
+func (s *Server) resync(ts *topicState, entries []engine.Entry) {
+	joins, leaves := ts.roster.diffTo(entries)
+	s.sendDiffEntries(ts, joins, leaves)
+	s.sendWaitingStates(ts, entries)
 }
 
 // sendWaitingStates pushes presence_state to the subscribers that wait for
@@ -225,21 +254,6 @@ func (s *Server) sendWaitingStates(ts *topicState, entries []engine.Entry) {
 		s.stats.presenceStates.Add(1)
 		sock.enqueue(frame)
 		ts.subs[sock] = subscriber{joinRef: sub.joinRef}
-	}
-	ts.waiting = 0
-}
-
-// sendState pushes presence_state to every subscriber, the waiting ones
-// included. The caller holds ts.mu.
-func (s *Server) sendState(ts *topicState, entries []engine.Entry) {
-	payload := phx.AppendPresenceState(nil, entries)
-	frame := phx.AppendFrame(nil, phx.Ref{}, phx.Ref{}, ts.name, "presence_state", payload)
-	for sock, sub := range ts.subs {
-		s.stats.presenceStates.Add(1)
-		sock.enqueue(frame)
-		if sub.waiting {
-			ts.subs[sock] = subscriber{joinRef: sub.joinRef}
-		}
 	}
 	ts.waiting = 0
 }
