@@ -321,8 +321,8 @@ func TestNATSSlowConsumerResyncs(t *testing.T) {
 		topics[i] = fmt.Sprintf("room:%d", i)
 	}
 	waitUntil(t, "c converges", 10*time.Second, func() bool { return converged([]*testNode{a, c}, topics...) })
-	if st := c.n.Stats(); st.SlowConsumer == 0 && st.Gaps == 0 {
-		t.Fatalf("no slow consumer or gap was seen: %+v", st)
+	if st := c.n.Stats(); st.SlowConsumer == 0 {
+		t.Fatalf("no slow consumer was seen: %+v", st)
 	}
 }
 
