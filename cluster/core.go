@@ -655,7 +655,8 @@ func (c *core) track(p *peer, k rkey, v rentry, meta []byte) {
 }
 
 // store writes a remote entry into the engine; a refusal is counted,
-// logged once per entry, and retried by tick.
+// logged (once per node until all its entries are stored), and retried by
+// tick.
 func (c *core) store(p *peer, k rkey, v rentry, meta []byte) {
 	if meta == nil {
 		meta = []byte(v.meta)
@@ -668,8 +669,10 @@ func (c *core) store(p *peer, k rkey, v rentry, meta []byte) {
 			c.st.remoteRejects++
 		}
 		if _, ok := p.failed[k]; !ok {
+			if len(p.failed) == 0 { // once until all are stored, not per entry
+				c.log.Warn("cluster: remote entries cannot be stored; retrying (see Stats and Nodes)", "node", p.name, "topic", k.topic, "key", v.key, "err", err)
+			}
 			p.failed[k] = struct{}{}
-			c.log.Warn("cluster: a remote entry cannot be stored; retrying", "node", p.name, "topic", k.topic, "key", v.key, "err", err)
 		}
 		return
 	}
