@@ -333,12 +333,12 @@ func (s *Shard) emitJSONList(w *jsonwriter.Writer, idx uint64, count int) (n int
 			// The word may run past the key; mid overwrites that.
 			binary.LittleEndian.PutUint64(b[len(open):], load(&payload[0]))
 		} else {
-			copyOut(b[len(open):len(open)+keyLen], payload)
+			copyOutShort(b[len(open):len(open)+keyLen], payload)
 		}
 		b = b[len(open)+keyLen:]
 		binary.LittleEndian.PutUint64(b, midWord)
 		b[8] = ':'
-		copyOut(b[len(mid):len(mid)+metaLen], payload[wordsFor(keyLen):])
+		copyOutShort(b[len(mid):len(mid)+metaLen], payload[wordsFor(keyLen):])
 		b[len(b)-1] = '}'
 	}
 	return n, idx
