@@ -194,9 +194,15 @@ func TestNATSCrossNodeVisibility(t *testing.T) {
 		return slices.Contains(list(b.e, "room:1", false), fmt.Sprintf(`alice|{"s":"away"}|%x`, ref2)) &&
 			converged(nodes, "room:1")
 	})
-	// Reads of remote entries are as local reads: no allocation.
+	// Reads of remote entries are as local reads: no allocation. The
+	// count is process-wide and the nodes' goroutines allocate too, so the
+	// least of a few tries is List's own.
 	buf := make([]byte, 4096)
-	if allocs := testing.AllocsPerRun(100, func() { c.e.List("room:1", buf) }); allocs != 0 {
+	allocs := 1e9
+	for range 5 {
+		allocs = min(allocs, testing.AllocsPerRun(100, func() { c.e.List("room:1", buf) }))
+	}
+	if allocs != 0 {
 		t.Fatalf("List allocates %v times", allocs)
 	}
 	a.e.UntrackAll(1)
