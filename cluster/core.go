@@ -183,10 +183,12 @@ func (c *core) diffTopic(topic string) {
 	c.diffChanges(topic, &c.ch)
 }
 
-// smallTopic is the default of core.small: the size up to which reading
-// all of a topic's entries costs less than scanning its shard's change
-// history, which other topics share, for its changes.
-const smallTopic = 256
+// smallTopic is the default of core.small: topics up to this size are read
+// whole. Reading a topic's changes from the history costs less even for a
+// topic of 16 entries when the history reaches back (BenchmarkPublishOneChange,
+// BenchmarkPublishManyTopics), and falls back to a whole read by itself
+// when it does not, so only an empty topic is read whole.
+const smallTopic = 0
 
 // diffSnapshot publishes what changed in topic's local entries, from a
 // snapshot of all its entries.

@@ -97,3 +97,51 @@ func BenchmarkPublishOneChange(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPublishManyTopics publishes one change in each of 100 topics of
+// 20 entries at once, as a busy flush does: reading each topic whole
+// against scanning the change history that the topics of a shard share.
+func BenchmarkPublishManyTopics(b *testing.B) {
+	const topics, per = 100, 20
+	for _, read := range []string{"whole", "history"} {
+		b.Run("read="+read, func(b *testing.B) {
+			e, err := engine.New(engine.Config{Capacity: 2 * topics * per, MaxPerSocket: 2 * topics, History: 4096})
+			if err != nil {
+				b.Fatal(err)
+			}
+			c := newCore("a", 1, 1e9, 5e9, e, slog.New(slog.NewTextHandler(io.Discard, nil)), subjects{"p"}, 1, 1)
+			c.emit = func(string, []byte) {}
+			c.small = 1 << 20
+			if read == "history" {
+				c.small = -1
+			}
+			names := make([]string, topics)
+			for t := range names {
+				names[t] = fmt.Sprintf("room:%d", t)
+				for i := range per {
+					if err := e.Track(engine.SocketID(i+1), names[t], "u", nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			c.flushLocal(names)
+			metas := [][]byte{[]byte(`{"s":1}`), []byte(`{"s":2}`)}
+			sent := c.st.deltasSent
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				for _, t := range names {
+					if err := e.Track(engine.SocketID(i%per+1), t, "u", metas[(i/per)&1]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				c.flushLocal(names)
+			}
+			b.StopTimer()
+			if got := c.st.deltasSent - sent; got != uint64(b.N*topics) {
+				b.Fatalf("published %d deltas for %d updates", got, b.N*topics)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*topics), "ns/change")
+		})
+	}
+}

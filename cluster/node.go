@@ -63,7 +63,9 @@ var _ channel.Cluster = (*Node)(nil)
 // which closes it as Close does; ctx also bounds the start (10 s when it
 // has no deadline). presence should have its own Config.RefTag (see
 // RefTag) and, to keep room for other nodes' entries, a LocalCapacity
-// below its Capacity.
+// below its Capacity. Local changes are published from the engine's change
+// history (Config.History), read whole when it does not reach back to the
+// last flush: a History of a few thousand keeps that rare under load.
 func Start(ctx context.Context, conn *nats.Conn, presence *engine.Engine, cfg Config) (*Node, error) {
 	if conn == nil || presence == nil {
 		return nil, wrapConfig(errorString("cluster: Start needs a NATS connection and an engine"))

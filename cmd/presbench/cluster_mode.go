@@ -114,7 +114,7 @@ func startBenchNode(s *server.Server, name string, capacity int, cfg cluster.Con
 	if err != nil {
 		return nil, err
 	}
-	e, err := engine.New(engine.Config{Capacity: capacity, MaxPerSocket: capacity, RefTag: cluster.RefTag(name)})
+	e, err := engine.New(engine.Config{Capacity: capacity, MaxPerSocket: capacity, RefTag: cluster.RefTag(name), History: 4096})
 	if err != nil {
 		return nil, err
 	}

@@ -65,7 +65,11 @@ func (o *clusterOptions) engineConfig() engine.Config {
 	if local == 0 && o.enabled() {
 		local = o.capacity / 2
 	}
-	return engine.Config{Capacity: o.capacity, LocalCapacity: local, RefTag: cluster.RefTag(o.nodeName())}
+	cfg := engine.Config{Capacity: o.capacity, LocalCapacity: local, RefTag: cluster.RefTag(o.nodeName())}
+	if o.enabled() {
+		cfg.History = 4096 // the cluster publishes local changes from it
+	}
+	return cfg
 }
 
 // start joins the cluster, embedding a NATS server first if asked. It
