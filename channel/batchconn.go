@@ -2,6 +2,8 @@ package channel
 
 import (
 	"bufio"
+	"bytes"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -32,12 +34,15 @@ func (c *batchConn) Write(p []byte) (int, error) {
 	if !c.holding {
 		return c.Conn.Write(p)
 	}
-	*c.held = append(*c.held, p...)
-	if len(*c.held) >= maxHeld {
+	if len(*c.held)+len(p) > maxHeld {
 		if err := c.flushLocked(); err != nil {
 			return 0, err
 		}
+		if len(p) >= maxHeld {
+			return c.Conn.Write(p) // a large frame goes out without a copy
+		}
 	}
+	*c.held = append(*c.held, p...)
 	return len(p), nil
 }
 
@@ -75,8 +80,16 @@ func (c *batchConn) flushLocked() error {
 	return err
 }
 
+// Buffer sizes of an accepted connection. net/http hands over 4 KiB each;
+// smaller ones keep an idle socket small: frames from clients are small
+// (larger ones are read in more calls), and batchConn buffers writes.
+const (
+	readBufSize  = 1 << 10
+	writeBufSize = 512
+)
+
 // batchWriter is the ResponseWriter handed to websocket.Accept: its Hijack
-// wraps the connection in a batchConn.
+// wraps the connection in a batchConn, with small buffers.
 type batchWriter struct {
 	http.ResponseWriter
 	conn *batchConn
@@ -88,13 +101,22 @@ func (w *batchWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	w.conn = &batchConn{Conn: conn}
-	// coder/websocket writes through brw.Writer, which writes to the raw
-	// connection: what it holds (the 101 response) goes out first, and the
-	// rest through the batchConn.
+	// What brw holds goes first: the 101 response out, and any bytes the
+	// client sent after its request in.
 	if err := brw.Writer.Flush(); err != nil {
 		conn.Close()
 		return nil, nil, err
 	}
-	brw.Writer.Reset(w.conn)
-	return w.conn, brw, nil
+	r := bufio.NewReaderSize(w.conn, readBufSize)
+	if n := brw.Reader.Buffered(); n > 0 {
+		// net/http may have read past the request; those bytes must sit
+		// in the new reader's buffer, where coder/websocket looks for them.
+		early, _ := brw.Reader.Peek(n)
+		r = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), w.conn), max(readBufSize, n))
+		if _, err := r.Peek(n); err != nil {
+			conn.Close()
+			return nil, nil, err
+		}
+	}
+	return w.conn, bufio.NewReadWriter(r, bufio.NewWriterSize(w.conn, writeBufSize)), nil
 }

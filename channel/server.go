@@ -196,8 +196,10 @@ func (s *Server) Stats() Stats {
 	}
 }
 
-// ServeHTTP upgrades a request to a WebSocket connection and serves it
-// until it closes.
+// ServeHTTP upgrades a request to a WebSocket connection and returns: the
+// connection is served by goroutines of its own until it closes, and
+// Shutdown waits for them. Returning lets net/http free the request and
+// its buffers, which an idle connection would otherwise keep.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	params := r.URL.Query()
 	if vsn := params.Get("vsn"); vsn != "" && !strings.HasPrefix(vsn, "2.") {
@@ -245,7 +247,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	s.stats.connects.Add(1)
 	s.stats.sockets.Add(1)
-	sock.serve()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		sock.serve()
+	}()
 }
 
 // Shutdown closes every connection with a close frame (status 1001), waits

@@ -369,9 +369,11 @@ func (s *Socket) write() {
 }
 
 // writeBatch writes frames, in one system call where they fit in
-// maxHeld, and reports whether the connection is still good.
+// maxHeld, and reports whether the connection is still good. A single
+// frame is held too: coder/websocket writes a frame larger than its small
+// buffer in two pieces.
 func (s *Socket) writeBatch(batch [][]byte, stuck *time.Timer) bool {
-	held := len(batch) > 1 && s.net != nil
+	held := s.net != nil
 	if held {
 		s.net.hold()
 	}
