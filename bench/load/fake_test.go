@@ -19,6 +19,7 @@ type hub struct {
 	lossy bool   // drop every other leave
 	drops int
 	flaky map[string]int // names whose first connects fail, and how many
+	mute  bool           // refuse every publish
 }
 
 func (h *hub) Name() string { return "fake" }
@@ -99,6 +100,9 @@ func (c *fakeClient) Publish(_ context.Context, room string, body []byte) error 
 	h := c.h
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.mute {
+		return errFlaky
+	}
 	for o := range h.rooms[room] {
 		o.ev.Counters.Messages.Add(1)
 		if o != c && o.ev.Message != nil {
@@ -152,6 +156,16 @@ func TestRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	if res.Complete || res.Retries != int64(len(backoff)) || res.ConnectErrors != 1 || !strings.Contains(res.Error, "connection refused") {
+		t.Fatalf("%+v", res)
+	}
+}
+
+func TestPublishErrorsAreReported(t *testing.T) {
+	res, err := Run(context.Background(), &hub{mute: true}, fakeConfig(Fanout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Sent != 0 || res.Delivered != 0 || !strings.Contains(res.Error, "publishes failed: connection refused") {
 		t.Fatalf("%+v", res)
 	}
 }

@@ -33,6 +33,7 @@ var rows = []row{
 		return fmt.Sprintf("%d / %s of %s", r.Sent, count(r.Delivered), count(r.Expected))
 	}},
 	{"broadcasts received (publisher's own too)", "f", func(r *Result) string { return count(r.Messages) }},
+	{"ticks skipped (64 publishes unanswered)", "f", func(r *Result) string { return fmt.Sprint(r.Skipped) }},
 	{"delivered/s", "f", func(r *Result) string { return fmt.Sprintf("%.0f", r.DeliveredPerSec) }},
 	{"end to end: p50 / p99 / max", "f", latency},
 	{"disconnected by the server", "jcfi", func(r *Result) string { return fmt.Sprint(r.Disconnects) }},

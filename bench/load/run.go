@@ -343,31 +343,46 @@ func btoi(b bool) int {
 	return 0
 }
 
-// histogram is a latency histogram shared by goroutines.
+// histogram is a latency histogram shared by goroutines: a few shards,
+// each with its lock, so that thousands of clients recording at once do
+// not queue on one.
 type histogram struct {
-	mu sync.Mutex
-	h  *hdrhistogram.Histogram
+	shards [16]struct {
+		mu sync.Mutex
+		h  *hdrhistogram.Histogram
+	}
 }
 
 func newHistogram() *histogram {
-	return &histogram{h: hdrhistogram.New(1, int64(MaxTimeout/time.Microsecond), 3)}
+	h := &histogram{}
+	for i := range h.shards {
+		h.shards[i].h = hdrhistogram.New(1, int64(MaxTimeout/time.Microsecond), 3)
+	}
+	return h
 }
 
-func (h *histogram) record(d time.Duration) {
-	h.mu.Lock()
-	h.h.RecordValue(max(int64(d/time.Microsecond), 1))
-	h.mu.Unlock()
+// record records d in the shard of recorder i.
+func (h *histogram) record(i int, d time.Duration) {
+	s := &h.shards[i%len(h.shards)]
+	s.mu.Lock()
+	s.h.RecordValue(max(int64(d/time.Microsecond), 1))
+	s.mu.Unlock()
 }
 
 func (h *histogram) into(res *Result) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.h.TotalCount() == 0 {
+	all := hdrhistogram.New(1, int64(MaxTimeout/time.Microsecond), 3)
+	for i := range h.shards {
+		s := &h.shards[i]
+		s.mu.Lock()
+		all.Merge(s.h)
+		s.mu.Unlock()
+	}
+	if all.TotalCount() == 0 {
 		return
 	}
-	res.LatencyP50Ms = float64(h.h.ValueAtQuantile(50)) / 1000
-	res.LatencyP99Ms = float64(h.h.ValueAtQuantile(99)) / 1000
-	res.LatencyMaxMs = float64(h.h.Max()) / 1000
+	res.LatencyP50Ms = float64(all.ValueAtQuantile(50)) / 1000
+	res.LatencyP99Ms = float64(all.ValueAtQuantile(99)) / 1000
+	res.LatencyMaxMs = float64(all.Max()) / 1000
 }
 
 // action is one leave or join of a churner, waiting for every observer.
@@ -399,7 +414,7 @@ func (t *tracker) seen(m map[string]*action, key string) {
 	a := m[key]
 	t.mu.RUnlock()
 	if a != nil && a.remaining.Add(-1) == 0 {
-		t.hist.record(time.Since(a.start))
+		t.hist.record(0, time.Since(a.start))
 		close(a.done)
 	}
 }
@@ -508,14 +523,14 @@ func (r *run) fanout(ctx context.Context) error {
 	var delivered atomic.Int64
 	var last atomic.Int64 // unix nanoseconds of the latest delivery
 	ms := r.members(n+1, func(int) string { return r.room(0) })
-	for _, m := range ms[1:] {
+	for i, m := range ms[1:] {
 		m.ev.Message = func(body []byte) {
 			sent, ok := stamp(body)
 			if !ok {
 				return
 			}
 			now := time.Now()
-			hist.record(now.Sub(time.Unix(0, sent)))
+			hist.record(i, now.Sub(time.Unix(0, sent)))
 			delivered.Add(1)
 			last.Store(now.UnixNano())
 		}
@@ -523,8 +538,16 @@ func (r *run) fanout(ctx context.Context) error {
 	if err := r.fill(ctx, ms, func(int) int { return n + 1 }); err != nil {
 		return err
 	}
+	// The publisher keeps the pace whatever the server does: it does not
+	// wait for one publish to be answered before the next, up to
+	// maxInFlight; a tick that finds that many is skipped.
+	const maxInFlight = 64
 	pub := ms[0]
-	body := make([]byte, 0, r.cfg.MsgSize)
+	inFlight := make(chan struct{}, maxInFlight)
+	var wg sync.WaitGroup
+	var sent, failed atomic.Int64
+	var errOnce sync.Once
+	var firstErr error
 	tick := time.NewTicker(time.Duration(float64(time.Second) / r.cfg.Rate))
 	defer tick.Stop()
 	start := time.Now()
@@ -534,17 +557,35 @@ loop:
 	for {
 		select {
 		case <-tick.C:
-			body = appendStamp(body[:0], time.Now(), r.cfg.MsgSize)
-			if err = pub.client.Publish(ctx, pub.room, body); err != nil {
-				break loop
+			select {
+			case inFlight <- struct{}{}:
+			default:
+				r.res.Skipped++
+				continue
 			}
-			r.res.Sent++
+			body := appendStamp(make([]byte, 0, r.cfg.MsgSize), time.Now(), r.cfg.MsgSize)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := pub.client.Publish(ctx, pub.room, body); err != nil {
+					failed.Add(1)
+					errOnce.Do(func() { firstErr = err })
+				} else {
+					sent.Add(1)
+				}
+				<-inFlight
+			}()
 		case <-stop:
 			break loop
 		case <-ctx.Done():
 			err = ctx.Err()
 			break loop
 		}
+	}
+	wg.Wait()
+	r.res.Sent = sent.Load()
+	if n := failed.Load(); n > 0 && err == nil {
+		err = fmt.Errorf("%d publishes failed: %w", n, firstErr)
 	}
 	// Wait for the stragglers: until everything arrived, or a second
 	// passed with nothing new.

@@ -33,6 +33,11 @@ func (d *driver) Connect(ctx context.Context, name string, ev *load.Events) (loa
 	c := &client{ev: ev, connected: make(chan string, 1), subs: map[string]*centrifuge.Subscription{}}
 	c.c = centrifuge.NewJsonClient(d.url, centrifuge.Config{
 		Name: "presbench",
+		// Our Phoenix client waits for a reply as long as the workload
+		// lasts; centrifuge-go's defaults (1 s to dial, 5 s for a reply)
+		// would turn a busy server into a storm of repeated requests.
+		HandshakeTimeout: 30 * time.Second,
+		ReadTimeout:      30 * time.Second,
 		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			conn, err := dialer.DialContext(ctx, network, addr)
 			if err != nil {
