@@ -32,6 +32,7 @@ type clusterOptions struct {
 	resync   int
 	kill     bool
 	load     float64
+	rate     float64
 }
 
 // clusterFlags registers -mode cluster's flags on fs. Every flag it
@@ -43,6 +44,7 @@ func clusterFlags(fs *flag.FlagSet, o *clusterOptions) {
 	fs.IntVar(&o.samples, "cluster-samples", 500, "visibility latency samples")
 	fs.IntVar(&o.resync, "cluster-resync", 10000, "entries a late joiner fetches")
 	fs.Float64Var(&o.load, "cluster-load", 0.5, "visibility is measured under this fraction of the measured maximum update rate")
+	fs.Float64Var(&o.rate, "cluster-rate", 0, "if set, visibility is measured under this many updates/s instead of -cluster-load")
 	fs.BoolVar(&o.kill, "cluster-kill", true, "measure the time to clear a killed node at the default heartbeat and down time (about 6 s)")
 }
 
@@ -271,6 +273,9 @@ func runCluster(ctx context.Context, o *clusterOptions, asJSON bool, stdout, std
 	r.IdleP50ms, r.IdleP99ms, r.IdleMaxMs = quantiles(idle)
 	stop.Store(false)
 	r.LoadPerSec = r.MaxUpdatesPerSec * o.load
+	if o.rate > 0 {
+		r.LoadPerSec = o.rate
+	}
 	for _, nd := range nodes[1:] {
 		wg.Add(1)
 		go load(nd, r.LoadPerSec/float64(o.nodes-1))
