@@ -22,9 +22,13 @@ type batchConn struct {
 	held    *[]byte // from heldBufs while holding
 }
 
-// maxHeld is what a batch holds before it writes out: it bounds both the
-// pooled buffers and how long a client waits for the first frame.
-const maxHeld = 64 << 10
+// maxHeld is what a batch holds before it writes out: it bounds the pooled
+// buffers (one per socket that is writing) and how long a client waits for
+// the first frame.
+const maxHeld = 16 << 10
+
+// maxFrameHeader is the longest header of a frame the server sends.
+const maxFrameHeader = 10
 
 var heldBufs = sync.Pool{New: func() any { b := make([]byte, 0, maxHeld); return &b }}
 

@@ -370,10 +370,13 @@ func (s *Socket) write() {
 
 // writeBatch writes frames, in one system call where they fit in
 // maxHeld, and reports whether the connection is still good. A single
-// frame is held too: coder/websocket writes a frame larger than its small
-// buffer in two pieces.
+// frame is held too unless it fits coder/websocket's small buffer, which
+// writes a larger frame in two pieces.
 func (s *Socket) writeBatch(batch [][]byte, stuck *time.Timer) bool {
-	held := s.net != nil
+	if len(batch) == 0 {
+		return true // the wake-up of frames an earlier batch took
+	}
+	held := s.net != nil && (len(batch) > 1 || len(batch[0]) > writeBufSize-maxFrameHeader)
 	if held {
 		s.net.hold()
 	}
