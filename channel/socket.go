@@ -216,9 +216,12 @@ func (s *Socket) enqueue(frame []byte) bool {
 		return false
 	}
 	if s.queued > 0 && s.queued+len(frame) > s.srv.cfg.MaxQueueBytes {
+		s.qclosed = true // once: later frames are refused at once
 		s.qmu.Unlock()
 		s.srv.stats.drops.Add(1)
-		s.drop()
+		// Callers hold a topic's lock, and closing can wait for a close
+		// handshake under way.
+		go s.drop()
 		return false
 	}
 	s.queue = append(s.queue, frame)
