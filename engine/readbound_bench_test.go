@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -49,19 +50,17 @@ func BenchmarkListUnderWrites(b *testing.B) {
 				trackLat := make([]time.Duration, 0, 1<<16)
 				var notUpdated int
 				stop, started := make(chan struct{}), make(chan struct{})
+				var stopped atomic.Bool
 				var wg sync.WaitGroup
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
 					if every == 0 {
 						close(started)
-						for {
-							select {
-							case <-stop:
-								return
-							default:
-							}
+						// Spin as the writer does between updates.
+						for !stopped.Load() {
 						}
+						return
 					}
 					next := time.Now()
 					for k := 0; ; k++ {
@@ -108,6 +107,7 @@ func BenchmarkListUnderWrites(b *testing.B) {
 					}
 				}
 				b.StopTimer()
+				stopped.Store(true)
 				close(stop)
 				wg.Wait()
 				after := e.Stats()

@@ -94,8 +94,9 @@ func (s *Shard) lookup(topic string, hash uint64) (t int32, tseq, head uint64, o
 	p := s.p
 	t = -1
 	idx := load(&s.topics[s.topicBucket(hash)])
+	records := len(p.topicTail)
 	for steps := 0; idx != 0; steps++ {
-		if idx > uint64(p.cfg.Slots) || steps > p.cfg.Slots {
+		if idx > uint64(records) || steps > records {
 			return -1, 0, 0, false // torn link
 		}
 		rec := p.topic(int32(idx - 1))

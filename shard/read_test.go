@@ -108,3 +108,34 @@ func TestQuietReadTakesNoLock(t *testing.T) {
 		t.Fatalf("quiet reads: %d retries, %d fallbacks", r, f)
 	}
 }
+
+// TestReadersFindEveryTopicRecord: a pool has a topic record more per shard
+// than it has slots, for Tracks under way. A topic whose record lies past
+// the slot count must still be found by readers.
+func TestReadersFindEveryTopicRecord(t *testing.T) {
+	p := testPool(t, 2, 2)
+	mustTrack(t, p, 1, "a", "k", "{}")
+	// A Track under way in another shard holds the next record.
+	held, ok := p.freeTopics.pop()
+	if !ok {
+		t.Fatal("no free topic record")
+	}
+	mustTrack(t, p, 2, "b", "k", "{}")
+	hash := p.HashTopic("b")
+	sh := p.ShardFor(hash)
+	if ti := sh.findTopic("b", hash); int(ti) < p.cfg.Slots {
+		t.Fatalf("topic b got record %d, want one past the %d slots", ti, p.cfg.Slots)
+	}
+	if n := sh.Count("b", hash); n != 1 {
+		t.Fatalf("Count(b) = %d, want 1", n)
+	}
+	var w jsonwriter.Writer
+	w.Reset(nil, jsonwriter.Unbounded)
+	if n, _ := sh.AppendEntries(&w, JSON, "b", hash); n != 1 {
+		t.Fatalf("AppendEntries(b) wrote %d entries: %s", n, w.Bytes())
+	}
+	if r := p.retries.Load(); r != 0 {
+		t.Fatalf("%d read windows retried with no writer", r)
+	}
+	p.freeTopics.push(held)
+}
