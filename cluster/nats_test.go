@@ -469,3 +469,27 @@ func leakCheck(t *testing.T) {
 	opt := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, opt) })
 }
+
+func TestNATSClientFailsOverToAnotherServer(t *testing.T) {
+	leakCheck(t)
+	ss := startNATS(t, 2, nil, nil)
+	a := startNode(t, ss[0], "a", nil)
+	b := startNode(t, ss[1], "b", nil)
+	a.track(t, 1, "room", "alice", `{}`)
+	b.track(t, 1, "room", "bob", `{}`)
+	both := []*testNode{a, b}
+	waitUntil(t, "a and b see each other", 5*time.Second, func() bool { return converged(both, "room") && a.e.Count("room") == 2 })
+
+	// b's server goes away; b's client moves to a's server, which it
+	// learned of from the cluster, and the node carries on.
+	ss[1].Shutdown()
+	ss[1].WaitForShutdown()
+	a.track(t, 2, "room", "alice2", `{}`)
+	b.track(t, 2, "room", "bob2", `{}`)
+	waitUntil(t, "a and b converge through one server", 10*time.Second, func() bool {
+		return converged(both, "room") && a.e.Count("room") == 4
+	})
+	if got := b.nc.ConnectedUrl(); got != ss[0].ClientURL() {
+		t.Fatalf("b is connected to %s, want %s", got, ss[0].ClientURL())
+	}
+}
