@@ -66,8 +66,9 @@ func ParseFrame(b []byte) (Frame, error) {
 // A Parser may not be used from concurrent goroutines: give each read loop
 // its own. The zero value is ready to use.
 type Parser struct {
-	p   fastjson.Parser
-	raw []byte // scratch
+	p    fastjson.Parser
+	raw  []byte // scratch
+	head []byte // a frame's head, with a 0 for its payload
 }
 
 // Parse decodes one text frame, as ParseFrame does, without copying: the
@@ -85,10 +86,14 @@ func (p *Parser) Parse(b []byte) (Frame, error) {
 	// escapes); its validator is strict, and both are allocation-free on
 	// valid input. The validator has no depth limit, and its errors grow
 	// with the depth at every level: deep input is refused first.
-	if !utf8.Valid(b) || tooDeep(b) || fastjson.ValidateBytes(b) != nil {
+	sh := shapeOf(b)
+	if sh.tooDeep || !utf8.Valid(b) || fastjson.ValidateBytes(b) != nil || !sh.array || sh.commas != 4 {
 		return f, ErrMalformed
 	}
-	v, err := p.p.ParseBytes(b)
+	// Only the head, join_ref to event, goes through the parser: the
+	// payload, validated above, is passed on as it is, however large.
+	p.head = append(append(p.head[:0], b[:sh.fourth]...), ",0]"...)
+	v, err := p.p.ParseBytes(p.head)
 	if err != nil {
 		return f, ErrMalformed
 	}
@@ -109,13 +114,23 @@ func (p *Parser) Parse(b []byte) (Frame, error) {
 	if f.Event, ok = p.stringOf(parts[3]); !ok || f.Event == "" {
 		return Frame{Ref: f.Ref, JoinRef: f.JoinRef, Topic: f.Topic}, ErrMalformed
 	}
-	f.Payload = lastElement(b)
+	end := bytes.LastIndexByte(b, ']')
+	f.Payload = bytes.Trim(b[sh.fourth+1:end], " \t\r\n")
 	return f, nil
 }
 
-// tooDeep reports whether b's arrays and objects nest deeper than
-// fastjson.MaxDepth, brackets inside strings aside.
-func tooDeep(b []byte) bool {
+// shape is what one scan of a frame tells, strings aside: whether it is an
+// array, how many commas its top level has, where the fourth one is, and
+// whether it nests deeper than fastjson.MaxDepth.
+type shape struct {
+	array   bool
+	tooDeep bool
+	commas  int
+	fourth  int
+}
+
+func shapeOf(b []byte) shape {
+	var sh shape
 	depth := 0
 	for i := 0; i < len(b); i++ {
 		switch b[i] {
@@ -126,14 +141,24 @@ func tooDeep(b []byte) bool {
 				}
 			}
 		case '[', '{':
+			if depth == 0 {
+				sh.array = b[i] == '['
+			}
 			if depth++; depth > fastjson.MaxDepth {
-				return true
+				sh.tooDeep = true
+				return sh
 			}
 		case ']', '}':
 			depth--
+		case ',':
+			if depth == 1 {
+				if sh.commas++; sh.commas == 4 {
+					sh.fourth = i
+				}
+			}
 		}
 	}
-	return false
+	return sh
 }
 
 // stringOf returns a string value. Without escapes, as refs, topics and
@@ -163,40 +188,6 @@ func (p *Parser) parseRef(v *fastjson.Value) (Ref, error) {
 		return Ref{}, ErrMalformed
 	}
 	return MakeRef(s), nil
-}
-
-// lastElement returns the raw text of the last element of b, a valid JSON
-// array of strings and nulls followed by one last value of any kind.
-func lastElement(b []byte) []byte {
-	i := bytes.IndexByte(b, '[') + 1
-	for range 4 { // skip join_ref, ref, topic, event and their commas
-		i = skipSpace(b, i)
-		if b[i] == 'n' {
-			i += len("null")
-		} else {
-			i = skipString(b, i)
-		}
-		i = skipSpace(b, i) + 1 // ','
-	}
-	end := bytes.LastIndexByte(b, ']')
-	return bytes.TrimRight(b[skipSpace(b, i):end], " \t\r\n")
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
-		i++
-	}
-	return i
-}
-
-// skipString returns the index after the JSON string that starts at b[i].
-func skipString(b []byte, i int) int {
-	for i++; b[i] != '"'; i++ {
-		if b[i] == '\\' {
-			i++
-		}
-	}
-	return i + 1
 }
 
 // AppendFrame appends the encoding of a message with a payload that is

@@ -1,12 +1,28 @@
 package phx
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+
+	"github.com/presencekit/presence/engine"
+)
 
 var benchFrames = []struct{ name, frame, event string }{
 	{"heartbeat", `[null,"12","phoenix","heartbeat",{}]`, "heartbeat"},
 	{"phx_join", `["3","3","room:lobby","phx_join",{"name":"Alice","status":"online"}]`, "phx_join"},
 	{"phx_leave", `["3","9","room:lobby","phx_leave",{}]`, "phx_leave"},
 	{"custom", `["3","10","room:lobby","new_msg",{"body":"hello there","at":1732900000}]`, "new_msg"},
+	// What a client reads on joining a room of 2,000.
+	{"presence_state_2000", string(AppendFrame(nil, MakeRef("3"), Ref{}, "room:lobby", "presence_state", AppendPresenceState(nil, benchEntries(2000)))), "presence_state"},
+}
+
+func benchEntries(n int) []engine.Entry {
+	entries := make([]engine.Entry, n)
+	for i := range entries {
+		entries[i] = engine.Entry{Socket: engine.SocketID(i + 1), Ref: uint64(1000 + i),
+			Key: fmt.Appendf(nil, "user%d", i), Meta: fmt.Appendf(nil, `{"name":"user%d","status":"online"}`, i)}
+	}
+	return entries
 }
 
 // BenchmarkParseFrame measures a read loop's Parser on the frames a client
