@@ -392,6 +392,15 @@ func (c *core) onMessage(data []byte) {
 		c.st.badMessages++
 		return
 	}
+	if h.node == c.name { // this node's own stream, echoed: not decoded
+		if h.inc != c.inc {
+			if c.st.duplicateNames == 0 {
+				c.log.Error("cluster: another node uses this node's name", "node", c.name)
+			}
+			c.st.duplicateNames++
+		}
+		return
+	}
 	switch h.kind {
 	case kindBatch:
 		b := readBatch(&r)
@@ -409,15 +418,13 @@ func (c *core) onMessage(data []byte) {
 			c.st.badMessages++
 			return
 		}
-		if h.node != c.name {
-			c.st.heartbeatsRecv++
-		}
+		c.st.heartbeatsRecv++
 		if p := c.peerFor(h); p != nil {
 			c.onHeartbeat(p, h.kind, hb)
 		}
 	case kindSyncReq:
 		q := readSyncReq(&r)
-		if r.done() != nil || h.node == c.name {
+		if r.done() != nil {
 			c.st.badMessages++
 			return
 		}
@@ -440,15 +447,6 @@ func (c *core) onMessage(data []byte) {
 // from, handling new nodes and new incarnations; nil means ignore the
 // message.
 func (c *core) peerFor(h header) *peer {
-	if h.node == c.name {
-		if h.inc != c.inc {
-			if c.st.duplicateNames == 0 {
-				c.log.Error("cluster: another node uses this node's name", "node", c.name)
-			}
-			c.st.duplicateNames++
-		}
-		return nil
-	}
 	p := c.peers[h.node]
 	switch {
 	case p == nil:
