@@ -147,7 +147,7 @@ func (s *Socket) Push(topic, event string, payload any) error {
 	s.mu.Lock()
 	m, ok := s.joined[topic]
 	if s.joining == topic {
-		s.pending = append(s.pending, phx.AppendFrame(nil, s.joinRef, phx.Ref{}, topic, event, b))
+		s.pending = append(s.pending, newFrame(s.joinRef, phx.Ref{}, topic, event, b))
 		s.mu.Unlock()
 		return nil
 	}
@@ -155,7 +155,7 @@ func (s *Socket) Push(topic, event string, payload any) error {
 	if !ok {
 		return ErrNotJoined
 	}
-	s.enqueue(phx.AppendFrame(nil, m.joinRef, phx.Ref{}, topic, event, b))
+	s.enqueue(newFrame(m.joinRef, phx.Ref{}, topic, event, b))
 	return nil
 }
 
@@ -610,7 +610,7 @@ func (s *Socket) leave(f *phx.Frame) {
 	}
 	s.leaveTopic(m.topic)
 	s.reply(f, true, nil)
-	s.enqueue(phx.AppendFrame(nil, f.JoinRef, f.JoinRef, f.Topic, "phx_close", nil))
+	s.enqueue(newFrame(f.JoinRef, f.JoinRef, f.Topic, "phx_close", nil))
 }
 
 // leaveTopic untracks, unsubscribes and runs Leave for a joined topic.
@@ -648,7 +648,7 @@ func (s *Socket) event(f *phx.Frame) {
 		// which the official client rejoins.
 		s.replyError(f, reasonInternal)
 		s.leaveTopic(m.topic)
-		s.enqueue(phx.AppendFrame(nil, m.joinRef, m.joinRef, m.topic, "phx_error", nil))
+		s.enqueue(newFrame(m.joinRef, m.joinRef, m.topic, "phx_error", nil))
 		return
 	}
 	if herr != nil {

@@ -217,7 +217,7 @@ func (s *Server) sendDiffEntries(ts *topicState, joins, leaves []engine.Entry) {
 		return
 	}
 	payload := phx.AppendPresenceDiff(nil, joins, leaves)
-	frame := phx.AppendFrame(nil, phx.Ref{}, phx.Ref{}, ts.name, "presence_diff", payload)
+	frame := newFrame(phx.Ref{}, phx.Ref{}, ts.name, "presence_diff", payload)
 	s.stats.presenceDiffs.Add(1)
 	for sock, sub := range ts.subs {
 		if !sub.waiting {
@@ -236,6 +236,13 @@ func (s *Server) resync(ts *topicState, entries []engine.Entry) {
 	s.sendWaitingStates(ts, entries)
 }
 
+// newFrame returns a frame of its own, allocated once: it has room for the
+// frame unless the topic, event or refs need escapes.
+func newFrame(joinRef, ref phx.Ref, topic, event string, payload []byte) []byte {
+	n := len(payload) + len(topic) + len(event) + len(joinRef.S) + len(ref.S) + 32
+	return phx.AppendFrame(make([]byte, 0, n), joinRef, ref, topic, event, payload)
+}
+
 // sendWaitingStates pushes presence_state to the subscribers that wait for
 // it: the payload is encoded once, and framed with each one's join ref.
 // The caller holds ts.mu.
@@ -248,9 +255,7 @@ func (s *Server) sendWaitingStates(ts *topicState, entries []engine.Entry) {
 		if !sub.waiting {
 			continue
 		}
-		// Room for the frame unless the topic or ref needs escapes.
-		frame := make([]byte, 0, len(payload)+len(ts.name)+len(sub.joinRef.S)+48)
-		frame = phx.AppendFrame(frame, sub.joinRef, phx.Ref{}, ts.name, "presence_state", payload)
+		frame := newFrame(sub.joinRef, phx.Ref{}, ts.name, "presence_state", payload)
 		s.stats.presenceStates.Add(1)
 		sock.enqueue(frame)
 		ts.subs[sock] = subscriber{joinRef: sub.joinRef}
@@ -263,7 +268,7 @@ func (s *Server) broadcast(topic, event string, payload []byte, except *Socket) 
 	ts := s.lockState(topic)
 	defer ts.mu.Unlock()
 	if len(ts.subs) > 0 {
-		frame := phx.AppendFrame(nil, phx.Ref{}, phx.Ref{}, topic, event, payload)
+		frame := newFrame(phx.Ref{}, phx.Ref{}, topic, event, payload)
 		for sock := range ts.subs {
 			if sock != except {
 				sock.enqueue(frame)
