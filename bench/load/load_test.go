@@ -139,14 +139,14 @@ func TestStamp(t *testing.T) {
 
 func TestWriteTableAndJSON(t *testing.T) {
 	a := &Result{Server: "presence", Workload: Join, Clients: 100, Complete: true, CompleteMs: 1500, Frames: 2000, Bytes: 3 << 20, ServerPeakRSS: 40 << 20, PeakReset: true}
-	b := &Result{Server: "centrifugo", Workload: Join, Clients: 100, CompleteClients: 90, Error: "rosters incomplete"}
+	b := &Result{Server: "centrifugo", Workload: Join, Clients: 100, Rosters: 100, CompleteClients: 90, Error: "rosters incomplete"}
 	c := &Result{Server: "presence", Workload: Idle, Clients: 100, Rooms: 10, Complete: true, ServerRSS: 1 << 20, RSSPerConn: 50_000, ServerPeakRSS: 1}
 	var buf bytes.Buffer
 	if err := WriteTable(&buf, a, b, c); err != nil {
 		t.Fatal(err)
 	}
 	out := buf.String()
-	for _, want := range []string{"join storm: 100 clients", "presence  centrifugo", "1.50 s", "3.1 MB", "never (90 of 100 clients)", "idle: 100 connections over 10 rooms", "50.0 KB", "rosters incomplete"} {
+	for _, want := range []string{"join storm: 100 clients", "presence  centrifugo", "1.50 s", "3.1 MB", "never (90 of 100 rosters)", "idle: 100 connections over 10 rooms", "50.0 KB", "rosters incomplete"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}

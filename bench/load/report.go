@@ -18,7 +18,7 @@ type row struct {
 var rows = []row{
 	{"roster complete after", "jcfi", func(r *Result) string {
 		if !r.Complete {
-			return fmt.Sprintf("never (%d of %d clients)", r.CompleteClients, r.Clients)
+			return fmt.Sprintf("never (%d of %d rosters)", r.CompleteClients, r.Rosters)
 		}
 		return fmt.Sprintf("%.2f s", r.CompleteMs/1000)
 	}},
@@ -45,6 +45,7 @@ var rows = []row{
 		}
 		return fmt.Sprintf("%.2f s", r.ServerCPUSec)
 	}},
+	{"client CPU (all clients, same machine)", "jcfi", func(r *Result) string { return fmt.Sprintf("%.2f s", r.ClientCPUSec) }},
 	{"server peak RSS", "jcfi", func(r *Result) string {
 		if r.ServerPeakRSS == 0 {
 			return "-"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -26,7 +27,8 @@ type Result struct {
 	// CompleteMs is when, from the first dial.
 	Complete        bool    `json:"complete"`
 	CompleteMs      float64 `json:"complete_ms"`
-	CompleteClients int     `json:"complete_clients"`
+	CompleteClients int     `json:"complete_clients"` // of Rosters
+	Rosters         int     `json:"rosters"`          // clients keeping a roster: Clients, and fanout's publisher
 
 	Frames         int64 `json:"frames"`
 	Bytes          int64 `json:"bytes"`
@@ -58,6 +60,7 @@ type Result struct {
 	// workload, peak and final resident memory, and for idle the memory
 	// per connection over what it held before the clients came.
 	ServerCPUSec  float64 `json:"server_cpu_sec,omitempty"`
+	ClientCPUSec  float64 `json:"client_cpu_sec"` // this process: every client, on the same machine
 	ServerPeakRSS int64   `json:"server_peak_rss,omitempty"`
 	ServerRSS     int64   `json:"server_rss,omitempty"`
 	RSSPerConn    int64   `json:"rss_per_conn,omitempty"`
@@ -74,6 +77,7 @@ func Run(ctx context.Context, d Driver, cfg Config) (*Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	r := &run{d: d, cfg: cfg, res: &Result{Server: d.Name(), Workload: cfg.Workload, Clients: cfg.Clients}}
+	self, _ := ReadProc(os.Getpid())
 	r.procStart()
 	var err error
 	switch cfg.Workload {
@@ -87,6 +91,9 @@ func Run(ctx context.Context, d Driver, cfg Config) (*Result, error) {
 		err = r.idle(ctx)
 	}
 	r.procEnd()
+	if st, err := ReadProc(os.Getpid()); err == nil {
+		r.res.ClientCPUSec = (st.CPU - self.CPU).Seconds()
+	}
 	r.res.Frames = r.counters.Frames.Load()
 	r.res.Bytes = r.counters.Bytes.Load()
 	r.res.PresenceFrames = r.counters.PresenceFrames.Load()
@@ -271,6 +278,7 @@ func (r *run) members(n int, room func(i int) string) []*member {
 // complete.
 func (r *run) fill(ctx context.Context, ms []*member, size func(i int) int) error {
 	comp := newCompletion(len(ms))
+	r.res.Rosters = len(ms)
 	for i, m := range ms {
 		comp.watch(m.ev.Roster, size(i))
 	}
