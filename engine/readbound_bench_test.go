@@ -13,20 +13,20 @@ import (
 // BenchmarkListUnderWrites measures the worst List of a 4,000-entry topic
 // while one goroutine updates one of its entries every 25, 50 or 100 µs,
 // with readers bounded as shipped (fallback: after OptimisticReads spoiled
-// windows they take the shard lock) and unbounded (nofallback: they retry
-// until a window survives). It reports the max and p99 of List and of the
-// writer's Track, and the fallbacks per List. Every Track must be an
-// update and every List must hold the 4,000 entries. every=idle is the
-// control: the writer goroutine spins as it does between updates but never
-// writes, so its List figures are what the machine's scheduling alone
-// costs.
+// windows they take the shard lock), bounded after 8 windows (fallback8),
+// and unbounded (nofallback: they retry until a window survives). It
+// reports the max and p99 of List and of the writer's Track, and the
+// fallbacks per List. Every Track must be an update and every List must
+// hold the 4,000 entries. every=idle is the control: the writer goroutine
+// spins as it does between updates but never writes, so its List figures
+// are what the machine's scheduling alone costs.
 func BenchmarkListUnderWrites(b *testing.B) {
 	const entries = 4000
 	for _, every := range []time.Duration{0, 25 * time.Microsecond, 50 * time.Microsecond, 100 * time.Microsecond} {
 		for _, mode := range []struct {
 			name     string
 			attempts int
-		}{{"fallback", 0}, {"nofallback", -1}} {
+		}{{"fallback", 0}, {"fallback8", 8}, {"nofallback", -1}} {
 			name := fmt.Sprintf("every=%v/%s", every, mode.name)
 			if every == 0 {
 				if mode.attempts != 0 {

@@ -41,7 +41,12 @@ func TestReadsAreBoundedUnderWrites(t *testing.T) {
 		}()
 	}
 	reads := map[string]func(){
-		"List":     func() { e.AppendList(nil, "busy") },
+		"List": func() {
+			l, err := parseList(e.AppendList(nil, "busy"))
+			if err != nil || len(l) < 500 || len(l) > 502 {
+				t.Fatalf("List of %d entries: %v", len(l), err)
+			}
+		},
 		"Count":    func() { e.Count("busy") },
 		"Snapshot": func() { var s Snapshot; e.Snapshot(&s, "busy") },
 		"Full":     func() { var c Changes; e.ChangesSince(&c, "busy", 1) },

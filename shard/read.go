@@ -59,13 +59,21 @@ func ParseRecord(b []byte) (Record, []byte, bool) {
 }
 
 // OptimisticReads is how many read windows a reader tries without a lock,
-// unless Config.ReadAttempts says otherwise.
-// When all of them are spoiled by writers, the reader takes the shard's lock
-// and reads once more under it, which cannot fail (as Linux's
-// read_seqbegin_or_lock does): a read costs at most OptimisticReads+1
-// passes over the topic plus one wait for the lock, however busy the
-// writers are.
+// unless Config.ReadAttempts says otherwise. When all of them are spoiled
+// by writers, the reader takes the shard's lock and reads once more under
+// it, which cannot fail (as Linux's read_seqbegin_or_lock does): a read
+// costs at most OptimisticReads+1 passes over the topic plus one wait for
+// the lock, however busy the writers are. A spoiled window is given up
+// within readChunk entries of the write, so the next one starts in the gap
+// after it. Eight tries instead of three halve the locked reads of a
+// 4,000-entry List under an update every 25 µs (15% against 31%) but
+// neither lowers the writer's p99 nor bounds List as tightly
+// (BenchmarkListUnderWrites/every=25µs, fallback and fallback8).
 const OptimisticReads = 3
+
+// readChunk is how many entries a reader copies between checks of its
+// read window.
+const readChunk = 64
 
 // backoff counts a failed read window and yields before the next one, so
 // that a reader does not spin against a writer it shares a core with.
@@ -177,12 +185,30 @@ func (s *Shard) appendEntries(w *jsonwriter.Writer, f Form, topic string, hash u
 	rec := p.topic(t)
 	count := int(load(&rec[topicCount]))
 	idx := load(&rec[topicHead])
+	// The window is checked every readChunk entries, so that a read a
+	// writer spoiled stops soon after the write and the next one starts in
+	// the gap before the following write.
 	if f == JSON {
-		n, idx = s.emitJSONList(w, idx, count)
+		for idx != 0 && n <= count && w.Err() == nil {
+			if n > 0 {
+				w.Byte(',')
+			}
+			k, next := s.emitJSONList(w, idx, min(readChunk, count+1-n)-1)
+			n, idx = n+k, next
+			if load(&rec[topicSeq]) != tseq {
+				return n, h, false
+			}
+			if k == 0 {
+				break // a torn link, or w ran short
+			}
+		}
 	}
 	for ; idx != 0 && n <= count; n++ {
 		if idx > uint64(p.cfg.Slots) {
 			break // torn link
+		}
+		if n%readChunk == readChunk-1 && load(&rec[topicSeq]) != tseq {
+			return n, h, false
 		}
 		sw := p.slot(int32(idx - 1))
 		idx = load(&sw[slotNext])
