@@ -368,6 +368,9 @@ func (s *Socket) write() {
 		if !s.writeBatch(batch, stuck) {
 			return
 		}
+		if cap(batch) > 256 {
+			batch = nil // a storm's queue is not kept by an idle socket
+		}
 	}
 }
 
