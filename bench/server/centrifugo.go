@@ -31,6 +31,7 @@ func (d *driver) Name() string { return "centrifugo" }
 func (d *driver) Connect(ctx context.Context, name string, ev *load.Events) (load.Client, error) {
 	var dialer net.Dialer
 	c := &client{ev: ev, connected: make(chan string, 1), subs: map[string]*centrifuge.Subscription{}}
+	c.life, c.stop = context.WithCancel(context.Background())
 	c.c = centrifuge.NewJsonClient(d.url, centrifuge.Config{
 		Name: "presbench",
 		// Our Phoenix client waits for a reply as long as the workload
@@ -59,12 +60,13 @@ func (d *driver) Connect(ctx context.Context, name string, ev *load.Events) (loa
 		}
 	})
 	if err := c.c.Connect(); err != nil {
+		c.stop()
 		return nil, err
 	}
 	select {
 	case c.id = <-c.connected:
 	case <-ctx.Done():
-		c.c.Close()
+		c.Close()
 		return nil, ctx.Err()
 	}
 	return c, nil
@@ -77,8 +79,13 @@ type client struct {
 	connected chan string
 	closed    atomic.Bool
 
-	mu   sync.Mutex // the roster, updated from callbacks and from Join
-	subs map[string]*centrifuge.Subscription
+	life context.Context // ends at Close
+	stop context.CancelFunc
+
+	mu      sync.Mutex // the roster, updated from callbacks and from sync
+	subs    map[string]*centrifuge.Subscription
+	joining chan error    // a Join waiting for its roster
+	leaving chan struct{} // a Leave waiting for its unsubscription
 }
 
 // frame counts one message received; presence ones apart.
@@ -126,63 +133,64 @@ func (c *client) sub(room string) (*centrifuge.Subscription, error) {
 			c.ev.Message([]byte(msg.Body))
 		}
 	})
+	// Every subscription, the first and any that centrifuge-go makes again
+	// after a dropped connection, rebuilds the roster from a presence call.
+	// Callbacks run in the order of what the server sent, so the pushes
+	// after this one wait in the roster until the call is answered.
+	s.OnSubscribed(func(centrifuge.SubscribedEvent) {
+		c.frame(false)
+		c.mu.Lock()
+		c.ev.Roster.BeginSync()
+		c.mu.Unlock()
+		go c.sync(s, room)
+	})
+	// Errors on the way (a dropped connection, a timed-out subscribe) are
+	// retried by centrifuge-go, as in any application; only an
+	// unsubscription ends a join.
+	s.OnUnsubscribed(func(e centrifuge.UnsubscribedEvent) {
+		c.mu.Lock()
+		leaving := c.leaving
+		c.leaving = nil
+		c.mu.Unlock()
+		if leaving != nil {
+			close(leaving)
+			return
+		}
+		c.joined(fmt.Errorf("unsubscribed: %d %s", e.Code, e.Reason))
+	})
 	c.subs[room] = s
 	return s, nil
 }
 
-// Join subscribes, then builds the roster from a presence call, applying
-// the join and leave pushes that arrive meanwhile on top.
-func (c *client) Join(ctx context.Context, room string) error {
-	s, err := c.sub(room)
-	if err != nil {
-		return err
-	}
-	done := make(chan error, 1)
-	s.OnSubscribed(func(centrifuge.SubscribedEvent) {
-		c.frame(false)
-		select {
-		case done <- nil:
-		default:
-		}
-	})
-	// Errors on the way (a dropped connection, a timed-out subscribe) are
-	// retried by centrifuge-go, as in any application; only a refusal
-	// that unsubscribes ends the join.
-	s.OnUnsubscribed(func(e centrifuge.UnsubscribedEvent) {
-		select {
-		case done <- fmt.Errorf("unsubscribed: %d %s", e.Code, e.Reason):
-		default:
-		}
-	})
+// joined tells a waiting Join how its subscription ended.
+func (c *client) joined(err error) {
 	c.mu.Lock()
-	c.ev.Roster.BeginSync()
+	ch := c.joining
+	c.joining = nil
 	c.mu.Unlock()
-	if err := s.Subscribe(); err != nil {
-		return err
+	if ch != nil {
+		ch <- err
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("subscribe %s: %w", room, err)
-		}
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	// A presence call that times out under load is made again, as an
-	// application would; the pushes meanwhile wait in the roster.
+}
+
+// sync fetches the room's presence and applies it under the pushes held
+// back since the subscription. A call that times out under load is made
+// again, as an application would.
+func (c *client) sync(s *centrifuge.Subscription, room string) {
 	var p centrifuge.PresenceResult
+	var err error
 	for attempt := 0; ; attempt++ {
-		if p, err = s.Presence(ctx); err == nil {
+		if p, err = s.Presence(c.life); err == nil {
 			break
 		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("presence %s: %w", room, err)
+		if c.life.Err() != nil {
+			c.joined(fmt.Errorf("presence %s: %w", room, err))
+			return
 		}
 		c.ev.Counters.Retries.Add(1)
 		select {
 		case <-time.After(min(100*time.Millisecond<<attempt, 2*time.Second)):
-		case <-ctx.Done():
-			return fmt.Errorf("presence %s: %w", room, err)
+		case <-c.life.Done():
 		}
 	}
 	c.frame(true)
@@ -193,18 +201,53 @@ func (c *client) Join(ctx context.Context, room string) error {
 		}
 	})
 	c.mu.Unlock()
-	return nil
+	c.joined(nil)
 }
 
-// Leave unsubscribes; centrifuge-go does not wait for the server's answer.
-func (c *client) Leave(_ context.Context, room string) error {
+// Join subscribes and returns once the roster holds the room's presence.
+func (c *client) Join(ctx context.Context, room string) error {
+	s, err := c.sub(room)
+	if err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	c.mu.Lock()
+	c.joining = done
+	c.mu.Unlock()
+	if err := s.Subscribe(); err != nil {
+		return err
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("join %s: %w", room, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Leave unsubscribes. centrifuge-go does not wait for the server's
+// answer; Leave returns once the client has let the subscription go.
+func (c *client) Leave(ctx context.Context, room string) error {
+	left := make(chan struct{})
 	c.mu.Lock()
 	s, ok := c.subs[room]
+	c.leaving = left
 	c.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("leave %s: not joined", room)
 	}
-	return s.Unsubscribe()
+	if err := s.Unsubscribe(); err != nil {
+		return err
+	}
+	select {
+	case <-left:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (c *client) Publish(ctx context.Context, room string, body []byte) error {
@@ -226,6 +269,7 @@ func (c *client) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
+	c.stop()
 	c.c.Close()
 	return nil
 }
