@@ -135,6 +135,12 @@ func TestBadMessagesAreCountedAndChangeNothing(t *testing.T) {
 
 func FuzzDecode(f *testing.F) {
 	f.Add(appendBatchForFuzz())
+	f.Add(appendHeartbeat(appendHeader(nil, kindHeartbeat, "a", 1), heartbeat{seq: 3, limits: 1, refTag: 2}))
+	f.Add(appendHeartbeat(appendHeader(nil, kindGoodbye, "a", 1), heartbeat{seq: 3}))
+	f.Add(appendSyncReq(appendHeader(nil, kindSyncReq, "a", 1), syncReq{req: 1}))
+	pg := syncPage{req: 1, snap: 1, seq: 1}
+	f.Add(appendOp(appendSyncPageHead(appendHeader(nil, kindSyncPage, "a", 1), &pg, 1), &op{kind: opTrack, socket: 1, topic: "t", key: "k", meta: []byte("{}"), ref: 1}))
+	f.Add(appendBroadcast(appendHeader(nil, kindBroadcast, "a", 1), broadcastMsg{topic: "t", event: "e", payload: []byte("{}")}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		e, _ := engine.New(engine.Config{Capacity: 16})
 		c := newCore("x", 1, 10, 30, e, slog.New(slog.NewTextHandler(io.Discard, nil)), subjects{"p"}, 1, 1)

@@ -112,7 +112,7 @@ func (o *clusterOptions) start(ctx context.Context, presence *engine.Engine) (*c
 	if err != nil {
 		nc.Close()
 		stopServer(ns)
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("joining the cluster through %s: %w", url, err)
 	}
 	// /debug/vars shows the other nodes and the cluster's counters.
 	expvar.Publish("cluster", expvar.Func(func() any {
