@@ -133,6 +133,7 @@ type core struct {
 	ids     uint64 // snapshot and request ids
 	nextID  engine.SocketID
 
+	closed bool // the node said goodbye: nothing comes in any more
 	peers  map[string]*peer
 	notify map[string]struct{} // topics whose presence changed by remote applies
 	events []NodeInfo          // node changes not yet reported
@@ -385,6 +386,9 @@ func (c *core) takeSnap() *ownSnap {
 // onMessage handles one message from the node stream, a sync page or a
 // sync request.
 func (c *core) onMessage(data []byte) {
+	if c.closed {
+		return
+	}
 	c.st.bytesReceived += uint64(len(data))
 	r := reader{b: data}
 	h := readHeader(&r)

@@ -441,6 +441,7 @@ func (n *Node) Close() error {
 		n.flush(nil)
 		n.mu.Lock()
 		n.c.goodbye()
+		n.c.closed = true // messages still being delivered change nothing now
 		for _, p := range n.c.peers {
 			n.c.drop(p)
 		}
