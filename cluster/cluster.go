@@ -25,6 +25,13 @@
 // Reads stay local: List, Count, Snapshot and the diffs of the engine
 // cover the whole cluster and never touch the network.
 //
+// Capacity is the whole cluster's: give the engine a LocalCapacity below
+// its Capacity, so that local sockets cannot take the room of other nodes'
+// entries. A remote entry the engine still refuses is counted
+// (Stats.RemoteFull, NodeInfo.Pending), logged and stored as soon as there
+// is room. Nodes whose engine limits differ are reported
+// (Stats.LimitMismatches, NodeInfo.LimitsDiffer).
+//
 // # Broadcasts
 //
 // A node subscribes to a topic's broadcast subject only while one of its
@@ -32,15 +39,17 @@
 // has the subscription, so a broadcast published after a join was
 // answered, by a node connected to the same NATS server, reaches the
 // socket. Through other servers of a NATS cluster it does so once the
-// servers' routes have carried the interest, which takes them well under a
-// millisecond on a local network. Delivery is at most once, as core NATS.
+// servers' routes have carried the interest to the others, about one
+// network round trip later. Delivery is at most once, as in core NATS.
 //
 // # Concurrency
 //
-// All methods of Node may be called from any goroutine. A Node runs one
-// goroutine for timers and the NATS client's goroutines for its
-// subscriptions; its state sits behind one lock that engine writes are
-// made under, so a burst of remote deltas costs engine writes, not reads.
+// All methods of Node may be called from any goroutine. A Node runs a
+// goroutine that publishes local changes and keeps time, one that delivers
+// broadcasts, and the NATS client's goroutines for its subscriptions. Its
+// state sits behind one lock, under which remote deltas are written into
+// the engine: a burst of them costs engine writes, and readers of the
+// engine never wait for the lock.
 package cluster
 
 import (
