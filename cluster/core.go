@@ -125,13 +125,16 @@ type core struct {
 	snap    engine.Snapshot
 	ch      engine.Changes
 	small   int // topics up to this size are read whole, see smallTopic
-	seen    map[engine.SocketID]struct{}
-	ops     []byte
-	opsN    int
-	first   uint64
-	snaps   []*ownSnap
-	ids     uint64 // snapshot and request ids
-	nextID  engine.SocketID
+	// batchBytes and pageBytes cut delta messages and snapshot pages:
+	// maxBatchBytes and pageBytes but in tests.
+	batchBytes, pageBytes int
+	seen                  map[engine.SocketID]struct{}
+	ops                   []byte
+	opsN                  int
+	first                 uint64
+	snaps                 []*ownSnap
+	ids                   uint64 // snapshot and request ids
+	nextID                engine.SocketID
 
 	closed bool // the node said goodbye: nothing comes in any more
 	peers  map[string]*peer
@@ -144,13 +147,15 @@ func newCore(name string, inc uint64, hb, down int64, e store, log *slog.Logger,
 	return &core{
 		name: name, inc: inc, hb: hb, down: down, e: e, log: log, subj: subj,
 		limits: limits, refTag: refTag,
-		pub:     map[string]map[engine.SocketID]pubEntry{},
-		cursors: map[string]engine.Cursor{},
-		small:   smallTopic,
-		seen:    map[engine.SocketID]struct{}{},
-		nextID:  remoteBase,
-		peers:   map[string]*peer{},
-		notify:  map[string]struct{}{},
+		pub:        map[string]map[engine.SocketID]pubEntry{},
+		cursors:    map[string]engine.Cursor{},
+		small:      smallTopic,
+		batchBytes: maxBatchBytes,
+		pageBytes:  pageBytes,
+		seen:       map[engine.SocketID]struct{}{},
+		nextID:     remoteBase,
+		peers:      map[string]*peer{},
+		notify:     map[string]struct{}{},
 	}
 }
 
@@ -300,7 +305,7 @@ func (c *core) addOp(o *op) {
 	}
 	c.ops = appendOp(c.ops, o)
 	c.opsN++
-	if len(c.ops) >= maxBatchBytes {
+	if len(c.ops) >= c.batchBytes {
 		c.endBatch()
 	}
 }
@@ -350,7 +355,7 @@ func (c *core) onSyncReq(h header, q syncReq) {
 	n := 0
 	if s != nil && q.offset <= uint64(len(s.entries)) {
 		pg.snap, pg.seq, pg.offset = s.id, s.seq, q.offset
-		for i := q.offset; i < uint64(len(s.entries)) && (n == 0 || len(body) < pageBytes); i++ {
+		for i := q.offset; i < uint64(len(s.entries)) && (n == 0 || len(body) < c.pageBytes); i++ {
 			body = appendOp(body, &s.entries[i])
 			n++
 		}

@@ -107,6 +107,9 @@ func (s *sim) start(i int) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	nd.c = newCore(nd.name, nd.inc, simH, simD, e, log, s.subj, 7, nd.tag)
 	nd.c.small = []int{-1, 1, smallTopic}[i] // history only, mixed, whole reads only
+	// Messages of one to a few entries: batches and snapshots in pages.
+	nd.c.batchBytes = []int{1, 40, maxBatchBytes}[i]
+	nd.c.pageBytes = []int{1, 60, pageBytes}[i]
 	inc := nd.inc
 	nd.c.emit = func(subject string, data []byte) {
 		s.net = append(s.net, simMsg{from: i, inc: inc, subject: subject, data: slices.Clone(data)})
