@@ -134,7 +134,7 @@ func TestWorkloadsOnFake(t *testing.T) {
 				t.Fatalf("churn: %+v", res)
 			}
 		case Fanout:
-			if res.Sent < 5 || res.Delivered != res.Sent*20 || res.Expected != res.Delivered || res.Messages != res.Sent*21 || res.Rosters != 21 {
+			if res.Sent != 15 || res.Delivered != res.Sent*20 || res.Expected != res.Delivered || res.Messages != res.Sent*21 || res.Rosters != 21 {
 				t.Fatalf("fanout: %+v", res)
 			}
 		}

@@ -556,39 +556,44 @@ func (r *run) fanout(ctx context.Context) error {
 	var sent, failed atomic.Int64
 	var errOnce sync.Once
 	var firstErr error
-	tick := time.NewTicker(time.Duration(float64(time.Second) / r.cfg.Rate))
-	defer tick.Stop()
+	// Message k is due at start + k/Rate. A publisher that wakes late
+	// (the clients share the machine) sends what is due at once, so that
+	// the server is offered Rate * Duration messages.
+	interval := time.Duration(float64(time.Second) / r.cfg.Rate)
+	total := int(r.cfg.Duration / interval)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	start := time.Now()
-	stop := time.After(r.cfg.Duration)
 	var err error
 loop:
-	for {
-		select {
-		case <-tick.C:
+	for k := 0; k < total; k++ {
+		if wait := time.Until(start.Add(time.Duration(k) * interval)); wait > 0 {
+			timer.Reset(wait)
 			select {
-			case inFlight <- struct{}{}:
-			default:
-				r.res.Skipped++
-				continue
+			case <-timer.C:
+			case <-ctx.Done():
+				err = ctx.Err()
+				break loop
 			}
-			body := appendStamp(make([]byte, 0, r.cfg.MsgSize), time.Now(), r.cfg.MsgSize)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := pub.client.Publish(ctx, pub.room, body); err != nil {
-					failed.Add(1)
-					errOnce.Do(func() { firstErr = err })
-				} else {
-					sent.Add(1)
-				}
-				<-inFlight
-			}()
-		case <-stop:
-			break loop
-		case <-ctx.Done():
-			err = ctx.Err()
-			break loop
 		}
+		select {
+		case inFlight <- struct{}{}:
+		default:
+			r.res.Skipped++
+			continue
+		}
+		body := appendStamp(make([]byte, 0, r.cfg.MsgSize), time.Now(), r.cfg.MsgSize)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := pub.client.Publish(ctx, pub.room, body); err != nil {
+				failed.Add(1)
+				errOnce.Do(func() { firstErr = err })
+			} else {
+				sent.Add(1)
+			}
+			<-inFlight
+		}()
 	}
 	wg.Wait()
 	r.res.Sent = sent.Load()
