@@ -225,12 +225,25 @@ func TestNATSLateJoinerGetsFullState(t *testing.T) {
 	ss := startNATS(t, 3, nil, nil)
 	a := startNode(t, ss[0], "a", nil)
 	b := startNode(t, ss[1], "b", nil)
-	for i := range 3000 { // more than one snapshot page
+	for i := range 5000 { // more than one snapshot page (256 KiB)
 		a.track(t, engine.SocketID(i/50+1), fmt.Sprintf("room:%d", i%50), fmt.Sprintf("user%d", i), `{"n":"`+strings.Repeat("x", 40)+`"}`)
 	}
 	b.track(t, 1, "room:1", "bob", `{}`)
 	topics := []string{"room:0", "room:1", "room:49"}
-	waitUntil(t, "a and b converge", 10*time.Second, func() bool { return converged([]*testNode{a, b}, topics...) })
+	waitUntil(t, "a and b converge", 10*time.Second, func() bool {
+		return converged([]*testNode{a, b}, topics...) && b.e.Len() == a.e.Len()
+	})
+	a.n.mu.Lock()
+	size := 0
+	for topic, m := range a.n.c.pub {
+		for s, pe := range m {
+			size += len(appendOp(nil, &op{kind: opTrack, socket: uint64(s), topic: topic, key: pe.key, meta: []byte(pe.meta), ref: pe.ref}))
+		}
+	}
+	a.n.mu.Unlock()
+	if size <= pageBytes {
+		t.Fatalf("a's entries take %d bytes: one snapshot page", size)
+	}
 	c := startNode(t, ss[2], "c", nil)
 	waitUntil(t, "the late joiner has everything", 10*time.Second, func() bool {
 		return converged([]*testNode{a, b, c}, topics...) && c.e.Len() == a.e.Len()
