@@ -6,6 +6,7 @@
 #   bench/server.sh                   # the full sizes below
 #   JOIN=200 CHURN=200 FANOUT=200 IDLE=1000 CHURN_FOR=5s FANOUT_FOR=3s bench/server.sh   # a quick look
 #   WORKLOADS="join idle" bench/server.sh   # some of them
+#   PROFILE=1 WORKLOADS=churn bench/server.sh # and a CPU profile of our server per workload
 #
 # Our server is bench/chatroom (presence-chat's room without its
 # user_joined/user_left broadcasts) served by bench/server/presence; it is
@@ -66,9 +67,9 @@ cat > "$out/centrifugo.json" <<JSON
 JSON
 
 pid=
-start() { # start SERVER CLIENTS
+start() { # start SERVER CLIENTS WORKLOAD
 	case $1 in
-	presence) "$bin/presence" -addr "127.0.0.1:$PPORT" -capacity $(($2 + 100)) >> "$out/presence.log" 2>&1 & pid=$! ;;
+	presence) "$bin/presence" -addr "127.0.0.1:$PPORT" -capacity $(($2 + 100)) ${PROFILE:+-cpuprofile "$out/presence-$3.cpu"} >> "$out/presence.log" 2>&1 & pid=$! ;;
 	centrifugo) "$bin/centrifugo" -c "$out/centrifugo.json" >> "$out/centrifugo.log" 2>&1 & pid=$! ;;
 	esac
 	local port=$PPORT
@@ -97,7 +98,7 @@ measure() { # measure NAME CLIENTS FLAGS...: both servers, NAME's workload
 	case " $WORKLOADS " in *" $name "*) ;; *) return 0 ;; esac
 	for server in presence centrifugo; do
 		echo "$name: $server"
-		start "$server" "$clients"
+		start "$server" "$clients" "$name"
 		local f="$out/$server-$name.json"
 		if [ "$server" = presence ]; then
 			"$bin/presbench" -mode server -url "ws://127.0.0.1:$PPORT/socket/websocket" -room chat:room -json -server-pid "$pid" -clients "$clients" "$@" > "$f" || true

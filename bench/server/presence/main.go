@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -24,9 +25,23 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:4000", "address to listen on (the WebSocket endpoint is /socket/websocket)")
 	capacity := flag.Int("capacity", 20000, "presence entries the engine holds")
 	announce := flag.Bool("announce", false, "broadcast user_joined and user_left, as presence-chat does")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to this file until the server stops")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "presence:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(*addr, *capacity, *announce); err != nil {
 		fmt.Fprintln(os.Stderr, "presence:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
