@@ -136,14 +136,24 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 
 	// owner maps each mode-specific flag to its mode.
 	owner := map[string]string{}
+	// groups hold each mode's flags again, with their defaults, for the
+	// usage message.
+	groups := map[string]*flag.FlagSet{}
 	register := func(mode string, add func()) {
 		add()
+		g := flag.NewFlagSet(mode, flag.ContinueOnError)
+		g.SetOutput(stderr)
 		fs.VisitAll(func(f *flag.Flag) {
 			if _, ok := owner[f.Name]; !ok && !slices.Contains(commonFlags, f.Name) {
 				owner[f.Name] = mode
+				g.Var(f.Value, f.Name, f.Usage)
 			}
 		})
+		groups[mode] = g
 	}
+	common := flag.NewFlagSet("common", flag.ContinueOnError)
+	common.SetOutput(stderr)
+	fs.VisitAll(func(f *flag.Flag) { common.Var(f.Value, f.Name, f.Usage) })
 	c := &o.cfg
 	var preset, mix *string
 	register("engine", func() {
@@ -183,8 +193,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	})
 	register("cluster", func() { clusterFlags(fs, &o.cluster) })
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: presbench [flags]")
-		fs.PrintDefaults()
+		fmt.Fprintln(stderr, "usage: presbench [-mode engine|server|cluster] [flags]")
+		fmt.Fprintln(stderr, "\nevery mode:")
+		common.PrintDefaults()
+		for _, m := range modes {
+			fmt.Fprintf(stderr, "\n-mode %s:\n", m)
+			groups[m].PrintDefaults()
+		}
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
