@@ -19,9 +19,12 @@
 // odd while they change the topic's members or their payloads, and the
 // shard's topic index has one too: a reader that sees either move retries
 // its read window, so what it returns is the topic as it was at one
-// instant. After OptimisticReads spoiled windows, Count and AppendEntries
-// read once more under the shard's mutex, where no window can be spoiled;
-// Pool.Counts reports the retries and these fallbacks. Each change event in
+// instant. AppendEntries rebuilds a window that writers spoiled only by
+// updating up to 8 entries in place as the topic was when it began, from
+// the slots and the leave events that hold the old versions. After
+// OptimisticReads spoiled windows, Count and AppendEntries read once more
+// under the shard's mutex, where no window can be spoiled; Pool.Counts
+// reports the retries, the rebuilt reads and the fallbacks. Each change event in
 // the ring is validated by its own number, so a reader learns when an event
 // was overwritten under it and the caller falls back to a full snapshot.
 //

@@ -134,6 +134,7 @@ type Pool struct {
 	_    [56]byte
 
 	retries    atomic.Uint64
+	repairs    atomic.Uint64
 	fallbacks  atomic.Uint64
 	fullLocal  atomic.Uint64
 	fullRemote atomic.Uint64
@@ -206,6 +207,7 @@ type Counts struct {
 	Local, Remote         int    // entries of local and of remote sockets
 	FullLocal, FullRemote uint64 // Tracks refused with ErrFull, by class
 	Retries               uint64 // read windows retried
+	Repairs               uint64 // spoiled reads rebuilt from the change ring
 	Fallbacks             uint64 // reads that gave up retrying and took the shard lock
 }
 
@@ -220,6 +222,7 @@ func (p *Pool) Counts() Counts {
 		FullLocal:  p.fullLocal.Load(),
 		FullRemote: p.fullRemote.Load(),
 		Retries:    p.retries.Load(),
+		Repairs:    p.repairs.Load(),
 		Fallbacks:  p.fallbacks.Load(),
 	}
 }

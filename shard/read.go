@@ -3,6 +3,7 @@ package shard
 import (
 	"encoding/binary"
 	"runtime"
+	"slices"
 	"unsafe"
 
 	"github.com/presencekit/presence/jsonwriter"
@@ -116,9 +117,11 @@ func (s *Shard) lookup(topic string, hash uint64) (t int32, tseq, head uint64, o
 		idx = load(&rec[topicChain])
 	}
 	head = load(&s.hist.head)
-	if load(&s.seq) != s1 || tseq&1 != 0 {
+	if load(&s.seq) != s1 || tseq&1 != 0 || t >= 0 && load(&p.topic(t)[topicSeq]) != tseq {
 		return -1, 0, 0, false
 	}
+	// The topic's window was closed from before head was read until after:
+	// head is a committed state of the topic.
 	return t, tseq, head, true
 }
 
@@ -157,30 +160,179 @@ func (s *Shard) Head() uint64 { return load(&s.hist.head) }
 func (s *Shard) AppendEntries(w *jsonwriter.Writer, f Form, topic string, hash uint64) (n int, head uint64) {
 	mark := w.Mark()
 	for attempt := 0; attempt < s.p.cfg.ReadAttempts; attempt++ {
-		n, head, ok := s.appendEntries(w, f, topic, hash)
+		n, head, t, ok := s.appendEntries(w, f, topic, hash)
 		if ok {
 			return n, head
 		}
 		w.Rewind(mark)
-		s.p.backoff(attempt)
+		s.p.retries.Add(1)
+		if t >= 0 {
+			// If writers only updated entries in place since head, rebuild
+			// the topic as it was at head from the slots and the old
+			// versions the change ring holds.
+			if n, ok := s.appendAsOf(w, f, topic, hash, t, head); ok {
+				s.p.repairs.Add(1)
+				return n, head
+			}
+			w.Rewind(mark)
+		}
+		if attempt > 0 {
+			runtime.Gosched()
+		}
 	}
 	s.lockForRead()
-	n, head, _ = s.appendEntries(w, f, topic, hash)
+	n, head, _, _ = s.appendEntries(w, f, topic, hash)
 	s.mu.Unlock()
 	return n, head
+}
+
+// maxRepair is how many updated entries appendAsOf can take from the ring.
+const maxRepair = 8
+
+// appendAsOf writes topic t's entries as they were when the shard's
+// history head was head, a committed state of the topic, provided that
+// every change to the topic since then updated at most maxRepair entries
+// in place. It walks the member list, taking an updated entry's version at
+// head from the leave event of its first update after head and every other
+// entry from its slot, and then checks the events up to the new head: ok
+// is false, and what it wrote must be discarded, if one of them was not an
+// update of an entry it took from the ring, or the ring lost one.
+func (s *Shard) appendAsOf(w *jsonwriter.Writer, f Form, topic string, hash uint64, t int32, head uint64) (n int, ok bool) {
+	var set [maxRepair]uint64
+	upto := load(&s.hist.head)
+	updated, ok := s.updates(topic, hash, head, upto, true, set[:0])
+	if !ok || len(updated) == 0 {
+		return 0, false
+	}
+	p := s.p
+	rec := p.topic(t)
+	count := int(load(&rec[topicCount]))
+	idx := load(&rec[topicHead])
+	nameWords := wordsFor(len(topic))
+	for ; idx != 0 && n <= count; n++ {
+		if idx > uint64(p.cfg.Slots) {
+			return n, false // torn link
+		}
+		sw := p.slot(int32(idx - 1))
+		idx = load(&sw[slotNext])
+		owner := load(&sw[slotOwner])
+		if !slices.Contains(updated, owner) {
+			s.emit(w, f, n == 0, KindEntry, owner, load(&sw[slotRef]), load(&sw[slotLens]), sw[slotHdr:])
+			continue
+		}
+		seq, ok := s.firstLeave(topic, hash, owner, head, upto)
+		if !ok {
+			return n, false
+		}
+		e := s.hist.event(seq)
+		s.emit(w, f, n == 0, KindEntry, owner, load(&e[evRef]), load(&e[evLens]), e[evHdr+nameWords:])
+		if load(&e[evSeq]) != seq {
+			return n, false
+		}
+	}
+	if idx != 0 || n != count {
+		return n, false
+	}
+	// Every change made while the list was walked must be in the ring, so
+	// the topic's window must be closed from before the new head is read
+	// until after; and each must be an update of an entry taken from the
+	// ring.
+	tseq := load(&rec[topicSeq])
+	end := load(&s.hist.head)
+	if tseq&1 != 0 || load(&rec[topicSeq]) != tseq {
+		return n, false
+	}
+	later, ok := s.updates(topic, hash, head, end, false, set[len(updated):len(updated)])
+	if !ok {
+		return n, false
+	}
+	for _, o := range later {
+		if !slices.Contains(updated, o) {
+			return n, false
+		}
+	}
+	return n, true
+}
+
+// updates appends to dst the sockets whose entries in topic were updated
+// by the events since+1 through upto, once each. ok is false if one of
+// those events is not half of an update (a leave and, next, the join of
+// the same socket; with pending, the last event may be the leave of an
+// update under way, or of a removal, which the caller finds later), if the
+// ring no longer holds them, or if dst fills.
+func (s *Shard) updates(topic string, hash, since, upto uint64, pending bool, dst []uint64) ([]uint64, bool) {
+	h := &s.hist
+	if since > upto || upto-since > h.size() {
+		return dst, false
+	}
+	for seq := since + 1; seq <= upto; seq++ {
+		e := h.event(seq)
+		if load(&e[evSeq]) != seq {
+			return dst, false
+		}
+		kind := load(&e[evKind])
+		mine := load(&e[evHash]) == hash && nameEqual(kind>>8, e[evHdr:], topic)
+		owner := load(&e[evOwner])
+		if load(&e[evSeq]) != seq {
+			return dst, false
+		}
+		if !mine {
+			continue
+		}
+		if uint8(kind) != evLeave {
+			return dst, false
+		}
+		// The join of the update follows its leave at once, unless the
+		// update is under way; either way the entry is taken from the ring.
+		if seq == upto && !pending {
+			return dst, false
+		}
+		if seq < upto {
+			seq++
+			j := h.event(seq)
+			jkind, jowner := load(&j[evKind]), load(&j[evOwner])
+			if load(&j[evSeq]) != seq || uint8(jkind) != evJoin || jowner != owner {
+				return dst, false
+			}
+		}
+		if !slices.Contains(dst, owner) {
+			if len(dst) == cap(dst) {
+				return dst, false
+			}
+			dst = append(dst, owner)
+		}
+	}
+	return dst, true
+}
+
+// firstLeave returns the number of the first leave event of owner's entry
+// in topic after since, up to upto.
+func (s *Shard) firstLeave(topic string, hash, owner, since, upto uint64) (uint64, bool) {
+	for seq := since + 1; seq <= upto; seq++ {
+		e := s.hist.event(seq)
+		kind := load(&e[evKind])
+		found := uint8(kind) == evLeave && load(&e[evOwner]) == owner && load(&e[evHash]) == hash && nameEqual(kind>>8, e[evHdr:], topic)
+		if load(&e[evSeq]) != seq {
+			return 0, false
+		}
+		if found {
+			return seq, true
+		}
+	}
+	return 0, false
 }
 
 // appendEntries is one read window of AppendEntries; ok is false when what
 // it wrote must be discarded and the window retried, never when the caller
 // holds s.mu.
-func (s *Shard) appendEntries(w *jsonwriter.Writer, f Form, topic string, hash uint64) (n int, head uint64, ok bool) {
+func (s *Shard) appendEntries(w *jsonwriter.Writer, f Form, topic string, hash uint64) (n int, head uint64, t int32, ok bool) {
 	p := s.p
 	t, tseq, h, ok := s.lookup(topic, hash)
 	if !ok {
-		return 0, 0, false
+		return 0, 0, -1, false
 	}
 	if t < 0 {
-		return 0, h, true
+		return 0, h, t, true
 	}
 	rec := p.topic(t)
 	count := int(load(&rec[topicCount]))
@@ -196,7 +348,7 @@ func (s *Shard) appendEntries(w *jsonwriter.Writer, f Form, topic string, hash u
 			k, next := s.emitJSONList(w, idx, min(readChunk, count+1-n)-1)
 			n, idx = n+k, next
 			if load(&rec[topicSeq]) != tseq {
-				return n, h, false
+				return n, h, t, false
 			}
 			if k == 0 {
 				break // a torn link, or w ran short
@@ -208,7 +360,7 @@ func (s *Shard) appendEntries(w *jsonwriter.Writer, f Form, topic string, hash u
 			break // torn link
 		}
 		if n%readChunk == readChunk-1 && load(&rec[topicSeq]) != tseq {
-			return n, h, false
+			return n, h, t, false
 		}
 		sw := p.slot(int32(idx - 1))
 		idx = load(&sw[slotNext])
@@ -218,7 +370,7 @@ func (s *Shard) appendEntries(w *jsonwriter.Writer, f Form, topic string, hash u
 		}
 		s.emit(w, f, n == 0, KindEntry, load(&sw[slotOwner]), load(&sw[slotRef]), load(&sw[slotLens]), sw[slotHdr:])
 	}
-	return n, h, idx == 0 && n == count && load(&rec[topicSeq]) == tseq
+	return n, h, t, idx == 0 && n == count && load(&rec[topicSeq]) == tseq
 }
 
 // AppendChanges writes the topic's events numbered since+1 through upto (at

@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -138,4 +139,193 @@ func TestReadersFindEveryTopicRecord(t *testing.T) {
 		t.Fatalf("%d read windows retried with no writer", r)
 	}
 	p.freeTopics.push(held)
+}
+
+// TestRepairedReadsAreSnapshots updates the first m entries of a
+// 300-entry topic round robin (update k gives entry k%m version k) while a
+// reader copies the topic. A copy is a snapshot of one instant exactly
+// when, with M its highest version, every entry j < m holds the highest
+// k <= M with k%m == j and the others their first version. Reads that a
+// write spoiled are rebuilt from the change ring when few entries changed;
+// the test checks that this happened and that every read is a snapshot.
+func TestRepairedReadsAreSnapshots(t *testing.T) {
+	const n = 300
+	for _, m := range []int{2, 5, n} {
+		t.Run(fmt.Sprint("updated=", m), func(t *testing.T) {
+			p := NewPool(Config{Slots: n, Shards: 1, MaxTopic: 8, MaxKey: 8, MaxMeta: 32, History: 1024, Seed: 3})
+			hash := p.HashTopic("t")
+			sh := p.ShardFor(hash)
+			meta := func(v int) []byte { return []byte(fmt.Sprintf(`{"v":%d}`, v)) }
+			for j := range n {
+				if _, _, err := sh.Track(uint64(j+1), "t", hash, "k", false, meta(j-n), 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			stop := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for k := 0; ; k++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if out, _, _ := sh.Track(uint64(k%m+1), "t", hash, "k", false, meta(k), 0); out != Updated {
+						t.Errorf("update %d: %v", k, out)
+						return
+					}
+				}
+			}()
+			var w jsonwriter.Writer
+			reads := 0
+			for ; reads < 1000 || m < maxRepair && p.repairs.Load() == 0 && reads < 100000; reads++ {
+				w.Reset(nil, jsonwriter.Unbounded)
+				sh.AppendEntries(&w, Records, "t", hash)
+				var vs [n]int
+				top := -n - 1
+				b := w.Bytes()
+				for j := 0; j < n; j++ {
+					r, rest, ok := ParseRecord(b)
+					if !ok || r.Socket != uint64(j+1) {
+						t.Fatalf("read %d: entry %d missing or out of order", reads, j)
+					}
+					b = rest
+					if _, err := fmt.Sscanf(string(r.Meta), `{"v":%d}`, &vs[j]); err != nil {
+						t.Fatalf("torn meta %s", r.Meta)
+					}
+					top = max(top, vs[j])
+				}
+				for j := range n {
+					want := j - n // never updated
+					if j < m && top >= j {
+						want = top - ((top-j)%m+m)%m // the highest k <= top with k%m == j
+					}
+					if vs[j] != want {
+						t.Fatalf("read %d is no snapshot: entry %d has version %d, want %d (top %d)", reads, j, vs[j], want, top)
+					}
+				}
+			}
+			close(stop)
+			<-done
+			if m < maxRepair && p.repairs.Load() == 0 {
+				t.Fatalf("none of %d reads was rebuilt from the ring", reads)
+			}
+			t.Logf("%d reads: %d retried, %d rebuilt, %d locked", reads, p.retries.Load(), p.repairs.Load(), p.fallbacks.Load())
+		})
+	}
+}
+
+// TestRepairedReadsWithJoinsAndLeaves interleaves the round-robin updates
+// with an entry that joins and leaves, so that reads rebuilt from the ring
+// meet changes they must refuse. Operation k, in order: if k%20 == 9 the
+// extra entry joins with version k, if k%20 == 19 it leaves, otherwise
+// entry k%m gets version k. A read is a snapshot if it equals the state
+// after operation K for some K from its highest version on.
+func TestRepairedReadsWithJoinsAndLeaves(t *testing.T) {
+	const n, extra = 100, 1000
+	for _, m := range []int{1, 3, n} {
+		t.Run(fmt.Sprint("updated=", m), func(t *testing.T) {
+			p := NewPool(Config{Slots: n + 1, Shards: 1, MaxTopic: 8, MaxKey: 8, MaxMeta: 32, History: 1024, Seed: 5})
+			hash := p.HashTopic("t")
+			sh := p.ShardFor(hash)
+			meta := func(v int) []byte { return []byte(fmt.Sprintf(`{"v":%d}`, v)) }
+			for j := range n {
+				if _, _, err := sh.Track(uint64(j+1), "t", hash, "k", false, meta(j-n), 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// state returns the versions after operation K (extra: -1 if absent).
+			state := func(K int) (vs [n]int, extraV int) {
+				for j := range vs {
+					vs[j] = j - n
+				}
+				extraV = -1
+				seen, extraSeen := 0, false
+				done := make([]bool, n)
+				// Every entry that is ever updated is updated within any 2m
+				// operations; those that never are (j%20 == 9 or 19 when m is
+				// a multiple of 20) keep their first version.
+				for k := K; k >= 0 && k > K-2*m-40 && (seen < min(m, n) || !extraSeen); k-- {
+					switch k % 20 {
+					case 9, 19:
+						if !extraSeen {
+							extraSeen = true
+							if k%20 == 9 {
+								extraV = k
+							}
+						}
+					default:
+						if j := k % m; !done[j] {
+							done[j], vs[j] = true, k
+							seen++
+						}
+					}
+				}
+				return vs, extraV
+			}
+			stop := make(chan struct{})
+			finished := make(chan struct{})
+			go func() {
+				defer close(finished)
+				for k := 0; ; k++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					switch k % 20 {
+					case 9:
+						sh.Track(extra, "t", hash, "x", false, meta(k), 0)
+					case 19:
+						sh.Untrack(extra, "t", hash)
+					default:
+						sh.Track(uint64(k%m+1), "t", hash, "k", false, meta(k), 0)
+					}
+				}
+			}()
+			var w jsonwriter.Writer
+			for read := range 1000 {
+				w.Reset(nil, jsonwriter.Unbounded)
+				sh.AppendEntries(&w, Records, "t", hash)
+				var vs [n]int
+				extraV, top := -1, -n-1
+				b := w.Bytes()
+				for j := 0; ; j++ {
+					r, rest, ok := ParseRecord(b)
+					if !ok {
+						if j < n {
+							t.Fatalf("read %d: %d entries", read, j)
+						}
+						break
+					}
+					b = rest
+					var v int
+					if _, err := fmt.Sscanf(string(r.Meta), `{"v":%d}`, &v); err != nil {
+						t.Fatalf("torn meta %s", r.Meta)
+					}
+					switch {
+					case j < n && r.Socket == uint64(j+1):
+						vs[j] = v
+					case j == n && r.Socket == extra:
+						extraV = v
+					default:
+						t.Fatalf("read %d: entry %d is socket %d", read, j, r.Socket)
+					}
+					top = max(top, v)
+				}
+				match := false
+				for K := max(top, 0); K <= max(top, 0)+20 && !match; K++ {
+					wantVs, wantExtra := state(K)
+					match = wantVs == vs && wantExtra == extraV
+				}
+				if !match && top >= 0 {
+					t.Fatalf("read %d is no snapshot: %v extra %d", read, vs[:min(m, n, 8)], extraV)
+				}
+			}
+			close(stop)
+			<-finished
+			t.Logf("retried %d, rebuilt %d, locked %d", p.retries.Load(), p.repairs.Load(), p.fallbacks.Load())
+		})
+	}
 }
