@@ -19,6 +19,7 @@ go test -count=1 -tags presence_atomic ./shard/... ./engine/...
 # The plain-copy words (shard/words_fast.go) exist only without -race: their
 # stress and linearizability tests again, with longer histories.
 go test -count=1 -run 'Stress|Linearizable|NoSpurious|Torn|Bounded|SocketEntriesUnder' ./engine/ -args -lin.ops=1000
+go test -count=1 -run 'Torn|Repaired|Contention|Optimistic' ./shard/
 # The peer comparison module: its adapters must agree with the engine.
 (cd bench/peers && go vet ./... && go test -count=1 ./...)
 # The Centrifugo driver module: its workloads against the centrifuge library
