@@ -8,9 +8,8 @@ const Unbounded = -1
 // Writer appends JSON to a buffer and never grows it past a limit.
 //
 // It writes exactly what it is given: the caller places brackets, commas
-// and keys, and QuotedString quotes and escapes a string. Extend, and Free
-// with Commit, hand out bytes to fill in place, for callers that write
-// fixed parts themselves.
+// and keys, and QuotedString quotes and escapes a string. Extend hands out
+// bytes to fill in place, for callers that write fixed parts themselves.
 //
 // Once a write does not fit, the Writer is short: that write and every later
 // one are dropped, and Err reports io.ErrShortBuffer. Callers check Err once
@@ -87,26 +86,6 @@ func (w *Writer) Extend(n int) []byte {
 	w.buf = w.buf[:l+n]
 	return w.buf[l:]
 }
-
-// Free returns the unused capacity after the buffer, up to the limit, for
-// the caller to fill in place and then keep with Commit; it lets a caller
-// write many small pieces without a call per piece. Free never grows the
-// buffer (Extend does), and it returns nil once w is short.
-func (w *Writer) Free() []byte {
-	if w.short {
-		return nil
-	}
-	free := w.buf[len(w.buf):cap(w.buf)]
-	if w.bounded && len(free) > w.limit-len(w.buf) {
-		free = free[:max(0, w.limit-len(w.buf))]
-	}
-	return free
-}
-
-// Commit appends the first n bytes of the slice Free last returned to the
-// buffer. n must be at most that slice's length, and nothing else may be
-// written between the Free and the Commit.
-func (w *Writer) Commit(n int) { w.buf = w.buf[:len(w.buf)+n] }
 
 // Byte appends one raw byte.
 func (w *Writer) Byte(c byte) {

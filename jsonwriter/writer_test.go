@@ -127,43 +127,6 @@ func TestWriterExtend(t *testing.T) {
 	}
 }
 
-func TestWriterFreeCommit(t *testing.T) {
-	var w Writer
-	w.Reset(make([]byte, 0, 16), Unbounded)
-	w.RawString("ab")
-	free := w.Free()
-	if len(free) != 14 {
-		t.Fatalf("Free holds %d bytes, want 14", len(free))
-	}
-	copy(free, "cdef")
-	w.Commit(3) // keeps "cde"
-	w.Byte('!')
-	if string(w.Bytes()) != "abcde!" || w.Err() != nil {
-		t.Fatalf("got %q, %v", w.Bytes(), w.Err())
-	}
-
-	// A limit below the capacity bounds Free; a short Writer has none.
-	w.Reset(make([]byte, 0, 16), 5)
-	w.RawString("abc")
-	if len(w.Free()) != 2 {
-		t.Fatalf("Free holds %d bytes under a limit of 5 with 3 written, want 2", len(w.Free()))
-	}
-	w.RawString("def")
-	if w.Free() != nil || w.Err() == nil {
-		t.Fatal("a short Writer still offers room")
-	}
-
-	// Free never grows the buffer.
-	w.Reset(nil, Unbounded)
-	if len(w.Free()) != 0 {
-		t.Fatal("Free grew a nil buffer")
-	}
-	w.Commit(0)
-	if w.Len() != 0 {
-		t.Fatal("Commit(0) wrote")
-	}
-}
-
 func TestWriterAllocatesNothing(t *testing.T) {
 	buf := make([]byte, 0, 512)
 	meta := []byte(`{"n":12345}`)

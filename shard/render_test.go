@@ -53,20 +53,3 @@ func TestJSONEntriesMatchEncodingJSON(t *testing.T) {
 		}
 	}
 }
-
-// TestCopyOutShortMatchesCopyOut compares the two copies for every length a
-// slot may hold and more.
-func TestCopyOutShortMatchesCopyOut(t *testing.T) {
-	src := make([]uint64, 48)
-	for i, b := 0, bytesOf(src); i < len(b); i++ {
-		b[i] = byte(i*7 + 1)
-	}
-	for n := 0; n <= len(src)*8; n++ {
-		want, got := make([]byte, n+8), make([]byte, n+8)
-		copyOut(want[:n], src)
-		copyOutShort(got[:n], src)
-		if string(got) != string(want) {
-			t.Fatalf("n=%d: copyOutShort wrote %x, copyOut %x", n, got, want)
-		}
-	}
-}
