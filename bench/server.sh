@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the server workloads of bench/load against our server and against
 # Centrifugo v6.9.1, one after the other on loopback, and prints the
-# side-by-side table. Takes about 10 minutes; run it on an idle machine.
+# side-by-side table. Takes about 5 minutes; run it on an idle machine.
 #
 #   bench/server.sh                   # the full sizes below
 #   JOIN=200 CHURN=200 FANOUT=200 IDLE=1000 CHURN_FOR=5s FANOUT_FOR=3s bench/server.sh   # a quick look
