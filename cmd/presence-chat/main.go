@@ -1,7 +1,8 @@
 // Command presence-chat is the chat-with-presence example: a web page where
 // people pick a name, join a room, see who is online as it changes, and
 // chat. It serves the page, the presence.js client, the Phoenix Channels
-// endpoint at /socket/websocket, and the server's counters at /debug/vars.
+// endpoint at /socket/websocket, and the server's counters at /debug/vars
+// and, for Prometheus, at /metrics.
 //
 //	go run ./cmd/presence-chat -addr 127.0.0.1:4000
 package main
@@ -23,9 +24,12 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/presencekit/presence/channel"
 	"github.com/presencekit/presence/cluster"
 	"github.com/presencekit/presence/engine"
+	"github.com/presencekit/presence/metrics/clustermetrics"
 )
 
 //go:embed index.html
@@ -63,7 +67,11 @@ func run(addr string, window, heartbeat time.Duration, cl *clusterOptions) error
 	}
 	// The e2e tests read this line to find the port.
 	fmt.Printf("presence-chat listening on http://%s\n", ln.Addr())
-	httpSrv := &http.Server{Handler: routes(srv), ReadHeaderTimeout: 10 * time.Second}
+	var more []prometheus.Collector
+	if node != nil {
+		more = append(more, clustermetrics.Node(node))
+	}
+	httpSrv := &http.Server{Handler: routes(srv, more...), ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
@@ -79,7 +87,9 @@ func run(addr string, window, heartbeat time.Duration, cl *clusterOptions) error
 	return httpSrv.Shutdown(shutdown)
 }
 
-func routes(srv *channel.Server) http.Handler {
+// routes serves the chat; more are collectors that /metrics serves beside
+// the engine's and the channel layer's (a cluster node's, in cluster mode).
+func routes(srv *channel.Server, more ...prometheus.Collector) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/socket/websocket", srv)
 	mux.Handle("/presence.js", channel.ClientScript())
@@ -90,7 +100,7 @@ func routes(srv *channel.Server) http.Handler {
 	expvar.Publish("channel", expvar.Func(func() any { return srv.Stats() }))
 	expvar.Publish("presence", expvar.Func(func() any { return srv.Presence().Stats() }))
 	mux.Handle("/debug/vars", expvar.Handler())
-	mux.Handle("/metrics", metricsHandler(srv))
+	mux.Handle("/metrics", metricsHandler(srv, more...))
 	return mux
 }
 
