@@ -12,19 +12,7 @@ import (
 // TestBroadcastEncodesOnce: a broadcast is encoded once, and every
 // subscriber's queue holds the same bytes, not a copy.
 func TestBroadcastEncodesOnce(t *testing.T) {
-	e, err := engine.New(engine.Config{Capacity: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := NewServer(Config{Presence: e, Channels: []Channel{{Topic: "room:*", Join: func(*Socket, string, json.RawMessage) (any, error) { return nil, nil }}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	socks := make([]*Socket, 5)
-	for i := range socks {
-		socks[i] = newSocket(srv, nil, nil, nil)
-		srv.subscribe("room:a", socks[i], phx.MakeRef("1"), false)
-	}
+	srv, socks := fanoutServer(t, 5)
 	if err := srv.Broadcast("room:a", "news", map[string]int{"n": 1}); err != nil {
 		t.Fatal(err)
 	}
