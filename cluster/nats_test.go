@@ -253,14 +253,23 @@ func TestNATSLateJoinerGetsFullState(t *testing.T) {
 	}
 }
 
-func TestNATSKilledNodeClearedWithinDownAfter(t *testing.T) {
-	leakCheck(t)
-	ss := startNATS(t, 2, nil, nil)
-	events := make(chan NodeInfo, 16)
-	a := startNode(t, ss[0], "a", func(c *Config) { c.OnNodeChange = func(n NodeInfo) { events <- n } })
-	b := startNode(t, ss[1], "b", nil)
+// bobOnB starts two routed NATS servers, node a (configured by modA) on
+// the first and node b on the second, tracks bob on b and waits until a
+// lists him.
+func bobOnB(t testing.TB, modA func(*Config)) (ss []*server.Server, a, b *testNode) {
+	t.Helper()
+	ss = startNATS(t, 2, nil, nil)
+	a = startNode(t, ss[0], "a", modA)
+	b = startNode(t, ss[1], "b", nil)
 	b.track(t, 1, "room", "bob", `{}`)
 	waitUntil(t, "a lists bob", 5*time.Second, func() bool { return a.e.Count("room") == 1 })
+	return ss, a, b
+}
+
+func TestNATSKilledNodeClearedWithinDownAfter(t *testing.T) {
+	leakCheck(t)
+	events := make(chan NodeInfo, 16)
+	_, a, b := bobOnB(t, func(c *Config) { c.OnNodeChange = func(n NodeInfo) { events <- n } })
 	b.kill()
 	took := waitUntil(t, "a drops bob", 10*testD, func() bool { return a.e.Count("room") == 0 })
 	// D + H, one tick of a's clock (H/4) for the check itself, and slack
@@ -286,11 +295,7 @@ func TestNATSKilledNodeClearedWithinDownAfter(t *testing.T) {
 
 func TestNATSGoodbyeClearsAtOnce(t *testing.T) {
 	leakCheck(t)
-	ss := startNATS(t, 2, nil, nil)
-	a := startNode(t, ss[0], "a", nil)
-	b := startNode(t, ss[1], "b", nil)
-	b.track(t, 1, "room", "bob", `{}`)
-	waitUntil(t, "a lists bob", 5*time.Second, func() bool { return a.e.Count("room") == 1 })
+	_, a, b := bobOnB(t, nil)
 	b.n.Close()
 	took := waitUntil(t, "a drops bob", testD, func() bool { return a.e.Count("room") == 0 })
 	if took > testD/2 {
@@ -300,11 +305,7 @@ func TestNATSGoodbyeClearsAtOnce(t *testing.T) {
 
 func TestNATSRestartWithNewIncarnation(t *testing.T) {
 	leakCheck(t)
-	ss := startNATS(t, 2, nil, nil)
-	a := startNode(t, ss[0], "a", nil)
-	b := startNode(t, ss[1], "b", nil)
-	b.track(t, 1, "room", "bob", `{}`)
-	waitUntil(t, "a lists bob", 5*time.Second, func() bool { return a.e.Count("room") == 1 })
+	ss, a, b := bobOnB(t, nil)
 	old := list(a.e, "room", false)
 	b.kill()
 	b2 := startNode(t, ss[1], "b", nil)
