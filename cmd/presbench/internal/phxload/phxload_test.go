@@ -17,15 +17,15 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// chatServer serves presence-chat's room without the user_joined and
-// user_left announcements.
-func chatServer(t *testing.T) string {
+// chatServer serves presence-chat's room, shaped by o, and returns its
+// WebSocket URL.
+func chatServer(t *testing.T, o chatroom.Options) string {
 	t.Helper()
 	e, err := engine.New(engine.Config{Capacity: 4096})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := chatroom.New(e, chatroom.Options{})
+	srv, err := chatroom.New(e, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func smoke(t *testing.T, url string, cfg load.Config) *load.Result {
 
 func TestJoinStorm(t *testing.T) {
 	const n = 30
-	res := smoke(t, chatServer(t), load.Config{Workload: load.Join, Clients: n})
+	res := smoke(t, chatServer(t, chatroom.Options{}), load.Config{Workload: load.Join, Clients: n})
 	// Every client got at least its presence_state, and the rosters
 	// were built from presence frames only.
 	if res.PresenceFrames < n || res.Frames < res.PresenceFrames+n {
@@ -78,7 +78,7 @@ func TestJoinStorm(t *testing.T) {
 }
 
 func TestChurn(t *testing.T) {
-	res := smoke(t, chatServer(t), load.Config{Workload: load.Churn, Clients: 30, Churners: 6, Rate: 10, Duration: 2 * time.Second})
+	res := smoke(t, chatServer(t, chatroom.Options{}), load.Config{Workload: load.Churn, Clients: 30, Churners: 6, Rate: 10, Duration: 2 * time.Second})
 	// About 20 cycles of two actions each, all seen by all 24 observers.
 	if res.Actions < 20 || res.Unseen != 0 || res.LatencyP99Ms <= 0 || res.PresencePerSec <= 0 {
 		t.Fatalf("churn: %+v", res)
@@ -87,14 +87,14 @@ func TestChurn(t *testing.T) {
 
 func TestFanout(t *testing.T) {
 	const n = 10
-	res := smoke(t, chatServer(t), load.Config{Workload: load.Fanout, Clients: n, Rate: 20, Duration: time.Second, MsgSize: 100})
+	res := smoke(t, chatServer(t, chatroom.Options{}), load.Config{Workload: load.Fanout, Clients: n, Rate: 20, Duration: time.Second, MsgSize: 100})
 	if res.Sent < 10 || res.Delivered != res.Sent*n || res.Expected != res.Delivered || res.Messages != res.Sent*(n+1) || res.LatencyP50Ms <= 0 {
 		t.Fatalf("fanout: sent %d, delivered %d of %d, p50 %.2f ms", res.Sent, res.Delivered, res.Expected, res.LatencyP50Ms)
 	}
 }
 
 func TestIdle(t *testing.T) {
-	res := smoke(t, chatServer(t), load.Config{Workload: load.Idle, Clients: 40, Rooms: 4})
+	res := smoke(t, chatServer(t, chatroom.Options{}), load.Config{Workload: load.Idle, Clients: 40, Rooms: 4})
 	if res.ServerRSS == 0 || res.Rooms != 4 {
 		t.Fatalf("idle: %+v", res)
 	}
@@ -113,20 +113,8 @@ func TestRefusesRemoteServer(t *testing.T) {
 // broadcasts, clients receive more frames, but the presence frames alone
 // are what the rosters are built from.
 func TestAnnouncedJoinsAreNotPresence(t *testing.T) {
-	e, err := engine.New(engine.Config{Capacity: 4096})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := chatroom.New(e, chatroom.Options{Announce: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv)
-	defer hs.Close()
-	defer srv.Shutdown(context.Background())
 	const n = 12
-	url := "ws" + strings.TrimPrefix(hs.URL, "http")
-	res := smoke(t, url, load.Config{Workload: load.Join, Clients: n})
+	res := smoke(t, chatServer(t, chatroom.Options{Announce: true}), load.Config{Workload: load.Join, Clients: n})
 	// Besides the n join replies and the presence frames, the clients
 	// heard user_joined of the clients that joined after them.
 	if res.Frames <= res.PresenceFrames+n {
