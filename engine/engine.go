@@ -283,7 +283,11 @@ func (e *Engine) track(s SocketID, topic, key string, meta []byte, ref uint64) (
 		return 0, 0, ErrInvalidKey
 	case len(key) > e.cfg.MaxKeyLen:
 		return 0, 0, ErrKeyTooLong
-	case !utf8.ValidString(key):
+	}
+	// A key that needs no escaping is valid UTF-8 (jsonwriter.NeedsEscape
+	// decodes every non-ASCII rune), so only one that does is checked again.
+	escape := jsonwriter.NeedsEscape(key)
+	if escape && !utf8.ValidString(key) {
 		return 0, 0, ErrInvalidKey
 	}
 	switch {
@@ -299,7 +303,7 @@ func (e *Engine) track(s SocketID, topic, key string, meta []byte, ref uint64) (
 		meta = meta[start:end]
 	}
 	hash := e.pool.HashTopic(topic)
-	out, ref, err := e.pool.ShardFor(hash).Track(uint64(s), topic, hash, key, jsonwriter.NeedsEscape(key), meta, ref)
+	out, ref, err := e.pool.ShardFor(hash).Track(uint64(s), topic, hash, key, escape, meta, ref)
 	switch err {
 	case nil:
 		return out, ref, nil

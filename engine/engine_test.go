@@ -12,6 +12,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
+
+	"github.com/presencekit/presence/jsonwriter"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata")
@@ -215,6 +218,15 @@ func TestTrackRejectsEmptyOrInvalidUTF8(t *testing.T) {
 		{"t", "", ErrInvalidKey},
 		{"t", "bad\xc3", ErrInvalidKey},
 		{"t", "\xed\xbf\xbf", ErrInvalidKey},
+		// Past the first eight bytes, where the escape scan goes a word at
+		// a time, and encodings that only a full decode rejects: overlong,
+		// past U+10FFFF, a surrogate, a lone continuation byte.
+		{"t", "user_0123\xc3", ErrInvalidKey},
+		{"t", "\xc0\x80", ErrInvalidKey},
+		{"t", "user_0123\xf4\x90\x80\x80", ErrInvalidKey},
+		{"t", "user_01234567\xed\xa0\x80", ErrInvalidKey},
+		{"t", "user_01234567\x80", ErrInvalidKey},
+		{"t", "user_01234567\xf8\x88\x80\x80\x80", ErrInvalidKey},
 	} {
 		if err := e.Track(1, tt.topic, tt.key, nil); !errors.Is(err, tt.want) {
 			t.Errorf("Track(%q, %q) = %v, want %v", tt.topic, tt.key, err, tt.want)
@@ -222,6 +234,26 @@ func TestTrackRejectsEmptyOrInvalidUTF8(t *testing.T) {
 	}
 	if e.Len() != 0 {
 		t.Fatalf("Len = %d after rejected Tracks", e.Len())
+	}
+}
+
+// TestKeyNeedingNoEscapeIsValidUTF8 checks what Track relies on to skip
+// its own UTF-8 check: a key jsonwriter.NeedsEscape passes is valid UTF-8.
+// It tries every pair of bytes, at the start and after the eight ASCII
+// bytes the scan takes as one word, followed by up to two continuation
+// bytes, so every lead byte of a 2-, 3- and 4-byte sequence is covered.
+func TestKeyNeedingNoEscapeIsValidUTF8(t *testing.T) {
+	for _, prefix := range []string{"", "user_012"} {
+		for _, tail := range []string{"", "\x80", "\x80\x80", "\xbf\xbf"} {
+			for a := range 256 {
+				for b := range 256 {
+					k := prefix + string([]byte{byte(a), byte(b)}) + tail
+					if !jsonwriter.NeedsEscape(k) && !utf8.ValidString(k) {
+						t.Fatalf("NeedsEscape(%q) is false, but the key is not valid UTF-8", k)
+					}
+				}
+			}
+		}
 	}
 }
 
