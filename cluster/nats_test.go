@@ -442,6 +442,19 @@ func (p *proxy) close() {
 	p.wg.Wait()
 }
 
+// aliceAndBob starts node a on ss[0] and node b on ss[1], tracks alice on
+// a and bob on b, and waits until both nodes list both.
+func aliceAndBob(t testing.TB, ss []*server.Server) (a, b *testNode, both []*testNode) {
+	t.Helper()
+	a = startNode(t, ss[0], "a", nil)
+	b = startNode(t, ss[1], "b", nil)
+	a.track(t, 1, "room", "alice", `{}`)
+	b.track(t, 1, "room", "bob", `{}`)
+	both = []*testNode{a, b}
+	waitUntil(t, "a and b see each other", 5*time.Second, func() bool { return converged(both, "room") && a.e.Count("room") == 2 })
+	return a, b, both
+}
+
 func TestNATSPartitionAndHeal(t *testing.T) {
 	leakCheck(t)
 	// Both directions of the only route go through proxies: each server
@@ -457,12 +470,7 @@ func TestNATSPartitionAndHeal(t *testing.T) {
 		return p1.addr()
 	})
 	p1.setTarget(ss[1].ClusterAddr().String())
-	a := startNode(t, ss[0], "a", nil)
-	b := startNode(t, ss[1], "b", nil)
-	a.track(t, 1, "room", "alice", `{}`)
-	b.track(t, 1, "room", "bob", `{}`)
-	both := []*testNode{a, b}
-	waitUntil(t, "a and b see each other", 5*time.Second, func() bool { return converged(both, "room") && a.e.Count("room") == 2 })
+	a, b, both := aliceAndBob(t, ss)
 
 	p0.black.Store(true)
 	p1.black.Store(true)
@@ -487,12 +495,7 @@ func leakCheck(t *testing.T) {
 func TestNATSClientFailsOverToAnotherServer(t *testing.T) {
 	leakCheck(t)
 	ss := startNATS(t, 2, nil, nil)
-	a := startNode(t, ss[0], "a", nil)
-	b := startNode(t, ss[1], "b", nil)
-	a.track(t, 1, "room", "alice", `{}`)
-	b.track(t, 1, "room", "bob", `{}`)
-	both := []*testNode{a, b}
-	waitUntil(t, "a and b see each other", 5*time.Second, func() bool { return converged(both, "room") && a.e.Count("room") == 2 })
+	a, b, both := aliceAndBob(t, ss)
 
 	// b's server goes away; b's client moves to a's server, which it
 	// learned of from the cluster, and the node carries on.
