@@ -4,13 +4,17 @@ package shard
 const (
 	evJoin  = 1
 	evLeave = 2
+	// evInPlace marks both events of an update in place: a reader may
+	// rebuild a topic across them (appendAsOf), but not across a leave and
+	// a join of the same socket that moved the entry to the end.
+	evInPlace = 4
 )
 
 // Event words. An event copies what it describes, because the slot it came
 // from may be reused before a reader asks.
 const (
 	evSeq   = iota // the event's number; 0 while the event is rewritten
-	evKind         // kind | topic name length<<8
+	evKind         // kind (| evInPlace) | topic name length<<8
 	evLens         // as slotLens
 	evRef          // the entry's ref
 	evLink         // join: seq of the leave that ended it; leave: seq of its join
@@ -63,7 +67,7 @@ func (h *history) append(kind uint64, rec, w []uint64, link uint64) uint64 {
 	pw := payloadWords(lens)
 	copyWords(e[evHdr+nw:evHdr+nw+pw], w[slotHdr:slotHdr+pw])
 	storeSeq(&e[evSeq], seq)
-	if kind == evLeave && link != 0 && seq-link < h.size() {
+	if kind&^evInPlace == evLeave && link != 0 && seq-link < h.size() {
 		// The join is still held: mark it ended, so a reader whose range
 		// holds both drops the pair.
 		store(&h.event(link)[evLink], seq)

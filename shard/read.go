@@ -256,10 +256,10 @@ func (s *Shard) appendAsOf(w *jsonwriter.Writer, f Form, topic string, hash uint
 
 // updates appends to dst the sockets whose entries in topic were updated
 // by the events since+1 through upto, once each. ok is false if one of
-// those events is not half of an update (a leave and, next, the join of
-// the same socket; with pending, the last event may be the leave of an
-// update under way, or of a removal, which the caller finds later), if the
-// ring no longer holds them, or if dst fills.
+// those events is not half of an update in place (a leave and, next, the
+// join of the same socket, both marked evInPlace; with pending, the last
+// event may be the leave of an update under way), if the ring no longer
+// holds them, or if dst fills.
 func (s *Shard) updates(topic string, hash, since, upto uint64, pending bool, dst []uint64) ([]uint64, bool) {
 	h := &s.hist
 	if since > upto || upto-since > h.size() {
@@ -279,7 +279,10 @@ func (s *Shard) updates(topic string, hash, since, upto uint64, pending bool, ds
 		if !mine {
 			continue
 		}
-		if uint8(kind) != evLeave {
+		// A leave and a join of the same socket are not enough: an
+		// Untrack and a new Track of the pair look the same but move the
+		// entry to the end, so both must be marked in place.
+		if uint8(kind) != evLeave|evInPlace {
 			return dst, false
 		}
 		// The join of the update follows its leave at once, unless the
@@ -291,7 +294,7 @@ func (s *Shard) updates(topic string, hash, since, upto uint64, pending bool, ds
 			seq++
 			j := h.event(seq)
 			jkind, jowner := load(&j[evKind]), load(&j[evOwner])
-			if load(&j[evSeq]) != seq || uint8(jkind) != evJoin || jowner != owner {
+			if load(&j[evSeq]) != seq || uint8(jkind) != evJoin|evInPlace || jowner != owner {
 				return dst, false
 			}
 		}
@@ -311,7 +314,7 @@ func (s *Shard) firstLeave(topic string, hash, owner, since, upto uint64) (uint6
 	for seq := since + 1; seq <= upto; seq++ {
 		e := s.hist.event(seq)
 		kind := load(&e[evKind])
-		found := uint8(kind) == evLeave && load(&e[evOwner]) == owner && load(&e[evHash]) == hash && nameEqual(kind>>8, e[evHdr:], topic)
+		found := uint8(kind)&^evInPlace == evLeave && load(&e[evOwner]) == owner && load(&e[evHash]) == hash && nameEqual(kind>>8, e[evHdr:], topic)
 		if load(&e[evSeq]) != seq {
 			return 0, false
 		}
@@ -388,7 +391,7 @@ func (s *Shard) AppendChanges(w *jsonwriter.Writer, f Form, topic string, hash, 
 			return n, false
 		}
 		kind := load(&e[evKind])
-		k := uint8(kind)
+		k := uint8(kind) &^ evInPlace
 		if k&kinds != 0 && load(&e[evHash]) == hash {
 			if nameEqual(kind>>8, e[evHdr:], topic) {
 				link := load(&e[evLink])

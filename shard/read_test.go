@@ -329,3 +329,41 @@ func TestRepairedReadsWithJoinsAndLeaves(t *testing.T) {
 		})
 	}
 }
+
+// TestRepairRefusesLeaveAndRejoin: an Untrack and a new Track of the same
+// pair leave a leave and a join of one socket next to each other in the
+// ring, as an update in place does, but the entry moves to the end of the
+// topic. A read rebuilt from the ring must not take them for an update,
+// or it lists the old version in the new place: a state that never was.
+func TestRepairRefusesLeaveAndRejoin(t *testing.T) {
+	p := testPool(t, 4, 1)
+	mustTrack(t, p, 1, "t", "a", `{"v":0}`)
+	mustTrack(t, p, 2, "t", "b", `{"v":0}`)
+	hash := p.HashTopic("t")
+	sh := p.ShardFor(hash)
+	ti, _, head, ok := sh.lookup("t", hash)
+	if !ok || ti < 0 {
+		t.Fatal("lookup failed with no writer")
+	}
+	if !sh.Untrack(1, "t", hash) {
+		t.Fatal("Untrack found no entry")
+	}
+	mustTrack(t, p, 1, "t", "a", `{"v":1}`)
+	var w jsonwriter.Writer
+	w.Reset(nil, jsonwriter.Unbounded)
+	if _, ok := sh.appendAsOf(&w, JSON, "t", hash, ti, head); ok {
+		t.Fatalf("rebuilt the topic as of event %d across a leave and a rejoin: %s", head, w.Bytes())
+	}
+
+	// An update in place is still rebuilt across.
+	ti, _, head, ok = sh.lookup("t", hash)
+	if !ok || ti < 0 {
+		t.Fatal("lookup failed with no writer")
+	}
+	mustTrack(t, p, 2, "t", "b", `{"v":2}`)
+	w.Reset(nil, jsonwriter.Unbounded)
+	const want = `{"key":"b","meta":{"v":0}},{"key":"a","meta":{"v":1}}`
+	if _, ok := sh.appendAsOf(&w, JSON, "t", hash, ti, head); !ok || string(w.Bytes()) != want {
+		t.Fatalf("rebuilt across an update in place: %s, %v; want %s", w.Bytes(), ok, want)
+	}
+}

@@ -207,11 +207,11 @@ func (s *Shard) update(i, t int32, key string, escape bool, meta []byte, ref uin
 		ref = s.nextRef()
 	}
 	s.beginTopic(rec)
-	s.hist.append(evLeave, rec, w, in.joinEvent)
+	s.hist.append(evLeave|evInPlace, rec, w, in.joinEvent)
 	store(&w[slotLens], packLens(len(key), len(meta), escape))
 	store(&w[slotRef], ref)
 	writePayload(w, key, meta)
-	in.joinEvent = s.hist.append(evJoin, rec, w, 0)
+	in.joinEvent = s.hist.append(evJoin|evInPlace, rec, w, 0)
 	s.endTopic(rec)
 	return Updated, ref
 }
