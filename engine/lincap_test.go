@@ -163,92 +163,14 @@ func capModel(l capLimits) porcupine.Model {
 // recordCapHistory runs goroutines of random operations over few sockets
 // and topics near the limits, and returns what each saw.
 func recordCapHistory(t *testing.T, e *Engine, sockets []SocketID, goroutines, ops int, seed uint64) []porcupine.Operation {
-	topics := []string{"t0", "t1", "t2"}
-	metas := []string{`{"v":1}`, `{"v":2}`}
-	start := time.Now()
-	now := func() int64 { return int64(time.Since(start)) }
-	var mu sync.Mutex
-	var history []porcupine.Operation
-	var wg sync.WaitGroup
-	for g := range goroutines {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(seed, uint64(g)))
-			buf := make([]byte, 0, 1024)
-			var local []porcupine.Operation
-			for range ops {
-				s := sockets[rng.IntN(len(sockets))]
-				topic := topics[rng.IntN(len(topics))]
-				in := linInput{socket: s, topic: topic}
-				var out linOutput
-				var call, ret int64
-				switch r := rng.IntN(20); {
-				case r < 9:
-					in.kind = linTrack
-					in.key = fmt.Sprint("k", s%8)
-					in.meta = metas[rng.IntN(len(metas))]
-					call = now()
-					out.err = e.Track(s, topic, in.key, []byte(in.meta))
-					ret = now()
-				case r < 14:
-					in.kind = linUntrack
-					call = now()
-					out.ok = e.Untrack(s, topic)
-					ret = now()
-				case r < 15:
-					call = now()
-					e.UntrackAll(s)
-					ret = now()
-					for _, tp := range topics {
-						local = append(local, porcupine.Operation{ClientId: g, Input: linInput{kind: linUntrackAll, socket: s, topic: tp},
-							Call: call, Output: linOutput{}, Return: ret})
-					}
-					continue
-				case r < 16:
-					in.kind = capLen
-					call = now()
-					out.count = e.Len()
-					ret = now()
-				case r < 17:
-					in.kind = capSocketLen
-					call = now()
-					out.count = e.SocketLen(s)
-					ret = now()
-				case r < 18:
-					in.kind = linCount
-					call = now()
-					out.count = e.Count(topic)
-					ret = now()
-				default:
-					in.kind = linList
-					call = now()
-					buf = e.AppendList(buf[:0], topic)
-					ret = now()
-					l, err := parseList(buf)
-					if err != nil {
-						t.Errorf("List = %s: %v", buf, err)
-						return
-					}
-					parts := make([]string, len(l))
-					for i, x := range l {
-						parts[i] = x.Key + "=" + string(x.Meta)
-					}
-					out.list = strings.Join(parts, "|")
-				}
-				if out.err != nil && !errors.Is(out.err, ErrFull) && !errors.Is(out.err, ErrSocketLimit) {
-					t.Errorf("Track: %v", out.err)
-					return
-				}
-				local = append(local, porcupine.Operation{ClientId: g, Input: in, Call: call, Output: out, Return: ret})
-			}
-			mu.Lock()
-			history = append(history, local...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	return history
+	return recordOps(t, e, workload{
+		sockets: sockets,
+		key:     func(s SocketID, _ *rand.Rand) string { return fmt.Sprint("k", s%8) },
+		metas:   []string{`{"v":1}`, `{"v":2}`},
+		ops: []weightedOp{{linTrack, 9}, {linUntrack, 5}, {linUntrackAll, 1}, {capLen, 1}, {capSocketLen, 1},
+			{linCount, 1}, {linList, 2}},
+		trackErrs: []error{ErrFull, ErrSocketLimit},
+	}, goroutines, ops, seed)
 }
 
 func checkCapLinearizable(t *testing.T, m porcupine.Model, history []porcupine.Operation) porcupine.CheckResult {

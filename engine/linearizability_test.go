@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"hash/fnv"
@@ -166,10 +167,37 @@ var linModel = porcupine.Model{
 // recordHistory runs goroutines of random operations over a few sockets
 // and topics, so that they collide, and returns what each saw.
 func recordHistory(t *testing.T, e *Engine, goroutines, ops int, seed uint64) []porcupine.Operation {
-	topics := []string{"t0", "t1", "t2"}
-	sockets := 4
 	keys := []string{"a", "b"}
-	metas := []string{`{"v":1}`, `{"v":2}`, `{"v":"three"}`}
+	return recordOps(t, e, workload{
+		sockets: []SocketID{1, 2, 3, 4},
+		key:     func(s SocketID, rng *rand.Rand) string { return fmt.Sprintf("s%d%s", s, keys[rng.IntN(len(keys))]) },
+		metas:   []string{`{"v":1}`, `{"v":2}`, `{"v":"three"}`},
+		ops:     []weightedOp{{linTrack, 8}, {linUntrack, 4}, {linUntrackAll, 1}, {linCount, 2}, {linList, 5}},
+	}, goroutines, ops, seed)
+}
+
+// workload is what recordOps draws from: sockets, keys and metas for
+// Track, and each operation's weight.
+type workload struct {
+	sockets []SocketID
+	key     func(s SocketID, rng *rand.Rand) string
+	metas   []string
+	ops     []weightedOp // weights add up to 20
+	// trackErrs are the errors a Track may return; any other fails the
+	// test. With none, Track's errors go to the model unchecked.
+	trackErrs []error
+}
+
+type weightedOp struct {
+	kind   linKind
+	weight int
+}
+
+// recordOps runs goroutines of operations drawn from w over topics t0, t1
+// and t2, and returns what each saw. UntrackAll is recorded as one
+// removal per topic, all with the call's times.
+func recordOps(t *testing.T, e *Engine, w workload, goroutines, ops int, seed uint64) []porcupine.Operation {
+	topics := []string{"t0", "t1", "t2"}
 	start := time.Now()
 	now := func() int64 { return int64(time.Since(start)) }
 	var mu sync.Mutex
@@ -183,25 +211,27 @@ func recordHistory(t *testing.T, e *Engine, goroutines, ops int, seed uint64) []
 			buf := make([]byte, 0, 4096)
 			var local []porcupine.Operation
 			for range ops {
-				s := SocketID(1 + rng.IntN(sockets))
+				s := w.sockets[rng.IntN(len(w.sockets))]
 				topic := topics[rng.IntN(len(topics))]
-				in := linInput{socket: s, topic: topic}
+				in := linInput{socket: s, topic: topic, kind: pickOp(w.ops, rng.IntN(20))}
 				var out linOutput
 				var call, ret int64
-				switch r := rng.IntN(20); {
-				case r < 8:
-					in.kind = linTrack
-					in.key = fmt.Sprintf("s%d%s", s, keys[rng.IntN(len(keys))])
-					in.meta = metas[rng.IntN(len(metas))]
+				switch in.kind {
+				case linTrack:
+					in.key = w.key(s, rng)
+					in.meta = w.metas[rng.IntN(len(w.metas))]
 					call = now()
 					out.err = e.Track(s, topic, in.key, []byte(in.meta))
 					ret = now()
-				case r < 12:
-					in.kind = linUntrack
+					if out.err != nil && len(w.trackErrs) > 0 && !isOneOf(out.err, w.trackErrs) {
+						t.Errorf("Track: %v", out.err)
+						return
+					}
+				case linUntrack:
 					call = now()
 					out.ok = e.Untrack(s, topic)
 					ret = now()
-				case r < 13:
+				case linUntrackAll:
 					call = now()
 					e.UntrackAll(s)
 					ret = now()
@@ -210,13 +240,19 @@ func recordHistory(t *testing.T, e *Engine, goroutines, ops int, seed uint64) []
 							Call: call, Output: linOutput{}, Return: ret})
 					}
 					continue
-				case r < 15:
-					in.kind = linCount
+				case capLen:
+					call = now()
+					out.count = e.Len()
+					ret = now()
+				case capSocketLen:
+					call = now()
+					out.count = e.SocketLen(s)
+					ret = now()
+				case linCount:
 					call = now()
 					out.count = e.Count(topic)
 					ret = now()
-				default:
-					in.kind = linList
+				case linList:
 					call = now()
 					buf = e.AppendList(buf[:0], topic)
 					ret = now()
@@ -240,6 +276,26 @@ func recordHistory(t *testing.T, e *Engine, goroutines, ops int, seed uint64) []
 	}
 	wg.Wait()
 	return history
+}
+
+// pickOp returns the operation whose share of [0, 20) holds r.
+func pickOp(ops []weightedOp, r int) linKind {
+	for _, op := range ops {
+		if r < op.weight {
+			return op.kind
+		}
+		r -= op.weight
+	}
+	return ops[len(ops)-1].kind
+}
+
+func isOneOf(err error, targets []error) bool {
+	for _, target := range targets {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
 }
 
 func checkLinearizable(t *testing.T, history []porcupine.Operation) porcupine.CheckResult {
