@@ -291,7 +291,7 @@ func TestLinearizableAtCapacityPerClass(t *testing.T) {
 			t.Run(fmt.Sprintf("shards=%d/round=%d", shards, round), func(t *testing.T) {
 				e := mustNew(t, Config{Capacity: l.capacity, LocalCapacity: l.localCap, MaxPerSocket: l.perSocket, Shards: shards, History: 16})
 				history := recordCapHistory(t, e, sockets, 4, *linOps/2, uint64(round*10+shards+100))
-				if res := checkCapLinearizable(t, capModel(l), history); res != porcupine.Ok {
+				if res := checkLinearizable(t, capModel(l), history); res != porcupine.Ok {
 					t.Fatalf("history of %d operations: %s", len(history), res)
 				}
 			})

@@ -173,17 +173,6 @@ func recordCapHistory(t *testing.T, e *Engine, sockets []SocketID, goroutines, o
 	}, goroutines, ops, seed)
 }
 
-func checkCapLinearizable(t *testing.T, m porcupine.Model, history []porcupine.Operation) porcupine.CheckResult {
-	t.Helper()
-	res, info := porcupine.CheckOperationsVerbose(m, history, 60*time.Second)
-	if res == porcupine.Illegal {
-		path := t.TempDir() + "/history.html"
-		porcupine.VisualizePath(m, info, path)
-		t.Logf("visualization of the failing history: %s", path)
-	}
-	return res
-}
-
 // TestLinearizableAtCapacity checks Track's refusals, Len and SocketLen
 // against the whole-engine model in an engine that is full most of the time.
 func TestLinearizableAtCapacity(t *testing.T) {
@@ -194,7 +183,7 @@ func TestLinearizableAtCapacity(t *testing.T) {
 			t.Run(fmt.Sprintf("shards=%d/round=%d", shards, round), func(t *testing.T) {
 				e := mustNew(t, Config{Capacity: l.capacity, MaxPerSocket: l.perSocket, Shards: shards, History: 16})
 				history := recordCapHistory(t, e, sockets, 4, *linOps/2, uint64(round*10+shards))
-				if res := checkCapLinearizable(t, capModel(l), history); res != porcupine.Ok {
+				if res := checkLinearizable(t, capModel(l), history); res != porcupine.Ok {
 					t.Fatalf("history of %d operations: %s", len(history), res)
 				}
 			})
@@ -297,7 +286,7 @@ func TestLinearizableRefusals(t *testing.T) {
 			t.Run(fmt.Sprintf("shards=%d/round=%d", shards, round), func(t *testing.T) {
 				e := mustNew(t, Config{Capacity: 3, MaxPerSocket: 1, Shards: shards})
 				history := recordRefusalHistory(t, e, *linOps*8)
-				if res := checkCapLinearizable(t, capModel(l), history); res != porcupine.Ok {
+				if res := checkLinearizable(t, capModel(l), history); res != porcupine.Ok {
 					t.Fatalf("history of %d operations: %s", len(history), res)
 				}
 			})

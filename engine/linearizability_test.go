@@ -298,12 +298,14 @@ func isOneOf(err error, targets []error) bool {
 	return false
 }
 
-func checkLinearizable(t *testing.T, history []porcupine.Operation) porcupine.CheckResult {
+// checkLinearizable checks history against m and, when it is illegal,
+// writes a visualization of it.
+func checkLinearizable(t *testing.T, m porcupine.Model, history []porcupine.Operation) porcupine.CheckResult {
 	t.Helper()
-	res, info := porcupine.CheckOperationsVerbose(linModel, history, 60*time.Second)
+	res, info := porcupine.CheckOperationsVerbose(m, history, 60*time.Second)
 	if res == porcupine.Illegal {
 		path := t.TempDir() + "/history.html"
-		porcupine.VisualizePath(linModel, info, path)
+		porcupine.VisualizePath(m, info, path)
 		t.Logf("visualization of the failing history: %s", path)
 	}
 	return res
@@ -315,7 +317,7 @@ func TestLinearizable(t *testing.T) {
 			t.Run(fmt.Sprintf("shards=%d/round=%d", shards, round), func(t *testing.T) {
 				e := mustNew(t, Config{Capacity: 64, MaxPerSocket: 64, Shards: shards, History: 16})
 				history := recordHistory(t, e, 6, *linOps, uint64(round*10+shards))
-				res := checkLinearizable(t, history)
+				res := checkLinearizable(t, linModel, history)
 				if res != porcupine.Ok {
 					t.Fatalf("history of %d operations: %s", len(history), res)
 				}
@@ -339,7 +341,7 @@ func TestLinearizabilityCheckRejectsWrongHistories(t *testing.T) {
 			break
 		}
 	}
-	if res := checkLinearizable(t, history); res != porcupine.Illegal {
+	if res := checkLinearizable(t, linModel, history); res != porcupine.Illegal {
 		t.Fatalf("altered history: %s, want Illegal", res)
 	}
 
