@@ -274,14 +274,14 @@ func (s *Shard) removeTopic(t int32) {
 
 // Untrack removes the entry of (owner, topic) and reports whether there was
 // one.
-func (s *Shard) Untrack(owner uint64, topic string, hash uint64) bool {
+func (s *Shard) Untrack(socket uint64, topic string, hash uint64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.findTopic(topic, hash)
 	if t < 0 {
 		return false
 	}
-	i := s.findPair(owner, t)
+	i := s.findPair(socket, t)
 	if i < 0 {
 		return false
 	}
