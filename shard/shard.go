@@ -272,7 +272,7 @@ func (s *Shard) removeTopic(t int32) {
 	p.freeTopics.push(t)
 }
 
-// Untrack removes the entry of (owner, topic) and reports whether there was
+// Untrack removes the entry of (socket, topic) and reports whether there was
 // one.
 func (s *Shard) Untrack(socket uint64, topic string, hash uint64) bool {
 	s.mu.Lock()
