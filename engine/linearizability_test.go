@@ -148,20 +148,27 @@ var linModel = porcupine.Model{
 		h.Write([]byte(state.(linState)))
 		return h.Sum64()
 	},
-	DescribeOperation: func(input, output any) string {
-		in, out := input.(linInput), output.(linOutput)
-		switch in.kind {
-		case linTrack:
-			return fmt.Sprintf("Track(%d, %s=%s) -> %v", in.socket, in.key, in.meta, out.err)
-		case linUntrack:
-			return fmt.Sprintf("Untrack(%d) -> %v", in.socket, out.ok)
-		case linUntrackAll:
-			return fmt.Sprintf("UntrackAll(%d)", in.socket)
-		case linCount:
-			return fmt.Sprintf("Count -> %d", out.count)
-		}
-		return "List -> " + out.list
-	},
+	DescribeOperation: describeLinOp,
+}
+
+// describeLinOp names an operation in porcupine's visualizations.
+func describeLinOp(input, output any) string {
+	in, out := input.(linInput), output.(linOutput)
+	switch in.kind {
+	case linTrack:
+		return fmt.Sprintf("Track(%d, %s, %s=%s) -> %v", in.socket, in.topic, in.key, in.meta, out.err)
+	case linUntrack:
+		return fmt.Sprintf("Untrack(%d, %s) -> %v", in.socket, in.topic, out.ok)
+	case linUntrackAll:
+		return fmt.Sprintf("UntrackAll(%d) in %s", in.socket, in.topic)
+	case linCount:
+		return fmt.Sprintf("Count(%s) -> %d", in.topic, out.count)
+	case capLen:
+		return fmt.Sprintf("Len -> %d", out.count)
+	case capSocketLen:
+		return fmt.Sprintf("SocketLen(%d) -> %d", in.socket, out.count)
+	}
+	return fmt.Sprintf("List(%s) -> %s", in.topic, out.list)
 }
 
 // recordHistory runs goroutines of random operations over a few sockets
