@@ -35,7 +35,7 @@ type history struct {
 
 func (h *history) init(p *Pool, n int) {
 	h.mask = uint64(n - 1)
-	h.stride = evHdr + wordsFor(p.cfg.MaxTopic) + p.keyWords + wordsFor(p.cfg.MaxMeta)
+	h.stride = evHdr + wordsFor(p.cfg.MaxTopic) + p.payloadWords
 	h.words = make([]uint64, n*h.stride)
 }
 

