@@ -193,34 +193,14 @@ func BenchmarkList(b *testing.B) {
 		// What a List that walks linked slots pays before it renders
 		// anything.
 		b.Run(fmt.Sprintf("n=%d/impl=chain", n), func(b *testing.B) {
-			r := Peers[0].New(4096)
-			fill(b, r, "room", 0, n)
-			out := r.AppendList(nil, "room")
-			var entries []json.RawMessage
-			if err := json.Unmarshal(out, &entries); err != nil || len(entries) != n {
-				b.Fatalf("List holds %d entries (%v)", len(entries), err)
-			}
-			const stride = 384
-			slab := make([]byte, n*stride)
-			for i, e := range entries {
-				slot := slab[i*stride : (i+1)*stride]
-				next := uint64(i + 2)
-				if i == n-1 {
-					next = 0
-				}
-				binary.LittleEndian.PutUint64(slot, next)
-				binary.LittleEndian.PutUint64(slot[8:], uint64(len(e)))
-				if copy(slot[16:], e) != len(e) {
-					b.Fatal("entry larger than a slot")
-				}
-			}
+			out, slab := renderedSlots(b, n)
 			buf := make([]byte, 0, len(out))
 			b.SetBytes(int64(len(out)))
 			b.ReportAllocs()
 			for b.Loop() {
 				buf = append(buf[:0], '[')
 				for idx := uint64(1); idx != 0; {
-					slot := slab[(idx-1)*stride : idx*stride]
+					slot := slab[(idx-1)*slotBytes : idx*slotBytes]
 					idx = binary.LittleEndian.Uint64(slot)
 					l := binary.LittleEndian.Uint64(slot[8:])
 					if len(buf) > 1 {
@@ -234,7 +214,67 @@ func BenchmarkList(b *testing.B) {
 				b.Fatal("chain differs")
 			}
 		})
+		// A third floor: the same rendered slots, reached through an array
+		// of slot numbers in join order instead of links, so that no load
+		// waits for the one before. What any layout that keeps one entry
+		// per slot pays.
+		b.Run(fmt.Sprintf("n=%d/impl=index", n), func(b *testing.B) {
+			out, slab := renderedSlots(b, n)
+			order := make([]uint32, n)
+			for i := range order {
+				order[i] = uint32(i)
+			}
+			buf := make([]byte, 0, len(out))
+			b.SetBytes(int64(len(out)))
+			b.ReportAllocs()
+			for b.Loop() {
+				buf = append(buf[:0], '[')
+				for j, i := range order {
+					slot := slab[int(i)*slotBytes : int(i+1)*slotBytes]
+					l := binary.LittleEndian.Uint64(slot[8:])
+					if j > 0 {
+						buf = append(buf, ',')
+					}
+					buf = append(buf, slot[16:16+l]...)
+				}
+				buf = append(buf, ']')
+			}
+			if string(buf) != string(out) {
+				b.Fatal("index differs")
+			}
+		})
 	}
+}
+
+// slotBytes is the engine's slot size with its default limits.
+const slotBytes = 384
+
+// renderedSlots returns the engine's List of n members and the same
+// entries, each rendered, in slots of slotBytes: the next slot's number+1
+// (0 for the last), the entry's length and the entry.
+func renderedSlots(b *testing.B, n int) (list, slab []byte) {
+	b.Helper()
+	r := Peers[0].New(4096)
+	fill(b, r, "room", 0, n)
+	list = r.AppendList(nil, "room")
+	var entries []json.RawMessage
+	if err := json.Unmarshal(list, &entries); err != nil || len(entries) != n {
+		b.Fatalf("List holds %d entries (%v)", len(entries), err)
+	}
+	slab = make([]byte, n*slotBytes)
+	for i, e := range entries {
+		slot := slab[i*slotBytes : (i+1)*slotBytes]
+		next := uint64(i + 2)
+		if i == n-1 {
+			next = 0
+		}
+		binary.LittleEndian.PutUint64(slot, next)
+		binary.LittleEndian.PutUint64(slot[8:], uint64(len(e)))
+		if copy(slot[16:], e) != len(e) {
+			b.Fatal("entry larger than a slot")
+		}
+	}
+	return list, slab
 }
 
 // BenchmarkParallelReadHeavy is 90% List and 10% Track update over 16
