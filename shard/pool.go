@@ -42,6 +42,10 @@ type Config struct {
 	// the shard lock; 0 means OptimisticReads, and a negative value makes
 	// readers retry without bound (for measuring the bound's cost).
 	ReadAttempts int
+	// RenderBlocks is how many blocks hold rendered topics (see
+	// render.go); 0 sizes them to the slots' memory, and a negative value
+	// leaves every topic to its slots.
+	RenderBlocks int
 }
 
 // RefTagLimit bounds Config.RefTag.
@@ -105,6 +109,7 @@ const (
 	topicChain          // next record in the shard's bucket, topic+1
 	topicHash           // the topic's hash
 	topicNameLen        // bytes
+	topicBlocks         // first block of the rendered entries, block+1; 0 when not rendered
 	topicHdr            // name words follow
 )
 
@@ -118,11 +123,14 @@ type slotInfo struct {
 	pairNext  int32 // pair bucket chain, slot+1
 	ownerPrev int32 // owner list, slot+1
 	ownerNext int32
-	_         uint32 // the uint64 fields start 8-aligned on 32-bit targets too
+	boff      int32 // where the rendered entry starts in its block
+	// The uint64 fields start 8-aligned on 32-bit targets too.
 	owner     uint64
-	joinEvent uint64  // history seq of the entry's latest join
-	ownerSeq  uint64  // when the slot joined its owner's list, by its stripe's link count
-	_         [8]byte // one cache line: slots of different shards do not share one
+	joinEvent uint64 // history seq of the entry's latest join
+	ownerSeq  uint64 // when the slot joined its owner's list, by its stripe's link count
+	blk       int32  // block that holds the rendered entry, block+1, if its topic is rendered
+	rlen      int32  // the rendered entry's length
+	// one cache line: slots of different shards do not share one
 }
 
 // Pool is the storage all shards of one registry share: slots and topic
@@ -144,6 +152,12 @@ type Pool struct {
 
 	owners owners
 	shards []Shard
+
+	blockBytes  int // data bytes of a block; 0 when no topic is rendered
+	blockStride int // words
+	nblocks     int
+	blocks      []uint64
+	freeBlocks  *stack
 
 	_ [64]byte
 	// used counts entries: all of them in the low 32 bits, those of local
@@ -199,6 +213,7 @@ func NewPool(cfg Config) *Pool {
 	p.freeTopics = newStack(topics)
 
 	p.owners.init(cfg.Slots, cfg.MaxPerSocket, cfg.Seed, p.info)
+	p.initBlocks()
 
 	perShard := 2 * cfg.Slots / cfg.Shards
 	buckets := 1 << bits.Len(uint(max(perShard, 8)-1))

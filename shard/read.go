@@ -339,6 +339,10 @@ func (s *Shard) appendEntries(w *jsonwriter.Writer, f Form, topic string, hash u
 	}
 	rec := p.topic(t)
 	count := int(load(&rec[topicCount]))
+	if head := load(&rec[topicBlocks]); f == JSON && head != 0 {
+		ok := s.copyBlocks(w, head)
+		return count, h, t, ok && load(&rec[topicSeq]) == tseq
+	}
 	idx := load(&rec[topicHead])
 	// The window is checked every readChunk entries, so that a read a
 	// writer spoiled stops soon after the write and the next one starts in

@@ -3,8 +3,12 @@ package shard
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"math/rand/v2"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/presencekit/presence/jsonwriter"
@@ -51,5 +55,250 @@ func TestJSONEntriesMatchEncodingJSON(t *testing.T) {
 		if limit == full && (w.Err() != nil || string(w.Bytes()) != string(wantJSON[1:len(wantJSON)-1])) {
 			t.Fatalf("limit %d: got %s, %v", limit, w.Bytes(), w.Err())
 		}
+	}
+}
+
+// checkBlocks verifies a rendered topic's blocks against its members: they
+// hold the members' rendered entries in order, each member knows its block
+// and offset, and no block is empty. It reports whether the topic is
+// rendered.
+func checkBlocks(t *testing.T, s *Shard, topic string) bool {
+	t.Helper()
+	p := s.p
+	ti := s.findTopic(topic, p.HashTopic(topic))
+	if ti < 0 {
+		return false
+	}
+	rec := p.topic(ti)
+	if !rendered(rec) {
+		return false
+	}
+	b := int32(rec[topicBlocks]) - 1
+	used := 0
+	var blk []uint64
+	seen := 0
+	for j := rec[topicHead]; j != 0; j = p.slot(int32(j - 1))[slotNext] {
+		in := &p.info[j-1]
+		if b < 0 {
+			t.Fatalf("%s: member %d has no block left", topic, seen)
+		}
+		blk = p.block(b)
+		if in.blk != b+1 {
+			// The member must open the next block.
+			if used != int(blk[blockUsed]) {
+				t.Fatalf("%s: block %d holds %d bytes, its members %d", topic, b, blk[blockUsed], used)
+			}
+			b = int32(blk[blockNext]) - 1
+			used = 0
+			if b < 0 || in.blk != b+1 {
+				t.Fatalf("%s: member %d is in block %d, want %d", topic, seen, in.blk-1, b)
+			}
+			blk = p.block(b)
+		}
+		if used > 0 {
+			used++
+		}
+		if int(in.boff) != used {
+			t.Fatalf("%s: member %d at offset %d, want %d", topic, seen, in.boff, used)
+		}
+		entry := string(s.renderEntry(int32(j - 1)))
+		if int(in.rlen) != len(entry) {
+			t.Fatalf("%s: member %d has length %d, want %d", topic, seen, in.rlen, len(entry))
+		}
+		if got := string(bytesOf(blk[blockHdr:])[used : used+len(entry)]); got != entry {
+			t.Fatalf("%s: member %d reads %q in its block, want %q", topic, seen, got, entry)
+		}
+		used += len(entry)
+		seen++
+	}
+	if used == 0 || used != int(blk[blockUsed]) || blk[blockNext] != 0 {
+		t.Fatalf("%s: the last block holds %d bytes, its members %d, and links to %d", topic, blk[blockUsed], used, blk[blockNext])
+	}
+	return true
+}
+
+// TestRenderedBlocksFollowTheMembers tracks, updates and untracks entries
+// of random sizes, keys that need escaping among them, in a few topics,
+// with block pools from none to plenty. After every step each topic's JSON
+// must be its members in join order, and each rendered topic's blocks must
+// agree with its slots; a pool that runs dry must leave topics to their
+// slots and render them again later.
+func TestRenderedBlocksFollowTheMembers(t *testing.T) {
+	type entry struct {
+		socket    uint64
+		key, meta string
+	}
+	for _, blocks := range []int{-1, 1, 3, 8, 0} {
+		t.Run(fmt.Sprint("blocks=", blocks), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(blocks+2), 7))
+			p := NewPool(Config{Slots: 64, Shards: 1, MaxTopic: 8, MaxKey: 16, MaxMeta: 600, History: 64, Seed: 5, RenderBlocks: blocks})
+			topics := []string{"a", "b", "c"}
+			model := map[string][]entry{}
+			s := &p.shards[0]
+			renderedOnce, unrenderedOnce, renderedAgain := false, false, false
+			dry := map[string]bool{} // topics left to their slots while they have members
+			randomEntry := func(socket uint64) entry {
+				key := fmt.Sprint("k", socket)
+				if rng.IntN(5) == 0 {
+					key = fmt.Sprint("q\"\u2028", socket)
+				}
+				meta := `{"m":"` + strings.Repeat("x", rng.IntN(580)) + `"}`
+				return entry{socket, key, meta}
+			}
+			for step := range 4000 {
+				topic := topics[rng.IntN(len(topics))]
+				hash := p.HashTopic(topic)
+				members := model[topic]
+				switch op := rng.IntN(10); {
+				case op < 4 && len(p.info) > p.Len(): // a new member
+					socket := uint64(rng.IntN(1000) + 1)
+					if slices.ContainsFunc(members, func(e entry) bool { return e.socket == socket }) {
+						continue
+					}
+					e := randomEntry(socket)
+					if out, _, err := s.Track(socket, topic, hash, e.key, jsonwriter.NeedsEscape(e.key), []byte(e.meta), 0); err != nil || out != Added {
+						t.Fatalf("step %d: Track = %v, %v", step, out, err)
+					}
+					model[topic] = append(members, e)
+				case op < 7 && len(members) > 0: // an update in place
+					k := rng.IntN(len(members))
+					e := randomEntry(members[k].socket)
+					if out, _, err := s.Track(e.socket, topic, hash, e.key, jsonwriter.NeedsEscape(e.key), []byte(e.meta), 0); err != nil || out == Added {
+						t.Fatalf("step %d: Track = %v, %v", step, out, err)
+					}
+					members[k] = e
+				case len(members) > 0: // a removal, often from the middle
+					k := rng.IntN(len(members))
+					if !s.Untrack(members[k].socket, topic, hash) {
+						t.Fatalf("step %d: Untrack found nothing", step)
+					}
+					model[topic] = slices.Delete(members, k, k+1)
+				}
+				for _, tp := range topics {
+					var want []byte
+					for i, e := range model[tp] {
+						if i > 0 {
+							want = append(want, ',')
+						}
+						want = fmt.Appendf(want, `{"key":%s,"meta":%s}`, jsonwriter.AppendString(nil, e.key), e.meta)
+					}
+					var w jsonwriter.Writer
+					n, _ := s.AppendEntries(&w, JSON, tp, p.HashTopic(tp))
+					if n != len(model[tp]) || string(w.Bytes()) != string(want) {
+						t.Fatalf("step %d, topic %s: wrote %d entries\n%s\nwant %d\n%s", step, tp, n, w.Bytes(), len(model[tp]), want)
+					}
+					switch {
+					case checkBlocks(t, s, tp):
+						renderedOnce = true
+						if dry[tp] {
+							renderedAgain = true
+						}
+						dry[tp] = false
+					case len(model[tp]) > 0:
+						unrenderedOnce = true
+						dry[tp] = true
+					default:
+						dry[tp] = false
+					}
+				}
+			}
+			if blocks >= 0 && !renderedOnce {
+				t.Fatal("no topic was ever rendered")
+			}
+			if blocks > 0 && blocks < 8 && !unrenderedOnce {
+				t.Fatal("the pool never ran dry")
+			}
+			if blocks > 1 && blocks < 8 && !renderedAgain {
+				t.Fatal("no topic left to its slots was rendered again")
+			}
+			// Every block is either free or in use by a rendered topic.
+			if blocks == 0 {
+				for _, tp := range topics {
+					for _, e := range model[tp] {
+						s.Untrack(e.socket, tp, p.HashTopic(tp))
+					}
+				}
+				free := 0
+				for {
+					if _, ok := p.freeBlocks.pop(); !ok {
+						break
+					}
+					free++
+				}
+				if free != p.nblocks {
+					t.Fatalf("%d of %d blocks free once every topic is empty", free, p.nblocks)
+				}
+			}
+		})
+	}
+}
+
+// TestRenderedReadsAreNeverTorn reads a rendered topic's JSON while two
+// writers update its entries to lengths that split and merge its blocks,
+// and untrack and track them again: every read must be whole entries, each
+// one version of its meta, each member once.
+func TestRenderedReadsAreNeverTorn(t *testing.T) {
+	p := NewPool(Config{Slots: 64, Shards: 1, MaxTopic: 8, MaxKey: 16, MaxMeta: 600, History: 64, Seed: 9})
+	h := p.HashTopic("t")
+	sh := p.ShardFor(h)
+	// A version's letter fixes its length, from 10 to 580 bytes.
+	meta := func(v int) []byte {
+		return fmt.Appendf(nil, `{"v":"%s"}`, strings.Repeat(string(rune('a'+v%20)), 10+30*(v%20)))
+	}
+	for s := uint64(1); s <= 8; s++ {
+		if _, _, err := sh.Track(s, "t", h, fmt.Sprint("k", s), false, meta(int(s)), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for wr := range 2 {
+		wg.Go(func() {
+			for v := 1; ; v++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				s := uint64(1 + wr*4 + v%4)
+				if v%5 == 0 {
+					sh.Untrack(s, "t", h)
+				}
+				if _, _, err := sh.Track(s, "t", h, fmt.Sprint("k", s), false, meta(v*7+int(s)), 0); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	var w jsonwriter.Writer
+	for range 3000 {
+		w.Reset(nil, jsonwriter.Unbounded)
+		w.Byte('[')
+		n, _ := sh.AppendEntries(&w, JSON, "t", h)
+		w.Byte(']')
+		var got []struct {
+			Key  string
+			Meta struct{ V string }
+		}
+		if err := json.Unmarshal(w.Bytes(), &got); err != nil {
+			t.Fatalf("read is not JSON (%v): %s", err, w.Bytes())
+		}
+		seen := map[string]bool{}
+		for _, e := range got {
+			body := e.Meta.V
+			if seen[e.Key] || len(body) < 10 || strings.Count(body, body[:1]) != len(body) || len(body) != 10+30*int(body[0]-'a') {
+				t.Fatalf("entry %s twice or torn: %q", e.Key, body)
+			}
+			seen[e.Key] = true
+		}
+		if len(got) != n || n < 6 || n > 8 {
+			t.Fatalf("read %d entries, AppendEntries said %d", len(got), n)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if c := p.Counts(); c.Retries == 0 {
+		t.Log("no read was spoiled by a write")
 	}
 }

@@ -19,7 +19,10 @@ type Shard struct {
 	pairs  []int32  // bucket heads, slot+1, writer-only
 
 	hist history
-	_    [64]byte
+	// scratch holds an entry rendered with an escaped key; moveBuf holds
+	// bytes a block move copies, in the all-atomic build.
+	scratch, moveBuf []byte
+	_                [64]byte
 }
 
 // Outcome says what a Track did.
@@ -38,6 +41,10 @@ func (s *Shard) init(p *Pool, id, buckets int) {
 	s.topics = make([]uint64, buckets)
 	s.pairs = make([]int32, buckets)
 	s.hist.init(p, p.cfg.History)
+	if p.blockBytes > 0 {
+		s.scratch = make([]byte, 0, p.blockBytes)
+		s.moveBuf = make([]byte, p.blockBytes)
+	}
 }
 
 func (s *Shard) topicBucket(hash uint64) uint64 { return (hash >> 32) & s.mask }
@@ -178,6 +185,7 @@ func (s *Shard) Track(socket uint64, topic string, hash uint64, key string, esca
 	in.prev = tail
 	p.topicTail[t] = i + 1
 	store(&rec[topicCount], rec[topicCount]+1)
+	s.renderAdded(t, i)
 	in.joinEvent = s.hist.append(evJoin, rec, w, 0)
 	if newTopic {
 		s.linkTopic(t, hash)
@@ -211,6 +219,7 @@ func (s *Shard) update(i, t int32, key string, escape bool, meta []byte, ref uin
 	store(&w[slotLens], packLens(len(key), len(meta), escape))
 	store(&w[slotRef], ref)
 	writePayload(w[slotHdr:], key, meta)
+	s.renderUpdated(rec, i)
 	in.joinEvent = s.hist.append(evJoin|evInPlace, rec, w, 0)
 	s.endTopic(rec)
 	return Updated, ref
@@ -234,6 +243,7 @@ func (s *Shard) newTopic(topic string, hash uint64) int32 {
 	s.beginTopic(rec)
 	store(&rec[topicCount], 0)
 	store(&rec[topicHead], 0)
+	store(&rec[topicBlocks], 0)
 	store(&rec[topicHash], hash)
 	store(&rec[topicNameLen], uint64(len(topic)))
 	copyInString(rec[topicHdr:topicHdr+wordsFor(len(topic))], topic)
@@ -310,6 +320,7 @@ func (s *Shard) remove(i int32) {
 	}
 	count := rec[topicCount] - 1
 	store(&rec[topicCount], count)
+	s.renderRemoved(t, i, in.prev, uint64(next))
 	s.hist.append(evLeave, rec, w, in.joinEvent)
 	// Inside the window: the entry leaves readers, Len and the counts at
 	// one instant, and its slot is free before it is uncounted.

@@ -89,9 +89,50 @@ func (ws *wordStream) flush() {
 	}
 }
 
+// putBytes stores src into the words dst from byte off on, one atomic store
+// a word; the bytes around it keep their values.
+func putBytes(dst []uint64, off int, src []byte) {
+	dst = dst[off/8:]
+	if r := off % 8; r != 0 && len(src) > 0 {
+		var word [8]byte
+		binary.LittleEndian.PutUint64(word[:], atomic.LoadUint64(&dst[0]))
+		n := copy(word[r:], src)
+		atomic.StoreUint64(&dst[0], binary.LittleEndian.Uint64(word[:]))
+		dst, src = dst[1:], src[n:]
+	}
+	i := 0
+	for ; len(src)-i >= 8; i += 8 {
+		atomic.StoreUint64(&dst[i/8], binary.LittleEndian.Uint64(src[i:]))
+	}
+	if i < len(src) {
+		var word [8]byte
+		binary.LittleEndian.PutUint64(word[:], atomic.LoadUint64(&dst[i/8]))
+		copy(word[:], src[i:])
+		atomic.StoreUint64(&dst[i/8], binary.LittleEndian.Uint64(word[:]))
+	}
+}
+
+// moveWithin moves n bytes of the words w from byte from to byte to,
+// through the shard's buffer; the two ranges may overlap.
+func (s *Shard) moveWithin(w []uint64, to, from, n int) {
+	tmp := s.moveBuf[:n]
+	copyOutAt(tmp, w, from)
+	putBytes(w, to, tmp)
+}
+
+// moveBetween copies n bytes from byte from of src to byte to of dst.
+func (s *Shard) moveBetween(dst []uint64, to int, src []uint64, from, n int) {
+	tmp := s.moveBuf[:n]
+	copyOutAt(tmp, src, from)
+	putBytes(dst, to, tmp)
+}
+
 // copyOutAt copies len(dst) bytes of src from byte off on into dst, one
 // atomic load a word.
 func copyOutAt(dst []byte, src []uint64, off int) {
+	if len(dst) == 0 {
+		return
+	}
 	src = src[off/8:]
 	r := off % 8
 	if r == 0 {

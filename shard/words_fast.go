@@ -57,6 +57,21 @@ func copyOut(dst []byte, src []uint64) { copy(dst, bytesOf(src)) }
 // copyOutAt copies len(dst) bytes of src from byte off on into dst.
 func copyOutAt(dst []byte, src []uint64, off int) { copy(dst, bytesOf(src)[off:]) }
 
+// putBytes stores src into the words dst from byte off on.
+func putBytes(dst []uint64, off int, src []byte) { copy(bytesOf(dst)[off:], src) }
+
+// moveWithin moves n bytes of the words w from byte from to byte to; the
+// two ranges may overlap.
+func (s *Shard) moveWithin(w []uint64, to, from, n int) {
+	b := bytesOf(w)
+	copy(b[to:to+n], b[from:from+n])
+}
+
+// moveBetween copies n bytes from byte from of src to byte to of dst.
+func (s *Shard) moveBetween(dst []uint64, to int, src []uint64, from, n int) {
+	copy(bytesOf(dst)[to:to+n], bytesOf(src)[from:from+n])
+}
+
 // copyWords copies reader-visible words.
 func copyWords(dst, src []uint64) {
 	for len(src) > chunk/8 {

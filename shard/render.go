@@ -1,0 +1,371 @@
+package shard
+
+import "github.com/presencekit/presence/jsonwriter"
+
+// Rendered topics. Besides its slots, a topic keeps its entries as List
+// writes them, in join order and separated by commas, in a chain of
+// fixed-size blocks, so that a List copies a few blocks instead of one
+// entry at a time: one copy per entry costs at least 4.5x a copy of the
+// whole output, however the entries are laid out (bench/peers, the chain
+// and index floors), and one copy per block about 1.5x. Writers keep the
+// blocks in step with the slots inside the topic's read window; a reader
+// that finds the topic rendered copies its blocks and validates the window
+// as it does for slots.
+//
+// The blocks are a second copy of what the slots hold, taken from a pool of
+// their own that NewPool sizes to the slots' memory. When it runs dry, a
+// topic that needs a block gives all of its blocks back and is read from
+// its slots, until a Track finds it at a power-of-two count and blocks
+// enough to render it again.
+
+// Block words.
+const (
+	blockUsed = iota // bytes of data, with the commas
+	blockNext        // next block of the topic, block+1
+	blockHdr         // data follows
+)
+
+const (
+	minBlockBytes = 1 << 10
+	// maxBlockBytes bounds a block, so that a move within one never
+	// reaches the sizes at which memmove uses non-temporal stores; entries
+	// too large for it leave every topic to its slots.
+	maxBlockBytes = 64 << 10
+	// renderAgainAt is the smallest count at which a Track renders a topic
+	// that lost its blocks.
+	renderAgainAt = 4
+)
+
+// maxRendered returns the longest entry List can write under cfg.
+func maxRendered(cfg *Config) int {
+	return len(`{"key":""`) + 6*cfg.MaxKey + len(`,"meta":}`) + cfg.MaxMeta
+}
+
+// initBlocks sizes and allocates the block pool.
+func (p *Pool) initBlocks() {
+	need := (maxRendered(&p.cfg) + 7) &^ 7
+	if p.cfg.RenderBlocks < 0 || need > maxBlockBytes {
+		p.blockBytes = 0
+		p.freeBlocks = newStack(0)
+		return
+	}
+	p.blockBytes = max(need, minBlockBytes)
+	n := p.cfg.RenderBlocks
+	if n == 0 {
+		n = p.cfg.Slots*p.slotStride*8/p.blockBytes + p.cfg.Shards
+	}
+	p.blockStride = blockHdr + p.blockBytes/8
+	p.blocks = make([]uint64, n*p.blockStride)
+	p.freeBlocks = newStack(n)
+	p.nblocks = n
+}
+
+func (p *Pool) block(b int32) []uint64 {
+	return p.blocks[int(b)*p.blockStride : (int(b)+1)*p.blockStride]
+}
+
+// newBlock takes an empty block, or returns -1.
+func (s *Shard) newBlock() int32 {
+	b, ok := s.p.freeBlocks.pop()
+	if !ok {
+		return -1
+	}
+	blk := s.p.block(b)
+	store(&blk[blockUsed], 0)
+	store(&blk[blockNext], 0)
+	return b
+}
+
+// rendered reports whether topic record rec is rendered.
+func rendered(rec []uint64) bool { return rec[topicBlocks] != 0 }
+
+// renderEntry returns slot i's entry as List writes it. The result is valid
+// until the next call. The caller holds s.mu.
+func (s *Shard) renderEntry(i int32) []byte {
+	w := s.p.slot(i)
+	lens := w[slotLens]
+	keyLen, metaLen := int(lens>>32&lensKeyMask), int(uint32(lens))
+	if lens&lensEscape == 0 {
+		return bytesOf(w[slotHdr:])[:payloadLen(keyLen, metaLen)]
+	}
+	var jw jsonwriter.Writer
+	jw.Reset(s.scratch[:0], jsonwriter.Unbounded)
+	s.emitJSONEscaped(&jw, true, lens, w[slotHdr:])
+	return jw.Bytes()
+}
+
+// blockAppend adds an entry at the end of block b and returns where it
+// starts, or -1 if it does not fit.
+func (s *Shard) blockAppend(b int32, entry []byte) int32 {
+	blk := s.p.block(b)
+	used := int(blk[blockUsed])
+	at := used
+	if used > 0 {
+		at++
+	}
+	if at+len(entry) > s.p.blockBytes {
+		return -1
+	}
+	data := blk[blockHdr:]
+	if used > 0 {
+		putBytes(data, used, comma)
+	}
+	putBytes(data, at, entry)
+	store(&blk[blockUsed], uint64(at+len(entry)))
+	return int32(at)
+}
+
+var comma = []byte{','}
+
+// relabel moves the members from slot+1 from on, while they are in block
+// old+1, to block to, delta bytes further from its start.
+func (s *Shard) relabel(from uint64, old, to int32, delta int) {
+	p := s.p
+	for j := from; j != 0 && p.info[j-1].blk == old+1; j = p.slot(int32(j - 1))[slotNext] {
+		in := &p.info[j-1]
+		in.blk = to + 1
+		in.boff += int32(delta)
+	}
+}
+
+// renderAdded renders slot i, just linked at the end of topic t's member
+// list. The caller holds s.mu and the topic's window.
+func (s *Shard) renderAdded(t, i int32) {
+	p := s.p
+	rec := p.topic(t)
+	in := &p.info[i]
+	if !rendered(rec) {
+		if c := int(rec[topicCount]); c == 1 || c >= renderAgainAt && c&(c-1) == 0 {
+			s.renderTopic(t)
+		}
+		return
+	}
+	entry := s.renderEntry(i)
+	in.rlen = int32(len(entry))
+	last := p.info[in.prev-1].blk - 1
+	if at := s.blockAppend(last, entry); at >= 0 {
+		in.blk, in.boff = last+1, at
+		return
+	}
+	b := s.newBlock()
+	if b < 0 {
+		s.unrender(rec)
+		return
+	}
+	in.blk, in.boff = b+1, s.blockAppend(b, entry)
+	store(&p.block(last)[blockNext], uint64(b+1))
+}
+
+// renderTopic renders every member of topic t into new blocks, or leaves
+// the topic as it is if there are not enough.
+func (s *Shard) renderTopic(t int32) {
+	p := s.p
+	if p.blockBytes == 0 {
+		return
+	}
+	rec := p.topic(t)
+	head, last := int32(-1), int32(-1)
+	for j := rec[topicHead]; j != 0; j = p.slot(int32(j - 1))[slotNext] {
+		in := &p.info[j-1]
+		entry := s.renderEntry(int32(j - 1))
+		in.rlen = int32(len(entry))
+		at := int32(-1)
+		if last >= 0 {
+			at = s.blockAppend(last, entry)
+		}
+		if at < 0 {
+			b := s.newBlock()
+			if b < 0 {
+				s.freeChain(head)
+				return
+			}
+			if last < 0 {
+				head = b
+			} else {
+				store(&p.block(last)[blockNext], uint64(b+1))
+			}
+			last = b
+			at = s.blockAppend(b, entry)
+		}
+		in.blk, in.boff = last+1, at
+	}
+	if head >= 0 {
+		store(&rec[topicBlocks], uint64(head+1))
+	}
+}
+
+// freeChain gives back the blocks chained from b.
+func (s *Shard) freeChain(b int32) {
+	for b >= 0 {
+		next := int32(s.p.block(b)[blockNext]) - 1
+		s.p.freeBlocks.push(b)
+		b = next
+	}
+}
+
+// unrender gives back a topic's blocks; readers then read its slots.
+func (s *Shard) unrender(rec []uint64) {
+	head := int32(rec[topicBlocks]) - 1
+	store(&rec[topicBlocks], 0)
+	s.freeChain(head)
+}
+
+// renderUpdated rewrites the entry of slot i, updated in place in the
+// topic whose record is rec. The caller holds s.mu and the topic's window.
+func (s *Shard) renderUpdated(rec []uint64, i int32) {
+	p := s.p
+	if !rendered(rec) {
+		return
+	}
+	in := &p.info[i]
+	b := in.blk - 1
+	blk := p.block(b)
+	used, off, oldLen := int(blk[blockUsed]), int(in.boff), int(in.rlen)
+	entry := s.renderEntry(i)
+	in.rlen = int32(len(entry))
+	end := off + oldLen
+	if used-oldLen+len(entry) > p.blockBytes {
+		// Too long for the block: the members after i go to a block of
+		// their own, and then i too if it still does not fit.
+		if end < used {
+			n := s.newBlock()
+			if n < 0 {
+				s.unrender(rec)
+				return
+			}
+			nb := p.block(n)
+			s.moveBetween(nb[blockHdr:], 0, blk[blockHdr:], end+1, used-end-1)
+			store(&nb[blockUsed], uint64(used-end-1))
+			store(&nb[blockNext], blk[blockNext])
+			store(&blk[blockNext], uint64(n+1))
+			s.relabel(p.slot(i)[slotNext], b, n, -(end + 1))
+			used = end
+			store(&blk[blockUsed], uint64(used))
+		}
+		if off+len(entry) > p.blockBytes {
+			m := s.newBlock()
+			if m < 0 {
+				s.unrender(rec)
+				return
+			}
+			store(&p.block(m)[blockNext], blk[blockNext])
+			store(&blk[blockNext], uint64(m+1))
+			store(&blk[blockUsed], uint64(off-1))
+			in.blk, in.boff = m+1, s.blockAppend(m, entry)
+			return
+		}
+	}
+	data := blk[blockHdr:]
+	if delta := len(entry) - oldLen; delta != 0 && end < used {
+		s.moveWithin(data, end+delta, end, used-end)
+		s.relabel(p.slot(i)[slotNext], b, b, delta)
+	}
+	putBytes(data, off, entry)
+	if delta := len(entry) - oldLen; delta != 0 {
+		store(&blk[blockUsed], uint64(used+delta))
+	}
+}
+
+// renderRemoved takes slot i's entry out of topic t's blocks; prev and next
+// were its neighbours in the member list, from which it is already
+// unlinked. The caller holds s.mu and the topic's window.
+func (s *Shard) renderRemoved(t, i int32, prev int32, next uint64) {
+	p := s.p
+	rec := p.topic(t)
+	if !rendered(rec) {
+		return
+	}
+	in := &p.info[i]
+	b := in.blk - 1
+	blk := p.block(b)
+	used, l, off := int(blk[blockUsed]), int(in.rlen), int(in.boff)
+	prevBlock := int32(-1)
+	if prev != 0 {
+		prevBlock = p.info[prev-1].blk - 1
+	}
+	if l == used {
+		// i was the block's only member.
+		link := &rec[topicBlocks]
+		if prevBlock >= 0 {
+			link = &p.block(prevBlock)[blockNext]
+		}
+		store(link, blk[blockNext])
+		p.freeBlocks.push(b)
+		return
+	}
+	// Cut the entry and the comma before it, or after it if it was first.
+	from, to := off-1, off+l
+	if off == 0 {
+		from, to = 0, l+1
+	}
+	data := blk[blockHdr:]
+	if to < used {
+		s.moveWithin(data, from, to, used-to)
+		s.relabel(next, b, b, from-to)
+	}
+	used -= to - from
+	store(&blk[blockUsed], uint64(used))
+	// Merge with a neighbour the block now fits in, so that churn does not
+	// leave a topic in many small blocks.
+	if n := int32(blk[blockNext]) - 1; n >= 0 {
+		nb := p.block(n)
+		if nu := int(nb[blockUsed]); used+1+nu <= p.blockBytes {
+			putBytes(data, used, comma)
+			s.moveBetween(data, used+1, nb[blockHdr:], 0, nu)
+			store(&blk[blockUsed], uint64(used+1+nu))
+			store(&blk[blockNext], nb[blockNext])
+			// n's first member follows b's last one.
+			j := next
+			for j != 0 && p.info[j-1].blk == b+1 {
+				j = p.slot(int32(j - 1))[slotNext]
+			}
+			s.relabel(j, n, b, used+1)
+			p.freeBlocks.push(n)
+			return
+		}
+	}
+	if prevBlock >= 0 && prevBlock != b {
+		pb := p.block(prevBlock)
+		if pu := int(pb[blockUsed]); pu+1+used <= p.blockBytes {
+			putBytes(pb[blockHdr:], pu, comma)
+			s.moveBetween(pb[blockHdr:], pu+1, data, 0, used)
+			store(&pb[blockUsed], uint64(pu+1+used))
+			store(&pb[blockNext], blk[blockNext])
+			// b's first member follows prev, which was the last of the
+			// block before.
+			s.relabel(next, b, prevBlock, pu+1)
+			p.freeBlocks.push(b)
+		}
+	}
+}
+
+// copyBlocks writes the blocks chained from head+1 and reports whether
+// their links held; the caller validates the read window.
+func (s *Shard) copyBlocks(w *jsonwriter.Writer, head uint64) bool {
+	p := s.p
+	nb, size := uint64(p.nblocks), p.blockBytes
+	first := true
+	for steps := 0; head != 0; steps++ {
+		if head > nb || steps >= p.nblocks {
+			return false // torn link
+		}
+		blk := p.block(int32(head - 1))
+		used := min(int(load(&blk[blockUsed])), size)
+		head = load(&blk[blockNext])
+		if used == 0 {
+			continue
+		}
+		c := 1
+		if first {
+			c = 0
+		}
+		b := w.Extend(c + used)
+		if b == nil {
+			return true
+		}
+		b[0] = ','
+		copyOut(b[c:], blk[blockHdr:])
+		first = false
+	}
+	return true
+}
