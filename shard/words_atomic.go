@@ -54,6 +54,15 @@ func writePayload(dst []uint64, key string, meta []byte) {
 	ws.flush()
 }
 
+// writeMeta stores a new meta, and the brace after it, into a payload
+// whose key stays; off is metaOffset of the key's length.
+func writeMeta(dst []uint64, off int, meta []byte) {
+	putBytes(dst, off, meta)
+	putBytes(dst, off+len(meta), closeBrace)
+}
+
+var closeBrace = []byte{'}'}
+
 // wordStream stores a stream of bytes into words, a word at a time.
 type wordStream struct {
 	dst []uint64

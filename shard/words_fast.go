@@ -72,6 +72,14 @@ func (s *Shard) moveBetween(dst []uint64, to int, src []uint64, from, n int) {
 	copy(bytesOf(dst)[to:to+n], bytesOf(src)[from:from+n])
 }
 
+// writeMeta stores a new meta, and the brace after it, into a payload
+// whose key stays; off is metaOffset of the key's length.
+func writeMeta(dst []uint64, off int, meta []byte) {
+	b := bytesOf(dst)
+	copyBytes(b[off:], meta)
+	b[off+len(meta)] = '}'
+}
+
 // copyWords copies reader-visible words.
 func copyWords(dst, src []uint64) {
 	for len(src) > chunk/8 {
