@@ -5,9 +5,16 @@
 // # Memory
 //
 // New allocates everything up front: Capacity slots shared by all topics,
-// split into hashed shards. After New, Track, Untrack, UntrackAll, Count,
-// List, Diff, Snapshot and the incremental diff allocate nothing (AppendList,
-// AppendDiff and AppendChanges only when dst must grow).
+// split into hashed shards, and as much memory again for rendered topics:
+// each topic's entries are also kept as List writes them, in join order, in
+// blocks of at least 1 KiB, so that List, Diff and a full sync copy a few
+// blocks instead of one entry at a time (for 512 entries, about 1.6x the
+// cost of one copy of the output instead of 6x). When the blocks run out, a
+// topic is read one entry at a time until they are free again
+// (Stats.RenderFallbacks); Config.NoRenderedTopics turns them off. After
+// New, Track, Untrack, UntrackAll, Count, List, Diff, Snapshot and the
+// incremental diff allocate nothing (AppendList, AppendDiff and
+// AppendChanges only when dst must grow).
 //
 // # Concurrency
 //
@@ -108,6 +115,14 @@ type Config struct {
 	// Engine generates, so that engines with different tags never generate
 	// the same ref (give each node of a cluster its own).
 	RefTag uint64
+
+	// NoRenderedTopics turns off the second, rendered copy of each topic's
+	// entries that List, Diff and full syncs copy a block at a time (see
+	// the package doc). They then read one entry at a time, about 3.5x as
+	// long for 512 entries, and the engine saves the blocks' memory, as
+	// much as the entries' slots take (384 bytes an entry with the default
+	// limits). Updates and removals cost a little less.
+	NoRenderedTopics bool
 }
 
 // FirstRemoteSocket is the first remote SocketID: IDs from 1<<63 up name
@@ -173,8 +188,16 @@ func newEngine(cfg Config, readAttempts int) (*Engine, error) {
 		RefTag:       cfg.RefTag,
 		Seed:         rand.Uint64(),
 		ReadAttempts: readAttempts,
+		RenderBlocks: renderBlocks(cfg.NoRenderedTopics),
 	})
 	return &Engine{cfg: cfg, pool: pool}, nil
+}
+
+func renderBlocks(off bool) int {
+	if off {
+		return -1
+	}
+	return 0 // sized to the slots
 }
 
 func (c *Config) fill() error {
@@ -410,6 +433,10 @@ type Stats struct {
 	FullLocal, FullRemote uint64
 	ReadRetries           uint64 // read windows retried because a writer moved the topic
 	ReadFallbacks         uint64 // reads that stopped retrying and took the shard lock
+	// RenderFallbacks counts the times a topic was left without its
+	// rendered copy, or gave it back, because the blocks ran out; such a
+	// topic is read one entry at a time until blocks are free again.
+	RenderFallbacks uint64
 }
 
 // Stats returns the engine's counters.
@@ -420,6 +447,7 @@ func (e *Engine) Stats() Stats {
 		Local: c.Local, Remote: c.Remote,
 		FullLocal: c.FullLocal, FullRemote: c.FullRemote,
 		ReadRetries: c.Retries, ReadFallbacks: c.Fallbacks,
+		RenderFallbacks: c.Unrendered,
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -576,5 +577,65 @@ func TestReadsOfTopicsTrackRefusesFindNothing(t *testing.T) {
 		if len(c.Joins)+len(c.Leaves) != 0 {
 			t.Fatalf("changes of %q: %+v", topic, c)
 		}
+	}
+}
+
+// TestRenderedTopicsListTheSame runs the same random Tracks, updates and
+// removals on an engine with rendered topics, one without, and one whose
+// blocks run out, and requires the same List and Diff of every topic from
+// all three after every step.
+func TestRenderedTopicsListTheSame(t *testing.T) {
+	cfgs := []Config{
+		// Blocks are sized to the slots' memory, plus one a shard: 14.
+		{Capacity: 8, Shards: 8, MaxMetaLen: 1000},
+		{Capacity: 8, Shards: 1, MaxMetaLen: 1000, NoRenderedTopics: true},
+		// Eight topics of one entry need eight blocks; this one has seven.
+		{Capacity: 8, Shards: 1, MaxMetaLen: 1000},
+	}
+	engines := make([]*Engine, len(cfgs))
+	for i, c := range cfgs {
+		engines[i] = mustNew(t, c)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	topics := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+	for step := range 3000 {
+		s := SocketID(rng.IntN(8) + 1)
+		topic := topics[rng.IntN(len(topics))]
+		if step < 16 {
+			s, topic = SocketID(step%8+1), topics[step%8] // every topic at once
+		}
+		meta := fmt.Appendf(nil, `{"s":"%s"}`, strings.Repeat("x", rng.IntN(900)))
+		op := rng.IntN(10)
+		for i, e := range engines {
+			var err error
+			switch {
+			case op < 6:
+				err = e.Track(s, topic, fmt.Sprint("u\u2028", s), meta)
+			case op < 9:
+				e.Untrack(s, topic)
+			default:
+				e.UntrackAll(s)
+			}
+			if err != nil && !errors.Is(err, ErrSocketLimit) && !errors.Is(err, ErrFull) {
+				t.Fatalf("step %d, engine %d: %v", step, i, err)
+			}
+		}
+		for _, tp := range topics {
+			want := string(engines[1].AppendList(nil, tp))
+			for i, e := range engines {
+				if got := string(e.AppendList(nil, tp)); got != want {
+					t.Fatalf("step %d, engine %d, topic %s: List\n%s\nwant\n%s", step, i, tp, got, want)
+				}
+				if got, wantDiff := string(e.AppendDiff(nil, tp)), string(engines[1].AppendDiff(nil, tp)); got != wantDiff {
+					t.Fatalf("step %d, engine %d, topic %s: Diff differs", step, i, tp)
+				}
+			}
+		}
+	}
+	if n := engines[0].Stats().RenderFallbacks; n != 0 {
+		t.Fatalf("an engine with blocks to spare counted %d render fallbacks", n)
+	}
+	if n := engines[2].Stats().RenderFallbacks; n == 0 {
+		t.Fatal("the engine with too few blocks counted no render fallback")
 	}
 }

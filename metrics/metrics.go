@@ -67,6 +67,8 @@ var engineMetrics = []engineMetric{
 		Value: func(s *engine.Stats) float64 { return float64(s.ReadRetries) }},
 	{Name: "presence_engine_read_fallbacks_total", Help: "Reads that stopped retrying and took the shard lock.", Counter: true,
 		Value: func(s *engine.Stats) float64 { return float64(s.ReadFallbacks) }},
+	{Name: "presence_engine_render_fallbacks_total", Help: "Times a topic was left without its rendered copy because the blocks ran out.", Counter: true,
+		Value: func(s *engine.Stats) float64 { return float64(s.RenderFallbacks) }},
 }
 
 type channelMetric = statcollector.Metric[channel.Stats]

@@ -14,6 +14,11 @@
 // window, so readers, Len, SocketLen and a refused Track agree on the
 // instant it appears and goes.
 //
+// Writers also keep each topic's entries rendered as JSON, in blocks from a
+// lock-free stack (render.go), inside the same read window as the slots;
+// AppendEntries copies a rendered topic's blocks instead of walking its
+// slots when it writes JSON.
+//
 // Readers (Count, AppendEntries, AppendChanges, Head) take no lock in the
 // common case. A topic record carries a sequence number that writers make
 // odd while they change the topic's members or their payloads, and the

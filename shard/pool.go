@@ -171,6 +171,7 @@ type Pool struct {
 	retries    atomic.Uint64
 	repairs    atomic.Uint64
 	fallbacks  atomic.Uint64
+	unrendered atomic.Uint64
 	fullLocal  atomic.Uint64
 	fullRemote atomic.Uint64
 }
@@ -284,6 +285,7 @@ type Counts struct {
 	Retries               uint64 // read windows retried
 	Repairs               uint64 // spoiled reads rebuilt from the change ring
 	Fallbacks             uint64 // reads that gave up retrying and took the shard lock
+	Unrendered            uint64 // times a topic was left without blocks, or gave them back, because none was free
 }
 
 // Counts returns the pool's counters. Local and Remote are read together,
@@ -299,6 +301,7 @@ func (p *Pool) Counts() Counts {
 		Retries:    p.retries.Load(),
 		Repairs:    p.repairs.Load(),
 		Fallbacks:  p.fallbacks.Load(),
+		Unrendered: p.unrendered.Load(),
 	}
 }
 

@@ -176,6 +176,7 @@ func (s *Shard) renderTopic(t int32) {
 		if at < 0 {
 			b := s.newBlock()
 			if b < 0 {
+				s.p.unrendered.Add(1)
 				s.freeChain(head)
 				return
 			}
@@ -205,6 +206,7 @@ func (s *Shard) freeChain(b int32) {
 
 // unrender gives back a topic's blocks; readers then read its slots.
 func (s *Shard) unrender(rec []uint64) {
+	s.p.unrendered.Add(1)
 	head := int32(rec[topicBlocks]) - 1
 	store(&rec[topicBlocks], 0)
 	s.freeChain(head)
