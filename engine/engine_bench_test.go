@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -27,9 +28,15 @@ func benchMetaV(i, v int) []byte {
 
 func benchKey(i int) string { return fmt.Sprint("user_", i) }
 
+// benchNoRender benchmarks engines without rendered topics, to measure what
+// the rendered copy costs writers and saves readers:
+//
+//	go test -run '^$' -bench . ./engine -args -bench.norender
+var benchNoRender = flag.Bool("bench.norender", false, "benchmark engines with Config.NoRenderedTopics")
+
 func benchEngine(b *testing.B) *Engine {
 	b.Helper()
-	e, err := New(Config{Capacity: 4096, MaxPerSocket: 4096})
+	e, err := New(Config{Capacity: 4096, MaxPerSocket: 4096, NoRenderedTopics: *benchNoRender})
 	if err != nil {
 		b.Fatal(err)
 	}
