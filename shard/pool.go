@@ -397,9 +397,11 @@ type owners struct {
 	mask    uint64
 	buckets []int32 // record+1
 	stripes []stripe
-	recs    []ownerRec
-	free    *stack
-	info    []slotInfo // the pool's; owner links are guarded by the stripes
+	// recs holds a record for each socket with entries, at the index of
+	// one of its slots (its anchor), so that a record needs no allocator:
+	// no other socket holds that slot, so no other record is there.
+	recs []ownerRec
+	info []slotInfo // the pool's; owner links are guarded by the stripes
 }
 
 type stripe struct {
@@ -431,7 +433,6 @@ func (o *owners) init(slots, limit int, seed uint64, info []slotInfo) {
 	o.buckets = make([]int32, n)
 	o.stripes = make([]stripe, min(n, 256))
 	o.recs = make([]ownerRec, slots)
-	o.free = newStack(slots)
 }
 
 func (o *owners) bucket(owner uint64) (uint64, *stripe) {
@@ -489,11 +490,8 @@ func (p *Pool) claimSlot(owner uint64, sh int32, window *uint64) (int32, error) 
 		panic("shard: counted entries and free slots disagree")
 	}
 	if r < 0 {
-		// A record is taken after its owner's first entry is counted and
-		// returned before its last one is uncounted, so one is free here.
-		if r, ok = o.free.pop(); !ok {
-			panic("shard: owner records exhausted")
-		}
+		// The owner's first slot anchors its record.
+		r = i
 		o.recs[r] = ownerRec{owner: owner}
 		*tail = r + 1
 	}
@@ -537,9 +535,15 @@ func (p *Pool) releaseSlot(owner uint64, i int32) {
 		info[next-1].ownerPrev = prev
 	}
 	rec.count--
-	if rec.count == 0 {
+	switch {
+	case rec.count == 0:
 		*link = rec.next
-		o.free.push(r)
+	case r == i:
+		// i anchored the record: move it to a slot the owner keeps. That
+		// slot anchors no record, since only its owner's could be there.
+		j := rec.head - 1
+		o.recs[j] = *rec
+		*link = j + 1
 	}
 	info[i].gen.Add(1)
 	p.freeSlots.push(i)

@@ -108,14 +108,12 @@ func (s *Shard) blockAppend(b int32, entry []byte) int32 {
 	}
 	data := blk[blockHdr:]
 	if used > 0 {
-		putBytes(data, used, comma)
+		putByte(data, used, ',')
 	}
 	putBytes(data, at, entry)
 	store(&blk[blockUsed], uint64(at+len(entry)))
 	return int32(at)
 }
-
-var comma = []byte{','}
 
 // relabel moves the members from slot+1 from on, while they are in block
 // old+1, to block to, delta bytes further from its start.
@@ -312,7 +310,7 @@ func (s *Shard) renderRemoved(t, i int32, prev int32, next uint64) {
 	if n := int32(blk[blockNext]) - 1; n >= 0 {
 		nb := p.block(n)
 		if nu := int(nb[blockUsed]); used+1+nu <= p.blockBytes {
-			putBytes(data, used, comma)
+			putByte(data, used, ',')
 			s.moveBetween(data, used+1, nb[blockHdr:], 0, nu)
 			store(&blk[blockUsed], uint64(used+1+nu))
 			store(&blk[blockNext], nb[blockNext])
@@ -329,7 +327,7 @@ func (s *Shard) renderRemoved(t, i int32, prev int32, next uint64) {
 	if prevBlock >= 0 && prevBlock != b {
 		pb := p.block(prevBlock)
 		if pu := int(pb[blockUsed]); pu+1+used <= p.blockBytes {
-			putBytes(pb[blockHdr:], pu, comma)
+			putByte(pb[blockHdr:], pu, ',')
 			s.moveBetween(pb[blockHdr:], pu+1, data, 0, used)
 			store(&pb[blockUsed], uint64(pu+1+used))
 			store(&pb[blockNext], blk[blockNext])

@@ -58,10 +58,8 @@ func writePayload(dst []uint64, key string, meta []byte) {
 // whose key stays; off is metaOffset of the key's length.
 func writeMeta(dst []uint64, off int, meta []byte) {
 	putBytes(dst, off, meta)
-	putBytes(dst, off+len(meta), closeBrace)
+	putByte(dst, off+len(meta), '}')
 }
-
-var closeBrace = []byte{'}'}
 
 // wordStream stores a stream of bytes into words, a word at a time.
 type wordStream struct {
@@ -119,6 +117,13 @@ func putBytes(dst []uint64, off int, src []byte) {
 		copy(word[:], src[i:])
 		atomic.StoreUint64(&dst[i/8], binary.LittleEndian.Uint64(word[:]))
 	}
+}
+
+// putByte stores c into the words dst at byte off.
+func putByte(dst []uint64, off int, c byte) {
+	w := &dst[off/8]
+	shift := uint(off%8) * 8
+	atomic.StoreUint64(w, atomic.LoadUint64(w)&^(0xff<<shift)|uint64(c)<<shift)
 }
 
 // moveWithin moves n bytes of the words w from byte from to byte to,

@@ -60,6 +60,9 @@ func copyOutAt(dst []byte, src []uint64, off int) { copy(dst, bytesOf(src)[off:]
 // putBytes stores src into the words dst from byte off on.
 func putBytes(dst []uint64, off int, src []byte) { copy(bytesOf(dst)[off:], src) }
 
+// putByte stores c into the words dst at byte off.
+func putByte(dst []uint64, off int, c byte) { bytesOf(dst)[off] = c }
+
 // moveWithin moves n bytes of the words w from byte from to byte to; the
 // two ranges may overlap.
 func (s *Shard) moveWithin(w []uint64, to, from, n int) {
