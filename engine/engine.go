@@ -346,10 +346,25 @@ func (e *Engine) checkTopic(topic string) error {
 		return ErrInvalidTopic
 	case len(topic) > e.cfg.MaxTopicLen:
 		return ErrTopicTooLong
-	case !utf8.ValidString(topic):
+	case !validString(topic):
 		return ErrInvalidTopic
 	}
 	return nil
+}
+
+// validString is utf8.ValidString, answered without a call for the short
+// ASCII strings most topics are.
+func validString(s string) bool {
+	if len(s) <= 16 {
+		var or byte
+		for i := 0; i < len(s); i++ {
+			or |= s[i]
+		}
+		if or < utf8.RuneSelf {
+			return true
+		}
+	}
+	return utf8.ValidString(s)
 }
 
 // metaError is ErrInvalidMeta with the reason jsonobject gave. One value per

@@ -639,3 +639,33 @@ func TestRenderedTopicsListTheSame(t *testing.T) {
 		t.Fatal("the engine with too few blocks counted no render fallback")
 	}
 }
+
+// TestValidStringIsUTF8Valid compares validString with utf8.ValidString on
+// every string of up to two bytes and on random strings around its
+// 16-byte fast path.
+func TestValidStringIsUTF8Valid(t *testing.T) {
+	check := func(s string) {
+		if got, want := validString(s), utf8.ValidString(s); got != want {
+			t.Fatalf("validString(%q) = %v, want %v", s, got, want)
+		}
+	}
+	check("")
+	for a := range 256 {
+		check(string([]byte{byte(a)}))
+		for b := range 256 {
+			check(string([]byte{byte(a), byte(b)}))
+		}
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 100000 {
+		b := make([]byte, rng.IntN(20))
+		for i := range b {
+			b[i] = byte(rng.IntN(128))
+			if rng.IntN(8) == 0 {
+				b[i] = byte(rng.Uint32())
+			}
+		}
+		check(string(b))
+		check(string([]rune(string(b)))) // valid, often multibyte
+	}
+}
