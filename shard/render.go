@@ -54,7 +54,9 @@ func (p *Pool) initBlocks() {
 	if n == 0 {
 		n = p.cfg.Slots*p.slotStride*8/p.blockBytes + p.cfg.Shards
 	}
-	p.blockStride = blockHdr + p.blockBytes/8
+	// Whole cache lines, so that blocks of topics in different shards never
+	// share one.
+	p.blockStride = lineWords(blockHdr + p.blockBytes/8)
 	p.blocks = make([]uint64, n*p.blockStride)
 	p.freeBlocks = newStack(n)
 	p.nblocks = n
