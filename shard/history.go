@@ -63,15 +63,7 @@ func (h *history) append(kind uint64, rec, w []uint64, link uint64) uint64 {
 	// Name, key and meta are packed, so that an event touches few cache
 	// lines; the payload is copied as the slot lays it out.
 	nw := wordsFor(int(nameLen))
-	if nw <= 2 {
-		// Most topic names fit in two words; storing them costs less
-		// than a call to copy them.
-		for k := range nw {
-			store(&e[evHdr+k], rec[topicHdr+k])
-		}
-	} else {
-		copyWords(e[evHdr:evHdr+nw], rec[topicHdr:topicHdr+nw])
-	}
+	copyWords(e[evHdr:evHdr+nw], rec[topicHdr:topicHdr+nw])
 	pw := payloadWords(lens)
 	copyWords(e[evHdr+nw:evHdr+nw+pw], w[slotHdr:slotHdr+pw])
 	storeSeq(&e[evSeq], seq)

@@ -85,6 +85,14 @@ func writeMeta(dst []uint64, off int, meta []byte) {
 
 // copyWords copies reader-visible words.
 func copyWords(dst, src []uint64) {
+	if len(src) <= 2 {
+		// Most topic names fit in two words; storing them costs less
+		// than a call to copy them.
+		for k := range src {
+			dst[k] = src[k]
+		}
+		return
+	}
 	for len(src) > chunk/8 {
 		copy(dst[:chunk/8], src)
 		dst, src = dst[chunk/8:], src[chunk/8:]
