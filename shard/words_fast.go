@@ -85,12 +85,16 @@ func writeMeta(dst []uint64, off int, meta []byte) {
 
 // copyWords copies reader-visible words.
 func copyWords(dst, src []uint64) {
-	if len(src) <= 2 {
-		// Most topic names fit in two words; storing them costs less
-		// than a call to copy them.
-		for k := range src {
-			dst[k] = src[k]
-		}
+	// Most topic names fit in two words; storing them costs less than a
+	// call to copy them.
+	switch len(src) {
+	case 0:
+		return
+	case 1:
+		dst[0] = src[0]
+		return
+	case 2:
+		dst[0], dst[1] = src[0], src[1]
 		return
 	}
 	for len(src) > chunk/8 {
