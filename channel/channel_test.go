@@ -315,6 +315,40 @@ func TestJoinReplyAndPresenceState(t *testing.T) {
 	}
 }
 
+// A change made after a client has its join reply reaches it as a
+// presence_diff: the presence_state it gets was taken before the reply
+// went out, so the change is not folded into it.
+func TestChangeAfterJoinReplyComesAsDiff(t *testing.T) {
+	ts := newTestServer(t, nil)
+	tracked := make(chan struct{})
+	ts.srv.testHookSnapshot = func() {
+		if ts.srv.stats.pushes.Load() == 0 {
+			return // nothing is out: the client cannot have its reply
+		}
+		// The reply is out before the snapshot: let the client act on it.
+		select {
+		case <-tracked:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	alice := ts.dial("alice")
+	alice.sendRaw(`["1","1","room:lobby","phx_join",{}]`)
+	alice.expect("join reply", isEvent("phx_reply"))
+	if err := ts.srv.Presence().Track(1000, "room:lobby", "bob", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	close(tracked)
+	ts.srv.presenceChanged("room:lobby")
+
+	st := alice.expect("presence_state", isEvent("presence_state"))
+	if got := keys(decodePresence(t, st.Payload)); len(got) != 1 || got[0] != "alice" {
+		t.Fatalf("presence_state holds %v, want alice alone: bob came after the reply", got)
+	}
+	alice.expect("bob's join as a diff", func(f phx.Frame) bool {
+		return f.Event == "presence_diff" && strings.Contains(string(f.Payload), `"joins":{"bob"`)
+	})
+}
+
 func TestHeartbeat(t *testing.T) {
 	ts := newTestServer(t, nil)
 	c := ts.dial("alice")
@@ -768,8 +802,11 @@ func TestStatsCount(t *testing.T) {
 	ts := newTestServer(t, nil)
 	a := ts.dial("alice")
 	a.join("room:lobby", `{}`)
-	ts.dial("bob").join("room:lobby", `{}`)
+	b := ts.dial("bob")
+	b.join("room:lobby", `{}`)
+	// Both are counted before they are queued.
 	a.expect("bob's join", func(f phx.Frame) bool { return f.Event == "presence_diff" })
+	b.expect("bob's presence_state", isEvent("presence_state"))
 	st := ts.srv.Stats()
 	if st.Sockets != 2 || st.Connects != 2 || st.Joins != 2 || st.Pushes < 4 || st.PresenceDiffs < 1 || st.PresenceStates != 2 ||
 		st.PushedBytes < 4*int64(len(`[null,null,"room:lobby","presence_diff",{}]`)) {

@@ -143,6 +143,10 @@ type Server struct {
 	topics  map[string]*topicState
 	closing bool
 	wg      sync.WaitGroup // connection goroutines
+
+	// testHookSnapshot, when set by a test, runs just before subscribe
+	// takes a topic's snapshot.
+	testHookSnapshot func()
 }
 
 // NewServer validates cfg and returns a Server.

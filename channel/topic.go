@@ -83,22 +83,30 @@ type subscriber struct {
 // joined in the window, and the others get one diff for the window rather
 // than one per join.
 //
-// first are frames for the socket that go before any broadcast it gets.
+// first are frames for the socket that go before any broadcast it gets, the
+// join's reply among them. Where presence_state goes out at once, they
+// follow its snapshot: a change made after the client has its reply then
+// reaches it as a presence_diff, not inside the presence_state.
 func (s *Server) subscribe(topic string, sock *Socket, joinRef phx.Ref, state bool, first ...[]byte) {
 	ts := s.lockState(topic)
 	defer ts.mu.Unlock()
-	for _, f := range first {
-		sock.enqueue(f)
-	}
 	old, already := ts.subs[sock]
+	sendFirst := func() {
+		for _, f := range first {
+			sock.enqueue(f)
+		}
+	}
 	if already && !state {
+		sendFirst()
 		return
 	}
 	if !state && ts.started {
+		sendFirst()
 		ts.subs[sock] = subscriber{joinRef: joinRef}
 		return
 	}
 	if ts.started && ts.pending {
+		sendFirst()
 		if !old.waiting {
 			ts.waiting++
 		}
@@ -108,8 +116,12 @@ func (s *Server) subscribe(topic string, sock *Socket, joinRef phx.Ref, state bo
 	if old.waiting {
 		ts.waiting--
 	}
+	if s.testHookSnapshot != nil {
+		s.testHookSnapshot()
+	}
 	e := s.cfg.Presence
 	e.Snapshot(&ts.snap, topic)
+	sendFirst()
 	if ts.started && ts.snap.Cursor != ts.cursor {
 		e.ChangesBetween(&ts.changes, topic, ts.cursor, ts.snap.Cursor)
 		if ts.changes.Full {
