@@ -363,7 +363,7 @@ func TestHeartbeat(t *testing.T) {
 }
 
 func TestHeartbeatTimeoutClosesAndCleansUp(t *testing.T) {
-	ts := newTestServer(t, func(c *Config) { c.HeartbeatTimeout = 150 * time.Millisecond })
+	ts := newTestServer(t, func(c *Config) { c.HeartbeatTimeout = 500 * time.Millisecond })
 	c := ts.dial("alice")
 	c.join("room:lobby", `{}`)
 	if code := c.closed(); code != websocket.StatusPolicyViolation {
@@ -373,10 +373,12 @@ func TestHeartbeatTimeoutClosesAndCleansUp(t *testing.T) {
 }
 
 func TestHeartbeatsKeepSocketOpen(t *testing.T) {
-	ts := newTestServer(t, func(c *Config) { c.HeartbeatTimeout = 150 * time.Millisecond })
+	// Heartbeats every fifth of the timeout, for twice the timeout: a
+	// stall of the loaded test machine does not pass for silence.
+	ts := newTestServer(t, func(c *Config) { c.HeartbeatTimeout = 500 * time.Millisecond })
 	c := ts.dial("alice")
-	for range 6 {
-		time.Sleep(50 * time.Millisecond)
+	for range 10 {
+		time.Sleep(100 * time.Millisecond)
 		ref := c.push("", "phoenix", "heartbeat", "{}")
 		c.reply(ref)
 	}
@@ -477,7 +479,9 @@ func TestPanickingHandlerCrashesTheChannel(t *testing.T) {
 }
 
 func TestRejectedJoinLeavesNoPresence(t *testing.T) {
-	ts := newTestServer(t, nil)
+	// The window is wide, so that the rejected join's Track and Untrack
+	// fall into one even on a loaded machine.
+	ts := newTestServer(t, func(c *Config) { c.PresenceWindow = 200 * time.Millisecond })
 	watcher := ts.dial("bob")
 	watcher.join("room:lobby", `{}`)
 	c := ts.dial("alice")
@@ -499,7 +503,7 @@ func TestRejectedJoinLeavesNoPresence(t *testing.T) {
 	}
 	// bob never sees alice in a diff that stays: a join and leave inside
 	// one window cancel out.
-	time.Sleep(60 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
 	for {
 		select {
 		case f := <-watcher.in:
@@ -728,11 +732,19 @@ func TestPresenceChangesAreCoalesced(t *testing.T) {
 	w := ts.dial("watcher")
 	w.join("room:lobby", `{"no_track":true}`)
 	w.expect("presence_state", isEvent("presence_state")) // subscribed
+	// Every client connects first and then joins at once, so that the
+	// joins fall inside one window even on a loaded machine.
 	var clients []*client
 	for i := range 20 {
-		c := ts.dial(fmt.Sprint("user", i))
-		c.join("room:lobby", `{"no_state":true}`)
-		clients = append(clients, c)
+		clients = append(clients, ts.dial(fmt.Sprint("user", i)))
+	}
+	for _, c := range clients {
+		c.sendRaw(`["1","1","room:lobby","phx_join",{"no_state":true}]`)
+	}
+	for _, c := range clients {
+		if status, _ := c.reply("1"); status != "ok" {
+			t.Fatalf("join: %s", status)
+		}
 	}
 	d := w.expect("one diff", isEvent("presence_diff"))
 	var diff struct{ Joins, Leaves presenceMap }
@@ -743,7 +755,6 @@ func TestPresenceChangesAreCoalesced(t *testing.T) {
 	if n := ts.srv.Stats().PresenceDiffs; n != 1 {
 		t.Fatalf("%d presence_diff broadcasts for 20 joins in one window", n)
 	}
-	_ = clients
 }
 
 func TestBroadcastFromSkipsSender(t *testing.T) {

@@ -327,31 +327,37 @@ func TestSoak(t *testing.T) {
 	}
 	waitWithin(t, time.Minute, "dropped sockets cleaned up", func() bool { return ts.srv.Stats().Sockets == liveCount() })
 	// A heartbeat round trip from every live client: once answered, the
-	// server has handled everything the client sent. Then the last
-	// presence windows close.
-	var barrier []*soakClient
-	for _, c := range clients {
-		if c.gone() {
-			continue
-		}
-		c.send("", "phoenix", "heartbeat", "{}")
-		barrier = append(barrier, c)
-	}
-	waitWithin(t, time.Minute, "every client's frames handled", func() bool {
-		for _, c := range barrier {
+	// server has handled everything the client sent, and the client has
+	// read every frame queued for it before the reply.
+	roundTrip := func(what string) {
+		var barrier []*soakClient
+		for _, c := range clients {
 			if c.gone() {
 				continue
 			}
-			c.mu.Lock()
-			ok := c.replies[fmt.Sprint(c.ref.Load())]
-			c.mu.Unlock()
-			if !ok {
-				return false
-			}
+			c.send("", "phoenix", "heartbeat", "{}")
+			barrier = append(barrier, c)
 		}
-		return true
-	})
-	time.Sleep(10 * 30 * time.Millisecond)
+		waitWithin(t, time.Minute, what, func() bool {
+			for _, c := range barrier {
+				if c.gone() {
+					continue
+				}
+				c.mu.Lock()
+				ok := c.replies[fmt.Sprint(c.ref.Load())]
+				c.mu.Unlock()
+				if !ok {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	roundTrip("every client's frames handled")
+	// Then the last presence windows close, and every client reads what
+	// they sent before it asks for its final presence_state.
+	waitWithin(t, time.Minute, "no presence_diff or presence_state due", ts.srv.presenceSettled)
+	roundTrip("every presence frame read")
 	if ts.srv.Stats().Sockets != liveCount() {
 		t.Fatalf("server holds %d sockets, %d clients live", ts.srv.Stats().Sockets, liveCount())
 	}
@@ -452,4 +458,24 @@ func stateDiff(got, want phxState) string {
 		}
 	}
 	return b.String()
+}
+
+// presenceSettled reports whether no topic has a presence_diff due or a
+// socket waiting for its presence_state.
+func (s *Server) presenceSettled() bool {
+	s.mu.Lock()
+	topics := make([]*topicState, 0, len(s.topics))
+	for _, ts := range s.topics {
+		topics = append(topics, ts)
+	}
+	s.mu.Unlock()
+	for _, ts := range topics { // ts.mu is taken before s.mu, never after
+		ts.mu.Lock()
+		busy := ts.pending || ts.waiting > 0
+		ts.mu.Unlock()
+		if busy {
+			return false
+		}
+	}
+	return true
 }
