@@ -76,7 +76,9 @@ type Config struct {
 	// Heartbeat is how often the node says it is alive (H); 0 means 1 s.
 	Heartbeat time.Duration
 	// DownAfter is how long a silent node stays up (D); 0 means 5 s. It
-	// must be at least twice Heartbeat.
+	// must be at least twice Heartbeat. Time this node itself spends
+	// unable to read its messages, as while it applies a large snapshot,
+	// does not count as the others' silence.
 	DownAfter time.Duration
 	// FlushInterval is how long local changes are gathered before they
 	// are published; 0 means 2 ms.

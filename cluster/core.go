@@ -116,8 +116,10 @@ type core struct {
 
 	now    int64
 	nextHB int64
-	seq    uint64
-	pub    map[string]map[engine.SocketID]pubEntry
+	// stallEnd is where the last wait credited to the peers ended.
+	stallEnd int64
+	seq      uint64
+	pub      map[string]map[engine.SocketID]pubEntry
 	// cursors holds, per topic with local entries published, the engine
 	// cursor they stand at. Only the flusher writes it (under the lock),
 	// so the flusher may read it without.
@@ -718,6 +720,24 @@ func (c *core) drop(p *peer) {
 	clear(p.socks)
 	clear(p.failed)
 	p.pages = nil
+}
+
+// resumed credits the live peers with a wait for the node's lock, from
+// asked to now, when it is longer than a quarter heartbeat: while the node
+// could not read, as while it applied a large snapshot, its peers'
+// messages waited unread, and that time is not their silence. Waits that
+// overlap are credited once.
+func (c *core) resumed(asked, now int64) {
+	from := max(asked, c.stallEnd)
+	if now-from <= c.hb/4 {
+		return
+	}
+	for _, p := range c.peers {
+		if p.state != StateDown {
+			p.heard = min(p.heard+now-from, now)
+		}
+	}
+	c.stallEnd = now
 }
 
 // tick advances the clock: heartbeats, down detection, sync retries and

@@ -137,6 +137,14 @@ func orDefault(v, d int) int {
 
 func (n *Node) now() int64 { return int64(time.Since(n.epoch)) }
 
+// lock takes n.mu for the goroutines that read messages and check for
+// silent nodes, and tells the core how long it waited.
+func (n *Node) lock() {
+	asked := n.now()
+	n.mu.Lock()
+	n.c.resumed(asked, n.now())
+}
+
 // publish sends a message; it runs under n.mu, which keeps a node's
 // messages in sequence order.
 func (n *Node) publish(subject string, data []byte) {
@@ -146,7 +154,7 @@ func (n *Node) publish(subject string, data []byte) {
 }
 
 func (n *Node) onMsg(m *nats.Msg) {
-	n.mu.Lock()
+	n.lock()
 	n.c.now = n.now()
 	n.c.onMessage(m.Data)
 	notify, events := n.drain()
@@ -251,7 +259,7 @@ func (n *Node) tick() {
 			lost += d
 		}
 	}
-	n.mu.Lock()
+	n.lock()
 	if lost > n.lost {
 		n.lost = lost
 		n.c.st.slowConsumer++
