@@ -258,12 +258,13 @@ func (s *Shard) renderUpdated(rec []uint64, i int32) {
 		}
 	}
 	data := blk[blockHdr:]
-	if delta := len(entry) - oldLen; delta != 0 && end < used {
+	delta := len(entry) - oldLen
+	if delta != 0 && end < used {
 		s.moveWithin(data, end+delta, end, used-end)
 		s.relabel(p.slot(i)[slotNext], b, b, delta)
 	}
 	putBytes(data, off, entry)
-	if delta := len(entry) - oldLen; delta != 0 {
+	if delta != 0 {
 		store(&blk[blockUsed], uint64(used+delta))
 	}
 }
