@@ -113,6 +113,7 @@ func (e *Engine) ChangesBetween(dst *Changes, topic string, since, until Cursor)
 	if u, ok := e.position(until, hash, upto); ok {
 		upto = u
 	}
+	upto = sh.Committed(topic, hash, upto)
 	if from, ok := e.position(since, hash, upto); ok && from <= upto {
 		if _, ok := sh.AppendChanges(&w, shard.Records, topic, hash, from, upto, shard.KindJoin|shard.KindLeave); ok {
 			dst.Next = e.makeCursor(hash, upto)
@@ -156,7 +157,7 @@ func (e *Engine) AppendChanges(dst []byte, topic string, since Cursor) (out []by
 	w.Reset(dst, jsonwriter.Unbounded)
 	hash := e.pool.HashTopic(topic)
 	sh := e.pool.ShardFor(hash)
-	upto := sh.Head()
+	upto := sh.Committed(topic, hash, sh.Head())
 	mark := w.Mark()
 	from, ok := e.position(since, hash, upto)
 	if ok {

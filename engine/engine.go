@@ -43,6 +43,13 @@
 // present at one instant during the call, never a mix of before and after a
 // write. Different topics, and Len, are not read atomically together.
 //
+// The incremental diff (ChangesSince, ChangesBetween, AppendChanges) holds
+// whole operations only: an update's leave and join together, or neither.
+// Applied to the entries its since cursor stood for, a diff gives the
+// topic's entries at one instant during the call: never a state the topic
+// did not go through, never one older than the cursor's, and never one that
+// a Track or Untrack that returned before the call began had left behind.
+//
 // A Track or Untrack is visible to every read that begins after it returns.
 // UntrackAll removes the entries the socket held when it began, one by one:
 // each removal is atomic, the whole is not. An entry that another goroutine

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,10 +18,12 @@ import (
 var linOps = flag.Int("lin.ops", 250, "operations per goroutine in each linearizability history")
 
 // The linearizability check records concurrent histories of Track,
-// Untrack, UntrackAll, Count and List and checks them with porcupine
-// against a sequential model of one topic, per topic. That is exactly what
-// the package doc promises: each operation on a topic takes effect at one
-// instant, and List and Count are atomic snapshots of one topic. UntrackAll
+// Untrack, UntrackAll, Count, List and a follower's incremental diff, and
+// checks them with porcupine against a sequential model of one topic, per
+// topic. That is exactly what the package doc promises: each operation on a
+// topic takes effect at one instant, List and Count are atomic snapshots of
+// one topic, and a diff applied to what the follower held gives the topic
+// at one instant, never half of an update. UntrackAll
 // is not atomic across topics, so it enters each topic's history as its
 // own removal, at some instant within the call, with no result checked.
 
@@ -32,6 +35,10 @@ const (
 	linUntrackAll // one topic's share of an UntrackAll
 	linCount
 	linList
+	// linDiff is a follower's incremental diff: the goroutine applies
+	// ChangesSince from its cursor onto the entries it holds for the topic,
+	// and the result must be the topic's entries at one instant.
+	linDiff
 )
 
 type linInput struct {
@@ -88,6 +95,49 @@ func renderLinList(es []linEntry) string {
 	return strings.Join(parts, "|")
 }
 
+// renderLinSet writes entries as a diff follower holds them: with their
+// sockets, in no particular order (sorted).
+func renderLinSet(es []linEntry) string {
+	parts := make([]string, len(es))
+	for i, e := range es {
+		parts[i] = fmt.Sprintf("%d:%s=%s", e.socket, e.key, e.meta)
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, "|")
+}
+
+// linFollower is one goroutine's copy of a topic, kept by the incremental
+// diff.
+type linFollower struct {
+	cursor Cursor
+	held   map[uint64]string // ref -> socket:key=meta
+}
+
+// follow applies the changes since f's cursor and returns what f then holds,
+// or an error for a leave of an entry f does not hold.
+func (f *linFollower) follow(e *Engine, ch *Changes, topic string) (string, error) {
+	e.ChangesSince(ch, topic, f.cursor)
+	if ch.Full {
+		clear(f.held)
+	}
+	for _, l := range ch.Leaves {
+		if _, ok := f.held[l.Ref]; !ok {
+			return "", fmt.Errorf("ChangesSince(%s): leave of ref %d that the follower does not hold", topic, l.Ref)
+		}
+		delete(f.held, l.Ref)
+	}
+	for _, j := range ch.Joins {
+		f.held[j.Ref] = fmt.Sprintf("%d:%s=%s", j.Socket, j.Key, j.Meta)
+	}
+	f.cursor = ch.Next
+	parts := make([]string, 0, len(f.held))
+	for _, p := range f.held {
+		parts = append(parts, p)
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, "|"), nil
+}
+
 var linModel = porcupine.Model{
 	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
 		byTopic := map[string][]porcupine.Operation{}
@@ -140,6 +190,8 @@ var linModel = porcupine.Model{
 			return out.count == len(es), state
 		case linList:
 			return out.list == renderLinList(es), state
+		case linDiff:
+			return out.list == renderLinSet(es), state
 		}
 		return true, formatLinState(es)
 	},
@@ -167,6 +219,8 @@ func describeLinOp(input, output any) string {
 		return fmt.Sprintf("Len -> %d", out.count)
 	case capSocketLen:
 		return fmt.Sprintf("SocketLen(%d) -> %d", in.socket, out.count)
+	case linDiff:
+		return fmt.Sprintf("ChangesSince(%s) applied -> %s", in.topic, out.list)
 	}
 	return fmt.Sprintf("List(%s) -> %s", in.topic, out.list)
 }
@@ -179,7 +233,7 @@ func recordHistory(t *testing.T, e *Engine, goroutines, ops int, seed uint64) []
 		sockets: []SocketID{1, 2, 3, 4},
 		key:     func(s SocketID, rng *rand.Rand) string { return fmt.Sprintf("s%d%s", s, keys[rng.IntN(len(keys))]) },
 		metas:   []string{`{"v":1}`, `{"v":2}`, `{"v":"three"}`},
-		ops:     []weightedOp{{linTrack, 8}, {linUntrack, 4}, {linUntrackAll, 1}, {linCount, 2}, {linList, 5}},
+		ops:     []weightedOp{{linTrack, 8}, {linUntrack, 3}, {linUntrackAll, 1}, {linCount, 1}, {linList, 4}, {linDiff, 3}},
 	}, goroutines, ops, seed)
 }
 
@@ -216,6 +270,11 @@ func recordOps(t *testing.T, e *Engine, w workload, goroutines, ops int, seed ui
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(seed, uint64(g)))
 			buf := make([]byte, 0, 4096)
+			var ch Changes
+			followers := map[string]*linFollower{}
+			for _, tp := range topics {
+				followers[tp] = &linFollower{held: map[uint64]string{}}
+			}
 			var local []porcupine.Operation
 			for range ops {
 				s := w.sockets[rng.IntN(len(w.sockets))]
@@ -273,6 +332,15 @@ func recordOps(t *testing.T, e *Engine, w workload, goroutines, ops int, seed ui
 						parts[i] = x.Key + "=" + string(x.Meta)
 					}
 					out.list = strings.Join(parts, "|")
+				case linDiff:
+					var err error
+					call = now()
+					out.list, err = followers[topic].follow(e, &ch, topic)
+					ret = now()
+					if err != nil {
+						t.Error(err)
+						return
+					}
 				}
 				local = append(local, porcupine.Operation{ClientId: g, Input: in, Call: call, Output: out, Return: ret})
 			}

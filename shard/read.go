@@ -154,6 +154,25 @@ func (s *Shard) count(topic string, hash uint64) (n int, ok bool) {
 // Head returns the number of the shard's latest change event.
 func (s *Shard) Head() uint64 { return load(&s.hist.head) }
 
+// Committed returns the latest history number at or before upto that falls
+// between two of the topic's operations. Only an update in place writes a
+// topic two events (its leave, then its join), and the head may stand
+// between them while the update is under way; a diff that ended there
+// would carry the leave without the join. If event upto is no longer held,
+// upto is returned as it is, and the diff that uses it fails by itself.
+func (s *Shard) Committed(topic string, hash, upto uint64) uint64 {
+	if upto == 0 {
+		return 0
+	}
+	e := s.hist.event(upto)
+	kind := load(&e[evKind])
+	mine := uint8(kind) == evLeave|evInPlace && load(&e[evHash]) == hash && nameEqual(kind>>8, e[evHdr:], topic)
+	if mine && load(&e[evSeq]) == upto {
+		return upto - 1
+	}
+	return upto
+}
+
 // AppendEntries writes a topic's entries in join order and returns how many
 // it wrote and the history head they reflect: a consistent snapshot of the
 // topic. If w ran short, w.Err reports it.
