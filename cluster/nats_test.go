@@ -102,17 +102,24 @@ func startNode(t testing.TB, s *server.Server, name string, mod func(*Config)) *
 
 func startNodeURL(t testing.TB, url, name string, mod func(*Config)) *testNode {
 	t.Helper()
+	return startNodeEngine(t, url, name, engine.Config{Capacity: 20000, MaxPerSocket: 20000, RefTag: tags.Add(1)}, mod)
+}
+
+func startNodeEngine(t testing.TB, url, name string, ecfg engine.Config, mods ...func(*Config)) *testNode {
+	t.Helper()
 	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := engine.New(engine.Config{Capacity: 20000, MaxPerSocket: 20000, RefTag: tags.Add(1)})
+	e, err := engine.New(ecfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := Config{Node: name, Prefix: "test", Heartbeat: testH, DownAfter: testD, Logger: quiet}
-	if mod != nil {
-		mod(&cfg)
+	for _, mod := range mods {
+		if mod != nil {
+			mod(&cfg)
+		}
 	}
 	n, err := Start(context.Background(), nc, e, cfg)
 	if err != nil {
