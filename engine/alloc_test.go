@@ -19,7 +19,7 @@ func TestHotPathAllocatesNothing(t *testing.T) {
 	var snap Snapshot
 	var ch Changes
 	e.Snapshot(&snap, "room")
-	e.ChangesSince(&ch, "room", 0)
+	e.ChangesSince(&ch, "room", Cursor{})
 	cursor := snap.Cursor
 
 	if err := e.Track(3, "x", "k", meta); err != ErrSocketLimit {
@@ -66,7 +66,7 @@ func TestHotPathAllocatesNothing(t *testing.T) {
 		{"Diff", func() { e.Diff("room", buf[:cap(buf)]) }},
 		{"Snapshot", func() { e.Snapshot(&snap, "room") }},
 		{"ChangesSince", func() { e.ChangesSince(&ch, "room", cursor) }},
-		{"ChangesSince full", func() { e.ChangesSince(&ch, "room", 1<<50) }},
+		{"ChangesSince full", func() { e.ChangesSince(&ch, "room", Cursor{head: 1 << 50}) }},
 		{"AppendChanges", func() { buf, _, _ = e.AppendChanges(buf[:0], "room", cursor) }},
 		{"Len Cap Stats", func() { e.Len(); e.Cap(); e.Stats() }},
 	}

@@ -1,32 +1,34 @@
 package engine
 
 import (
+	"strconv"
+
 	"github.com/presencekit/presence/jsonwriter"
 	"github.com/presencekit/presence/shard"
 )
 
 // Cursor is a position in a topic's change history, as returned by Snapshot,
-// ChangesSince and AppendChanges. It names its topic too: a cursor of
-// another topic gives a full sync. The zero Cursor is the start of history,
-// for every topic.
-type Cursor uint64
-
-// A Cursor holds a 24-bit tag of its topic (the number of the topic's
-// shard, then 14 bits of the topic's hash) above the shard's history head,
-// modulo 2^40. A cursor of a topic in another shard is always told apart; one
-// of a topic in the same shard is, unless the 14 bits agree (1 in 16384).
-const (
-	cursorHeadBits = 40
-	cursorHeadMask = 1<<cursorHeadBits - 1
-	cursorHashBits = 14
-)
-
-func (e *Engine) cursorTag(hash uint64) uint64 {
-	return (hash&uint64(e.cfg.Shards-1))<<cursorHashBits | hash>>(64-cursorHashBits)
+// ChangesSince and AppendChanges. It names its topic too, by the topic's
+// whole 64-bit hash: a cursor of another topic gives a full sync, unless
+// the two topics' hashes are equal, about 1 in 2^64 for a pair of topics.
+// The zero Cursor is the start of history, for every topic. Cursors are
+// comparable with ==, and copying one allocates nothing.
+//
+// A Cursor's text form (MarshalText, and strings in JSON) is 32 hex
+// digits. UnmarshalText and UnmarshalJSON also take the decimal number that
+// cursors were written as before they held the whole hash: "0" is the zero
+// Cursor, and any other number a cursor that gives a full sync.
+type Cursor struct {
+	topic uint64 // the topic's hash
+	head  uint64 // the number of the shard's history event it follows
 }
 
+// legacyHead is the head of a cursor decoded from the old numeric form:
+// ahead of every shard's head, so position rejects it.
+const legacyHead = 1 << 63
+
 func (e *Engine) makeCursor(hash, head uint64) Cursor {
-	return Cursor(e.cursorTag(hash)<<cursorHeadBits | head&cursorHeadMask)
+	return Cursor{topic: hash, head: head}
 }
 
 // position returns the history number c stands for in the topic with this
@@ -34,17 +36,79 @@ func (e *Engine) makeCursor(hash, head uint64) Cursor {
 // topic, for one ahead of head, and for one older than the history kept,
 // which only a full sync can answer anyway.
 func (e *Engine) position(c Cursor, hash, head uint64) (n uint64, ok bool) {
-	if c == 0 {
+	if c == (Cursor{}) {
 		return 0, true
 	}
-	if uint64(c)>>cursorHeadBits != e.cursorTag(hash) {
+	if c.topic != hash || c.head > head || head-c.head > uint64(e.cfg.History) {
 		return 0, false
 	}
-	back := (head - uint64(c)) & cursorHeadMask
-	if back > head || back > uint64(e.cfg.History) {
-		return 0, false
+	return c.head, true
+}
+
+// AppendText appends c's text form, 32 hex digits, to b.
+func (c Cursor) AppendText(b []byte) ([]byte, error) {
+	const digits = "0123456789abcdef"
+	for _, v := range [2]uint64{c.topic, c.head} {
+		for shift := 60; shift >= 0; shift -= 4 {
+			b = append(b, digits[v>>shift&15])
+		}
 	}
-	return head - back, true
+	return b, nil
+}
+
+// MarshalText returns c's text form, 32 hex digits.
+func (c Cursor) MarshalText() ([]byte, error) { return c.AppendText(make([]byte, 0, 32)) }
+
+// String returns c's text form.
+func (c Cursor) String() string {
+	b, _ := c.AppendText(make([]byte, 0, 32))
+	return string(b)
+}
+
+// UnmarshalText decodes a cursor's text form, or the old decimal form.
+func (c *Cursor) UnmarshalText(b []byte) error {
+	if len(b) == 32 {
+		var v [2]uint64
+		for i, ch := range b {
+			d, ok := hexDigit(ch)
+			if !ok {
+				return ErrInvalidCursor
+			}
+			v[i/16] = v[i/16]<<4 | uint64(d)
+		}
+		*c = Cursor{topic: v[0], head: v[1]}
+		return nil
+	}
+	n, err := strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		return ErrInvalidCursor
+	}
+	*c = Cursor{}
+	if n != 0 {
+		*c = Cursor{head: legacyHead | n}
+	}
+	return nil
+}
+
+// UnmarshalJSON decodes a JSON string holding a cursor's text form, or a
+// JSON number in the old decimal form.
+func (c *Cursor) UnmarshalJSON(b []byte) error {
+	if len(b) >= 2 && b[0] == '"' && b[len(b)-1] == '"' {
+		return c.UnmarshalText(b[1 : len(b)-1])
+	}
+	return c.UnmarshalText(b)
+}
+
+func hexDigit(ch byte) (byte, bool) {
+	switch {
+	case '0' <= ch && ch <= '9':
+		return ch - '0', true
+	case 'a' <= ch && ch <= 'f':
+		return ch - 'a' + 10, true
+	case 'A' <= ch && ch <= 'F':
+		return ch - 'A' + 10, true
+	}
+	return 0, false
 }
 
 // Entry is one presence entry as a reader copied it. Key and Meta point into
@@ -96,7 +160,7 @@ type Changes struct {
 
 // ChangesSince fills dst with topic's joins and leaves after cursor since.
 func (e *Engine) ChangesSince(dst *Changes, topic string, since Cursor) {
-	e.ChangesBetween(dst, topic, since, ^Cursor(0))
+	e.changesBetween(dst, topic, since, Cursor{}, false)
 }
 
 // ChangesBetween is ChangesSince that stops at cursor until (or at the
@@ -104,13 +168,17 @@ func (e *Engine) ChangesSince(dst *Changes, topic string, since Cursor) {
 // to exactly the cursor of a Snapshot it took. dst.Next is the cursor the
 // changes end at; with dst.Full it is the full sync's cursor instead.
 func (e *Engine) ChangesBetween(dst *Changes, topic string, since, until Cursor) {
+	e.changesBetween(dst, topic, since, until, true)
+}
+
+func (e *Engine) changesBetween(dst *Changes, topic string, since, until Cursor, bounded bool) {
 	var w jsonwriter.Writer
 	w.Reset(dst.buf[:0], jsonwriter.Unbounded)
 	dst.Joins, dst.Leaves, dst.Full = dst.Joins[:0], dst.Leaves[:0], false
 	hash := e.pool.HashTopic(topic)
 	sh := e.pool.ShardFor(hash)
 	upto := sh.Head()
-	if u, ok := e.position(until, hash, upto); ok {
+	if u, ok := e.position(until, hash, upto); ok && bounded {
 		upto = u
 	}
 	upto = sh.Committed(topic, hash, upto)

@@ -2,8 +2,10 @@ package engine
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -73,7 +75,7 @@ func TestChangesSinceCursor(t *testing.T) {
 	if len(d.Joins) != 0 || len(d.Leaves) != 1 || d.Leaves[0].Key != "bob" || string(d.Leaves[0].Meta) != `{"s":"on"}` {
 		t.Fatalf("AppendChanges = %s", out)
 	}
-	if next2 <= next {
+	if next2.head <= next.head {
 		t.Fatalf("cursor did not advance: %d -> %d", next, next2)
 	}
 }
@@ -135,7 +137,7 @@ func TestChangesBogusCursorGetsFullSync(t *testing.T) {
 	e := mustNew(t, Config{})
 	mustTrack(t, e, 1, "room", "alice", `{}`)
 	var c Changes
-	e.ChangesSince(&c, "room", 1<<40)
+	e.ChangesSince(&c, "room", Cursor{topic: e.pool.HashTopic("room"), head: 1 << 40})
 	if !c.Full || len(c.Joins) != 1 {
 		t.Fatalf("future cursor: %+v", c)
 	}
@@ -147,7 +149,7 @@ func TestChangesFromZeroCursor(t *testing.T) {
 	mustTrack(t, e, 2, "room", "bob", `{}`)
 	e.Untrack(1, "room")
 	var c Changes
-	e.ChangesSince(&c, "room", 0)
+	e.ChangesSince(&c, "room", Cursor{})
 	if c.Full || !slices.Equal(keys(c.Joins), []string{`bob={}`}) || len(c.Leaves) != 0 {
 		t.Fatalf("from zero: %+v", c)
 	}
@@ -247,7 +249,7 @@ func TestChangesBetweenStopsAtCursor(t *testing.T) {
 	if c.Full || c.Next != b.Cursor || !slices.Equal(keys(c.Joins), []string{`alice={}`}) || len(c.Leaves) != 0 {
 		t.Fatalf("between a and b: %+v", c)
 	}
-	e.ChangesBetween(&c, "room", b.Cursor, 1<<60) // a later bound stops at the latest change
+	e.ChangesBetween(&c, "room", b.Cursor, Cursor{topic: e.pool.HashTopic("room"), head: 1 << 60}) // a later bound stops at the latest change
 	if c.Full || len(c.Joins) != 0 || !slices.Equal(keys(c.Leaves), []string{`alice={}`}) {
 		t.Fatalf("after b: %+v", c)
 	}
@@ -312,34 +314,111 @@ func TestForeignCursorGetsFullSync(t *testing.T) {
 	}
 }
 
-// TestCursorPositionAcrossHeadWrap decodes cursors around 2^40, where a
-// cursor's head field wraps, and rejects cursors ahead of the head and of
-// other topics.
-func TestCursorPositionAcrossHeadWrap(t *testing.T) {
+// TestCursorPosition decodes cursors at small and huge heads, and rejects
+// cursors ahead of the head, older than the history, and of other topics.
+func TestCursorPosition(t *testing.T) {
 	e := mustNew(t, Config{Shards: 8})
 	hash := e.pool.HashTopic("room")
 	same, other := topicsBySharing(t, e)
-	for _, at := range []uint64{5, 1<<cursorHeadBits - 2, 1 << cursorHeadBits, 1<<cursorHeadBits + 3, 3<<cursorHeadBits + 1} {
-		for _, ahead := range []uint64{0, 1, 2, 100} {
+	for _, at := range []uint64{5, 1 << 40, 1<<62 + 3} {
+		for _, ahead := range []uint64{0, 1, 2, uint64(e.cfg.History)} {
 			c := e.makeCursor(hash, at)
 			if got, ok := e.position(c, hash, at+ahead); !ok || got != at {
 				t.Fatalf("cursor of %d read at head %d: %d, %v", at, at+ahead, got, ok)
 			}
 		}
+		if _, ok := e.position(e.makeCursor(hash, at), hash, at+uint64(e.cfg.History)+1); ok {
+			t.Fatalf("a cursor older than the history at head %d was accepted", at)
+		}
 		if _, ok := e.position(e.makeCursor(hash, at+1), hash, at); ok {
 			t.Fatalf("a cursor ahead of head %d was accepted", at)
 		}
 		for _, topic := range []string{same, other} {
-			h := e.pool.HashTopic(topic)
-			if e.cursorTag(h) == e.cursorTag(hash) {
-				continue // 14 bits of the hash agree: 1 in 16384
-			}
-			if _, ok := e.position(e.makeCursor(h, at), hash, at); ok {
+			if _, ok := e.position(e.makeCursor(e.pool.HashTopic(topic), at), hash, at); ok {
 				t.Fatalf("a cursor of %s was accepted for room", topic)
 			}
 		}
 	}
-	if got, ok := e.position(0, hash, 1<<cursorHeadBits+5); !ok || got != 0 {
+	if got, ok := e.position(Cursor{}, hash, 1<<40+5); !ok || got != 0 {
 		t.Fatalf("zero cursor: %d, %v", got, ok)
+	}
+}
+
+// TestForeignCursorNeverCollides passes one cursor of topic a to
+// ChangesSince of 2^20 other topics of the same shard: every one must
+// answer with a full sync. With 14 bits of the topic's hash in a cursor,
+// about 64 of them answered with a diff.
+func TestForeignCursorNeverCollides(t *testing.T) {
+	n := 1 << 20
+	if testing.Short() {
+		n = 1 << 16
+	}
+	e := mustNew(t, Config{Shards: 1, History: 1024})
+	mustTrack(t, e, 1, "a", "alice", `{}`)
+	var snap Snapshot
+	e.Snapshot(&snap, "a")
+	var ch Changes
+	var name []byte
+	diffs := 0
+	for i := range n {
+		name = fmt.Appendf(name[:0], "topic-%d", i)
+		e.ChangesSince(&ch, string(name), snap.Cursor)
+		if !ch.Full {
+			diffs++
+		}
+	}
+	if diffs != 0 {
+		t.Fatalf("%d of %d topics took topic a's cursor for their own", diffs, n)
+	}
+}
+
+// TestCursorTextForm round-trips cursors through their text and JSON forms,
+// and decodes the old numeric form: 0 as the zero cursor, any other number
+// as a cursor that gives a full sync.
+func TestCursorTextForm(t *testing.T) {
+	e := mustNew(t, Config{})
+	mustTrack(t, e, 1, "room", "alice", `{}`)
+	var snap Snapshot
+	e.Snapshot(&snap, "room")
+	mustTrack(t, e, 2, "room", "bob", `{}`)
+	for _, c := range []Cursor{{}, snap.Cursor, {topic: ^uint64(0), head: 1<<63 + 7}} {
+		text, err := c.MarshalText()
+		if err != nil || len(text) != 32 || c.String() != string(text) {
+			t.Fatalf("MarshalText(%#v) = %q, %v", c, text, err)
+		}
+		var back Cursor
+		if err := back.UnmarshalText(text); err != nil || back != c {
+			t.Fatalf("UnmarshalText(%q) = %#v, %v; want %#v", text, back, err, c)
+		}
+		js, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back = Cursor{}
+		if err := json.Unmarshal(js, &back); err != nil || back != c {
+			t.Fatalf("JSON %s gives %#v, %v; want %#v", js, back, err, c)
+		}
+	}
+	var c Cursor
+	if err := json.Unmarshal([]byte(`0`), &c); err != nil || c != (Cursor{}) {
+		t.Fatalf("old form 0: %#v, %v", c, err)
+	}
+	var ch Changes
+	for _, old := range []string{`1`, `123456789`, `18446744073709551615`} {
+		if err := json.Unmarshal([]byte(old), &c); err != nil {
+			t.Fatalf("old form %s: %v", old, err)
+		}
+		e.ChangesSince(&ch, "room", c)
+		if !ch.Full || len(ch.Joins) != 2 {
+			t.Fatalf("old form %s: %+v, want a full sync", old, ch)
+		}
+	}
+	for _, bad := range []string{``, `x`, `-1`, `18446744073709551616`, strings.Repeat("g", 32), strings.Repeat("a", 31)} {
+		if err := c.UnmarshalText([]byte(bad)); !errors.Is(err, ErrInvalidCursor) {
+			t.Fatalf("UnmarshalText(%q) = %v, want ErrInvalidCursor", bad, err)
+		}
+	}
+	if testing.AllocsPerRun(100, func() { _, _ = snap.Cursor.AppendText(make([]byte, 0, 32)[:0]) }) > 1 {
+		t.Fatal("AppendText allocates")
 	}
 }

@@ -166,6 +166,7 @@ var (
 	ErrInvalidConfig = errors.New("engine: invalid config")
 	ErrSocketLimit   = errors.New("engine: socket holds its maximum number of entries")
 	ErrInvalidRef    = errors.New("engine: ref is 0")
+	ErrInvalidCursor = errors.New("engine: not a cursor")
 )
 
 // Engine is a presence registry. Create it with New.

@@ -573,7 +573,7 @@ func TestReadsOfTopicsTrackRefusesFindNothing(t *testing.T) {
 			t.Fatalf("read of %q found entries", topic)
 		}
 		var c Changes
-		e.ChangesSince(&c, topic, 0)
+		e.ChangesSince(&c, topic, Cursor{})
 		if len(c.Joins)+len(c.Leaves) != 0 {
 			t.Fatalf("changes of %q: %+v", topic, c)
 		}

@@ -121,7 +121,7 @@ func TestModelRapid(t *testing.T) {
 					t.Fatalf("%q: diffs give %v, snapshot %v", tp, c.state, want)
 				}
 				// From the start of history, onto an empty set.
-				e.ChangesSince(&ch, tp, 0)
+				e.ChangesSince(&ch, tp, Cursor{})
 				fresh := map[uint64]string{}
 				for _, j := range ch.Joins {
 					fresh[j.Ref] = string(j.Key) + "=" + string(j.Meta)

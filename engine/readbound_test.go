@@ -49,7 +49,7 @@ func TestReadsAreBoundedUnderWrites(t *testing.T) {
 		},
 		"Count":    func() { e.Count("busy") },
 		"Snapshot": func() { var s Snapshot; e.Snapshot(&s, "busy") },
-		"Full":     func() { var c Changes; e.ChangesSince(&c, "busy", 1) },
+		"Full":     func() { var c Changes; e.ChangesSince(&c, "busy", Cursor{head: 1}) },
 	}
 	var retried, fellBack int
 	for deadline := time.Now().Add(300 * time.Millisecond); time.Now().Before(deadline); {

@@ -36,7 +36,7 @@ type Stressed interface {
 	Diff(topic string, buf []byte) ([]byte, error)
 	// Changes appends what changed in topic since cursor and returns the
 	// next cursor.
-	Changes(dst []byte, topic string, cursor uint64) ([]byte, uint64)
+	Changes(dst []byte, topic string, cursor engine.Cursor) ([]byte, engine.Cursor)
 	Len() int
 	Cap() int
 	// ReadRetries counts read windows retried because a writer moved
@@ -67,9 +67,9 @@ func (t Engine) AppendList(dst []byte, topic string) []byte {
 }
 func (t Engine) List(topic string, buf []byte) ([]byte, error) { return t.E.List(topic, buf) }
 func (t Engine) Diff(topic string, buf []byte) ([]byte, error) { return t.E.Diff(topic, buf) }
-func (t Engine) Changes(dst []byte, topic string, cursor uint64) ([]byte, uint64) {
-	out, next, _ := t.E.AppendChanges(dst, topic, engine.Cursor(cursor))
-	return out, uint64(next)
+func (t Engine) Changes(dst []byte, topic string, cursor engine.Cursor) ([]byte, engine.Cursor) {
+	out, next, _ := t.E.AppendChanges(dst, topic, cursor)
+	return out, next
 }
 func (t Engine) Len() int            { return t.E.Len() }
 func (t Engine) Cap() int            { return t.E.Cap() }
@@ -99,8 +99,8 @@ func (t Baseline) Diff(topic string, buf []byte) ([]byte, error) {
 	}
 	return buf[:copy(buf, out)], nil
 }
-func (t Baseline) Changes(dst []byte, topic string, _ uint64) ([]byte, uint64) {
-	return t.R.AppendDiff(dst, topic), 0
+func (t Baseline) Changes(dst []byte, topic string, _ engine.Cursor) ([]byte, engine.Cursor) {
+	return t.R.AppendDiff(dst, topic), engine.Cursor{}
 }
 func (t Baseline) Len() int            { return t.R.Len() }
 func (t Baseline) Cap() int            { return t.R.Capacity() }

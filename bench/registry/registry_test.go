@@ -6,6 +6,8 @@ import (
 	"io"
 	"slices"
 	"testing"
+
+	"github.com/presencekit/presence/engine"
 )
 
 // TestAdaptersAgree runs one sequence through both adapters and checks
@@ -45,7 +47,7 @@ func TestAdaptersAgree(t *testing.T) {
 		if d, err := r.Diff("room", make([]byte, 4096)); err != nil || !json.Valid(d) {
 			t.Fatalf("%T: Diff = %s, %v", r, d, err)
 		}
-		if out, _ := r.Changes(nil, "room", 0); !json.Valid(out) {
+		if out, _ := r.Changes(nil, "room", engine.Cursor{}); !json.Valid(out) {
 			t.Fatalf("%T: Changes = %s", r, out)
 		}
 		if !r.Untrack(1, "room") || r.Untrack(1, "room") || r.UntrackAll(2) != 1 || r.Count("room") != 2 {

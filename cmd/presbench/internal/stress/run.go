@@ -13,6 +13,8 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/presencekit/presence/engine"
 )
 
 // Failure reasons, in report order.
@@ -53,9 +55,9 @@ type worker struct {
 	gen      *generator
 	hist     [numOps]*hdrhistogram.Histogram
 	fails    [numOps][4]int64
-	done     atomic.Int64 // operations so far, published every 64
-	cursors  []uint64     // incremental diff cursor per topic
-	keys     []string     // key of each of this worker's sockets, from sockLo
+	done     atomic.Int64    // operations so far, published every 64
+	cursors  []engine.Cursor // incremental diff cursor per topic
+	keys     []string        // key of each of this worker's sockets, from sockLo
 	meta     []byte
 	buf      []byte
 	topics   []string
@@ -83,7 +85,7 @@ func Run(ctx context.Context, cfg Config, t Target, progress Progress) (*Result,
 	for i := range workers {
 		w := &worker{
 			gen:      newGenerator(&cfg, i),
-			cursors:  make([]uint64, cfg.Topics),
+			cursors:  make([]engine.Cursor, cfg.Topics),
 			buf:      make([]byte, cfg.BufSize),
 			topics:   topics,
 			verifier: v,
