@@ -10,8 +10,10 @@
 // blocks of at least 1 KiB, so that List, Diff and a full sync copy a few
 // blocks instead of one entry at a time (for 512 entries, about 1.6x the
 // cost of one copy of the output instead of 6x). When the blocks run out, a
-// topic is read one entry at a time until they are free again
-// (Stats.RenderFallbacks); Config.NoRenderedTopics turns them off. After
+// topic is read one entry at a time (Stats.RenderFallbacks counts the
+// times, Stats.UnrenderedTopics the topics read so now) until blocks are
+// free again and it has seen as many writes as it has entries, when it is
+// rendered again; Config.NoRenderedTopics turns them off. After
 // New, Track, Untrack, UntrackAll, Count, List, Diff, Snapshot and the
 // incremental diff allocate nothing (AppendList, AppendDiff and
 // AppendChanges only when dst must grow).
@@ -460,6 +462,11 @@ type Stats struct {
 	// rendered copy, or gave it back, because the blocks ran out; such a
 	// topic is read one entry at a time until blocks are free again.
 	RenderFallbacks uint64
+	// UnrenderedTopics is the number of topics read one entry at a time
+	// now, because the blocks ran out when they needed one. Each renders
+	// itself again once blocks are free, after at most twice as many
+	// writes to it as it has entries.
+	UnrenderedTopics int
 }
 
 // Stats returns the engine's counters.
@@ -470,7 +477,7 @@ func (e *Engine) Stats() Stats {
 		Local: c.Local, Remote: c.Remote,
 		FullLocal: c.FullLocal, FullRemote: c.FullRemote,
 		ReadRetries: c.Retries, ReadFallbacks: c.Fallbacks,
-		RenderFallbacks: c.Unrendered,
+		RenderFallbacks: c.Unrendered, UnrenderedTopics: c.UnrenderedTopics,
 	}
 }
 

@@ -69,6 +69,8 @@ var engineMetrics = []engineMetric{
 		Value: func(s *engine.Stats) float64 { return float64(s.ReadFallbacks) }},
 	{Name: "presence_engine_render_fallbacks_total", Help: "Times a topic was left without its rendered copy because the blocks ran out.", Counter: true,
 		Value: func(s *engine.Stats) float64 { return float64(s.RenderFallbacks) }},
+	{Name: "presence_engine_unrendered_topics", Help: "Topics read one entry at a time now, because the blocks ran out when they needed one.",
+		Value: func(s *engine.Stats) float64 { return float64(s.UnrenderedTopics) }},
 }
 
 type channelMetric = statcollector.Metric[channel.Stats]

@@ -148,7 +148,11 @@ type Pool struct {
 	topicStride int
 	topics      []uint64
 	topicTail   []int32 // last member, slot+1; guarded by the shard lock
-	freeTopics  *stack
+	// renderWait is, for a topic read from its slots because blocks ran
+	// out, 1 + the writes to it before it tries to render again; 0 for
+	// every other topic. Guarded by the shard lock.
+	renderWait []int32
+	freeTopics *stack
 
 	owners owners
 	shards []Shard
@@ -172,6 +176,7 @@ type Pool struct {
 	repairs    atomic.Uint64
 	fallbacks  atomic.Uint64
 	unrendered atomic.Uint64
+	slowTopics atomic.Int64 // topics with renderWait > 0
 	fullLocal  atomic.Uint64
 	fullRemote atomic.Uint64
 }
@@ -211,6 +216,7 @@ func NewPool(cfg Config) *Pool {
 	p.topicStride = lineWords(topicHdr + wordsFor(cfg.MaxTopic))
 	p.topics = make([]uint64, topics*p.topicStride)
 	p.topicTail = make([]int32, topics)
+	p.renderWait = make([]int32, topics)
 	p.freeTopics = newStack(topics)
 
 	p.owners.init(cfg.Slots, cfg.MaxPerSocket, cfg.Seed, p.info)
@@ -286,6 +292,7 @@ type Counts struct {
 	Repairs               uint64 // spoiled reads rebuilt from the change ring
 	Fallbacks             uint64 // reads that gave up retrying and took the shard lock
 	Unrendered            uint64 // times a topic was left without blocks, or gave them back, because none was free
+	UnrenderedTopics      int    // topics read from their slots now, because blocks ran out
 }
 
 // Counts returns the pool's counters. Local and Remote are read together,
@@ -302,6 +309,8 @@ func (p *Pool) Counts() Counts {
 		Repairs:    p.repairs.Load(),
 		Fallbacks:  p.fallbacks.Load(),
 		Unrendered: p.unrendered.Load(),
+		// Only writers move it, one step at a time: it is never negative.
+		UnrenderedTopics: int(p.slowTopics.Load()),
 	}
 }
 

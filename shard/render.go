@@ -15,8 +15,9 @@ import "github.com/presencekit/presence/jsonwriter"
 // The blocks are a second copy of what the slots hold, taken from a pool of
 // their own that NewPool sizes to the slots' memory. When it runs dry, a
 // topic that needs a block gives all of its blocks back and is read from
-// its slots, until a Track finds it at a power-of-two count and blocks
-// enough to render it again.
+// its slots. It tries to render itself again after as many writes to it as
+// it has entries, and after as many again each time blocks are still
+// short, so that the attempts, O(entries) each, cost O(1) a write.
 
 // Block words.
 const (
@@ -31,9 +32,6 @@ const (
 	// reaches the sizes at which memmove uses non-temporal stores; entries
 	// too large for it leave every topic to its slots.
 	maxBlockBytes = 64 << 10
-	// renderAgainAt is the smallest count at which a Track renders a topic
-	// that lost its blocks.
-	renderAgainAt = 4
 )
 
 // maxRendered returns the longest entry List can write under cfg.
@@ -135,9 +133,15 @@ func (s *Shard) renderAdded(t, i int32) {
 	rec := p.topic(t)
 	in := &p.info[i]
 	if !rendered(rec) {
-		if c := int(rec[topicCount]); c == 1 || c >= renderAgainAt && c&(c-1) == 0 {
-			s.renderTopic(t)
+		if rec[topicCount] == 1 && p.renderWait[t] == 0 {
+			// A new topic.
+			if !s.renderTopic(t) {
+				s.p.unrendered.Add(1)
+				s.renderLater(t, 1)
+			}
+			return
 		}
+		s.retryRender(t)
 		return
 	}
 	entry := s.renderEntry(i)
@@ -149,7 +153,7 @@ func (s *Shard) renderAdded(t, i int32) {
 	}
 	b := s.newBlock()
 	if b < 0 {
-		s.unrender(rec)
+		s.unrender(t)
 		return
 	}
 	in.blk, in.boff = b+1, s.blockAppend(b, entry)
@@ -157,11 +161,11 @@ func (s *Shard) renderAdded(t, i int32) {
 }
 
 // renderTopic renders every member of topic t into new blocks, or leaves
-// the topic as it is if there are not enough.
-func (s *Shard) renderTopic(t int32) {
+// the topic as it is and reports false if there are not enough.
+func (s *Shard) renderTopic(t int32) bool {
 	p := s.p
 	if p.blockBytes == 0 {
-		return
+		return true
 	}
 	rec := p.topic(t)
 	head, last := int32(-1), int32(-1)
@@ -176,9 +180,8 @@ func (s *Shard) renderTopic(t int32) {
 		if at < 0 {
 			b := s.newBlock()
 			if b < 0 {
-				s.p.unrendered.Add(1)
 				s.freeChain(head)
-				return
+				return false
 			}
 			if last < 0 {
 				head = b
@@ -193,6 +196,47 @@ func (s *Shard) renderTopic(t int32) {
 	if head >= 0 {
 		store(&rec[topicBlocks], uint64(head+1))
 	}
+	return true
+}
+
+// renderLater marks topic t as read from its slots, to try to render it
+// again after wait more writes to it.
+func (s *Shard) renderLater(t int32, wait int) {
+	p := s.p
+	if p.renderWait[t] == 0 {
+		p.slowTopics.Add(1)
+	}
+	p.renderWait[t] = int32(min(wait, p.cfg.Slots)) + 1
+}
+
+// retryRender counts a write to topic t, which is read from its slots, and
+// renders it when its wait is over and blocks are free; else it waits as
+// many writes again as the topic has entries. The caller holds s.mu and the
+// topic's window.
+func (s *Shard) retryRender(t int32) {
+	p := s.p
+	if p.renderWait[t] == 0 {
+		return // an empty topic: removeTopic forgets it
+	}
+	if p.renderWait[t]--; p.renderWait[t] > 1 {
+		return
+	}
+	count := int(p.topic(t)[topicCount])
+	if count > 0 && s.renderTopic(t) {
+		p.renderWait[t] = 0
+		p.slowTopics.Add(-1)
+		return
+	}
+	p.renderWait[t] = int32(min(max(count, 1), p.cfg.Slots)) + 1
+}
+
+// forgetRender drops topic t's wait, when the topic is removed.
+func (s *Shard) forgetRender(t int32) {
+	p := s.p
+	if p.renderWait[t] != 0 {
+		p.renderWait[t] = 0
+		p.slowTopics.Add(-1)
+	}
 }
 
 // freeChain gives back the blocks chained from b.
@@ -204,19 +248,22 @@ func (s *Shard) freeChain(b int32) {
 	}
 }
 
-// unrender gives back a topic's blocks; readers then read its slots.
-func (s *Shard) unrender(rec []uint64) {
+// unrender gives back topic t's blocks; readers then read its slots.
+func (s *Shard) unrender(t int32) {
+	rec := s.p.topic(t)
 	s.p.unrendered.Add(1)
 	head := int32(rec[topicBlocks]) - 1
 	store(&rec[topicBlocks], 0)
 	s.freeChain(head)
+	s.renderLater(t, int(rec[topicCount]))
 }
 
 // renderUpdated rewrites the entry of slot i, updated in place in the
 // topic whose record is rec. The caller holds s.mu and the topic's window.
-func (s *Shard) renderUpdated(rec []uint64, i int32) {
+func (s *Shard) renderUpdated(t int32, rec []uint64, i int32) {
 	p := s.p
 	if !rendered(rec) {
+		s.retryRender(t)
 		return
 	}
 	in := &p.info[i]
@@ -232,7 +279,7 @@ func (s *Shard) renderUpdated(rec []uint64, i int32) {
 		if end < used {
 			n := s.newBlock()
 			if n < 0 {
-				s.unrender(rec)
+				s.unrender(t)
 				return
 			}
 			nb := p.block(n)
@@ -247,7 +294,7 @@ func (s *Shard) renderUpdated(rec []uint64, i int32) {
 		if off+len(entry) > p.blockBytes {
 			m := s.newBlock()
 			if m < 0 {
-				s.unrender(rec)
+				s.unrender(t)
 				return
 			}
 			store(&p.block(m)[blockNext], blk[blockNext])
@@ -276,6 +323,7 @@ func (s *Shard) renderRemoved(t, i int32, prev int32, next uint64) {
 	p := s.p
 	rec := p.topic(t)
 	if !rendered(rec) {
+		s.retryRender(t)
 		return
 	}
 	in := &p.info[i]

@@ -201,6 +201,15 @@ func TestRenderedBlocksFollowTheMembers(t *testing.T) {
 						dry[tp] = false
 					}
 				}
+				slow := 0
+				for _, tp := range topics {
+					if dry[tp] {
+						slow++
+					}
+				}
+				if got := p.Counts().UnrenderedTopics; blocks > 0 && got != slow {
+					t.Fatalf("step %d: UnrenderedTopics = %d, want %d", step, got, slow)
+				}
 			}
 			if blocks >= 0 && !renderedOnce {
 				t.Fatal("no topic was ever rendered")
@@ -303,5 +312,48 @@ func TestRenderedReadsAreNeverTorn(t *testing.T) {
 	wg.Wait()
 	if c := p.Counts(); c.Retries == 0 {
 		t.Log("no read was spoiled by a write")
+	}
+}
+
+// TestTopicRendersAgainOnceBlocksAreFree makes a topic of 5 entries lose its
+// blocks to a dry pool, then frees every block by emptying the other
+// topics, then updates the topic 12 times and adds and removes two entries
+// four times: it must be rendered again, and counted as unrendered only
+// while it was read from its slots. Before, only a Track that brought it
+// to a power-of-two count rendered it again.
+func TestTopicRendersAgainOnceBlocksAreFree(t *testing.T) {
+	p := NewPool(Config{Slots: 64, Shards: 1, MaxTopic: 8, MaxKey: 16, MaxMeta: 600, History: 64, Seed: 3, RenderBlocks: 3})
+	s := &p.shards[0]
+	meta := func(v int) []byte { return fmt.Appendf(nil, `{"v":%d,"pad":"%s"}`, v, strings.Repeat("x", 300)) }
+	track := func(socket uint64, topic string, v int) {
+		t.Helper()
+		if _, _, err := s.Track(socket, topic, p.HashTopic(topic), fmt.Sprint("k", socket), false, meta(v), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	track(100, "b", 0) // a block each
+	track(101, "c", 0)
+	for sock := uint64(1); sock <= 5; sock++ {
+		track(sock, "a", 0) // three fit in the last block; the fourth finds none
+	}
+	if checkBlocks(t, s, "a") || p.Counts().UnrenderedTopics != 1 {
+		t.Fatalf("a kept its blocks in a dry pool (%d unrendered)", p.Counts().UnrenderedTopics)
+	}
+	s.Untrack(100, "b", p.HashTopic("b"))
+	s.Untrack(101, "c", p.HashTopic("c"))
+	for v := 1; v <= 12; v++ {
+		track(uint64(v%5+1), "a", v)
+	}
+	for round := range 4 {
+		track(6, "a", round)
+		track(7, "a", round)
+		s.Untrack(6, "a", p.HashTopic("a"))
+		s.Untrack(7, "a", p.HashTopic("a"))
+	}
+	if !checkBlocks(t, s, "a") {
+		t.Fatal("a is still read from its slots with every block free")
+	}
+	if n := p.Counts().UnrenderedTopics; n != 0 {
+		t.Fatalf("UnrenderedTopics = %d once a is rendered", n)
 	}
 }

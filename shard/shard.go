@@ -224,7 +224,7 @@ func (s *Shard) update(i, t int32, key string, escape bool, meta []byte, ref uin
 	} else {
 		writePayload(w[slotHdr:], key, meta)
 	}
-	s.renderUpdated(rec, i)
+	s.renderUpdated(t, rec, i)
 	in.joinEvent = s.hist.append(evJoin|evInPlace, rec, w, 0)
 	s.endTopic(rec)
 	return Updated, ref
@@ -277,6 +277,7 @@ func (s *Shard) removeTopic(t int32) {
 	seqBegin(&s.seq)
 	store(link, rec[topicChain])
 	seqEnd(&s.seq)
+	s.forgetRender(t)
 	p.freeTopics.push(t)
 }
 
