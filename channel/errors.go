@@ -36,7 +36,7 @@ const (
 	reasonInternal      = "internal error" // a Handler panicked, or a reply did not encode
 	reasonMalformed     = "malformed frame"
 	reasonUnmatched     = "unmatched topic"
-	reasonTooManyTopics = "too many topics"
+	reasonTooManyTopics = "too_many_topics"
 )
 
 // errCrashed stands for a recovered panic; the log holds its value and

@@ -52,10 +52,16 @@ type Config struct {
 	PresenceWindow     time.Duration // presence changes are coalesced for this long; 0 means 50 ms
 	MaxQueueBytes      int           // outbound bytes queued per socket; 0 means 1 MiB
 	MaxFrameBytes      int64         // largest inbound frame; 0 means 64 KiB
-	MaxTopicsPerSocket int           // topics one socket may join; 0 means 100
+	MaxTopicsPerSocket int           // topics one socket may join; 0 means the engine's MaxPerSocket, above it is ErrInvalidConfig
 	WriteTimeout       time.Duration // per outbound message; 0 means 10 s
 	Logger             *slog.Logger  // nil means slog.Default()
 	Cluster            Cluster       // nil: this server alone; see the cluster package
+
+	// MaxEventsPerSecond and MaxEventsBurst limit the frames one socket
+	// may send, as a token bucket (see RateLimited). 0 means 100 a second
+	// with a burst of 200; a negative MaxEventsPerSecond turns it off.
+	MaxEventsPerSecond int
+	MaxEventsBurst     int
 }
 
 // Channel defines the topics that match Topic and what happens in them.
@@ -149,32 +155,12 @@ type Server struct {
 	testHookSnapshot func()
 }
 
-// NewServer validates cfg and returns a Server.
+// NewServer validates cfg and returns a Server. A Config it cannot serve
+// is ErrInvalidConfig, with the field at fault; see fill in config.go for
+// the defaults and how the limits agree with the engine's.
 func NewServer(cfg Config) (*Server, error) {
-	if cfg.Presence == nil {
-		return nil, errors.New("channel: Config.Presence is required")
-	}
-	for _, c := range cfg.Channels {
-		if c.Topic == "" || c.Join == nil {
-			return nil, errors.New("channel: every Channel needs a Topic and a Join")
-		}
-	}
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
-	def(&cfg.HeartbeatTimeout, 60*time.Second)
-	def(&cfg.PresenceWindow, 50*time.Millisecond)
-	def(&cfg.WriteTimeout, 10*time.Second)
-	if cfg.MaxQueueBytes <= 0 {
-		cfg.MaxQueueBytes = 1 << 20
-	}
-	if cfg.MaxFrameBytes <= 0 {
-		cfg.MaxFrameBytes = 64 << 10
-	}
-	if cfg.MaxTopicsPerSocket <= 0 {
-		cfg.MaxTopicsPerSocket = 100
+	if err := cfg.fill(); err != nil {
+		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, sockets: map[*Socket]struct{}{}, topics: map[string]*topicState{}}
 	if s.log == nil {
@@ -290,8 +276,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// Broadcast sends an event to every socket that joined topic.
+// Broadcast sends an event to every socket that joined topic. After
+// Shutdown it returns ErrServerClosed.
 func (s *Server) Broadcast(topic, event string, payload any) error {
+	if s.closed() {
+		return ErrServerClosed
+	}
 	b, err := encodePayload(payload)
 	if err != nil {
 		return err

@@ -111,8 +111,11 @@ func (s *Socket) member(topic string) bool {
 // joining), under key with meta; everyone in the topic learns of it in the
 // next presence_diff. Errors are the engine's, ErrNotJoined and
 // ErrReservedMeta (meta has a top-level key phx_ref or phx_ref_prev, which
-// the server sets itself).
+// the server sets itself), and ErrClosed.
 func (s *Socket) Track(topic, key string, meta []byte) error {
+	if s.closed() {
+		return ErrClosed
+	}
 	if !s.member(topic) {
 		return ErrNotJoined
 	}
@@ -125,6 +128,10 @@ func (s *Socket) Track(topic, key string, meta []byte) error {
 	}
 	if out != engine.Unchanged {
 		s.srv.presenceChanged(topic)
+	}
+	if s.closed() { // closed meanwhile: its cleanup may have run already
+		s.Untrack(topic)
+		return ErrClosed
 	}
 	return nil
 }
@@ -140,6 +147,9 @@ func (s *Socket) Untrack(topic string) bool {
 
 // Push sends an event to this socket on topic.
 func (s *Socket) Push(topic, event string, payload any) error {
+	if s.closed() {
+		return ErrClosed
+	}
 	b, err := encodePayload(payload)
 	if err != nil {
 		return err
@@ -165,6 +175,9 @@ func (s *Socket) Push(topic, event string, payload any) error {
 // goes out with it, within Config.PresenceWindow, built from the same
 // snapshot for every socket that asked meanwhile.
 func (s *Socket) PushPresenceState(topic string) error {
+	if s.closed() {
+		return ErrClosed
+	}
 	s.mu.Lock()
 	if s.joining == topic {
 		s.wantsState = true
@@ -182,11 +195,20 @@ func (s *Socket) PushPresenceState(topic string) error {
 
 // Broadcast sends an event to every socket in topic, this one included.
 func (s *Socket) Broadcast(topic, event string, payload any) error {
+	if s.closed() {
+		return ErrClosed
+	}
 	return s.srv.Broadcast(topic, event, payload)
 }
 
 // BroadcastFrom sends an event to every socket in topic but this one.
 func (s *Socket) BroadcastFrom(topic, event string, payload any) error {
+	if s.closed() {
+		return ErrClosed
+	}
+	if s.srv.closed() {
+		return ErrServerClosed
+	}
 	b, err := encodePayload(payload)
 	if err != nil {
 		return err
@@ -196,8 +218,17 @@ func (s *Socket) BroadcastFrom(topic, event string, payload any) error {
 	return nil
 }
 
-// Close closes the connection with a close frame.
-func (s *Socket) Close() { s.closeWith(websocket.StatusNormalClosure, "") }
+// Close closes the connection with a close frame; on a socket already
+// closed it returns ErrClosed.
+func (s *Socket) Close() error {
+	err := ErrClosed
+	s.once.Do(func() {
+		err = nil
+		close(s.done)
+		s.conn.Close(websocket.StatusNormalClosure, "")
+	})
+	return err
+}
 
 // enqueue queues a frame without blocking; a queue that would hold more
 // than Config.MaxQueueBytes disconnects the socket, so that one slow client
