@@ -130,6 +130,10 @@ type Stats struct {
 	PresenceStates int64 // presence_state frames queued
 	ErrorReplies   int64 // error replies sent
 	BadFrames      int64 // frames that were not Phoenix messages
+
+	// Refusals counts refused connections, joins and events by kind
+	// (RefusedConnect, ...) and reason, sorted; see RefusalCount.
+	Refusals []RefusalCount
 }
 
 type counters struct {
@@ -143,6 +147,8 @@ type Server struct {
 	log   *slog.Logger
 	ids   atomic.Uint64
 	stats counters
+
+	refusals refusals
 
 	mu      sync.Mutex
 	sockets map[*Socket]struct{}
@@ -183,6 +189,7 @@ func (s *Server) Stats() Stats {
 		Joins: c.joins.Load(), JoinsRejected: c.joinsRejected.Load(), Leaves: c.leaves.Load(),
 		Pushes: c.pushes.Load(), PushedBytes: c.pushedBytes.Load(), Drops: c.drops.Load(), QueuedBytes: c.queuedBytes.Load(), PresenceDiffs: c.presenceDiffs.Load(),
 		PresenceStates: c.presenceStates.Load(), ErrorReplies: c.errorReplies.Load(), BadFrames: c.badFrames.Load(),
+		Refusals: s.refusals.snapshot(),
 	}
 }
 
@@ -194,6 +201,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	params := r.URL.Query()
 	if vsn := params.Get("vsn"); vsn != "" && !strings.HasPrefix(vsn, "2.") {
 		s.stats.rejected.Add(1)
+		s.refuse(refusal{kind: RefusedVersion, reason: "unsupported_version", remote: r.RemoteAddr, detail: vsn})
 		http.Error(w, "unsupported serializer version "+vsn+"; want 2.0.0", http.StatusBadRequest)
 		return
 	}
@@ -203,6 +211,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var err error
 		if assigns, err = s.cfg.Connect(r, params); err != nil {
 			s.stats.rejected.Add(1)
+			reason, _ := reasonFor(err, "refused")
+			s.refuse(refusal{kind: RefusedConnect, reason: reason, remote: r.RemoteAddr, err: err})
 			http.Error(w, "connection refused", http.StatusForbidden)
 			return
 		}
@@ -222,6 +232,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	conn, err := websocket.Accept(bw, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.OriginPatterns})
 	if err != nil {
 		s.stats.rejected.Add(1)
+		if bw.status == http.StatusForbidden {
+			s.refuse(refusal{kind: RefusedOrigin, reason: "origin", remote: r.RemoteAddr, detail: r.Header.Get("Origin")})
+		} else {
+			s.refuse(refusal{kind: RefusedUpgrade, reason: "upgrade", remote: r.RemoteAddr, err: err})
+		}
 		return // Accept wrote the response
 	}
 	conn.SetReadLimit(s.cfg.MaxFrameBytes)

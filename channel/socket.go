@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -473,22 +472,12 @@ func (s *Socket) cleanup() {
 func (s *Socket) safely(fn func()) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.srv.log.Error("channel: callback panicked", "socket", s.id, "panic", r, "stack", string(debug.Stack()))
+			s.srv.logPanic(s.id, r, debug.Stack())
 			err = errCrashed
 		}
 	}()
 	fn()
 	return nil
-}
-
-// reason returns what the client is told for err, and logs err unless it
-// was made for the client.
-func (s *Socket) reason(err error, fallback, topic, event string) string {
-	reason, forClient := reasonFor(err, fallback)
-	if !forClient && !errors.Is(err, errCrashed) { // a crash is logged with its stack
-		s.srv.log.Warn("channel: request failed", "socket", s.id, "topic", topic, "event", event, "reason", reason, "err", err)
-	}
-	return reason
 }
 
 // reply queues a phx_reply. Only the read loop replies: it builds the
@@ -529,14 +518,14 @@ func (s *Socket) dispatch(p *phx.Parser, data []byte) bool {
 			s.closeWith(websocket.StatusInvalidFramePayloadData, reasonMalformed)
 			return false
 		}
-		s.replyError(&f, reasonMalformed)
+		s.refuseFrame(&f, RefusedEvent, reasonMalformed, nil)
 		return true
 	}
 	switch {
 	case f.Topic == "phoenix" && f.Event == "heartbeat":
 		s.reply(&f, true, nil)
 	case f.Topic == "phoenix":
-		s.replyError(&f, "unknown event on phoenix")
+		s.refuseFrame(&f, RefusedEvent, reasonUnknownPhoenix, nil)
 	case f.Event == "phx_join":
 		s.join(&f)
 	case f.Event == "phx_leave":
@@ -554,7 +543,7 @@ func (s *Socket) join(view *phx.Frame) {
 	c := srv.channelFor(f.Topic)
 	if c == nil {
 		srv.stats.joinsRejected.Add(1)
-		s.replyError(f, reasonUnmatched)
+		s.refuseFrame(f, RefusedJoin, reasonUnmatched, nil)
 		return
 	}
 	s.mu.Lock()
@@ -563,14 +552,14 @@ func (s *Socket) join(view *phx.Frame) {
 	s.mu.Unlock()
 	if full {
 		srv.stats.joinsRejected.Add(1)
-		s.replyError(f, reasonTooManyTopics)
+		s.refuseFrame(f, RefusedJoin, reasonTooManyTopics, nil)
 		return
 	}
 	if rejoin {
 		s.leaveTopic(f.Topic) // a second join replaces the first, as in Phoenix
 	}
 	if !json.Valid(f.Payload) {
-		s.replyError(f, reasonMalformed)
+		s.refuseFrame(f, RefusedJoin, reasonMalformed, nil)
 		return
 	}
 	s.mu.Lock()
@@ -605,7 +594,7 @@ func (s *Socket) join(view *phx.Frame) {
 			srv.presenceChanged(f.Topic)
 		}
 		srv.stats.joinsRejected.Add(1)
-		s.replyError(f, s.reason(joinErr, reason, f.Topic, f.Event))
+		s.refuseWith(f, RefusedJoin, joinErr, reason)
 		return
 	}
 	srv.stats.joins.Add(1)
@@ -632,7 +621,7 @@ func (s *Socket) joinedOrReply(f *phx.Frame) (membership, bool) {
 	m, ok := s.joined[f.Topic]
 	s.mu.Unlock()
 	if !ok {
-		s.replyError(f, reasonUnmatched)
+		s.refuseFrame(f, RefusedEvent, reasonUnmatched, nil)
 	}
 	return m, ok
 }
@@ -671,7 +660,7 @@ func (s *Socket) event(f *phx.Frame) {
 	c := s.srv.channelFor(m.topic)
 	h := c.Handlers[f.Event]
 	if h == nil {
-		s.replyError(f, "unmatched event")
+		s.refuseFrame(f, RefusedEvent, reasonUnmatchedEvent, nil)
 		return
 	}
 	var reply any
@@ -680,13 +669,13 @@ func (s *Socket) event(f *phx.Frame) {
 		// The channel crashed, as a Phoenix channel process would: it is
 		// left (presence included) and the client gets phx_error, on
 		// which the official client rejoins.
-		s.replyError(f, reasonInternal)
+		s.refuseFrame(f, RefusedEvent, reasonInternal, nil)
 		s.leaveTopic(m.topic)
 		s.enqueue(newFrame(m.joinRef, m.joinRef, m.topic, "phx_error", nil))
 		return
 	}
 	if herr != nil {
-		s.replyError(f, s.reason(herr, reasonEventFailed, m.topic, f.Event))
+		s.refuseWith(f, RefusedEvent, herr, reasonEventFailed)
 		return
 	}
 	if reply == NoReply {
@@ -694,7 +683,7 @@ func (s *Socket) event(f *phx.Frame) {
 	}
 	b, err := encodePayload(reply)
 	if err != nil {
-		s.replyError(f, s.reason(fmt.Errorf("channel: reply: %w", err), reasonInternal, m.topic, f.Event))
+		s.refuseWith(f, RefusedEvent, fmt.Errorf("channel: reply: %w", err), reasonInternal)
 		return
 	}
 	s.reply(f, true, b)
