@@ -38,6 +38,7 @@ type Socket struct {
 	wantsState bool
 
 	scratch, frame []byte // the read loop's, for replies
+	limit          bucket // the read loop's: the inbound rate limit
 
 	// The send queue: frames wait in queue, and queued counts their bytes
 	// until they are written; ready wakes the writer.
@@ -502,8 +503,11 @@ func (s *Socket) replyFrame(f *phx.Frame, ok bool, response []byte) []byte {
 	return frame
 }
 
+// replyError queues an error reply. The reason is built in s.frame,
+// which replyFrame copies before it reuses it.
 func (s *Socket) replyError(f *phx.Frame, reason string) {
-	s.reply(f, false, phx.AppendReason(nil, reason))
+	s.frame = phx.AppendReason(s.frame[:0], reason)
+	s.reply(f, false, s.frame)
 }
 
 // dispatch handles one inbound frame and reports whether to keep reading.
@@ -512,6 +516,9 @@ func (s *Socket) replyError(f *phx.Frame, reason string) {
 func (s *Socket) dispatch(p *phx.Parser, data []byte) bool {
 	srv := s.srv
 	f, err := p.Parse(data)
+	if handled, keep := s.rateLimited(&f, err == nil); handled {
+		return keep
+	}
 	if err != nil {
 		srv.stats.badFrames.Add(1)
 		if f.Topic == "" || !f.Ref.Valid {
