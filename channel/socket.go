@@ -36,6 +36,7 @@ type Socket struct {
 	joinRef    phx.Ref
 	pending    [][]byte
 	wantsState bool
+	tracked    bool // the running Join tracked in its topic
 
 	scratch, frame []byte // the read loop's, for replies
 	limit          bucket // the read loop's: the inbound rate limit
@@ -129,6 +130,7 @@ func (s *Socket) Track(topic, key string, meta []byte) error {
 	if out != engine.Unchanged {
 		s.srv.presenceChanged(topic)
 	}
+	s.markTracked(topic)
 	if s.closed() { // closed meanwhile: its cleanup may have run already
 		s.Untrack(topic)
 		return ErrClosed
@@ -562,15 +564,15 @@ func (s *Socket) join(view *phx.Frame) {
 		s.refuseFrame(f, RefusedJoin, reasonTooManyTopics, nil)
 		return
 	}
-	if rejoin {
-		s.leaveTopic(f.Topic) // a second join replaces the first, as in Phoenix
-	}
 	if !json.Valid(f.Payload) {
 		s.refuseFrame(f, RefusedJoin, reasonMalformed, nil)
 		return
 	}
+	if rejoin {
+		s.endForRejoin(f.Topic) // see rejoin.go
+	}
 	s.mu.Lock()
-	s.joining, s.joinRef, s.pending, s.wantsState = f.Topic, f.JoinRef, nil, false
+	s.joining, s.joinRef, s.pending, s.wantsState, s.tracked = f.Topic, f.JoinRef, nil, false, false
 	s.mu.Unlock()
 
 	var reply any
@@ -588,7 +590,7 @@ func (s *Socket) join(view *phx.Frame) {
 	}
 
 	s.mu.Lock()
-	pending, wantsState := s.pending, s.wantsState
+	pending, wantsState, tracked := s.pending, s.wantsState, s.tracked
 	s.joining, s.pending, s.wantsState = "", nil, false
 	if joinErr == nil {
 		s.joined[f.Topic] = membership{topic: f.Topic, joinRef: f.JoinRef}
@@ -603,6 +605,9 @@ func (s *Socket) join(view *phx.Frame) {
 		srv.stats.joinsRejected.Add(1)
 		s.refuseWith(f, RefusedJoin, joinErr, reason)
 		return
+	}
+	if rejoin && !tracked && srv.cfg.Presence.Untrack(s.id, f.Topic) {
+		srv.presenceChanged(f.Topic) // the old join's entry, which the new one did not keep
 	}
 	srv.stats.joins.Add(1)
 	srv.clusterSubscribe(f.Topic)
