@@ -211,8 +211,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var err error
 		if assigns, err = s.cfg.Connect(r, params); err != nil {
 			s.stats.rejected.Add(1)
-			reason, _ := reasonFor(err, "refused")
-			s.refuse(refusal{kind: RefusedConnect, reason: reason, remote: r.RemoteAddr, err: err})
+			reason, forClient := reasonFor(err, "refused")
+			var cause error // logged unless it is the reason itself
+			if !forClient {
+				cause = err
+			}
+			s.refuse(refusal{kind: RefusedConnect, reason: reason, remote: r.RemoteAddr, err: cause})
 			http.Error(w, "connection refused", http.StatusForbidden)
 			return
 		}
