@@ -69,6 +69,13 @@ type refusals struct {
 }
 
 func (r *refusals) counter(kind, reason string) *refusalCounter {
+	if len(reason) > maxLoggedText { // a reason a Join or Handler made, perhaps of client text
+		n := maxLoggedText
+		for n > 0 && !utf8.RuneStart(reason[n]) {
+			n--
+		}
+		reason = reason[:n]
+	}
 	k := refusalKey{kind, reason}
 	r.mu.RLock()
 	c := r.byKR[k]

@@ -124,3 +124,15 @@ func TestRefusalReasonsAreBounded(t *testing.T) {
 			len(snap), total, other, maxRefusalReasons+1, 3*maxRefusalReasons, 2*maxRefusalReasons)
 	}
 }
+
+// A long reason is counted, and labelled, by its first 64 bytes.
+func TestLongRefusalReasonsAreCut(t *testing.T) {
+	var r refusals
+	long := strings.Repeat("é", 100)
+	r.counter(RefusedJoin, long).n.Add(1)
+	r.counter(RefusedJoin, long+"more").n.Add(1)
+	snap := r.snapshot()
+	if len(snap) != 1 || snap[0].Count != 2 || len(snap[0].Reason) > maxLoggedText || !strings.HasPrefix(long, snap[0].Reason) {
+		t.Fatalf("refusals %+v; want one reason, the first %d bytes of the long one", snap, maxLoggedText)
+	}
+}
