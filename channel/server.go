@@ -80,7 +80,9 @@ type Channel struct {
 	// returns: copy what must outlive the call (bytes.Clone).
 	Join func(s *Socket, topic string, params json.RawMessage) (reply any, err error)
 	// Leave runs when a joined socket leaves the topic, by phx_leave or
-	// by closing; its presence is already gone.
+	// by closing; its presence is already gone. A second phx_join of the
+	// topic ends the first join too, but keeps its presence for the new
+	// Join to track again (see rejoin.go).
 	Leave func(s *Socket, topic string)
 	// Handlers answer client events by name.
 	Handlers map[string]Handler
