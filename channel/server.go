@@ -81,8 +81,9 @@ type Channel struct {
 	Join func(s *Socket, topic string, params json.RawMessage) (reply any, err error)
 	// Leave runs when a joined socket leaves the topic, by phx_leave or
 	// by closing; its presence is already gone. A second phx_join of the
-	// topic ends the first join too, but keeps its presence for the new
-	// Join to track again (see rejoin.go).
+	// topic ends the first join too (the client gets phx_close for it),
+	// but keeps its presence while the new Join runs: tracking the same
+	// key and meta again then sends the topic nothing.
 	Leave func(s *Socket, topic string)
 	// Handlers answer client events by name.
 	Handlers map[string]Handler
