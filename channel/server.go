@@ -58,7 +58,7 @@ type Config struct {
 	Cluster            Cluster       // nil: this server alone; see the cluster package
 
 	// MaxEventsPerSecond and MaxEventsBurst limit the frames one socket
-	// may send, as a token bucket (see RateLimited). 0 means 100 a second
+	// may send, as a token bucket (see StatusRateLimited). 0 means 100 a second
 	// with a burst of 200; a negative MaxEventsPerSecond turns it off.
 	MaxEventsPerSecond int
 	MaxEventsBurst     int
