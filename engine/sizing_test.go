@@ -22,6 +22,7 @@ import (
 // the resident memory (VmRSS) of the engine empty and full, filled with
 // rooms of 8 entries of the shape benchMeta makes. Without -sizing.all it
 // measures 4,096 entries only, and checks the figure the README gives.
+// Run it without -race, whose shadow memory inflates the resident figures.
 var sizingAll = flag.Bool("sizing.all", false, "measure the sizing table: 4k, 64k and 1M entries")
 
 // maxReservedPerEntry and fixedReserve bound what New reserves, so that
