@@ -57,6 +57,7 @@ type refusalCounter struct {
 	window     time.Time // start of the current log window
 	logged     int       // lines logged in it
 	suppressed int64     // refusals not logged since the last line
+	flushing   bool      // a timer will log suppressed at the window's end
 }
 
 // refusals counts refusals by kind and reason. Safe for concurrent use; a
@@ -117,8 +118,10 @@ func (r *refusals) snapshot() []RefusalCount {
 }
 
 // admit reports whether a refusal may be logged now, and how many were
-// held back before it.
-func (c *refusalCounter) admit(now time.Time) (ok bool, suppressed int64) {
+// held back before it. When it holds back the first of a window, it asks
+// the caller to flush: to log what was held back once the window ends,
+// so that a flood that stops is still counted in the log.
+func (c *refusalCounter) admit(now time.Time) (ok bool, suppressed int64, flush time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if now.Sub(c.window) >= logWindow {
@@ -126,11 +129,25 @@ func (c *refusalCounter) admit(now time.Time) (ok bool, suppressed int64) {
 	}
 	if c.logged >= logBurst {
 		c.suppressed++
-		return false, 0
+		if !c.flushing {
+			c.flushing = true
+			flush = c.window.Add(logWindow).Sub(now)
+		}
+		return false, 0, flush
 	}
 	c.logged++
 	suppressed, c.suppressed = c.suppressed, 0
-	return true, suppressed
+	return true, suppressed, 0
+}
+
+// takeSuppressed returns what was held back and not yet logged, for the
+// flush.
+func (c *refusalCounter) takeSuppressed() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.suppressed
+	c.suppressed, c.flushing = 0, false
+	return n
 }
 
 // refusal is one refused request, for counting and logging. Client text
@@ -149,7 +166,15 @@ type refusal struct {
 func (s *Server) refuse(r refusal) {
 	c := s.refusals.counter(r.kind, r.reason)
 	c.n.Add(1)
-	ok, suppressed := c.admit(time.Now())
+	ok, suppressed, flush := c.admit(time.Now())
+	if flush > 0 {
+		kind, reason := r.kind, r.reason
+		time.AfterFunc(flush, func() {
+			if n := c.takeSuppressed(); n > 0 {
+				s.log.Info("channel: refusals not logged", "kind", kind, "reason", reason, "suppressed", n)
+			}
+		})
+	}
 	if !ok {
 		return
 	}
@@ -223,7 +248,14 @@ func (s *Socket) refuseWith(f *phx.Frame, kind string, err error, fallback strin
 // logPanic logs a callback's panic with its stack, at most logBurst a
 // second, since a client may trigger the same panic again and again.
 func (s *Server) logPanic(socket engine.SocketID, value any, stack []byte) {
-	ok, suppressed := s.refusals.panics.admit(time.Now())
+	ok, suppressed, flush := s.refusals.panics.admit(time.Now())
+	if flush > 0 {
+		time.AfterFunc(flush, func() {
+			if n := s.refusals.panics.takeSuppressed(); n > 0 {
+				s.log.Error("channel: callback panics not logged", "suppressed", n)
+			}
+		})
+	}
 	if !ok {
 		return
 	}
