@@ -27,14 +27,18 @@ const (
 )
 
 // RefusalCount is how many requests of one kind were refused for one
-// reason: for joins and events, the reason the client was told.
+// reason: for joins and events, the reason the client was told
+// ("rate_limited", "too_many_topics", "full", a Reason of the app's, ...),
+// and "rate_limited_closed" for a socket closed by the rate limit. The
+// first 64 bytes of a reason count; past 64 reasons, new ones count as
+// "other".
 type RefusalCount struct {
 	Kind, Reason string
 	Count        int64
 }
 
 // Refusal logging: at most logBurst lines per reason in each logWindow;
-// the first line logged after some were held back says how many.
+// the lines held back are logged as one count when the window ends.
 const (
 	logWindow = time.Second
 	logBurst  = 3
