@@ -96,7 +96,13 @@ const (
 // wraps the connection in a batchConn, with small buffers.
 type batchWriter struct {
 	http.ResponseWriter
-	conn *batchConn
+	conn   *batchConn
+	status int // of a response Accept wrote instead of upgrading
+}
+
+func (w *batchWriter) WriteHeader(status int) {
+	w.status = status
+	w.ResponseWriter.WriteHeader(status)
 }
 
 func (w *batchWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {

@@ -29,7 +29,7 @@ type testServer struct {
 
 func newTestServer(t testing.TB, mod func(*Config)) *testServer {
 	t.Helper()
-	e, err := engine.New(engine.Config{Capacity: 4096, MaxPerSocket: 200})
+	e, err := engine.New(engine.Config{Capacity: 4096, MaxPerSocket: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -675,7 +675,7 @@ func TestMaxTopicsPerSocket(t *testing.T) {
 		c.join(fmt.Sprint("room:", i), `{"no_state":true}`)
 	}
 	ref := c.push("99", "room:3", "phx_join", `{}`)
-	if status, resp := c.reply(ref); status != "error" || string(resp) != `{"reason":"too many topics"}` {
+	if status, resp := c.reply(ref); status != "error" || string(resp) != `{"reason":"too_many_topics"}` {
 		t.Fatalf("4th join: %s %s", status, resp)
 	}
 	// Others still join.

@@ -30,13 +30,16 @@ func Reason(reason string) error { return &ReplyError{Reason: reason} }
 // Reasons the server gives clients, as Phoenix does with {"reason": ...}:
 // short, stable, and free of Go package names.
 const (
-	reasonJoinFailed    = "join failed"    // Join returned an error of no known kind
-	reasonEventFailed   = "event failed"   // a Handler did
-	reasonJoinCrashed   = "join crashed"   // Join panicked
-	reasonInternal      = "internal error" // a Handler panicked, or a reply did not encode
-	reasonMalformed     = "malformed frame"
-	reasonUnmatched     = "unmatched topic"
-	reasonTooManyTopics = "too many topics"
+	reasonJoinFailed     = "join failed"    // Join returned an error of no known kind
+	reasonEventFailed    = "event failed"   // a Handler did
+	reasonJoinCrashed    = "join crashed"   // Join panicked
+	reasonInternal       = "internal error" // a Handler panicked, or a reply did not encode
+	reasonMalformed      = "malformed frame"
+	reasonUnmatched      = "unmatched topic"
+	reasonTooManyTopics  = "too_many_topics"
+	reasonUnmatchedEvent = "unmatched event"
+	reasonUnknownPhoenix = "unknown event on phoenix"
+	reasonRateLimited    = "rate_limited"
 )
 
 // errCrashed stands for a recovered panic; the log holds its value and

@@ -52,10 +52,16 @@ type Config struct {
 	PresenceWindow     time.Duration // presence changes are coalesced for this long; 0 means 50 ms
 	MaxQueueBytes      int           // outbound bytes queued per socket; 0 means 1 MiB
 	MaxFrameBytes      int64         // largest inbound frame; 0 means 64 KiB
-	MaxTopicsPerSocket int           // topics one socket may join; 0 means 100
+	MaxTopicsPerSocket int           // topics one socket may join; 0 means the engine's MaxPerSocket, above it is ErrInvalidConfig
 	WriteTimeout       time.Duration // per outbound message; 0 means 10 s
 	Logger             *slog.Logger  // nil means slog.Default()
 	Cluster            Cluster       // nil: this server alone; see the cluster package
+
+	// MaxEventsPerSecond and MaxEventsBurst limit the frames one socket
+	// may send, as a token bucket (see StatusRateLimited). 0 means 100 a second
+	// with a burst of 200; a negative MaxEventsPerSecond turns it off.
+	MaxEventsPerSecond int
+	MaxEventsBurst     int
 }
 
 // Channel defines the topics that match Topic and what happens in them.
@@ -74,7 +80,10 @@ type Channel struct {
 	// returns: copy what must outlive the call (bytes.Clone).
 	Join func(s *Socket, topic string, params json.RawMessage) (reply any, err error)
 	// Leave runs when a joined socket leaves the topic, by phx_leave or
-	// by closing; its presence is already gone.
+	// by closing; its presence is already gone. A second phx_join of the
+	// topic ends the first join too (the client gets phx_close for it),
+	// but keeps its presence while the new Join runs: tracking the same
+	// key and meta again then sends the topic nothing.
 	Leave func(s *Socket, topic string)
 	// Handlers answer client events by name.
 	Handlers map[string]Handler
@@ -124,6 +133,10 @@ type Stats struct {
 	PresenceStates int64 // presence_state frames queued
 	ErrorReplies   int64 // error replies sent
 	BadFrames      int64 // frames that were not Phoenix messages
+
+	// Refusals counts refused connections, joins and events by kind
+	// (RefusedConnect, ...) and reason, sorted; see RefusalCount.
+	Refusals []RefusalCount
 }
 
 type counters struct {
@@ -138,6 +151,8 @@ type Server struct {
 	ids   atomic.Uint64
 	stats counters
 
+	refusals refusals
+
 	mu      sync.Mutex
 	sockets map[*Socket]struct{}
 	topics  map[string]*topicState
@@ -149,32 +164,12 @@ type Server struct {
 	testHookSnapshot func()
 }
 
-// NewServer validates cfg and returns a Server.
+// NewServer validates cfg and returns a Server. A Config it cannot serve
+// is ErrInvalidConfig, with the field at fault; see fill in config.go for
+// the defaults and how the limits agree with the engine's.
 func NewServer(cfg Config) (*Server, error) {
-	if cfg.Presence == nil {
-		return nil, errors.New("channel: Config.Presence is required")
-	}
-	for _, c := range cfg.Channels {
-		if c.Topic == "" || c.Join == nil {
-			return nil, errors.New("channel: every Channel needs a Topic and a Join")
-		}
-	}
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
-	def(&cfg.HeartbeatTimeout, 60*time.Second)
-	def(&cfg.PresenceWindow, 50*time.Millisecond)
-	def(&cfg.WriteTimeout, 10*time.Second)
-	if cfg.MaxQueueBytes <= 0 {
-		cfg.MaxQueueBytes = 1 << 20
-	}
-	if cfg.MaxFrameBytes <= 0 {
-		cfg.MaxFrameBytes = 64 << 10
-	}
-	if cfg.MaxTopicsPerSocket <= 0 {
-		cfg.MaxTopicsPerSocket = 100
+	if err := cfg.fill(); err != nil {
+		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, sockets: map[*Socket]struct{}{}, topics: map[string]*topicState{}}
 	if s.log == nil {
@@ -197,6 +192,7 @@ func (s *Server) Stats() Stats {
 		Joins: c.joins.Load(), JoinsRejected: c.joinsRejected.Load(), Leaves: c.leaves.Load(),
 		Pushes: c.pushes.Load(), PushedBytes: c.pushedBytes.Load(), Drops: c.drops.Load(), QueuedBytes: c.queuedBytes.Load(), PresenceDiffs: c.presenceDiffs.Load(),
 		PresenceStates: c.presenceStates.Load(), ErrorReplies: c.errorReplies.Load(), BadFrames: c.badFrames.Load(),
+		Refusals: s.refusals.snapshot(),
 	}
 }
 
@@ -208,6 +204,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	params := r.URL.Query()
 	if vsn := params.Get("vsn"); vsn != "" && !strings.HasPrefix(vsn, "2.") {
 		s.stats.rejected.Add(1)
+		s.refuse(refusal{kind: RefusedVersion, reason: "unsupported_version", remote: r.RemoteAddr, detail: vsn})
 		http.Error(w, "unsupported serializer version "+vsn+"; want 2.0.0", http.StatusBadRequest)
 		return
 	}
@@ -217,6 +214,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var err error
 		if assigns, err = s.cfg.Connect(r, params); err != nil {
 			s.stats.rejected.Add(1)
+			reason, forClient := reasonFor(err, "refused")
+			var cause error // logged unless it is the reason itself
+			if !forClient {
+				cause = err
+			}
+			s.refuse(refusal{kind: RefusedConnect, reason: reason, remote: r.RemoteAddr, err: cause})
 			http.Error(w, "connection refused", http.StatusForbidden)
 			return
 		}
@@ -236,6 +239,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	conn, err := websocket.Accept(bw, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.OriginPatterns})
 	if err != nil {
 		s.stats.rejected.Add(1)
+		if bw.status == http.StatusForbidden {
+			s.refuse(refusal{kind: RefusedOrigin, reason: "origin", remote: r.RemoteAddr, detail: r.Header.Get("Origin")})
+		} else {
+			s.refuse(refusal{kind: RefusedUpgrade, reason: "upgrade", remote: r.RemoteAddr, err: err})
+		}
 		return // Accept wrote the response
 	}
 	conn.SetReadLimit(s.cfg.MaxFrameBytes)
@@ -290,8 +298,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// Broadcast sends an event to every socket that joined topic.
+// Broadcast sends an event to every socket that joined topic. After
+// Shutdown it returns ErrServerClosed.
 func (s *Server) Broadcast(topic, event string, payload any) error {
+	if s.closed() {
+		return ErrServerClosed
+	}
 	b, err := encodePayload(payload)
 	if err != nil {
 		return err

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -37,8 +36,10 @@ type Socket struct {
 	joinRef    phx.Ref
 	pending    [][]byte
 	wantsState bool
+	tracked    bool // the running Join tracked in its topic
 
 	scratch, frame []byte // the read loop's, for replies
+	limit          bucket // the read loop's: the inbound rate limit
 
 	// The send queue: frames wait in queue, and queued counts their bytes
 	// until they are written; ready wakes the writer.
@@ -111,8 +112,11 @@ func (s *Socket) member(topic string) bool {
 // joining), under key with meta; everyone in the topic learns of it in the
 // next presence_diff. Errors are the engine's, ErrNotJoined and
 // ErrReservedMeta (meta has a top-level key phx_ref or phx_ref_prev, which
-// the server sets itself).
+// the server sets itself), and ErrClosed.
 func (s *Socket) Track(topic, key string, meta []byte) error {
+	if s.closed() {
+		return ErrClosed
+	}
 	if !s.member(topic) {
 		return ErrNotJoined
 	}
@@ -125,6 +129,11 @@ func (s *Socket) Track(topic, key string, meta []byte) error {
 	}
 	if out != engine.Unchanged {
 		s.srv.presenceChanged(topic)
+	}
+	s.markTracked(topic)
+	if s.closed() { // closed meanwhile: its cleanup may have run already
+		s.Untrack(topic)
+		return ErrClosed
 	}
 	return nil
 }
@@ -140,6 +149,9 @@ func (s *Socket) Untrack(topic string) bool {
 
 // Push sends an event to this socket on topic.
 func (s *Socket) Push(topic, event string, payload any) error {
+	if s.closed() {
+		return ErrClosed
+	}
 	b, err := encodePayload(payload)
 	if err != nil {
 		return err
@@ -165,6 +177,9 @@ func (s *Socket) Push(topic, event string, payload any) error {
 // goes out with it, within Config.PresenceWindow, built from the same
 // snapshot for every socket that asked meanwhile.
 func (s *Socket) PushPresenceState(topic string) error {
+	if s.closed() {
+		return ErrClosed
+	}
 	s.mu.Lock()
 	if s.joining == topic {
 		s.wantsState = true
@@ -182,11 +197,20 @@ func (s *Socket) PushPresenceState(topic string) error {
 
 // Broadcast sends an event to every socket in topic, this one included.
 func (s *Socket) Broadcast(topic, event string, payload any) error {
+	if s.closed() {
+		return ErrClosed
+	}
 	return s.srv.Broadcast(topic, event, payload)
 }
 
 // BroadcastFrom sends an event to every socket in topic but this one.
 func (s *Socket) BroadcastFrom(topic, event string, payload any) error {
+	if s.closed() {
+		return ErrClosed
+	}
+	if s.srv.closed() {
+		return ErrServerClosed
+	}
 	b, err := encodePayload(payload)
 	if err != nil {
 		return err
@@ -196,8 +220,17 @@ func (s *Socket) BroadcastFrom(topic, event string, payload any) error {
 	return nil
 }
 
-// Close closes the connection with a close frame.
-func (s *Socket) Close() { s.closeWith(websocket.StatusNormalClosure, "") }
+// Close closes the connection with a close frame; on a socket already
+// closed it returns ErrClosed.
+func (s *Socket) Close() error {
+	err := ErrClosed
+	s.once.Do(func() {
+		err = nil
+		close(s.done)
+		s.conn.Close(websocket.StatusNormalClosure, "")
+	})
+	return err
+}
 
 // enqueue queues a frame without blocking; a queue that would hold more
 // than Config.MaxQueueBytes disconnects the socket, so that one slow client
@@ -442,22 +475,12 @@ func (s *Socket) cleanup() {
 func (s *Socket) safely(fn func()) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.srv.log.Error("channel: callback panicked", "socket", s.id, "panic", r, "stack", string(debug.Stack()))
+			s.srv.logPanic(s.id, r, debug.Stack())
 			err = errCrashed
 		}
 	}()
 	fn()
 	return nil
-}
-
-// reason returns what the client is told for err, and logs err unless it
-// was made for the client.
-func (s *Socket) reason(err error, fallback, topic, event string) string {
-	reason, forClient := reasonFor(err, fallback)
-	if !forClient && !errors.Is(err, errCrashed) { // a crash is logged with its stack
-		s.srv.log.Warn("channel: request failed", "socket", s.id, "topic", topic, "event", event, "reason", reason, "err", err)
-	}
-	return reason
 }
 
 // reply queues a phx_reply. Only the read loop replies: it builds the
@@ -482,8 +505,11 @@ func (s *Socket) replyFrame(f *phx.Frame, ok bool, response []byte) []byte {
 	return frame
 }
 
+// replyError queues an error reply. The reason is built in s.frame,
+// which replyFrame copies before it reuses it.
 func (s *Socket) replyError(f *phx.Frame, reason string) {
-	s.reply(f, false, phx.AppendReason(nil, reason))
+	s.frame = phx.AppendReason(s.frame[:0], reason)
+	s.reply(f, false, s.frame)
 }
 
 // dispatch handles one inbound frame and reports whether to keep reading.
@@ -492,20 +518,23 @@ func (s *Socket) replyError(f *phx.Frame, reason string) {
 func (s *Socket) dispatch(p *phx.Parser, data []byte) bool {
 	srv := s.srv
 	f, err := p.Parse(data)
+	if handled, keep := s.rateLimited(&f, err == nil); handled {
+		return keep
+	}
 	if err != nil {
 		srv.stats.badFrames.Add(1)
 		if f.Topic == "" || !f.Ref.Valid {
 			s.closeWith(websocket.StatusInvalidFramePayloadData, reasonMalformed)
 			return false
 		}
-		s.replyError(&f, reasonMalformed)
+		s.refuseFrame(&f, RefusedEvent, reasonMalformed, nil)
 		return true
 	}
 	switch {
 	case f.Topic == "phoenix" && f.Event == "heartbeat":
 		s.reply(&f, true, nil)
 	case f.Topic == "phoenix":
-		s.replyError(&f, "unknown event on phoenix")
+		s.refuseFrame(&f, RefusedEvent, reasonUnknownPhoenix, nil)
 	case f.Event == "phx_join":
 		s.join(&f)
 	case f.Event == "phx_leave":
@@ -523,7 +552,7 @@ func (s *Socket) join(view *phx.Frame) {
 	c := srv.channelFor(f.Topic)
 	if c == nil {
 		srv.stats.joinsRejected.Add(1)
-		s.replyError(f, reasonUnmatched)
+		s.refuseFrame(f, RefusedJoin, reasonUnmatched, nil)
 		return
 	}
 	s.mu.Lock()
@@ -532,18 +561,18 @@ func (s *Socket) join(view *phx.Frame) {
 	s.mu.Unlock()
 	if full {
 		srv.stats.joinsRejected.Add(1)
-		s.replyError(f, reasonTooManyTopics)
+		s.refuseFrame(f, RefusedJoin, reasonTooManyTopics, nil)
+		return
+	}
+	if !json.Valid(f.Payload) {
+		s.refuseFrame(f, RefusedJoin, reasonMalformed, nil)
 		return
 	}
 	if rejoin {
-		s.leaveTopic(f.Topic) // a second join replaces the first, as in Phoenix
-	}
-	if !json.Valid(f.Payload) {
-		s.replyError(f, reasonMalformed)
-		return
+		s.endForRejoin(f.Topic) // see rejoin.go
 	}
 	s.mu.Lock()
-	s.joining, s.joinRef, s.pending, s.wantsState = f.Topic, f.JoinRef, nil, false
+	s.joining, s.joinRef, s.pending, s.wantsState, s.tracked = f.Topic, f.JoinRef, nil, false, false
 	s.mu.Unlock()
 
 	var reply any
@@ -561,7 +590,7 @@ func (s *Socket) join(view *phx.Frame) {
 	}
 
 	s.mu.Lock()
-	pending, wantsState := s.pending, s.wantsState
+	pending, wantsState, tracked := s.pending, s.wantsState, s.tracked
 	s.joining, s.pending, s.wantsState = "", nil, false
 	if joinErr == nil {
 		s.joined[f.Topic] = membership{topic: f.Topic, joinRef: f.JoinRef}
@@ -574,8 +603,11 @@ func (s *Socket) join(view *phx.Frame) {
 			srv.presenceChanged(f.Topic)
 		}
 		srv.stats.joinsRejected.Add(1)
-		s.replyError(f, s.reason(joinErr, reason, f.Topic, f.Event))
+		s.refuseWith(f, RefusedJoin, joinErr, reason)
 		return
+	}
+	if rejoin && !tracked && srv.cfg.Presence.Untrack(s.id, f.Topic) {
+		srv.presenceChanged(f.Topic) // the old join's entry, which the new one did not keep
 	}
 	srv.stats.joins.Add(1)
 	srv.clusterSubscribe(f.Topic)
@@ -601,7 +633,7 @@ func (s *Socket) joinedOrReply(f *phx.Frame) (membership, bool) {
 	m, ok := s.joined[f.Topic]
 	s.mu.Unlock()
 	if !ok {
-		s.replyError(f, reasonUnmatched)
+		s.refuseFrame(f, RefusedEvent, reasonUnmatched, nil)
 	}
 	return m, ok
 }
@@ -640,7 +672,7 @@ func (s *Socket) event(f *phx.Frame) {
 	c := s.srv.channelFor(m.topic)
 	h := c.Handlers[f.Event]
 	if h == nil {
-		s.replyError(f, "unmatched event")
+		s.refuseFrame(f, RefusedEvent, reasonUnmatchedEvent, nil)
 		return
 	}
 	var reply any
@@ -649,13 +681,13 @@ func (s *Socket) event(f *phx.Frame) {
 		// The channel crashed, as a Phoenix channel process would: it is
 		// left (presence included) and the client gets phx_error, on
 		// which the official client rejoins.
-		s.replyError(f, reasonInternal)
+		s.refuseFrame(f, RefusedEvent, reasonInternal, nil)
 		s.leaveTopic(m.topic)
 		s.enqueue(newFrame(m.joinRef, m.joinRef, m.topic, "phx_error", nil))
 		return
 	}
 	if herr != nil {
-		s.replyError(f, s.reason(herr, reasonEventFailed, m.topic, f.Event))
+		s.refuseWith(f, RefusedEvent, herr, reasonEventFailed)
 		return
 	}
 	if reply == NoReply {
@@ -663,7 +695,7 @@ func (s *Socket) event(f *phx.Frame) {
 	}
 	b, err := encodePayload(reply)
 	if err != nil {
-		s.replyError(f, s.reason(fmt.Errorf("channel: reply: %w", err), reasonInternal, m.topic, f.Event))
+		s.refuseWith(f, RefusedEvent, fmt.Errorf("channel: reply: %w", err), reasonInternal)
 		return
 	}
 	s.reply(f, true, b)

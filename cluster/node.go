@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -285,8 +286,16 @@ func (n *Node) Changed(topic string) {
 	}
 }
 
+// ErrNilNode is what Attach returns on a nil *Node, such as the one a
+// failed Start returns: a Server given it fails NewServer instead of
+// panicking later.
+var ErrNilNode = errors.New("cluster: nil *Node (did Start fail?)")
+
 // Attach implements channel.Cluster.
 func (n *Node) Attach(h channel.ClusterHooks) error {
+	if n == nil {
+		return ErrNilNode
+	}
 	if !n.hooks.CompareAndSwap(nil, &h) {
 		return channel.ErrClusterAttached
 	}

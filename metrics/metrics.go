@@ -104,4 +104,11 @@ var channelMetrics = []channelMetric{
 		Value: func(s *channel.Stats) float64 { return float64(s.ErrorReplies) }},
 	{Name: "presence_channel_bad_frames_total", Help: "Inbound frames that were not Phoenix messages.", Counter: true,
 		Value: func(s *channel.Stats) float64 { return float64(s.BadFrames) }},
+	{Name: "presence_channel_refusals_total", Help: "Refused connections, joins and events, by kind (connect, origin, version, upgrade, join, event) and reason.", Counter: true,
+		VarLabels: []string{"kind", "reason"},
+		Each: func(s *channel.Stats, emit func(float64, ...string)) {
+			for _, r := range s.Refusals {
+				emit(float64(r.Count), r.Kind, r.Reason)
+			}
+		}},
 }

@@ -278,3 +278,21 @@ func TestScrapeFollowsAJoin(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestChannelCollectorReportsRefusalsByKindAndReason(t *testing.T) {
+	c := metrics.Channel(func() channel.Stats {
+		return channel.Stats{Refusals: []channel.RefusalCount{
+			{Kind: channel.RefusedConnect, Reason: "refused", Count: 3},
+			{Kind: channel.RefusedEvent, Reason: "rate_limited", Count: 7},
+		}}
+	})
+	want := `
+# HELP presence_channel_refusals_total Refused connections, joins and events, by kind (connect, origin, version, upgrade, join, event) and reason.
+# TYPE presence_channel_refusals_total counter
+presence_channel_refusals_total{kind="connect",reason="refused"} 3
+presence_channel_refusals_total{kind="event",reason="rate_limited"} 7
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "presence_channel_refusals_total"); err != nil {
+		t.Fatal(err)
+	}
+}

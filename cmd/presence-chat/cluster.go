@@ -65,7 +65,8 @@ func (o *clusterOptions) engineConfig() engine.Config {
 	if local == 0 && o.enabled() {
 		local = o.capacity / 2
 	}
-	cfg := engine.Config{Capacity: o.capacity, LocalCapacity: local, RefTag: cluster.RefTag(o.nodeName())}
+	cfg := engine.Config{Capacity: o.capacity, LocalCapacity: local, RefTag: cluster.RefTag(o.nodeName()),
+		MaxKeyLen: 4 * maxNameChars, MaxMetaLen: 1024} // names and statuses of any characters fit
 	if o.enabled() {
 		cfg.History = 4096 // the cluster publishes local changes from it
 	}

@@ -11,7 +11,6 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
-	"errors"
 	"expvar"
 	"flag"
 	"fmt"
@@ -39,15 +38,16 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:4000", "address to listen on")
 	window := flag.Duration("presence-window", 50*time.Millisecond, "presence diff coalescing window")
 	heartbeat := flag.Duration("heartbeat-timeout", 60*time.Second, "close sockets silent for this long")
+	rateLimit := flag.Int("rate-limit", 0, "frames a second one socket may send (burst: twice as many, at least 200); 0 means the server's default, 100; negative turns the limit off")
 	cl := clusterFlags(flag.CommandLine)
 	flag.Parse()
-	if err := run(*addr, *window, *heartbeat, cl); err != nil {
+	if err := run(*addr, *window, *heartbeat, *rateLimit, cl); err != nil {
 		fmt.Fprintln(os.Stderr, "presence-chat:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, window, heartbeat time.Duration, cl *clusterOptions) error {
+func run(addr string, window, heartbeat time.Duration, rateLimit int, cl *clusterOptions) error {
 	presence, err := engine.New(cl.engineConfig())
 	if err != nil {
 		return err
@@ -57,7 +57,7 @@ func run(addr string, window, heartbeat time.Duration, cl *clusterOptions) error
 		return err
 	}
 	defer leave()
-	srv, err := newNodeServer(presence, window, heartbeat, node, cl.nodeName())
+	srv, err := newNodeServer(presence, window, heartbeat, rateLimit, node, cl.nodeName())
 	if err != nil {
 		return err
 	}
@@ -108,25 +108,26 @@ func routes(srv *channel.Server, more ...prometheus.Collector) http.Handler {
 // presence list, join and leave are announced, get_presence answers with
 // the list, and new_msg is broadcast.
 func newServer(presence *engine.Engine, window, heartbeat time.Duration) (*channel.Server, error) {
-	return newNodeServer(presence, window, heartbeat, nil, "local")
+	return newNodeServer(presence, window, heartbeat, 0, nil, "local")
 }
 
 // newNodeServer is newServer as one node of a cluster (none when node is
 // nil): metas name the node each connection is on.
-func newNodeServer(presence *engine.Engine, window, heartbeat time.Duration, node *cluster.Node, nodeName string) (*channel.Server, error) {
+func newNodeServer(presence *engine.Engine, window, heartbeat time.Duration, rateLimit int, node *cluster.Node, nodeName string) (*channel.Server, error) {
 	var cl channel.Cluster
 	if node != nil {
 		cl = node
 	}
 	return channel.NewServer(channel.Config{
-		Presence:         presence,
-		PresenceWindow:   window,
-		HeartbeatTimeout: heartbeat,
-		Cluster:          cl,
+		Presence:           presence,
+		PresenceWindow:     window,
+		HeartbeatTimeout:   heartbeat,
+		MaxEventsPerSecond: rateLimit,
+		Cluster:            cl,
 		Connect: func(r *http.Request, params url.Values) (map[string]any, error) {
 			name := params.Get("name")
-			if name == "" || len(name) > 32 || !utf8.ValidString(name) {
-				return nil, errors.New("a name of 1 to 32 bytes is required")
+			if !validText(name, maxNameChars) {
+				return nil, channel.Reason(reasonName)
 			}
 			return map[string]any{"username": name, "node": nodeName}, nil
 		},
@@ -175,8 +176,8 @@ func handleNewMsg(s *channel.Socket, topic string, payload json.RawMessage) (any
 	var msg struct {
 		Body string `json:"body"`
 	}
-	if err := json.Unmarshal(payload, &msg); err != nil || msg.Body == "" || len(msg.Body) > 2000 {
-		return nil, errors.New("body must be 1 to 2000 bytes")
+	if err := json.Unmarshal(payload, &msg); err != nil || !validText(msg.Body, maxBodyChars) {
+		return nil, channel.Reason(reasonBody)
 	}
 	s.Broadcast(topic, "new_msg", map[string]string{"user": username(s), "body": msg.Body})
 	return channel.NoReply, nil
@@ -197,11 +198,29 @@ func handleSetStatus(s *channel.Socket, topic string, payload json.RawMessage) (
 	var msg struct {
 		Status string `json:"status"`
 	}
-	if err := json.Unmarshal(payload, &msg); err != nil || msg.Status == "" || len(msg.Status) > 40 {
-		return nil, errors.New("status must be 1 to 40 bytes")
+	if err := json.Unmarshal(payload, &msg); err != nil || !validText(msg.Status, maxStatusChars) {
+		return nil, channel.Reason(reasonStatus)
 	}
 	if err := s.Track(topic, username(s), chatMeta(s, msg.Status)); err != nil {
 		return nil, err
 	}
 	return nil, nil
+}
+
+// The demo's text limits count characters (Unicode code points, as Go's
+// runes and JavaScript's [...s].length do), the same on the page and here.
+// A refused event's reply carries the reason, which the page shows.
+const (
+	maxNameChars   = 32
+	maxStatusChars = 40
+	maxBodyChars   = 2000
+
+	reasonName   = "name must be 1 to 32 characters"
+	reasonStatus = "status must be 1 to 40 characters"
+	reasonBody   = "message must be 1 to 2000 characters"
+)
+
+// validText reports whether s is valid UTF-8 of 1 to most characters.
+func validText(s string, most int) bool {
+	return s != "" && utf8.ValidString(s) && utf8.RuneCountInString(s) <= most
 }

@@ -37,7 +37,8 @@ func Check[S any](t *testing.T, newCollector func(func() S) prometheus.Collector
 }
 
 // fill sets every numeric field of v to a distinct value from next, and
-// records the values by field path.
+// records the values by field path; a slice gets two elements, and a
+// string (a label value) a distinct value of its own.
 func fill(t *testing.T, v reflect.Value, path string, next *float64, out map[string]float64) {
 	t.Helper()
 	switch v.Kind() {
@@ -52,6 +53,14 @@ func fill(t *testing.T, v reflect.Value, path string, next *float64, out map[str
 		for i := 0; i < v.Len(); i++ {
 			fill(t, v.Index(i), fmt.Sprintf("%s[%d]", path, i), next, out)
 		}
+	case reflect.Slice: // two elements, so that each is seen apart
+		v.Set(reflect.MakeSlice(v.Type(), 2, 2))
+		for i := 0; i < v.Len(); i++ {
+			fill(t, v.Index(i), fmt.Sprintf("%s[%d]", path, i), next, out)
+		}
+	case reflect.String: // a label value: distinct, and not a sample
+		*next++
+		v.SetString(fmt.Sprint("s", *next))
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		*next++
 		v.SetInt(int64(*next))

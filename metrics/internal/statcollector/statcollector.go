@@ -14,6 +14,13 @@ type Metric[S any] struct {
 	Counter bool              // a counter when true, a gauge otherwise
 	Labels  prometheus.Labels // constant labels, such as class="local"
 	Value   func(*S) float64  // reads the metric from a snapshot
+
+	// VarLabels and Each, instead of Value, make a metric with one series
+	// per set of label values: Each calls emit once per series, with
+	// values for VarLabels in order. The caller keeps the label values
+	// bounded.
+	VarLabels []string
+	Each      func(s *S, emit func(value float64, labelValues ...string))
 }
 
 // Collector collects the metrics of one snapshot type.
@@ -28,7 +35,7 @@ type Collector[S any] struct {
 func New[S any](read func() S, metrics []Metric[S]) *Collector[S] {
 	c := &Collector[S]{read: read, metrics: metrics, descs: make([]*prometheus.Desc, len(metrics))}
 	for i, m := range metrics {
-		c.descs[i] = prometheus.NewDesc(m.Name, m.Help, nil, m.Labels)
+		c.descs[i] = prometheus.NewDesc(m.Name, m.Help, m.VarLabels, m.Labels)
 	}
 	return c
 }
@@ -48,10 +55,17 @@ func (c *Collector[S]) Collect(ch chan<- prometheus.Metric) {
 		if m.Counter {
 			typ = prometheus.CounterValue
 		}
-		metric, err := prometheus.NewConstMetric(c.descs[i], typ, m.Value(&s))
-		if err != nil {
-			metric = prometheus.NewInvalidMetric(c.descs[i], err)
+		emit := func(v float64, labelValues ...string) {
+			metric, err := prometheus.NewConstMetric(c.descs[i], typ, v, labelValues...)
+			if err != nil {
+				metric = prometheus.NewInvalidMetric(c.descs[i], err)
+			}
+			ch <- metric
 		}
-		ch <- metric
+		if m.Each != nil {
+			m.Each(&s, emit)
+		} else {
+			emit(m.Value(&s))
+		}
 	}
 }

@@ -46,3 +46,24 @@ func TestAnInvalidNameIsAnErrorNotAPanic(t *testing.T) {
 		t.Fatal("writing a metric with an empty name succeeded")
 	}
 }
+
+func TestEachReportsOneSeriesPerLabelValues(t *testing.T) {
+	type counts struct{ By map[string]int }
+	c := New(func() counts { return counts{By: map[string]int{"a": 1, "b": 2}} }, []Metric[counts]{
+		{Name: "t_by_total", Help: "By key.", Counter: true, VarLabels: []string{"key"},
+			Each: func(s *counts, emit func(float64, ...string)) {
+				for k, v := range s.By {
+					emit(float64(v), k)
+				}
+			}},
+	})
+	want := `
+# HELP t_by_total By key.
+# TYPE t_by_total counter
+t_by_total{key="a"} 1
+t_by_total{key="b"} 2
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
+		t.Fatal(err)
+	}
+}
