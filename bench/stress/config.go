@@ -1,7 +1,13 @@
 // Package stress runs a configurable mix of presence operations against
 // a registry from many goroutines, measures throughput and latency, and
 // optionally checks invariants while it runs. cmd/presbench is its command
-// line (-mode engine).
+// line (-mode engine); bench/peers/cmd/presbench-peers runs the same
+// workloads through the registries of other libraries.
+//
+// # Concurrency
+//
+// Run may be called from several goroutines, each with its own Target;
+// a Config is a value and is never modified by Run.
 package stress
 
 import (

@@ -1,0 +1,72 @@
+package stress
+
+import (
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+)
+
+// Memory is what a registry of the Config's capacity costs, measured
+// around building it.
+type Memory struct {
+	// Reserved is the bytes the Go heap allocated to build it: the
+	// address space it holds, whose pages the OS backs as they are
+	// first written.
+	Reserved int64
+	// Resident is how much the process's resident memory grew while it
+	// was built, empty: what it costs before any entry. -1 where /proc
+	// does not say.
+	Resident int64
+	// ResidentEnd is how much the process's resident memory grew from
+	// before building to the end of the run: the entries, and also the
+	// workers' buffers and histograms. -1 where /proc does not say, or
+	// before End.
+	ResidentEnd int64
+
+	base int64 // resident bytes before building
+}
+
+// Build builds the registry c names and measures its memory.
+func Build(c *Config) (Target, *Memory, error) {
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	m := &Memory{base: residentBytes(), ResidentEnd: -1}
+	t, err := NewTarget(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	runtime.ReadMemStats(&after)
+	m.Reserved = int64(after.TotalAlloc - before.TotalAlloc)
+	m.Resident = -1
+	if now := residentBytes(); now >= 0 && m.base >= 0 {
+		m.Resident = now - m.base
+	}
+	return t, m, nil
+}
+
+// End records the resident memory at the end of the run.
+func (m *Memory) End() {
+	if now := residentBytes(); now >= 0 && m.base >= 0 {
+		m.ResidentEnd = now - m.base
+	}
+}
+
+// residentBytes is the process's resident memory from /proc/self/statm,
+// or -1.
+func residentBytes() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return -1
+	}
+	pages, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		return -1
+	}
+	return pages * int64(os.Getpagesize())
+}
