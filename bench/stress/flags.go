@@ -79,11 +79,15 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 }
 
 // Config returns the workload once fs is parsed: the preset, then the
-// flags set explicitly, then duration when durationSet, validated for
-// target.
+// flags set explicitly, then duration when durationSet, validated, for
+// target (engine or baseline; a command that runs other registries sets
+// Target afterwards).
 func (f *Flags) Config(fs *flag.FlagSet, target string, durationSet bool, duration time.Duration) (Config, error) {
 	c := f.cfg
 	c.Target = target
+	if target != "engine" && target != "baseline" {
+		return c, fmt.Errorf("target %q: want engine or baseline", target)
+	}
 	if durationSet {
 		c.Duration = duration
 	}

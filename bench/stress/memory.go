@@ -18,22 +18,27 @@ type Memory struct {
 	// was built, empty: what it costs before any entry. -1 where /proc
 	// does not say.
 	Resident int64
-	// ResidentEnd is how much the process's resident memory grew from
-	// before building to the end of the run: the entries, and also the
-	// workers' buffers and histograms. -1 where /proc does not say, or
-	// before End.
-	ResidentEnd int64
+	// HeapEnd is the live heap the registry holds at the end of the run,
+	// with its entries: the heap after a collection, less what it was
+	// before building. -1 before End.
+	HeapEnd int64
 
-	base int64 // resident bytes before building
+	base     int64  // resident bytes before building
+	heapBase uint64 // live heap before building
 }
 
 // Build builds the registry c names and measures its memory.
 func Build(c *Config) (Target, *Memory, error) {
+	return BuildWith(func() (Target, error) { return NewTarget(c) })
+}
+
+// BuildWith builds a registry with build and measures its memory.
+func BuildWith(build func() (Target, error)) (Target, *Memory, error) {
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	m := &Memory{base: residentBytes(), ResidentEnd: -1}
-	t, err := NewTarget(c)
+	m := &Memory{base: residentBytes(), heapBase: before.HeapAlloc, HeapEnd: -1}
+	t, err := build()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -46,11 +51,14 @@ func Build(c *Config) (Target, *Memory, error) {
 	return t, m, nil
 }
 
-// End records the resident memory at the end of the run.
-func (m *Memory) End() {
-	if now := residentBytes(); now >= 0 && m.base >= 0 {
-		m.ResidentEnd = now - m.base
-	}
+// End records the heap that t, the registry built, holds now. The
+// caller must have dropped everything else the run allocated.
+func (m *Memory) End(t Target) {
+	runtime.GC()
+	var now runtime.MemStats
+	runtime.ReadMemStats(&now)
+	m.HeapEnd = int64(now.HeapAlloc) - int64(m.heapBase)
+	runtime.KeepAlive(t)
 }
 
 // residentBytes is the process's resident memory from /proc/self/statm,

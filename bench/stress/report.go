@@ -18,8 +18,8 @@ func WriteTable(w io.Writer, r *Result) error {
 	fmt.Fprintf(w, "mix %s, seed %d, prefill %g\n", c.Mix, c.Seed, c.Prefill)
 	if m := r.Memory; m != nil {
 		fmt.Fprintf(w, "memory for capacity %d: %s reserved, %s resident empty", c.Capacity, bytesText(m.Reserved), bytesText(m.Resident))
-		if m.ResidentEnd >= 0 {
-			fmt.Fprintf(w, ", the process %s larger at the end (entries, workers' buffers)", bytesText(m.ResidentEnd))
+		if m.HeapEnd >= 0 {
+			fmt.Fprintf(w, ", %s of heap held at the end", bytesText(m.HeapEnd))
 		}
 		fmt.Fprintln(w)
 	}
@@ -123,7 +123,7 @@ type JSONRun struct {
 type JSONMemory struct {
 	Reserved    int64 `json:"reserved_bytes"`
 	Resident    int64 `json:"resident_bytes"`
-	ResidentEnd int64 `json:"resident_end_bytes"`
+	HeapEnd     int64 `json:"heap_end_bytes"`
 }
 
 type JSONVerify struct {
@@ -167,7 +167,7 @@ func NewJSONReport(runs ...*Result) *JSONReport {
 			Ops: []JSONOp{},
 		}
 		if m := r.Memory; m != nil {
-			jr.Memory = &JSONMemory{Reserved: m.Reserved, Resident: m.Resident, ResidentEnd: m.ResidentEnd}
+			jr.Memory = &JSONMemory{Reserved: m.Reserved, Resident: m.Resident, HeapEnd: m.HeapEnd}
 		}
 		if c.Verify {
 			jr.Verify = &JSONVerify{OK: len(r.Violations) == 0, Checks: r.Checks, FinalLen: r.FinalLen, Violations: append([]string{}, r.Violations...)}

@@ -30,7 +30,7 @@ func benchEngine(o *options, env *modeEnv) error {
 		if err != nil {
 			return err
 		}
-		mem.End()
+		mem.End(t)
 		res.Memory = mem
 		results = append(results, res)
 		if !o.json {
