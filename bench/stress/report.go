@@ -121,9 +121,9 @@ type JSONRun struct {
 
 // JSONMemory is Memory; -1 where it was not measured.
 type JSONMemory struct {
-	Reserved    int64 `json:"reserved_bytes"`
-	Resident    int64 `json:"resident_bytes"`
-	HeapEnd     int64 `json:"heap_end_bytes"`
+	Reserved int64 `json:"reserved_bytes"`
+	Resident int64 `json:"resident_bytes"`
+	HeapEnd  int64 `json:"heap_end_bytes"`
 }
 
 type JSONVerify struct {
