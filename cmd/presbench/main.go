@@ -173,7 +173,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("%w: %w", errUsage, err)
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("%w: unexpected arguments: %v", errUsage, fs.Args())
+		hint := ""
+		if a := fs.Arg(0); a == "true" || a == "false" {
+			hint = " (a boolean flag takes its value after =, as in -cluster-kill=false)"
+		}
+		return nil, fmt.Errorf("%w: unexpected arguments: %v%s", errUsage, fs.Args(), hint)
 	}
 	if !slices.Contains(modes, o.mode) {
 		return nil, fmt.Errorf("%w: mode %q: want %s", errUsage, o.mode, strings.Join(modes, ", "))

@@ -101,6 +101,7 @@ func TestBadFlagsOneLineWithHint(t *testing.T) {
 		{[]string{"-dist", "zipf", "-zipf-s", "0.5"}, "zipf-s"},
 		{[]string{"-prefill", "2"}, "prefill"},
 		{[]string{"extra-arg"}, "unexpected arguments: [extra-arg]"},
+		{[]string{"-mode", "cluster", "-cluster-kill", "false"}, "-cluster-kill=false"},
 		{[]string{"-quiet", "-progress"}, "-quiet and -progress"},
 		{[]string{"-mode", "cluster", "-cluster-nodes", "1"}, "cluster-nodes"},
 		{[]string{"-mode", "cluster", "-duration", "1s"}, "-cluster-duration"},
