@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -178,34 +177,36 @@ func envelope(t *testing.T, out []byte, mode string, report any) *runinfo.Envelo
 // TestEngineJSON: -json carries the figures of every run, the ratios and
 // the memory of the configuration, and the memory follows -capacity.
 func TestEngineJSON(t *testing.T) {
-	reserved := map[int]int64{}
-	for _, capacity := range []int{1024, 65536} {
-		var out, errOut bytes.Buffer
-		args := []string{"-ops", "5000", "-json", "-preset", "churn", "-compare", "-capacity", strconv.Itoa(capacity)}
-		if code := run(args, &out, &errOut); code != 0 {
-			t.Fatalf("exit %d: %s", code, errOut.String())
-		}
-		var rep stress.JSONReport
-		envelope(t, out.Bytes(), "engine", &rep)
-		if len(rep.Runs) != 2 || rep.Runs[0].Target != "engine" || rep.Runs[1].Target != "baseline" {
-			t.Fatalf("runs: %+v", rep.Runs)
-		}
-		for _, r := range rep.Runs {
-			if r.TotalOps != 5000 || r.OpsPerS <= 0 || len(r.Ops) == 0 || r.Ops[0].P50 <= 0 || r.Capacity != capacity {
-				t.Fatalf("run: %+v", r)
-			}
-			if r.Memory == nil || r.Memory.Reserved <= 0 {
-				t.Fatalf("%s: no memory: %+v", r.Target, r.Memory)
-			}
-		}
-		if rep.Ratios["all"] <= 0 || rep.Versus["baseline"]["all"] != rep.Ratios["all"] {
-			t.Fatalf("ratios: %v, versus %v", rep.Ratios, rep.Versus)
-		}
-		reserved[capacity] = rep.Runs[0].Memory.Reserved
+	var out, errOut bytes.Buffer
+	if code := run([]string{"-ops", "5000", "-json", "-preset", "churn", "-compare", "-capacity", "1024", "-workers", "2"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
+	var rep stress.JSONReport
+	envelope(t, out.Bytes(), "engine", &rep)
+	if len(rep.Runs) != 2 || rep.Runs[0].Target != "engine" || rep.Runs[1].Target != "baseline" {
+		t.Fatalf("runs: %+v", rep.Runs)
+	}
+	for _, r := range rep.Runs {
+		if r.TotalOps != 5000 || r.OpsPerS <= 0 || len(r.Ops) == 0 || r.Ops[0].P50 <= 0 || r.Capacity != 1024 {
+			t.Fatalf("run: %+v", r)
+		}
+		if r.Memory == nil || r.Memory.Reserved <= 0 || r.Memory.HeapEnd <= 0 {
+			t.Fatalf("%s: no memory: %+v", r.Target, r.Memory)
+		}
+	}
+	if rep.Ratios["all"] <= 0 || rep.Versus["baseline"]["all"] != rep.Ratios["all"] {
+		t.Fatalf("ratios: %v, versus %v", rep.Ratios, rep.Versus)
+	}
+
 	// 64 times the entries: the engine's reservation follows its capacity.
-	if reserved[65536] < 16*reserved[1024] {
-		t.Fatalf("reserved for 1,024 entries %d, for 65,536 %d", reserved[1024], reserved[65536])
+	out.Reset()
+	if code := run([]string{"-ops", "1000", "-json", "-capacity", "65536", "-prefill", "0", "-workers", "2"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var big stress.JSONReport
+	envelope(t, out.Bytes(), "engine", &big)
+	if small, large := rep.Runs[0].Memory.Reserved, big.Runs[0].Memory.Reserved; large < 16*small {
+		t.Fatalf("reserved for 1,024 entries %d, for 65,536 %d", small, large)
 	}
 }
 
@@ -266,7 +267,7 @@ func fastProgress(t *testing.T, args ...string) *options {
 func TestProgressLines(t *testing.T) {
 	var out bytes.Buffer
 	var errOut lockedBuffer
-	o := fastProgress(t, "-progress", "-duration", "500ms", "-workers", "2", "-compare")
+	o := fastProgress(t, "-progress", "-duration", "300ms", "-workers", "2", "-compare")
 	if code := execute(o, &out, &errOut); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
@@ -275,13 +276,13 @@ func TestProgressLines(t *testing.T) {
 		t.Fatalf("lines by phase %v:\n%s", phases, errOut.String())
 	}
 	// The defaults: nothing in a run shorter than 2 s.
-	o, err := parseFlags([]string{"-progress", "-duration", "300ms", "-workers", "2"}, &bytes.Buffer{})
+	o, err := parseFlags([]string{"-progress", "-duration", "200ms", "-workers", "2"}, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	errOut = lockedBuffer{}
 	if code := execute(o, &out, &errOut); code != 0 || errOut.String() != "" {
-		t.Fatalf("exit %d, stderr of a 300 ms run:\n%s", code, errOut.String())
+		t.Fatalf("exit %d, stderr of a 200 ms run:\n%s", code, errOut.String())
 	}
 }
 
@@ -294,7 +295,7 @@ func TestNoProgressUnlessAsked(t *testing.T) {
 	}
 	defer f.Close()
 	var out bytes.Buffer
-	if code := execute(fastProgress(t, "-duration", "300ms", "-workers", "2"), &out, f); code != 0 {
+	if code := execute(fastProgress(t, "-duration", "200ms", "-workers", "2"), &out, f); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 	if b, _ := os.ReadFile(f.Name()); len(b) != 0 {
