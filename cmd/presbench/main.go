@@ -136,7 +136,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	target := "engine"
 	register("engine", func() {
 		fs.StringVar(&target, "target", target, "registry to run: engine or baseline (the naive one: sync.RWMutex, maps, encoding/json)")
-		fs.BoolVar(&o.compare, "compare", false, "run the engine, then the baseline, on the same workload, and print the ratios")
+		fs.BoolVar(&o.compare, "compare", false, "run the engine, then the baseline, on the same workload, and print the ratios (for centrifuge too: cd bench/peers && go run ./cmd/presbench-peers)")
 		workload = stress.RegisterFlags(fs)
 	})
 	l := &o.load
