@@ -18,6 +18,11 @@ type Memory struct {
 	// was built, empty: what it costs before any entry. -1 where /proc
 	// does not say.
 	Resident int64
+	// ResidentEnd is how much the process's resident memory grew from
+	// before building to the end of the run: the registry's pages its
+	// entries touched, and also the run's buffers and histograms (about
+	// a megabyte). -1 where /proc does not say, or before End.
+	ResidentEnd int64
 	// HeapEnd is the live heap the registry holds at the end of the run,
 	// with its entries: the heap after a collection, less what it was
 	// before building. -1 before End.
@@ -37,7 +42,7 @@ func BuildWith(build func() (Target, error)) (Target, *Memory, error) {
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	m := &Memory{base: residentBytes(), heapBase: before.HeapAlloc, HeapEnd: -1}
+	m := &Memory{base: residentBytes(), heapBase: before.HeapAlloc, HeapEnd: -1, ResidentEnd: -1}
 	t, err := build()
 	if err != nil {
 		return nil, nil, err
@@ -51,9 +56,13 @@ func BuildWith(build func() (Target, error)) (Target, *Memory, error) {
 	return t, m, nil
 }
 
-// End records the heap that t, the registry built, holds now. The
-// caller must have dropped everything else the run allocated.
+// End records the resident memory now, and the heap that t, the registry
+// built, holds. The caller must have dropped everything else the run
+// allocated.
 func (m *Memory) End(t Target) {
+	if now := residentBytes(); now >= 0 && m.base >= 0 {
+		m.ResidentEnd = now - m.base
+	}
 	runtime.GC()
 	var now runtime.MemStats
 	runtime.ReadMemStats(&now)

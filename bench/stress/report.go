@@ -19,7 +19,7 @@ func WriteTable(w io.Writer, r *Result) error {
 	if m := r.Memory; m != nil {
 		fmt.Fprintf(w, "memory for capacity %d: %s reserved, %s resident empty", c.Capacity, bytesText(m.Reserved), bytesText(m.Resident))
 		if m.HeapEnd >= 0 {
-			fmt.Fprintf(w, ", %s of heap held at the end", bytesText(m.HeapEnd))
+			fmt.Fprintf(w, "; at the end %s resident (with the run's buffers), %s of heap held", bytesText(m.ResidentEnd), bytesText(m.HeapEnd))
 		}
 		fmt.Fprintln(w)
 	}
@@ -121,9 +121,10 @@ type JSONRun struct {
 
 // JSONMemory is Memory; -1 where it was not measured.
 type JSONMemory struct {
-	Reserved int64 `json:"reserved_bytes"`
-	Resident int64 `json:"resident_bytes"`
-	HeapEnd  int64 `json:"heap_end_bytes"`
+	Reserved    int64 `json:"reserved_bytes"`
+	Resident    int64 `json:"resident_bytes"`
+	ResidentEnd int64 `json:"resident_end_bytes"`
+	HeapEnd     int64 `json:"heap_end_bytes"`
 }
 
 type JSONVerify struct {
@@ -167,7 +168,7 @@ func NewJSONReport(runs ...*Result) *JSONReport {
 			Ops: []JSONOp{},
 		}
 		if m := r.Memory; m != nil {
-			jr.Memory = &JSONMemory{Reserved: m.Reserved, Resident: m.Resident, HeapEnd: m.HeapEnd}
+			jr.Memory = &JSONMemory{Reserved: m.Reserved, Resident: m.Resident, ResidentEnd: m.ResidentEnd, HeapEnd: m.HeapEnd}
 		}
 		if c.Verify {
 			jr.Verify = &JSONVerify{OK: len(r.Violations) == 0, Checks: r.Checks, FinalLen: r.FinalLen, Violations: append([]string{}, r.Violations...)}

@@ -74,6 +74,7 @@ func WriteSideBySide(w io.Writer, runs ...*Result) error {
 	}
 	memRow("memory reserved", func(m *Memory) int64 { return m.Reserved })
 	memRow("resident, empty", func(m *Memory) int64 { return m.Resident })
+	memRow("resident at the end", func(m *Memory) int64 { return m.ResidentEnd })
 	memRow("heap held at the end", func(m *Memory) int64 { return m.HeapEnd })
 	if err := tw.Flush(); err != nil {
 		return err

@@ -190,7 +190,7 @@ func TestEngineJSON(t *testing.T) {
 		if r.TotalOps != 5000 || r.OpsPerS <= 0 || len(r.Ops) == 0 || r.Ops[0].P50 <= 0 || r.Capacity != 1024 {
 			t.Fatalf("run: %+v", r)
 		}
-		if r.Memory == nil || r.Memory.Reserved <= 0 || r.Memory.HeapEnd <= 0 {
+		if r.Memory == nil || r.Memory.Reserved <= 0 || r.Memory.HeapEnd <= 0 || r.Memory.ResidentEnd < 0 {
 			t.Fatalf("%s: no memory: %+v", r.Target, r.Memory)
 		}
 	}
