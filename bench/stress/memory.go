@@ -21,7 +21,9 @@ type Memory struct {
 	// ResidentEnd is how much the process's resident memory grew from
 	// before building to the end of the run: the registry's pages its
 	// entries touched, and also the run's buffers and histograms (about
-	// a megabyte). -1 where /proc does not say, or before End.
+	// a megabyte). It is floored at 0: memory that an earlier run in the
+	// process gives back meanwhile makes it shrink. -1 where /proc does
+	// not say, or before End.
 	ResidentEnd int64
 	// HeapEnd is the live heap the registry holds at the end of the run,
 	// with its entries: the heap after a collection, less what it was
@@ -61,7 +63,7 @@ func BuildWith(build func() (Target, error)) (Target, *Memory, error) {
 // allocated.
 func (m *Memory) End(t Target) {
 	if now := residentBytes(); now >= 0 && m.base >= 0 {
-		m.ResidentEnd = now - m.base
+		m.ResidentEnd = max(0, now-m.base)
 	}
 	runtime.GC()
 	var now runtime.MemStats
