@@ -53,7 +53,7 @@ func BuildWith(build func() (Target, error)) (Target, *Memory, error) {
 	m.Reserved = int64(after.TotalAlloc - before.TotalAlloc)
 	m.Resident = -1
 	if now := residentBytes(); now >= 0 && m.base >= 0 {
-		m.Resident = now - m.base
+		m.Resident = max(0, now-m.base)
 	}
 	return t, m, nil
 }
