@@ -15,8 +15,8 @@ type Memory struct {
 	// first written.
 	Reserved int64
 	// Resident is how much the process's resident memory grew while it
-	// was built, empty: what it costs before any entry. -1 where /proc
-	// does not say.
+	// was built, empty: what it costs before any entry; floored at 0.
+	// -1 where /proc does not say.
 	Resident int64
 	// ResidentEnd is how much the process's resident memory grew from
 	// before building to the end of the run: the registry's pages its
