@@ -17,15 +17,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/presencekit/presence/bench/progress"
 	"github.com/presencekit/presence/cluster"
 	"github.com/presencekit/presence/engine"
@@ -96,64 +92,6 @@ type Report struct {
 	HeartbeatSec      float64 `json:"heartbeat_sec"`
 	DownAfterSec      float64 `json:"down_after_sec"`
 }
-
-type benchNode struct {
-	ns *server.Server
-	nc *nats.Conn
-	e  *engine.Engine
-	n  *cluster.Node
-}
-
-func startBenchNATS(n int) ([]*server.Server, error) {
-	var ss []*server.Server
-	for i := range n {
-		opts := &server.Options{ServerName: fmt.Sprintf("s%d", i), Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-			Cluster: server.ClusterOpts{Name: "presbench", Host: "127.0.0.1", Port: -1}}
-		if i > 0 {
-			opts.Routes = server.RoutesFromStr("nats://" + ss[0].ClusterAddr().String())
-		}
-		s, err := server.NewServer(opts)
-		if err != nil {
-			return ss, err
-		}
-		go s.Start()
-		if !s.ReadyForConnections(10 * time.Second) {
-			return ss, errors.New("nats-server did not start")
-		}
-		ss = append(ss, s)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for _, s := range ss {
-		for s.NumRemotes() != n-1 {
-			if time.Now().After(deadline) {
-				return ss, errors.New("the NATS cluster did not form")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	return ss, nil
-}
-
-var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
-
-func startBenchNode(s *server.Server, name string, capacity int, cfg cluster.Config) (*benchNode, error) {
-	nc, err := nats.Connect(s.ClientURL(), nats.InProcessServer(s))
-	if err != nil {
-		return nil, err
-	}
-	e, err := engine.New(engine.Config{Capacity: capacity, MaxPerSocket: capacity, RefTag: cluster.RefTag(name), History: 4096})
-	if err != nil {
-		return nil, err
-	}
-	cfg.Node, cfg.Logger = name, quietLog
-	n, err := cluster.Start(context.Background(), nc, e, cfg)
-	if err != nil {
-		return nil, err
-	}
-	return &benchNode{ns: s, nc: nc, e: e, n: n}, nil
-}
-
-func (b *benchNode) close() { b.n.Close(); b.nc.Close() }
 
 // Run starts the cluster in process, measures it and returns the report;
 // m follows its phases, stderr gets what goes wrong under load.
@@ -455,58 +393,4 @@ func WriteTable(w io.Writer, r *Report) error {
 	}
 	_, err := fmt.Fprintf(w, "  gaps %d, resyncs %d, remote ErrFull %d\n", r.Gaps, r.Resyncs, r.RemoteFull)
 	return err
-}
-
-// remoteOf returns how many entries of the named node nd holds.
-func remoteOf(nd *benchNode, name string) int {
-	for _, p := range nd.n.Nodes() {
-		if p.Name == name {
-			if p.State == cluster.StateDown {
-				return 0
-			}
-			return p.Entries
-		}
-	}
-	return 0
-}
-
-// visibility tracks probes from..to on a and returns how long each took to
-// show in a List on b.
-func visibility(a, b *benchNode, from, to int, buf []byte, done *atomic.Int64) ([]time.Duration, error) {
-	lat := make([]time.Duration, 0, to-from)
-	for i := from; i < to; i++ {
-		topic := fmt.Sprintf("vis:%d", i)
-		start := time.Now()
-		if err := a.e.Track(1<<40+engine.SocketID(i), topic, "probe", nil); err != nil {
-			return nil, err
-		}
-		a.n.Changed(topic)
-		for {
-			l, err := b.e.List(topic, buf)
-			if err != nil {
-				return nil, err
-			}
-			if len(l) > 2 {
-				break
-			}
-			if time.Since(start) > 10*time.Second {
-				return nil, errors.New("an entry never became visible")
-			}
-			time.Sleep(20 * time.Microsecond)
-		}
-		lat = append(lat, time.Since(start))
-		done.Add(1)
-		time.Sleep(2 * time.Millisecond)
-	}
-	if len(lat) == 0 {
-		return nil, errors.New("no visibility sample")
-	}
-	return lat, nil
-}
-
-// quantiles returns the p50, p99 and max of lat in milliseconds.
-func quantiles(lat []time.Duration) (p50, p99, maxMs float64) {
-	slices.Sort(lat)
-	q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
-	return q(0.5), q(0.99), q(1)
 }
