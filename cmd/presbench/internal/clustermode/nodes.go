@@ -14,7 +14,7 @@ import (
 	"github.com/presencekit/presence/engine"
 )
 
-// A node of the measured cluster: its NATS server, connection, engine and
+// benchNode is a node of the measured cluster: its NATS server, connection, engine and
 // cluster.Node, all in this process.
 type benchNode struct {
 	ns *server.Server
