@@ -28,6 +28,8 @@ import (
 	"net/url"
 	"sync/atomic"
 	"time"
+
+	"github.com/presencekit/presence/bench/progress"
 )
 
 // Driver connects clients to one kind of server.
@@ -148,6 +150,9 @@ type Config struct {
 	// memory /proc shows; 0 reports the client side only.
 	ServerPID int
 	Room      string // room name prefix
+	// Progress, when not nil, follows the workload's phases (connect,
+	// then the workload's own) for a person watching.
+	Progress *progress.Meter
 }
 
 // Validate reports the first problem with c.

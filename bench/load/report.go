@@ -1,11 +1,14 @@
 package load
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
 	"text/tabwriter"
+
+	"github.com/presencekit/presence/bench/runinfo"
 )
 
 // row is one line of the table: a label and how to show a result.
@@ -159,9 +162,21 @@ func WriteJSON(w io.Writer, results ...*Result) error {
 	return enc.Encode(results)
 }
 
-// ReadJSON reads what WriteJSON wrote.
+// ReadJSON reads what WriteJSON wrote, or what presbench -mode server
+// -json wrote: the same array in a runinfo envelope.
 func ReadJSON(r io.Reader) ([]*Result, error) {
+	var raw json.RawMessage
+	if err := json.NewDecoder(r).Decode(&raw); err != nil {
+		return nil, err
+	}
 	var out []*Result
-	err := json.NewDecoder(r).Decode(&out)
+	if err := json.Unmarshal(raw, &out); err == nil {
+		return out, nil
+	}
+	env, err := runinfo.ReadJSON(bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	err = json.Unmarshal(env.Report, &out)
 	return out, err
 }

@@ -117,6 +117,7 @@ type run struct {
 	res           *Result
 	counters      Counters
 	connectErrors atomic.Int64
+	joined        atomic.Int64 // clients connected and joined, for Progress
 	proc          ProcStats
 	baseRSS       int64
 
@@ -234,7 +235,11 @@ func (r *run) open(ctx context.Context, m *member) error {
 	r.clients = append(r.clients, c)
 	r.mu.Unlock()
 	m.client = c
-	return c.Join(ctx, m.room)
+	if err := c.Join(ctx, m.room); err != nil {
+		return err
+	}
+	r.joined.Add(1)
+	return nil
 }
 
 // completion counts members whose roster holds their whole room.
@@ -279,6 +284,7 @@ func (r *run) members(n int, room func(i int) string) []*member {
 func (r *run) fill(ctx context.Context, ms []*member, size func(i int) int) error {
 	comp := newCompletion(len(ms))
 	r.res.Rosters = len(ms)
+	r.cfg.Progress.Phase("connect and join", r.joined.Load)
 	for i, m := range ms {
 		comp.watch(m.ev.Roster, size(i))
 	}
@@ -328,6 +334,7 @@ func (r *run) idle(ctx context.Context) error {
 	if err := r.fill(ctx, ms, size); err != nil {
 		return err
 	}
+	r.cfg.Progress.Phase("idle", nil)
 	select {
 	case <-time.After(r.cfg.Duration):
 	case <-ctx.Done():
@@ -490,6 +497,7 @@ func (r *run) churn(ctx context.Context) error {
 		wait(t.leaves, key, leave, false)
 		wait(t.joins, key, join, err != nil)
 	}
+	r.cfg.Progress.Phase("churn (leaves and joins)", actions.Load)
 	frames0 := r.counters.PresenceFrames.Load()
 	start := time.Now()
 	tick := time.NewTicker(time.Duration(float64(time.Second) / r.cfg.Rate))
@@ -563,6 +571,7 @@ func (r *run) fanout(ctx context.Context) error {
 	total := int(r.cfg.Duration / interval)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	r.cfg.Progress.Phase("fanout (messages delivered)", delivered.Load)
 	start := time.Now()
 	var err error
 loop:

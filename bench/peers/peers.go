@@ -44,7 +44,7 @@ var Peers = []Peer{
 	}},
 	{"baseline", func(c int) Registry { return registry.NewBaseline(c) }},
 	{"syncmap", func(c int) Registry { return newSyncMap(c) }},
-	{"centrifuge", func(c int) Registry { return newCentrifuge() }},
+	{"centrifuge", func(c int) Registry { return newCentrifuge(c) }},
 }
 
 // listed is the engine's List element, for peers that encode with
@@ -55,7 +55,7 @@ type listed struct {
 }
 
 var (
-	errFull    = errors.New("full")
+	errFull    = registry.ErrFull
 	errInvalid = errors.New("invalid meta")
 )
 
@@ -156,40 +156,62 @@ func (m *syncMap) Count(topic string) int {
 // centrifugeReg drives centrifuge's MemoryPresenceManager the way its
 // server does: a client id per connection, the user id and channel info
 // per subscription, and the channels of each client remembered for
-// disconnect.
+// disconnect. It holds at most capacity entries, as the engine does, and
+// refuses more with registry.ErrFull.
 type centrifugeReg struct {
 	pm       *centrifuge.MemoryPresenceManager
+	capacity int
 	mu       sync.Mutex
 	channels map[uint64]map[string]struct{}
+	n        int // entries, under mu
 }
 
-func newCentrifuge() *centrifugeReg {
+func newCentrifuge(capacity int) *centrifugeReg {
 	pm, err := centrifuge.NewMemoryPresenceManager(nil, centrifuge.MemoryPresenceManagerConfig{})
 	if err != nil {
 		panic(err)
 	}
-	return &centrifugeReg{pm: pm, channels: map[uint64]map[string]struct{}{}}
+	return &centrifugeReg{pm: pm, capacity: capacity, channels: map[uint64]map[string]struct{}{}}
 }
 
 func (c *centrifugeReg) Track(s uint64, topic, key string, meta []byte) error {
+	// Reserve the entry first, so that concurrent Tracks never pass the
+	// capacity.
+	c.mu.Lock()
+	_, update := c.channels[s][topic]
+	if !update {
+		if c.n >= c.capacity {
+			c.mu.Unlock()
+			return registry.ErrFull
+		}
+		if c.channels[s] == nil {
+			c.channels[s] = map[string]struct{}{}
+		}
+		c.channels[s][topic] = struct{}{}
+		c.n++
+	}
+	c.mu.Unlock()
 	id := strconv.FormatUint(s, 10)
 	info := &centrifuge.ClientInfo{ClientID: id, UserID: key, ChanInfo: append([]byte(nil), meta...)}
 	if err := c.pm.AddPresence(topic, id, info); err != nil {
+		if !update {
+			c.mu.Lock()
+			delete(c.channels[s], topic)
+			c.n--
+			c.mu.Unlock()
+		}
 		return err
 	}
-	c.mu.Lock()
-	if c.channels[s] == nil {
-		c.channels[s] = map[string]struct{}{}
-	}
-	c.channels[s][topic] = struct{}{}
-	c.mu.Unlock()
 	return nil
 }
 
 func (c *centrifugeReg) Untrack(s uint64, topic string) bool {
 	c.mu.Lock()
 	_, ok := c.channels[s][topic]
-	delete(c.channels[s], topic)
+	if ok {
+		delete(c.channels[s], topic)
+		c.n--
+	}
 	c.mu.Unlock()
 	if ok {
 		c.pm.RemovePresence(topic, strconv.FormatUint(s, 10), "")
@@ -201,6 +223,7 @@ func (c *centrifugeReg) UntrackAll(s uint64) int {
 	c.mu.Lock()
 	chans := c.channels[s]
 	delete(c.channels, s)
+	c.n -= len(chans)
 	c.mu.Unlock()
 	id := strconv.FormatUint(s, 10)
 	for topic := range chans {

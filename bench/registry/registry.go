@@ -106,7 +106,11 @@ func (t Baseline) Len() int            { return t.R.Len() }
 func (t Baseline) Cap() int            { return t.R.Capacity() }
 func (t Baseline) ReadRetries() uint64 { return 0 }
 
+// ErrFull is the "full" error of peers that have no such error of their
+// own, such as those of bench/peers that are held to a capacity.
+var ErrFull = errors.New("registry: full")
+
 // IsFull reports whether err is a registry's "full" error.
 func IsFull(err error) bool {
-	return errors.Is(err, engine.ErrFull) || errors.Is(err, baseline.ErrFull)
+	return errors.Is(err, engine.ErrFull) || errors.Is(err, baseline.ErrFull) || errors.Is(err, ErrFull)
 }

@@ -327,3 +327,28 @@ func (c *client) fail(err error) {
 		ch <- reply{err: err}
 	}
 }
+
+// ErrNoServer is Probe's error when no Phoenix WebSocket endpoint answers
+// at the URL.
+var ErrNoServer = errors.New("no server answers")
+
+// Probe opens one WebSocket to the URL and closes it, within 5 s, so that
+// a command finds out at once that nothing listens there.
+func (d *Driver) Probe(ctx context.Context) error {
+	u, err := url.Parse(d.URL)
+	if err != nil {
+		return fmt.Errorf("%w at %s: %w", ErrNoServer, d.URL, err)
+	}
+	q := u.Query()
+	q.Set("vsn", "2.0.0")
+	q.Set("name", "presbench-probe")
+	u.RawQuery = q.Encode()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	conn, _, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{HTTPClient: hc})
+	if err != nil {
+		return fmt.Errorf("%w at %s: %w", ErrNoServer, d.URL, err)
+	}
+	return conn.Close(websocket.StatusNormalClosure, "")
+}

@@ -2,4 +2,4 @@
 
 package main
 
-const clusterRace = false
+const raceEnabled = false

@@ -35,7 +35,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, mod := range map[string]func(*Config){
-		"target":    func(c *Config) { c.Target = "redis" },
+		"target":    func(c *Config) { c.Target = "" },
 		"capacity":  func(c *Config) { c.Capacity = -1 },
 		"topics":    func(c *Config) { c.Topics = 0 },
 		"dist":      func(c *Config) { c.Dist = "normal" },

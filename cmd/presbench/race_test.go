@@ -2,4 +2,4 @@
 
 package main
 
-const clusterRace = true
+const raceEnabled = true

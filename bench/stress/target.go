@@ -2,6 +2,7 @@ package stress
 
 import (
 	"errors"
+	"fmt"
 	"io"
 
 	"github.com/presencekit/presence/bench/registry"
@@ -10,6 +11,9 @@ import (
 
 // Target is a registry under test.
 type Target = registry.Stressed
+
+// ErrUnknownTarget is NewTarget's error for a name it does not know.
+var ErrUnknownTarget = errors.New("stress: unknown target")
 
 // NewTarget builds the registry that c names.
 func NewTarget(c *Config) (Target, error) {
@@ -29,7 +33,7 @@ func NewTarget(c *Config) (Target, error) {
 	case "baseline":
 		return registry.NewBaseline(c.Capacity), nil
 	}
-	return nil, errors.New("unknown target " + c.Target)
+	return nil, fmt.Errorf("%w: %q", ErrUnknownTarget, c.Target)
 }
 
 // failure names why an operation failed, for the report.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/presencekit/presence/bench/progress"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/presencekit/presence/engine"
@@ -34,6 +35,7 @@ type Result struct {
 	MaxTopic    int      // members of the largest topic when the workers stopped
 	Violations  []string // invariants the verifier saw broken
 	Ops         []OpResult
+	Memory      *Memory // what the registry costs, when built with Build
 }
 
 // OpResult is one operation's share of a run.
@@ -64,12 +66,10 @@ type worker struct {
 	verifier *verifier
 }
 
-// Progress is called about once a second while a run goes.
-type Progress func(elapsed time.Duration, ops int64)
-
 // Run runs cfg against t until the duration or operation count is reached,
-// or ctx ends; then the report is of what ran.
-func Run(ctx context.Context, cfg Config, t Target, progress Progress) (*Result, error) {
+// or ctx ends; then the report is of what ran. m, when not nil, follows
+// the prefill and the run, named after cfg.Target.
+func Run(ctx context.Context, cfg Config, t Target, m *progress.Meter) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -100,6 +100,7 @@ func Run(ctx context.Context, cfg Config, t Target, progress Progress) (*Result,
 	}
 
 	// Prefill, unmeasured, so that reads start on populated topics.
+	prefilled := m.Counter(cfg.Target + " prefill")
 	var prefill errgroup.Group
 	for i, w := range workers {
 		n := int(cfg.Prefill*float64(cfg.Capacity)) / cfg.Workers
@@ -107,8 +108,11 @@ func Run(ctx context.Context, cfg Config, t Target, progress Progress) (*Result,
 			n += int(cfg.Prefill*float64(cfg.Capacity)) % cfg.Workers
 		}
 		prefill.Go(func() error {
-			for range n {
+			for i := range n {
 				w.do(&cfg, t, w.gen.step(OpTrack))
+				if i&63 == 63 {
+					prefilled.Add(64)
+				}
 			}
 			w.hist[OpTrack].Reset()
 			w.fails[OpTrack] = [4]int64{}
@@ -123,29 +127,13 @@ func Run(ctx context.Context, cfg Config, t Target, progress Progress) (*Result,
 		runCtx, cancel = context.WithTimeout(runCtx, cfg.Duration)
 		defer cancel()
 	}
+	m.Phase(cfg.Target, func() (n int64) {
+		for _, w := range workers {
+			n += w.done.Load()
+		}
+		return n
+	})
 	start := time.Now()
-	stopProgress := make(chan struct{})
-	var progressDone sync.WaitGroup
-	if progress != nil {
-		progressDone.Add(1)
-		go func() {
-			defer progressDone.Done()
-			tick := time.NewTicker(time.Second)
-			defer tick.Stop()
-			for {
-				select {
-				case <-stopProgress:
-					return
-				case <-tick.C:
-					var n int64
-					for _, w := range workers {
-						n += w.done.Load()
-					}
-					progress(time.Since(start), n)
-				}
-			}
-		}()
-	}
 
 	checkCtx, stopChecks := context.WithCancel(context.Background())
 	var checks sync.WaitGroup
@@ -175,8 +163,6 @@ func Run(ctx context.Context, cfg Config, t Target, progress Progress) (*Result,
 	elapsed := time.Since(start)
 	stopChecks()
 	checks.Wait()
-	close(stopProgress)
-	progressDone.Wait()
 
 	res := &Result{
 		Target:      cfg.Target,
