@@ -137,7 +137,8 @@ func newNodeServer(presence *engine.Engine, window, heartbeat time.Duration, nod
 			Handlers: map[string]channel.Handler{
 				"get_presence": handleGetPresence,
 				"new_msg":      handleNewMsg,
-				"set_status":   handleSetStatus,
+				"set_status":   rememberStatus(handleSetStatus), // typing.go
+				"set_typing":   handleSetTyping,                 // typing.go
 			},
 		}},
 	})
