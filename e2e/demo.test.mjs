@@ -7,6 +7,7 @@
 import {test, before, after} from "node:test"
 import assert from "node:assert/strict"
 import {mkdirSync} from "node:fs"
+import net from "node:net"
 import path from "node:path"
 import {fileURLToPath} from "node:url"
 import {launch, openChat} from "./chromium.mjs"
@@ -51,6 +52,7 @@ test("count, you, away, typing, a lost server and its return, and a failed messa
   assert.ok(annSelf.me && annSelf.text.includes("(you)"), "yourself is marked")
   assert.ok(!(await row(ann, "Ben Okafor")).me)
   assert.equal((await row(ann, "Ben Okafor")).initials, "BO")
+  assert.doesNotMatch(annSelf.text, /\bon local\b/, "no node is named when not clustered")
 
   // Away: another colour, and the count says so.
   await ben.click("#away")
@@ -109,6 +111,27 @@ test("count, you, away, typing, a lost server and its return, and a failed messa
   await ann.click("#log .failed button")
   await ben.waitForFunction(() => document.getElementById("log").textContent.includes("ann: sent while offline"))
   await ann.waitForFunction(() => document.querySelectorAll("#log .failed, #log .pending").length === 0)
+  await ann.close()
+  await ben.close()
+})
+
+async function freePort() {
+  const srv = net.createServer()
+  await new Promise(r => srv.listen(0, "127.0.0.1", r))
+  const {port} = srv.address()
+  await new Promise(r => srv.close(r))
+  return port
+}
+
+test("clustered, each member shows the node it is on", async () => {
+  const natsPort = await freePort()
+  const a = await server(["-node", "a", "-nats-listen", `127.0.0.1:${natsPort}`])
+  const b = await server(["-node", "b", "-nats", `nats://127.0.0.1:${natsPort}`])
+  const ann = await openChat(browser, a.url, "ann", "nodes")
+  const ben = await openChat(browser, b.url, "ben", "nodes")
+  await waitRows(ann, 2)
+  assert.match((await row(ann, "ann")).text, /· on a$/)
+  assert.match((await row(ann, "ben")).text, /· on b$/)
   await ann.close()
   await ben.close()
 })
