@@ -102,7 +102,7 @@ test("count, you, away, typing, a lost server and its return, and a failed messa
   // ben still away; the retry delivers the message.
   srv = await server(["-addr", addr])
   for (const page of [ann, ben]) {
-    await page.waitForFunction(() => document.body.dataset.connection === "online", null, {timeout: 20000})
+    await page.waitForFunction(() => document.body.dataset.connection === "online", null, {timeout: 30000})
     await waitRows(page, 2)
     await page.waitForSelector("#chat:not(.stale)")
   }
