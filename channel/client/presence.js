@@ -86,7 +86,7 @@ export class Channel {
     this.topic = topic
     this.params = params || {}
     this.socket = socket
-    this.state = "closed" // closed, joining, joined, leaving
+    this.state = "closed" // closed, joining, joined, leaving, errored (retried), refused (not)
     this.joinRef = null
     this.bindings = []
     this.bindingRef = 0
