@@ -477,6 +477,7 @@ test("the connection state goes connecting, online, reconnecting, offline, and b
   const changes = []
   socket.onStateChange((state, previous) => changes.push([previous, state]))
   assert.equal(socket.state, "offline", "before connect")
+  assert.equal(new Socket("/s", {transport: FakeWebSocket}).offlineAfterMs, 10000, "the default")
   socket.connect()
   conns[0].open()
   assert.equal(socket.state, "online")
