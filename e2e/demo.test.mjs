@@ -154,6 +154,8 @@ test("a refused join and a refused message show their reason", async () => {
   await ben.click("#rejoin")
   await ben.waitForSelector('#online li[data-user="ben"]')
   assert.equal(await ben.isVisible("#refusal"), false)
+  const joins = ben.sent.filter(f => JSON.parse(f)[3] === "phx_join").length
+  assert.equal(joins, 2, "one refused join, no retry (the first would come after 100 ms), and the one of try again")
 
   // A message the server refuses is marked failed with the server's reason.
   await ben.fill("#body", "x".repeat(2001))
