@@ -2,39 +2,21 @@
 // closing one removes it from the other.
 import {test, before, after} from "node:test"
 import assert from "node:assert/strict"
-import {existsSync} from "node:fs"
-import {chromium} from "playwright-core"
+import {launch, openChat as open} from "./chromium.mjs"
 import {startServer} from "./server.mjs"
 
 let server, browser
 
-const executablePath = process.env.CHROMIUM ||
-  ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find(p => existsSync(p))
-
 before(async () => {
-  assert.ok(executablePath, "Chromium not found: install Debian's chromium package or set CHROMIUM")
   server = await startServer()
-  browser = await chromium.launch({
-    executablePath,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  })
+  browser = await launch()
 })
 after(async () => {
   await browser?.close()
   await server?.stop()
 })
 
-async function openChat(name) {
-  const page = await browser.newPage()
-  page.on("pageerror", err => { throw err })
-  await page.goto(server.url)
-  await page.fill("#name", name)
-  await page.fill("#room", "e2e")
-  await page.click("#login button")
-  await page.waitForSelector("#chat.on")
-  return page
-}
+const openChat = name => open(browser, server.url, name)
 
 const online = page => page.$$eval("#online li", lis => lis.map(li => li.dataset.user).sort())
 

@@ -10,8 +10,36 @@
 //   room.on("new_msg", msg => ...)
 //   room.join().receive("ok", resp => ...).receive("error", ({reason}) => ...)
 //   room.push("new_msg", {body: "hi"}).receive("ok", reply => ...)
+//   socket.onStateChange(state => ...) // connecting, online, reconnecting, offline
+//
+// presence.d.ts declares the API; README.md documents it.
 
 const DEFAULT_TIMEOUT = 10000
+
+// PERMANENT_REASONS are the join refusals that trying again cannot cure
+// without a change on the client or the server: a channel refused with one
+// of them stays "refused" until rejoin() is called. Any other reason (and a
+// timeout) is retried with the socket's backoff.
+export const PERMANENT_REASONS = Object.freeze(["full", "socket_limit", "unauthorized", "invalid_meta", "too_many_topics"])
+
+// CONNECTION_STATES are the values of Socket.state, in the order a first
+// connection goes through them.
+export const CONNECTION_STATES = Object.freeze(["connecting", "online", "reconnecting", "offline"])
+
+// HEARTBEAT_TIMEOUT_CODE closes a connection whose heartbeat went
+// unanswered. It is not 1000 or 1001, so a server with a reconnect grace
+// treats the loss as abrupt and holds the socket's presence for it.
+export const HEARTBEAT_TIMEOUT_CODE = 4000
+
+// newSessionToken returns 32 random hex characters, or null where the
+// platform has no cryptographic random source (then no session is sent,
+// since a guessable token would let others take a held presence over).
+function newSessionToken() {
+  const c = globalThis.crypto
+  if (!c || typeof c.getRandomValues !== "function") return null
+  const bytes = c.getRandomValues(new Uint8Array(16))
+  return Array.from(bytes, b => b.toString(16).padStart(2, "0")).join("")
+}
 
 // Push is one message waiting for its reply.
 export class Push {
@@ -58,25 +86,53 @@ export class Channel {
     this.topic = topic
     this.params = params || {}
     this.socket = socket
-    this.state = "closed" // closed, joining, joined, leaving
+    this.state = "closed" // closed, joining, joined, leaving, errored (retried), refused (not)
     this.joinRef = null
     this.bindings = []
     this.bindingRef = 0
     this.joinPush = null
     this.rejoinTimer = null
     this.rejoinTries = 0
+    this.reason = null // the last refusal's reason, until a join succeeds
+    this.refusedCallbacks = []
   }
 
-  // join sends phx_join; the channel rejoins by itself after a reconnect.
+  // join sends phx_join; the channel rejoins by itself after a reconnect,
+  // and after a refusal unless its reason is permanent.
   join(timeout = DEFAULT_TIMEOUT) {
     if (this.joinPush) throw new Error(`tried to join ${this.topic} more than once`)
     this.joinPush = new Push(this, "phx_join", this.params, timeout)
     this.joinPush
-      .receive("ok", () => { this.state = "joined"; this.rejoinTries = 0 })
-      .receive("error", () => { this.state = "errored"; this.scheduleRejoin() })
-      .receive("timeout", () => { this.state = "errored"; this.scheduleRejoin() })
+      .receive("ok", () => { this.state = "joined"; this.rejoinTries = 0; this.reason = null })
+      .receive("error", response => this.refused(response))
+      .receive("timeout", () => { if (this.state === "joining") this.state = "errored"; this.scheduleRejoin() })
     this.sendJoin()
     return this.joinPush
+  }
+
+  // onRefused calls callback(reason, permanent) for each join the server
+  // refuses. permanent is true when reason is one of the socket's
+  // permanentReasons: the channel then stops rejoining.
+  onRefused(callback) { this.refusedCallbacks.push(callback) }
+
+  refused(response) {
+    const reason = response && typeof response.reason === "string" ? response.reason : "unknown"
+    const permanent = this.socket.permanentReasons.includes(reason)
+    this.reason = reason
+    if (this.state !== "leaving" && this.state !== "closed") this.state = permanent ? "refused" : "errored"
+    if (permanent) clearTimeout(this.rejoinTimer); else this.scheduleRejoin()
+    for (const cb of this.refusedCallbacks) cb(reason, permanent)
+  }
+
+  // rejoin tries a refused or errored channel again now (on open, when the
+  // socket is not connected), and starts its backoff from the beginning.
+  rejoin() {
+    if (!this.joinPush) throw new Error(`rejoin of ${this.topic} before join`)
+    if (this.state !== "refused" && this.state !== "errored") return
+    clearTimeout(this.rejoinTimer)
+    this.state = "errored"
+    this.rejoinTries = 0
+    this.sendJoin()
   }
 
   sendJoin() {
@@ -103,6 +159,10 @@ export class Channel {
     }, wait)
   }
 
+  // canPush says whether push would send now: the channel is joined on an
+  // open connection. push throws when it would not.
+  canPush() { return this.state === "joined" && this.socket.isConnected() }
+
   // leave sends phx_leave; the channel stays closed.
   leave(timeout = DEFAULT_TIMEOUT) {
     clearTimeout(this.rejoinTimer)
@@ -116,7 +176,7 @@ export class Channel {
 
   // push sends an event and returns a Push for its reply.
   push(event, payload = {}, timeout = DEFAULT_TIMEOUT) {
-    if (this.state !== "joined") throw new Error(`push to ${this.topic} before joining it`)
+    if (!this.canPush()) throw new Error(`push to ${this.topic} before joining it`)
     const p = new Push(this, event, payload, timeout)
     p.send()
     return p
@@ -140,15 +200,26 @@ export class Channel {
   }
 }
 
-// Socket is one WebSocket connection that reconnects with backoff.
+// Socket is one WebSocket connection that reconnects with backoff. Its
+// state is "connecting" until the first open, "online" while open,
+// "reconnecting" from a loss until the next open, and "offline" once
+// offlineAfterMs passed without one (it keeps trying) or after disconnect().
 export class Socket {
   constructor(endPoint, opts = {}) {
     this.endPoint = endPoint
-    this.params = opts.params || {}
+    this.params = {...(opts.params || {})}
     this.heartbeatIntervalMs = opts.heartbeatIntervalMs || 30000
     this.reconnectAfterMs = opts.reconnectAfterMs ||
       (tries => [100, 250, 500, 1000, 2000, 5000][tries - 1] || 10000)
+    this.offlineAfterMs = opts.offlineAfterMs ?? 10000
+    this.permanentReasons = Object.freeze([...(opts.permanentReasons || PERMANENT_REASONS)])
     this.transport = opts.transport || globalThis.WebSocket
+    // The session token lets a server with a reconnect grace give this
+    // socket's presence back to it after an abrupt loss. One per Socket,
+    // kept across its reconnects; params.session or opts.session name one,
+    // and session: false sends none.
+    this.session = opts.session === false ? null : (opts.session || this.params.session || newSessionToken())
+    if (this.session) this.params.session = this.session; else delete this.params.session
     this.conn = null
     this.ref = 0
     this.channels = []
@@ -156,14 +227,25 @@ export class Socket {
     this.heartbeatTimer = null
     this.pendingHeartbeat = null
     this.reconnectTimer = null
+    this.offlineTimer = null
     this.tries = 0
     this.closedByUser = false
-    this.callbacks = {open: [], close: [], error: []}
+    this.state = "offline"
+    this.callbacks = {open: [], close: [], error: [], state: []}
   }
 
   onOpen(cb) { this.callbacks.open.push(cb) }
   onClose(cb) { this.callbacks.close.push(cb) }
   onError(cb) { this.callbacks.error.push(cb) }
+  // onStateChange calls cb(state, previous) on each change of state.
+  onStateChange(cb) { this.callbacks.state.push(cb) }
+
+  setState(state) {
+    const previous = this.state
+    if (state === previous) return
+    this.state = state
+    for (const cb of this.callbacks.state) cb(state, previous)
+  }
 
   makeRef() { return String(++this.ref) }
 
@@ -179,18 +261,30 @@ export class Socket {
     return `${base}/websocket?${query}`
   }
 
+  // connect opens the connection; it reconnects by itself until
+  // disconnect().
   connect() {
     if (this.conn) return
     this.closedByUser = false
+    clearTimeout(this.reconnectTimer)
+    if (this.state === "offline" && !this.offlineTimer) this.setState("connecting")
+    this.open()
+  }
+
+  open() {
     const conn = new this.transport(this.endPointURL())
     this.conn = conn
     conn.onopen = () => {
+      if (conn !== this.conn) return
       this.tries = 0
+      clearTimeout(this.offlineTimer)
+      this.offlineTimer = null
       this.startHeartbeat()
-      for (const ch of this.channels) if (ch.joinPush && ch.state !== "leaving") ch.sendJoin()
+      this.setState("online")
+      for (const ch of this.channels) if (ch.joinPush && ch.state !== "leaving" && ch.state !== "refused") ch.sendJoin()
       for (const cb of this.callbacks.open) cb()
     }
-    conn.onmessage = ev => this.receive(ev.data)
+    conn.onmessage = ev => { if (conn === this.conn) this.receive(ev.data) }
     conn.onerror = err => { for (const cb of this.callbacks.error) cb(err) }
     conn.onclose = ev => this.closed(conn, ev)
   }
@@ -200,10 +294,14 @@ export class Socket {
   disconnect(code = 1000, reason = "") {
     this.closedByUser = true
     clearTimeout(this.reconnectTimer)
+    clearTimeout(this.offlineTimer)
+    this.offlineTimer = null
     const conn = this.conn
-    if (!conn) return
-    conn.close(code, reason)
-    this.closed(conn, {code, reason, wasClean: true}) // the close event comes later, and is ignored
+    if (conn) {
+      conn.close(code, reason)
+      this.closed(conn, {code, reason, wasClean: true}) // the close event comes later, and is ignored
+    }
+    this.setState("offline")
   }
 
   closed(conn, ev) {
@@ -214,19 +312,29 @@ export class Socket {
     for (const push of this.pending.values()) push.settle({status: "timeout", response: {}})
     for (const ch of this.channels) if (ch.state === "joined" || ch.state === "joining") ch.state = "errored"
     for (const cb of this.callbacks.close) cb(ev)
-    if (!this.closedByUser) {
-      this.tries++
-      this.reconnectTimer = setTimeout(() => this.connect(), this.reconnectAfterMs(this.tries))
+    if (this.closedByUser) return
+    if (this.state === "online" || this.state === "connecting") {
+      this.setState("reconnecting")
+      clearTimeout(this.offlineTimer)
+      this.offlineTimer = setTimeout(() => { this.offlineTimer = null; if (!this.closedByUser) this.setState("offline") }, this.offlineAfterMs)
     }
+    this.tries++
+    this.reconnectTimer = setTimeout(() => { if (!this.conn && !this.closedByUser) this.open() }, this.reconnectAfterMs(this.tries))
   }
 
   startHeartbeat() {
     clearInterval(this.heartbeatTimer)
     this.heartbeatTimer = setInterval(() => {
       if (this.pendingHeartbeat) {
-        // The last heartbeat went unanswered: the connection is dead.
+        // The last heartbeat went unanswered: the connection is dead, and
+        // its close event may be long in coming, so it counts as closed now.
         this.pendingHeartbeat = null
-        if (this.conn) this.conn.close(1000, "heartbeat timeout")
+        const conn = this.conn
+        if (conn) {
+          const reason = "heartbeat timeout"
+          conn.close(HEARTBEAT_TIMEOUT_CODE, reason)
+          this.closed(conn, {code: HEARTBEAT_TIMEOUT_CODE, reason, wasClean: false})
+        }
         return
       }
       this.pendingHeartbeat = this.makeRef()
@@ -285,13 +393,18 @@ export class Presence {
     })
   }
 
-  // onJoin(cb(key, current, joined)), onLeave(cb(key, current, left)), onSync(cb()).
+  // onJoin(cb(key, before, joined, after)), onLeave(cb(key, after, left,
+  // before)), onSync(cb()): see syncDiff. The first three arguments are
+  // those of the official client's callbacks.
   onJoin(cb) { this.caller.onJoin = cb }
   onLeave(cb) { this.caller.onLeave = cb }
   onSync(cb) { this.caller.onSync = cb }
 
   // list returns one item per key: by(key, {metas}) or the {metas} itself.
   list(by) { return Presence.list(this.state, by) }
+
+  // get returns a key's {metas}, or undefined when the key is not present.
+  get(key) { return Object.hasOwn(this.state, key) ? Presence.clone(this.state[key]) : undefined }
 
   static clone(obj) { return JSON.parse(JSON.stringify(obj)) }
 
@@ -312,9 +425,13 @@ export class Presence {
     return Presence.syncDiff(state, {joins, leaves}, onJoin, onLeave)
   }
 
+  // syncDiff applies joins, then leaves. onJoin(key, before, joined, after)
+  // and onLeave(key, after, left, before) get the key's {metas} before and
+  // after the change (before undefined for a new key; after with no metas
+  // when the key's last meta left) and the metas that joined or left.
   static syncDiff(current, diff, onJoin = () => {}, onLeave = () => {}) {
     const state = Presence.clone(current)
-    const {joins, leaves} = Presence.clone(diff)
+    const {joins = {}, leaves = {}} = Presence.clone(diff)
     for (const [key, pres] of Object.entries(joins)) {
       const cur = state[key]
       state[key] = Presence.clone(pres) // onJoin gets the joined metas only
@@ -322,14 +439,15 @@ export class Presence {
         const joinedRefs = new Set(pres.metas.map(m => m.phx_ref))
         state[key].metas.unshift(...cur.metas.filter(m => !joinedRefs.has(m.phx_ref)))
       }
-      onJoin(key, cur, pres)
+      onJoin(key, cur, pres, Presence.clone(state[key]))
     }
     for (const [key, pres] of Object.entries(leaves)) {
       const cur = state[key]
       if (!cur) continue
+      const before = Presence.clone(cur)
       const gone = new Set(pres.metas.map(m => m.phx_ref))
       cur.metas = cur.metas.filter(m => !gone.has(m.phx_ref))
-      onLeave(key, cur, pres)
+      onLeave(key, cur, pres, before)
       if (cur.metas.length === 0) delete state[key]
     }
     return state

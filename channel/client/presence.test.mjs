@@ -3,7 +3,7 @@
 // driven by node:test's mock timers. Run: node --test channel/client/
 import {test} from "node:test"
 import assert from "node:assert/strict"
-import {Socket, Presence} from "./presence.js"
+import {Socket, Presence, PERMANENT_REASONS, CONNECTION_STATES, HEARTBEAT_TIMEOUT_CODE} from "./presence.js"
 
 // fakeTransport returns a WebSocket stand-in class and the list of every
 // connection made with it. A connection opens, receives and drops only when
@@ -287,12 +287,13 @@ test("a dropped connection reconnects with backoff, rejoins, and the new presenc
   assert.equal(tries[0], 1)
 })
 
-test("a join answered with an error is retried after the backoff, and a phx_error rejoins", t => {
+test("a join refused for a retryable reason is retried after the backoff, and a phx_error rejoins", t => {
   const {room, conns, joinRef} = setup(t, {reconnectAfterMs: () => 200})
   const errors = []
   room.joinPush.receive("error", r => errors.push(r.reason))
-  reply(conns[0], joinRef, joinRef, "room:lobby", "error", {reason: "full"})
-  assert.deepEqual(errors, ["full"])
+  reply(conns[0], joinRef, joinRef, "room:lobby", "error", {reason: "join failed"})
+  assert.deepEqual(errors, ["join failed"])
+  assert.equal(room.reason, "join failed")
   assert.equal(room.state, "errored")
   t.mock.timers.tick(199)
   assert.equal(conns[0].sentEvent("phx_join").length, 1)
@@ -302,6 +303,7 @@ test("a join answered with an error is retried after the backoff, and a phx_erro
   const joinRef2 = joins[1][0]
   reply(conns[0], joinRef2, joinRef2, "room:lobby", "ok")
   assert.equal(room.state, "joined")
+  assert.equal(room.reason, null, "a successful join clears the reason")
 
   // The server crashed the channel: it rejoins after the backoff.
   push(conns[0], joinRef2, "room:lobby", "phx_error", {})
@@ -344,11 +346,19 @@ test("an unanswered heartbeat closes the connection, and it reconnects", t => {
   reply(conns[0], null, hb[0][1], "phoenix", "ok")
   t.mock.timers.tick(1000)
   assert.equal(conns[0].sentEvent("heartbeat").length, 2)
-  // Unanswered: the next interval closes the connection.
+  // Unanswered: the next interval closes the connection with a code that
+  // is not a clean close (the server holds the presence for its grace),
+  // and counts it closed at once: a dead link's close event may never come.
+  const closes = []
+  socket.onClose(ev => closes.push(ev))
   t.mock.timers.tick(1000)
-  assert.deepEqual(conns[0].closeCalls, [{code: 1000, reason: "heartbeat timeout"}])
-  t.mock.timers.tick(0) // the close event
+  assert.deepEqual(conns[0].closeCalls, [{code: HEARTBEAT_TIMEOUT_CODE, reason: "heartbeat timeout"}])
+  assert.equal(HEARTBEAT_TIMEOUT_CODE, 4000)
+  assert.deepEqual(closes, [{code: 4000, reason: "heartbeat timeout", wasClean: false}])
   assert.equal(socket.isConnected(), false)
+  assert.equal(socket.state, "reconnecting")
+  t.mock.timers.tick(0) // the late close event changes nothing
+  assert.equal(closes.length, 1)
   t.mock.timers.tick(100)
   assert.equal(conns.length, 2)
 })
@@ -417,4 +427,216 @@ test("leave while disconnected closes the channel without sending", t => {
   conns[1].open()
   assert.equal(conns[1].sentEvent("phx_join").length, 0, "a left channel does not rejoin")
   assert.equal(socket.isConnected(), true)
+})
+
+test("a session token is sent on connect, kept across reconnects, and new for each Socket", t => {
+  const {socket, conns} = setup(t, {reconnectAfterMs: () => 100})
+  const token = new URL(conns[0].url).searchParams.get("session")
+  assert.match(token, /^[0-9a-f]{32}$/, "at least 16 random characters")
+  assert.equal(socket.session, token)
+  conns[0].drop(1006)
+  t.mock.timers.tick(100)
+  assert.equal(new URL(conns[1].url).searchParams.get("session"), token, "the same token after a reconnect")
+
+  const {FakeWebSocket, conns: other} = fakeTransport()
+  new Socket("ws://example.test/socket", {transport: FakeWebSocket}).connect()
+  assert.notEqual(new URL(other[0].url).searchParams.get("session"), token, "another Socket has another token")
+})
+
+test("the session token can be given, or turned off", t => {
+  t.mock.timers.enable({apis: ["setTimeout", "setInterval"]})
+  const {FakeWebSocket, conns} = fakeTransport()
+  new Socket("ws://example.test/socket", {transport: FakeWebSocket, params: {session: "given-by-the-app-0001"}}).connect()
+  new Socket("ws://example.test/socket", {transport: FakeWebSocket, session: "given-as-an-option-01"}).connect()
+  const params = {name: "x", session: "left-out-when-off-000"}
+  new Socket("ws://example.test/socket", {transport: FakeWebSocket, params, session: false}).connect()
+  const sessions = conns.map(c => new URL(c.url).searchParams.get("session"))
+  assert.deepEqual(sessions, ["given-by-the-app-0001", "given-as-an-option-01", null])
+  assert.deepEqual(params, {name: "x", session: "left-out-when-off-000"}, "the caller's params are not changed")
+})
+
+test("with no cryptographic random source no session is sent", t => {
+  t.mock.timers.enable({apis: ["setTimeout", "setInterval"]})
+  const saved = Object.getOwnPropertyDescriptor(globalThis, "crypto")
+  Object.defineProperty(globalThis, "crypto", {value: undefined, configurable: true})
+  try {
+    const {FakeWebSocket, conns} = fakeTransport()
+    const socket = new Socket("ws://example.test/socket", {transport: FakeWebSocket})
+    socket.connect()
+    assert.equal(socket.session, null)
+    assert.equal(new URL(conns[0].url).searchParams.has("session"), false)
+  } finally {
+    Object.defineProperty(globalThis, "crypto", saved)
+  }
+})
+
+test("the connection state goes connecting, online, reconnecting, offline, and back online", t => {
+  t.mock.timers.enable({apis: ["setTimeout", "setInterval"]})
+  const {FakeWebSocket, conns} = fakeTransport()
+  const socket = new Socket("ws://example.test/socket", {transport: FakeWebSocket, reconnectAfterMs: () => 1000, offlineAfterMs: 2500})
+  const changes = []
+  socket.onStateChange((state, previous) => changes.push([previous, state]))
+  assert.equal(socket.state, "offline", "before connect")
+  assert.equal(new Socket("/s", {transport: FakeWebSocket}).offlineAfterMs, 10000, "the default")
+  socket.connect()
+  conns[0].open()
+  assert.equal(socket.state, "online")
+
+  // The server goes away: reconnecting at once, offline after
+  // offlineAfterMs of failed tries, and it keeps trying.
+  conns[0].drop(1006)
+  assert.equal(socket.state, "reconnecting")
+  t.mock.timers.tick(1000)
+  conns[1].drop(1006)
+  t.mock.timers.tick(1000)
+  conns[2].drop(1006)
+  assert.equal(socket.state, "reconnecting")
+  t.mock.timers.tick(500)
+  assert.equal(socket.state, "offline")
+  t.mock.timers.tick(500)
+  assert.equal(conns.length, 4, "an offline socket keeps trying")
+  conns[3].open()
+  assert.equal(socket.state, "online")
+
+  // A quick reconnect never reaches offline.
+  conns[3].drop(1006)
+  t.mock.timers.tick(1000)
+  conns[4].open()
+  t.mock.timers.tick(5000)
+  assert.equal(socket.state, "online")
+
+  socket.disconnect()
+  assert.equal(socket.state, "offline")
+  assert.deepEqual(changes, [
+    ["offline", "connecting"], ["connecting", "online"],
+    ["online", "reconnecting"], ["reconnecting", "offline"], ["offline", "online"],
+    ["online", "reconnecting"], ["reconnecting", "online"],
+    ["online", "offline"],
+  ])
+  assert.deepEqual(CONNECTION_STATES, ["connecting", "online", "reconnecting", "offline"])
+})
+
+test("a first connection that fails goes from connecting to reconnecting", t => {
+  t.mock.timers.enable({apis: ["setTimeout", "setInterval"]})
+  const {FakeWebSocket, conns} = fakeTransport()
+  const socket = new Socket("ws://example.test/socket", {transport: FakeWebSocket, reconnectAfterMs: () => 100, offlineAfterMs: 150})
+  socket.connect()
+  assert.equal(socket.state, "connecting")
+  conns[0].drop(1006)
+  assert.equal(socket.state, "reconnecting")
+  t.mock.timers.tick(150)
+  assert.equal(socket.state, "offline")
+  socket.disconnect()
+  t.mock.timers.tick(10000)
+  assert.equal(conns.length, 2, "no try after disconnect")
+})
+
+test("server gone: pushes in flight fail, new pushes are refused, and the channel rejoins when it is back", t => {
+  const {socket, room, presence, conns, joinRef} = setup(t, {reconnectAfterMs: () => 500, offlineAfterMs: 1000})
+  reply(conns[0], joinRef, joinRef, "room:lobby", "ok")
+  push(conns[0], joinRef, "room:lobby", "presence_state", {alice: {metas: [{phx_ref: "a1"}]}})
+  assert.equal(room.canPush(), true)
+  const failed = []
+  room.push("new_msg", {body: "in flight"}).receive("timeout", () => failed.push("in flight"))
+
+  conns[0].drop(1001) // the server shut down
+  assert.deepEqual(failed, ["in flight"])
+  assert.equal(room.state, "errored")
+  assert.equal(room.canPush(), false)
+  assert.throws(() => room.push("new_msg", {body: "offline"}), /before joining/)
+  assert.deepEqual(Object.keys(byKey(presence)), ["alice"], "the last roster is kept until the next presence_state")
+
+  for (let i = 1; i <= 2; i++) { t.mock.timers.tick(500); conns[i].drop(1006) }
+  assert.equal(socket.state, "offline")
+  t.mock.timers.tick(500)
+  conns[3].open()
+  assert.equal(socket.state, "online")
+  const [joinRef2] = conns[3].sentEvent("phx_join")[0]
+  reply(conns[3], joinRef2, joinRef2, "room:lobby", "ok")
+  assert.equal(room.canPush(), true)
+})
+
+for (const reason of PERMANENT_REASONS) {
+  test(`a join refused with ${reason} is not retried, not even after a reconnect, until rejoin()`, t => {
+    const {room, conns, joinRef} = setup(t, {reconnectAfterMs: () => 100})
+    const refusals = []
+    room.onRefused((r, permanent) => refusals.push([r, permanent]))
+    reply(conns[0], joinRef, joinRef, "room:lobby", "error", {reason})
+    assert.deepEqual(refusals, [[reason, true]])
+    assert.equal(room.state, "refused")
+    assert.equal(room.reason, reason)
+    t.mock.timers.tick(60000)
+    assert.equal(conns[0].sentEvent("phx_join").length, 1, "no rejoin after a permanent refusal")
+
+    conns[0].drop(1006)
+    t.mock.timers.tick(100)
+    conns[1].open()
+    assert.equal(conns[1].sentEvent("phx_join").length, 0, "no rejoin on reconnect either")
+    assert.equal(room.state, "refused")
+
+    room.rejoin()
+    const joins = conns[1].sentEvent("phx_join")
+    assert.equal(joins.length, 1, "rejoin() tries again")
+    reply(conns[1], joins[0][0], joins[0][0], "room:lobby", "ok")
+    assert.equal(room.state, "joined")
+    assert.equal(room.reason, null)
+  })
+}
+
+test("PERMANENT_REASONS is the documented list, and a socket can name its own", t => {
+  assert.deepEqual(PERMANENT_REASONS, ["full", "socket_limit", "unauthorized", "invalid_meta", "too_many_topics"])
+  assert.ok(Object.isFrozen(PERMANENT_REASONS))
+  const {room, conns, joinRef} = setup(t, {reconnectAfterMs: () => 100, permanentReasons: ["banned"]})
+  const refusals = []
+  room.onRefused((r, permanent) => refusals.push([r, permanent]))
+  reply(conns[0], joinRef, joinRef, "room:lobby", "error", {reason: "full"})
+  assert.equal(room.state, "errored", "full is retryable for this socket")
+  t.mock.timers.tick(100)
+  const [, [joinRef2]] = conns[0].sentEvent("phx_join")
+  reply(conns[0], joinRef2, joinRef2, "room:lobby", "error", {reason: "banned"})
+  assert.equal(room.state, "refused")
+  assert.deepEqual(refusals, [["full", false], ["banned", true]])
+})
+
+test("a refusal with no reason is retried, as unknown", t => {
+  const {room, conns, joinRef} = setup(t, {reconnectAfterMs: () => 100})
+  const refusals = []
+  room.onRefused((r, permanent) => refusals.push([r, permanent]))
+  reply(conns[0], joinRef, joinRef, "room:lobby", "error", null)
+  assert.deepEqual(refusals, [["unknown", false]])
+  t.mock.timers.tick(100)
+  assert.equal(conns[0].sentEvent("phx_join").length, 2)
+})
+
+test("rejoin of a joined channel does nothing, and before join it throws", t => {
+  const {socket, room, conns, joinRef} = setup(t)
+  reply(conns[0], joinRef, joinRef, "room:lobby", "ok")
+  room.rejoin()
+  assert.equal(conns[0].sentEvent("phx_join").length, 1)
+  assert.throws(() => socket.channel("room:other").rejoin(), /before join/)
+})
+
+test("onJoin and onLeave get each key's metas before and after the change", t => {
+  const {presence, conns, joinRef} = setup(t)
+  const got = []
+  const m = pres => pres && refs(pres)
+  presence.onJoin((key, before, joined, after) => got.push(["join", key, m(before), m(joined), m(after)]))
+  presence.onLeave((key, after, left, before) => got.push(["leave", key, m(before), m(left), m(after)]))
+  reply(conns[0], joinRef, joinRef, "room:lobby", "ok")
+  push(conns[0], joinRef, "room:lobby", "presence_state", {alice: {metas: [{phx_ref: "a1"}]}})
+  push(conns[0], null, "room:lobby", "presence_diff", {
+    joins: {alice: {metas: [{phx_ref: "a2"}]}, bob: {metas: [{phx_ref: "b1"}]}},
+    leaves: {alice: {metas: [{phx_ref: "a1"}]}},
+  })
+  push(conns[0], null, "room:lobby", "presence_diff", {joins: {}, leaves: {bob: {metas: [{phx_ref: "b1"}]}}})
+  assert.deepEqual(got, [
+    ["join", "alice", undefined, ["a1"], ["a1"]],
+    ["join", "alice", ["a1"], ["a2"], ["a1", "a2"]],
+    ["join", "bob", undefined, ["b1"], ["b1"]],
+    ["leave", "alice", ["a1", "a2"], ["a1"], ["a2"]],
+    ["leave", "bob", ["b1"], ["b1"], []],
+  ])
+  assert.deepEqual(presence.get("alice"), {metas: [{phx_ref: "a2"}]})
+  assert.equal(presence.get("bob"), undefined)
+  assert.equal(presence.get("toString"), undefined, "only present keys")
 })

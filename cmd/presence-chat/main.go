@@ -138,7 +138,8 @@ func newNodeServer(presence *engine.Engine, window, heartbeat time.Duration, rat
 			Handlers: map[string]channel.Handler{
 				"get_presence": handleGetPresence,
 				"new_msg":      handleNewMsg,
-				"set_status":   handleSetStatus,
+				"set_status":   rememberStatus(handleSetStatus), // typing.go
+				"set_typing":   handleSetTyping,                 // typing.go
 			},
 		}},
 	})
