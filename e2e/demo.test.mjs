@@ -181,9 +181,9 @@ test("a name over 32 characters is refused by the page, counted in characters", 
   await page.close()
 })
 
-// The server counts the name in characters too once its Connect does; until
-// then a name of 32 "é" (64 bytes) is refused there, and this test is a todo.
-test("names of 32 characters of several bytes are accepted by the server", {todo: "the server's name limit in characters"}, async () => {
+// The server counts the name in characters too: 32 "é" (64 bytes) and 32
+// "🙂" (128 bytes) are accepted.
+test("names of 32 characters of several bytes are accepted by the server", async () => {
   const srv = await server()
   for (const name of ["é".repeat(32), "🙂".repeat(32)]) {
     const p = await openChat(browser, srv.url, name, "names")

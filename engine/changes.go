@@ -134,6 +134,7 @@ type Snapshot struct {
 // Snapshot fills dst with topic's entries in join order and the Cursor from
 // which ChangesSince continues.
 func (e *Engine) Snapshot(dst *Snapshot, topic string) {
+	e.mustBeNew()
 	var w jsonwriter.Writer
 	w.Reset(dst.buf[:0], jsonwriter.Unbounded)
 	dst.Cursor = e.writeEntries(&w, shard.Records, topic)
@@ -160,6 +161,7 @@ type Changes struct {
 
 // ChangesSince fills dst with topic's joins and leaves after cursor since.
 func (e *Engine) ChangesSince(dst *Changes, topic string, since Cursor) {
+	e.mustBeNew()
 	e.changesBetween(dst, topic, since, Cursor{}, false)
 }
 
@@ -168,6 +170,7 @@ func (e *Engine) ChangesSince(dst *Changes, topic string, since Cursor) {
 // to exactly the cursor of a Snapshot it took. dst.Next is the cursor the
 // changes end at; with dst.Full it is the full sync's cursor instead.
 func (e *Engine) ChangesBetween(dst *Changes, topic string, since, until Cursor) {
+	e.mustBeNew()
 	e.changesBetween(dst, topic, since, until, true)
 }
 
@@ -221,6 +224,7 @@ func parseRecords(joins []Entry, leaves *[]Entry, b []byte) []Entry {
 // then holds every current entry as a join, as AppendDiff does, and the
 // client must replace its state.
 func (e *Engine) AppendChanges(dst []byte, topic string, since Cursor) (out []byte, next Cursor, full bool) {
+	e.mustBeNew()
 	var w jsonwriter.Writer
 	w.Reset(dst, jsonwriter.Unbounded)
 	hash := e.pool.HashTopic(topic)

@@ -171,10 +171,22 @@ var (
 	ErrInvalidCursor = errors.New("engine: not a cursor")
 )
 
-// Engine is a presence registry. Create it with New.
+// Engine is a presence registry. Create it with New: every method of a zero
+// Engine, or of a nil *Engine, panics with a message that says so.
 type Engine struct {
 	cfg  Config
 	pool *shard.Pool
+}
+
+// errNotNew is the panic of every method of an Engine that New did not make.
+const errNotNew = "engine: the Engine was not made by engine.New (a zero or nil Engine holds no slots); create it with engine.New"
+
+// mustBeNew panics with errNotNew for a zero or nil Engine, which would
+// otherwise fail in a way that names a symptom, not the cause.
+func (e *Engine) mustBeNew() {
+	if e == nil || e.pool == nil {
+		panic(errNotNew)
+	}
 }
 
 // New validates cfg, fills in defaults, and allocates an Engine.
@@ -257,7 +269,11 @@ func (c *configError) Error() string        { return ErrInvalidConfig.Error() + 
 func (c *configError) Is(target error) bool { return target == ErrInvalidConfig }
 
 // Config returns the configuration in use, defaults filled in.
-func (e *Engine) Config() Config { return e.cfg }
+func (e *Engine) Config() Config {
+	e.mustBeNew()
+	e.mustBeNew()
+	return e.cfg
+}
 
 // Track records that socket s is present in topic under key, with meta.
 //
@@ -274,6 +290,7 @@ func (e *Engine) Config() Config { return e.cfg }
 // local sockets are; each only if that was so at some instant during the
 // call.
 func (e *Engine) Track(s SocketID, topic, key string, meta []byte) error {
+	e.mustBeNew()
 	_, _, err := e.track(s, topic, key, meta, 0)
 	return err
 }
@@ -290,6 +307,7 @@ const (
 
 // TrackRef is Track that also reports what changed and the entry's ref.
 func (e *Engine) TrackRef(s SocketID, topic, key string, meta []byte) (TrackResult, uint64, error) {
+	e.mustBeNew()
 	return e.track(s, topic, key, meta, 0)
 }
 
@@ -300,6 +318,7 @@ func (e *Engine) TrackRef(s SocketID, topic, key string, meta []byte) (TrackResu
 // entry takes ref. The caller keeps refs unique: give each node its own
 // RefTag and pass on only refs its owner generated.
 func (e *Engine) TrackWithRef(s SocketID, topic, key string, meta []byte, ref uint64) (TrackResult, error) {
+	e.mustBeNew()
 	if ref == 0 {
 		return 0, ErrInvalidRef
 	}
@@ -404,6 +423,7 @@ func metaErr(reason error) error {
 // Untrack removes the entry of socket s in topic and reports whether there
 // was one.
 func (e *Engine) Untrack(s SocketID, topic string) bool {
+	e.mustBeNew()
 	if e.checkTopic(topic) != nil {
 		return false
 	}
@@ -415,7 +435,11 @@ func (e *Engine) Untrack(s SocketID, topic string) bool {
 // one a concurrent Track has just updated, and returns how many it
 // removed; a new pair tracked meanwhile stays. It costs O(entries of s),
 // not a scan of the registry.
-func (e *Engine) UntrackAll(s SocketID) int { return e.pool.UntrackAll(uint64(s)) }
+func (e *Engine) UntrackAll(s SocketID) int {
+	e.mustBeNew()
+	e.mustBeNew()
+	return e.pool.UntrackAll(uint64(s))
+}
 
 // SocketEntries calls fn with each entry socket s holds, newest first, until
 // fn returns false. Each entry is read whole, at one instant, but the walk is
@@ -426,6 +450,7 @@ func (e *Engine) UntrackAll(s SocketID) int { return e.pool.UntrackAll(uint64(s)
 // until fn returns. fn runs with no lock held and may call the Engine. It
 // costs O(entries of s) and allocates a string per entry.
 func (e *Engine) SocketEntries(s SocketID, fn func(topic, key string, meta []byte, ref uint64) bool) {
+	e.mustBeNew()
 	e.pool.SocketEntries(uint64(s), fn)
 }
 
@@ -433,18 +458,31 @@ func (e *Engine) SocketEntries(s SocketID, fn func(topic, key string, meta []byt
 // topic: one that Track would refuse is never stored, so looking it up
 // finds nothing.
 func (e *Engine) Count(topic string) int {
+	e.mustBeNew()
 	hash := e.pool.HashTopic(topic)
 	return e.pool.ShardFor(hash).Count(topic, hash)
 }
 
 // Len returns the number of entries in all topics.
-func (e *Engine) Len() int { return e.pool.Len() }
+func (e *Engine) Len() int {
+	e.mustBeNew()
+	e.mustBeNew()
+	return e.pool.Len()
+}
 
 // Cap returns Config.Capacity.
-func (e *Engine) Cap() int { return e.cfg.Capacity }
+func (e *Engine) Cap() int {
+	e.mustBeNew()
+	e.mustBeNew()
+	return e.cfg.Capacity
+}
 
 // SocketLen returns the number of entries socket s holds.
-func (e *Engine) SocketLen(s SocketID) int { return e.pool.SocketLen(uint64(s)) }
+func (e *Engine) SocketLen(s SocketID) int {
+	e.mustBeNew()
+	e.mustBeNew()
+	return e.pool.SocketLen(uint64(s))
+}
 
 // Stats are counters for monitoring.
 type Stats struct {
@@ -471,6 +509,7 @@ type Stats struct {
 
 // Stats returns the engine's counters.
 func (e *Engine) Stats() Stats {
+	e.mustBeNew()
 	c := e.pool.Counts()
 	return Stats{
 		Len: c.Local + c.Remote, Cap: e.Cap(), LocalCapacity: e.cfg.LocalCapacity,
@@ -486,6 +525,7 @@ func (e *Engine) Stats() Stats {
 // are none. Keys are escaped, U+2028 and U+2029 included; meta is written as
 // stored.
 func (e *Engine) AppendList(dst []byte, topic string) []byte {
+	e.mustBeNew()
 	var w jsonwriter.Writer
 	w.Reset(dst, jsonwriter.Unbounded)
 	e.writeList(&w, topic)
@@ -495,6 +535,7 @@ func (e *Engine) AppendList(dst []byte, topic string) []byte {
 // List writes what AppendList would append into buf[:len(buf)] and returns
 // it. If it does not fit, List returns io.ErrShortBuffer and no JSON.
 func (e *Engine) List(topic string, buf []byte) ([]byte, error) {
+	e.mustBeNew()
 	var w jsonwriter.Writer
 	w.Reset(buf[:0], len(buf))
 	e.writeList(&w, topic)
@@ -520,6 +561,7 @@ func (e *Engine) writeEntries(w *jsonwriter.Writer, f shard.Form, topic string) 
 // AppendDiff appends a full sync for a client that has just joined:
 // {"joins":[...every entry, as in AppendList...],"leaves":[]}.
 func (e *Engine) AppendDiff(dst []byte, topic string) []byte {
+	e.mustBeNew()
 	var w jsonwriter.Writer
 	w.Reset(dst, jsonwriter.Unbounded)
 	e.writeFullDiff(&w, topic)
@@ -529,6 +571,7 @@ func (e *Engine) AppendDiff(dst []byte, topic string) []byte {
 // Diff writes what AppendDiff would append into buf[:len(buf)] and returns
 // it. If it does not fit, Diff returns io.ErrShortBuffer and no JSON.
 func (e *Engine) Diff(topic string, buf []byte) ([]byte, error) {
+	e.mustBeNew()
 	var w jsonwriter.Writer
 	w.Reset(buf[:0], len(buf))
 	e.writeFullDiff(&w, topic)
