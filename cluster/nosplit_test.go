@@ -56,8 +56,10 @@ func TestNATSMirrorNeverDropsAnUpdatedEntry(t *testing.T) {
 			if v%16 == 0 {
 				a.n.Changed("room")
 			}
-			if v%4096 == 0 {
-				time.Sleep(time.Millisecond) // let the flusher and b keep up
+			if v%256 == 0 {
+				// Let the flusher and b keep up: a mirror that falls behind
+				// NATS's pending limits resyncs, which proves nothing here.
+				time.Sleep(time.Millisecond)
 			}
 		}
 	}()
@@ -88,7 +90,7 @@ func TestNATSMirrorNeverDropsAnUpdatedEntry(t *testing.T) {
 	if applied < 20 {
 		t.Fatalf("the mirror applied only %d distinct versions of the first entry in %d updates", applied, updates.Load())
 	}
-	waitUntil(t, "a and b agree", 5*time.Second, func() bool { return converged([]*testNode{a, b}, "room") })
+	waitUntil(t, "a and b agree", 15*time.Second, func() bool { return converged([]*testNode{a, b}, "room") })
 	// An entry the mirror dropped and tracked again went to the end of its
 	// join order, even if no read above fell between the two.
 	b.e.Snapshot(&snap, "room")
