@@ -56,6 +56,28 @@ type Config struct {
 	WriteTimeout       time.Duration // per outbound message; 0 means 10 s
 	Logger             *slog.Logger  // nil means slog.Default()
 	Cluster            Cluster       // nil: this server alone; see the cluster package
+
+	// ReconnectGrace keeps the presence of a connection lost abruptly (a
+	// reset, a connection closed with no close frame, a heartbeat timeout)
+	// for this long, so that a client that comes back within it does not
+	// flap; 0 turns it off. Only a connection that sent a session token
+	// (the SessionParam connect parameter, MinSessionLen to MaxSessionLen
+	// bytes) is held, and only a new connection with the same token and
+	// the same SessionOwner takes it over. A clean close (phx_leave, or
+	// any close frame from the client) leaves at once. See the README's
+	// "Reconnect grace".
+	ReconnectGrace time.Duration
+	// MaxHeldSessions caps the sessions held at once; past it, an abrupt
+	// loss leaves at once. 0 means DefaultMaxHeldSessions. A held session
+	// costs about 500 bytes plus its topics' names, its params and its
+	// assigns, and keeps its entries in the engine.
+	MaxHeldSessions int
+	// SessionOwner names whom a connection's session belongs to, from the
+	// assigns Connect returned (a user id, say): a held session is taken
+	// over only by a connection with the same token and the same owner.
+	// nil means the assigns as fmt.Sprint writes them (maps with sorted
+	// keys), which suits assigns of plain values.
+	SessionOwner func(assigns map[string]any) string
 }
 
 // Channel defines the topics that match Topic and what happens in them.
@@ -124,6 +146,12 @@ type Stats struct {
 	PresenceStates int64 // presence_state frames queued
 	ErrorReplies   int64 // error replies sent
 	BadFrames      int64 // frames that were not Phoenix messages
+
+	// The reconnect grace (Config.ReconnectGrace).
+	HeldSessions int64 // sessions held now, waiting for their client
+	Resumes      int64 // held sessions a new connection took over
+	HeldExpired  int64 // held sessions that ended with no resume: the grace passed, or Shutdown
+	HeldRefused  int64 // abrupt losses not held, because MaxHeldSessions were
 }
 
 type counters struct {
@@ -137,6 +165,7 @@ type Server struct {
 	log   *slog.Logger
 	ids   atomic.Uint64
 	stats counters
+	grace graceState
 
 	mu      sync.Mutex
 	sockets map[*Socket]struct{}
@@ -176,7 +205,11 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.MaxTopicsPerSocket <= 0 {
 		cfg.MaxTopicsPerSocket = 100
 	}
+	if err := cfg.fillGrace(); err != nil {
+		return nil, err
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, sockets: map[*Socket]struct{}{}, topics: map[string]*topicState{}}
+	s.grace.held = map[sessionKey]*heldSession{}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -192,12 +225,14 @@ func (s *Server) Presence() *engine.Engine { return s.cfg.Presence }
 // Stats returns the Server's counters.
 func (s *Server) Stats() Stats {
 	c := &s.stats
-	return Stats{
+	st := Stats{
 		Sockets: c.sockets.Load(), Connects: c.connects.Load(), Rejected: c.rejected.Load(),
 		Joins: c.joins.Load(), JoinsRejected: c.joinsRejected.Load(), Leaves: c.leaves.Load(),
 		Pushes: c.pushes.Load(), PushedBytes: c.pushedBytes.Load(), Drops: c.drops.Load(), QueuedBytes: c.queuedBytes.Load(), PresenceDiffs: c.presenceDiffs.Load(),
 		PresenceStates: c.presenceStates.Load(), ErrorReplies: c.errorReplies.Load(), BadFrames: c.badFrames.Load(),
 	}
+	s.graceStats(&st)
+	return st
 }
 
 // ServeHTTP upgrades a request to a WebSocket connection and returns: the
@@ -249,6 +284,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.sockets[sock] = struct{}{}
 	s.mu.Unlock()
+	s.resumeSession(sock, assigns)
 	s.stats.connects.Add(1)
 	s.stats.sockets.Add(1)
 	s.wg.Add(1)
@@ -259,7 +295,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // Shutdown closes every connection with a close frame (status 1001), waits
-// for their cleanup, and refuses new ones. When ctx ends first, the
+// for their cleanup, and refuses new ones. Sessions held for a reconnect
+// grace end at once. When ctx ends first, the
 // remaining connections are dropped.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
@@ -269,6 +306,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		socks = append(socks, sock)
 	}
 	s.mu.Unlock()
+	s.endHeldSessions()
 	for _, sock := range socks {
 		go sock.closeWith(websocket.StatusGoingAway, "server shutdown")
 	}

@@ -47,6 +47,8 @@ type Socket struct {
 	queued  int
 	qclosed bool
 	ready   chan struct{}
+
+	grace socketGrace // see Config.ReconnectGrace
 }
 
 func newSocket(srv *Server, conn *websocket.Conn, params url.Values, assigns map[string]any) *Socket {
@@ -119,6 +121,7 @@ func (s *Socket) Track(topic, key string, meta []byte) error {
 	if reservedKey(meta) {
 		return ErrReservedMeta
 	}
+	s.grace.claim(topic)
 	out, _, err := s.srv.cfg.Presence.TrackRef(s.id, topic, key, meta)
 	if err != nil {
 		return err
@@ -259,6 +262,7 @@ func (s *Socket) drop() {
 // closeWith ends the connection with a close frame.
 func (s *Socket) closeWith(code websocket.StatusCode, reason string) {
 	s.once.Do(func() {
+		s.grace.serverClosed.Store(true)
 		close(s.done)
 		s.conn.Close(code, reason)
 	})
@@ -282,6 +286,7 @@ func (s *Socket) serve() {
 	// A socket that sends nothing, heartbeats included, for the timeout is
 	// closed with a close frame; the Read below then returns.
 	idle := time.AfterFunc(srv.cfg.HeartbeatTimeout, func() {
+		s.grace.timedOut.Store(true)
 		s.closeWith(websocket.StatusPolicyViolation, "heartbeat timeout")
 	})
 	defer idle.Stop()
@@ -292,6 +297,7 @@ func (s *Socket) serve() {
 	for {
 		typ, data, err := r.read(s.conn)
 		if err != nil {
+			s.grace.lost(err)
 			return
 		}
 		idle.Reset(srv.cfg.HeartbeatTimeout)
@@ -412,10 +418,11 @@ func (s *Socket) writeBatch(batch [][]byte, stuck *time.Timer) bool {
 }
 
 // cleanup removes every trace of a closed socket: presence, subscriptions,
-// and the channels' Leave callbacks.
+// and the channels' Leave callbacks. With a reconnect grace, an abrupt
+// loss leaves the presence, the leaves and the Leave callbacks to the
+// grace (see Config.ReconnectGrace).
 func (s *Socket) cleanup() {
 	srv := s.srv
-	srv.cfg.Presence.UntrackAll(s.id)
 	s.mu.Lock()
 	topics := make([]string, 0, len(s.joined))
 	for _, m := range s.joined {
@@ -423,8 +430,15 @@ func (s *Socket) cleanup() {
 	}
 	clear(s.joined)
 	s.mu.Unlock()
+	held := srv.closeSession(s, topics)
+	if !held {
+		srv.cfg.Presence.UntrackAll(s.id)
+	}
 	for _, t := range topics {
 		srv.unsubscribe(t, s)
+		if held {
+			continue
+		}
 		srv.presenceChanged(t)
 		srv.stats.leaves.Add(1)
 		if c := srv.channelFor(t); c != nil && c.Leave != nil {
@@ -619,6 +633,7 @@ func (s *Socket) leave(f *phx.Frame) {
 // leaveTopic untracks, unsubscribes and runs Leave for a joined topic.
 func (s *Socket) leaveTopic(topic string) {
 	srv := s.srv
+	s.grace.claim(topic)
 	if srv.cfg.Presence.Untrack(s.id, topic) {
 		srv.presenceChanged(topic)
 	}

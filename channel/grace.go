@@ -1,0 +1,356 @@
+package channel
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Reconnect grace (Config.ReconnectGrace): a connection that sends a
+// session token and is lost abruptly keeps its presence for the grace, and
+// a new connection of the same session and owner takes it over.
+//
+// The new connection takes over the lost one's engine SocketID when it
+// connects, so that the held entries are already its own: a Track of the
+// same key and meta changes nothing in the engine (observers receive
+// nothing, here and on every node of a cluster), and a Track of a new meta
+// is one update, which observers receive as one presence_diff with a leave
+// and a join of the key. The held topics the new connection has not
+// tracked in (nor left) when the grace ends leave then.
+
+// SessionParam is the connect parameter (a URL query parameter, as
+// Phoenix's params are) that names a client's session: a random token of
+// MinSessionLen to MaxSessionLen bytes, made once per page or app
+// instance. A connection without one, or with one of another length, gets
+// no grace.
+const SessionParam = "session"
+
+// Bounds of a session token, in bytes.
+const (
+	MinSessionLen = 16
+	MaxSessionLen = 256
+)
+
+// DefaultMaxHeldSessions is Config.MaxHeldSessions when it is 0.
+const DefaultMaxHeldSessions = 10_000
+
+// sessionKey names a session: a hash of its owner and its token, so that
+// a held session costs the same whatever their length, and a token is only
+// ever matched together with its owner.
+type sessionKey [sha256.Size]byte
+
+func makeSessionKey(owner, token string) sessionKey {
+	h := sha256.New()
+	var n [8]byte
+	binary.LittleEndian.PutUint64(n[:], uint64(len(owner)))
+	h.Write(n[:])
+	h.Write([]byte(owner))
+	h.Write([]byte(token))
+	var k sessionKey
+	h.Sum(k[:0])
+	return k
+}
+
+// fillGrace checks the reconnect grace's fields of cfg and fills in their
+// defaults.
+func (cfg *Config) fillGrace() error {
+	switch {
+	case cfg.ReconnectGrace < 0:
+		return badConfig("ReconnectGrace %v is negative", cfg.ReconnectGrace)
+	case cfg.MaxHeldSessions < 0:
+		return badConfig("MaxHeldSessions %d is negative", cfg.MaxHeldSessions)
+	case cfg.MaxHeldSessions == 0:
+		cfg.MaxHeldSessions = DefaultMaxHeldSessions
+	}
+	return nil
+}
+
+// graceState is a Server's held sessions.
+type graceState struct {
+	mu     sync.Mutex
+	held   map[sessionKey]*heldSession
+	closed bool // Shutdown began: nothing more is held
+
+	count                     atomic.Int64 // len(held), for Stats
+	resumes, expired, refused atomic.Int64
+}
+
+// heldSession is what a lost connection left for the grace: its engine
+// SocketID (that of ghost) and the topics it had joined.
+type heldSession struct {
+	key sessionKey
+	// ghost stands for the lost connection in the Leave callbacks: it has
+	// the lost one's id, params and assigns, and is closed.
+	ghost *Socket
+
+	mu     sync.Mutex
+	topics []string // joined and not yet taken over; nil once ended
+	timer  *time.Timer
+}
+
+// socketGrace is a socket's part in the reconnect grace.
+type socketGrace struct {
+	key     sessionKey
+	session bool // the connection sent a session token
+	// resumed is the held session the socket took over when it
+	// connected, whose topics are still its until it tracks in them, it
+	// leaves them, or the grace ends. Set before the socket is served.
+	resumed *heldSession
+
+	timedOut     atomic.Bool // closed for its heartbeat timeout
+	serverClosed atomic.Bool // closed by the server with a close frame
+	peerClosed   atomic.Bool // the client sent a close frame
+}
+
+// lost records how the read loop ended: a close frame from the client is
+// a clean close.
+func (g *socketGrace) lost(err error) {
+	if websocket.CloseStatus(err) != -1 {
+		g.peerClosed.Store(true)
+	}
+}
+
+// abrupt reports whether the connection was lost rather than closed: a
+// heartbeat timeout, or an end with no close frame from either side (a
+// reset, a dead network, a write that failed or a full queue).
+func (g *socketGrace) abrupt() bool {
+	return g.timedOut.Load() || !g.serverClosed.Load() && !g.peerClosed.Load()
+}
+
+// owner names who a connection's session belongs to.
+func (s *Server) sessionOwner(assigns map[string]any) string {
+	if s.cfg.SessionOwner != nil {
+		return s.cfg.SessionOwner(assigns)
+	}
+	return fmt.Sprint(assigns)
+}
+
+// resumeSession runs once a connection is accepted, before it is served:
+// a session token makes it eligible for the grace, and if the session is
+// held for the same owner, the socket takes it over.
+func (s *Server) resumeSession(sock *Socket, assigns map[string]any) {
+	if s.cfg.ReconnectGrace <= 0 {
+		return
+	}
+	token := sock.params.Get(SessionParam)
+	if len(token) < MinSessionLen || len(token) > MaxSessionLen {
+		return
+	}
+	key := makeSessionKey(s.sessionOwner(assigns), token)
+	sock.grace.key, sock.grace.session = key, true
+	g := &s.grace
+	g.mu.Lock()
+	h := g.held[key]
+	if h != nil {
+		delete(g.held, key)
+		g.count.Add(-1)
+	}
+	g.mu.Unlock()
+	if h == nil {
+		return
+	}
+	g.resumes.Add(1)
+	sock.id = h.ghost.id
+	sock.grace.resumed = h
+}
+
+// claim ends the hold on a topic of the session the socket resumed: the
+// socket tracks in it or leaves it, and its entry is the socket's own from
+// now on. Holding h.mu orders it against the end of the grace, which
+// removes what is held under h.mu: an entry is either taken over or
+// removed, never tracked anew and then removed.
+func (g *socketGrace) claim(topic string) {
+	h := g.resumed
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	if i := slices.Index(h.topics, topic); i >= 0 {
+		h.topics = slices.Delete(h.topics, i, i+1)
+	}
+	h.mu.Unlock()
+}
+
+// HeldEntry returns the key and meta of the entry in topic that the socket
+// took over from an earlier connection of its session (see
+// Config.ReconnectGrace) and has not yet tracked again, so that a Join can
+// track it unchanged: then observers receive nothing. ok is false when
+// there is none.
+func (s *Socket) HeldEntry(topic string) (key string, meta []byte, ok bool) {
+	h := s.grace.resumed
+	if h == nil {
+		return "", nil, false
+	}
+	h.mu.Lock()
+	held := slices.Contains(h.topics, topic)
+	h.mu.Unlock()
+	if !held {
+		return "", nil, false
+	}
+	s.srv.cfg.Presence.SocketEntries(s.id, func(t, k string, m []byte, _ uint64) bool {
+		if t == topic {
+			key, meta, ok = k, append([]byte(nil), m...), true
+			return false
+		}
+		return true
+	})
+	return key, meta, ok
+}
+
+// hold keeps a closing socket's presence for the grace, and reports
+// whether it did; topics are the topics it had joined. It does so for an
+// abrupt loss of a socket that sent a session token, unless the server is
+// shutting down or holds MaxHeldSessions already.
+func (s *Server) hold(sock *Socket, topics []string) bool {
+	sg := &sock.grace
+	if !sg.session || !sg.abrupt() || len(topics) == 0 && sg.resumed == nil {
+		return false
+	}
+	g := &s.grace
+	h := &heldSession{key: sg.key, ghost: ghostOf(sock)}
+	h.mu.Lock() // until it is complete: nothing may end it before
+	g.mu.Lock()
+	old := g.held[sg.key]
+	if g.closed || old == nil && len(g.held) >= s.cfg.MaxHeldSessions {
+		if !g.closed {
+			g.refused.Add(1)
+		}
+		g.mu.Unlock()
+		h.mu.Unlock()
+		return false
+	}
+	g.held[sg.key] = h
+	if old == nil {
+		g.count.Add(1)
+	}
+	g.mu.Unlock()
+	// What the socket still held of a session it resumed is held again.
+	if r := sg.resumed; r != nil {
+		r.mu.Lock()
+		for _, t := range r.topics {
+			if !slices.Contains(topics, t) {
+				topics = append(topics, t)
+			}
+		}
+		r.topics = nil
+		if r.timer != nil {
+			r.timer.Stop()
+		}
+		r.mu.Unlock()
+	}
+	h.topics = topics
+	h.timer = time.AfterFunc(s.cfg.ReconnectGrace, func() { s.expireHeld(h) })
+	h.mu.Unlock()
+	if old != nil {
+		// The same session was held already, by another connection lost
+		// before: only one can be resumed, the latest.
+		g.expired.Add(1)
+		s.endHeld(old)
+	}
+	return true
+}
+
+// ghostOf returns a closed Socket with the identity of sock: its id,
+// params and assigns. Its methods fail as a closed socket's do.
+func ghostOf(sock *Socket) *Socket {
+	done := make(chan struct{})
+	close(done)
+	sock.mu.Lock()
+	assigns := sock.assigns
+	sock.mu.Unlock()
+	g := &Socket{srv: sock.srv, id: sock.id, params: sock.params, assigns: assigns, done: done, qclosed: true}
+	g.once.Do(func() {}) // nothing to close
+	return g
+}
+
+// expireHeld ends a held session whose grace has passed.
+func (s *Server) expireHeld(h *heldSession) {
+	g := &s.grace
+	g.mu.Lock()
+	waiting := g.held[h.key] == h
+	if waiting {
+		delete(g.held, h.key)
+		g.count.Add(-1)
+	}
+	g.mu.Unlock()
+	if waiting {
+		g.expired.Add(1)
+	}
+	s.endHeld(h)
+}
+
+// endHeld removes what h still holds, and runs the Leave callbacks of its
+// topics with its ghost. It may run more than once, and concurrently: the
+// topics go to whichever run takes them.
+func (s *Server) endHeld(h *heldSession) {
+	e := s.cfg.Presence
+	h.mu.Lock()
+	topics := h.topics
+	h.topics = nil
+	if h.timer != nil {
+		h.timer.Stop()
+	}
+	// Under h.mu, so that a claim of the same topic waits (see claim).
+	for _, t := range topics {
+		e.Untrack(h.ghost.id, t)
+	}
+	h.mu.Unlock()
+	for _, t := range topics {
+		// Whether the entry was still there or went with the resumed
+		// socket, the topic's observers are due a diff.
+		s.presenceChanged(t)
+		s.stats.leaves.Add(1)
+		if c := s.channelFor(t); c != nil && c.Leave != nil {
+			h.ghost.safely(func() { c.Leave(h.ghost, t) })
+		}
+	}
+}
+
+// endHeldSessions ends every held session at once, and holds no more: the
+// server is shutting down.
+func (s *Server) endHeldSessions() {
+	g := &s.grace
+	g.mu.Lock()
+	g.closed = true
+	all := make([]*heldSession, 0, len(g.held))
+	for _, h := range g.held {
+		all = append(all, h)
+	}
+	clear(g.held)
+	g.count.Store(0)
+	g.mu.Unlock()
+	g.expired.Add(int64(len(all)))
+	for _, h := range all {
+		s.endHeld(h)
+	}
+}
+
+// closeSession is the reconnect grace's part of a socket's cleanup, after
+// it left its topics; topics are the topics it had joined. It reports
+// whether the socket's presence is held: then the caller leaves it in the
+// engine, and the topics' leaves and Leave callbacks wait for the grace.
+func (s *Server) closeSession(sock *Socket, topics []string) bool {
+	if s.hold(sock, topics) {
+		return true
+	}
+	if r := sock.grace.resumed; r != nil {
+		// What it still held of a session it resumed goes with it.
+		s.endHeld(r)
+	}
+	return false
+}
+
+// graceStats fills in the reconnect grace's counters.
+func (s *Server) graceStats(st *Stats) {
+	g := &s.grace
+	st.HeldSessions = g.count.Load()
+	st.Resumes = g.resumes.Load()
+	st.HeldExpired = g.expired.Load()
+	st.HeldRefused = g.refused.Load()
+}

@@ -1,0 +1,380 @@
+package channel
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/presencekit/presence/phx"
+)
+
+// The reconnect grace, over real WebSockets: an abrupt loss is a TCP
+// connection closed with no close frame (CloseNow), as a reset or a dead
+// network leaves it.
+
+const (
+	aliceToken   = "alice-session-0123456789"
+	testGrace    = 300 * time.Millisecond
+	graceTestTop = "room:grace"
+)
+
+func newGraceServer(t *testing.T, grace time.Duration, mod func(*Config)) *testServer {
+	t.Helper()
+	return newTestServer(t, func(c *Config) {
+		c.ReconnectGrace = grace
+		if mod != nil {
+			mod(c)
+		}
+	})
+}
+
+func (ts *testServer) dialSession(user, token string) *client {
+	ts.t.Helper()
+	c, _, err := ts.tryDial(url.Values{"user": {user}, "vsn": {"2.0.0"}, SessionParam: {token}})
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	return c
+}
+
+// presenceOf returns the metas of key in a presence frame: in a
+// presence_state, or the joins and leaves of a presence_diff.
+func presenceOf(t testing.TB, f phx.Frame, key string) (joins, leaves []map[string]any) {
+	t.Helper()
+	switch f.Event {
+	case "presence_state":
+		return decodePresence(t, f.Payload)[key].Metas, nil
+	case "presence_diff":
+		var d struct{ Joins, Leaves presenceMap }
+		if err := json.Unmarshal(f.Payload, &d); err != nil {
+			t.Fatal(err)
+		}
+		return d.Joins[key].Metas, d.Leaves[key].Metas
+	}
+	return nil, nil
+}
+
+// observer is a client in graceTestTop that watches one key.
+type observer struct {
+	*client
+	key string
+}
+
+// watch joins graceTestTop as user.
+func (ts *testServer) watch(user, key string) *observer {
+	o := &observer{client: ts.dial(user), key: key}
+	o.join(graceTestTop, `{}`)
+	return o
+}
+
+// next returns the next presence frame that names the key.
+func (o *observer) next(what string) (joins, leaves []map[string]any) {
+	o.t.Helper()
+	for {
+		f := o.expect(what, func(f phx.Frame) bool { return f.Event == "presence_diff" || f.Event == "presence_state" })
+		if j, l := presenceOf(o.t, f, o.key); len(j)+len(l) > 0 {
+			return j, l
+		}
+	}
+}
+
+// quietUntil reads frames until a presence frame names marker's join, and
+// fails on any presence frame that names the observer's key before it.
+func (o *observer) quietUntil(marker string) {
+	o.t.Helper()
+	for {
+		f := o.expect(marker+"'s join", func(f phx.Frame) bool { return f.Event == "presence_diff" || f.Event == "presence_state" })
+		if j, l := presenceOf(o.t, f, o.key); len(j)+len(l) > 0 {
+			o.t.Fatalf("observers were sent %s %s: %s", f.Event, o.key, f.Payload)
+		}
+		if j, _ := presenceOf(o.t, f, marker); len(j) > 0 {
+			return
+		}
+	}
+}
+
+// aliceJoinsAndDrops has alice join graceTestTop with a session, the
+// observer see her, and her connection drop with no close frame; it
+// returns her phx_ref and when she dropped, once the server holds her.
+func aliceJoinsAndDrops(t *testing.T, ts *testServer, o *observer) (ref any, dropped time.Time) {
+	t.Helper()
+	alice := ts.dialSession("alice", aliceToken)
+	alice.join(graceTestTop, `{}`)
+	joins, _ := o.next("alice's join")
+	ref = joins[0]["phx_ref"]
+	held := ts.srv.Stats().HeldSessions
+	dropped = time.Now()
+	alice.conn.CloseNow()
+	waitFor(t, "the server to hold alice", func() bool { return ts.srv.Stats().HeldSessions == held+1 })
+	return ref, dropped
+}
+
+// A client that comes back within the grace with the same meta: the
+// observer is sent nothing about it, neither then nor when the grace ends.
+func TestGraceResumeUnchangedMetaSendsNothing(t *testing.T) {
+	heldEntries := make(chan string, 10)
+	ts := newGraceServer(t, testGrace, func(c *Config) {
+		join := c.Channels[0].Join
+		c.Channels[0].Join = func(s *Socket, topic string, params json.RawMessage) (any, error) {
+			key, meta, ok := s.HeldEntry(topic)
+			if ok {
+				heldEntries <- key + " " + string(meta)
+			}
+			return join(s, topic, params)
+		}
+	})
+	bob := ts.watch("bob", "alice")
+	_, dropped := aliceJoinsAndDrops(t, ts, bob)
+
+	alice := ts.dialSession("alice", aliceToken)
+	alice.join(graceTestTop, `{}`)
+	select {
+	case e := <-heldEntries:
+		if e != `alice {"name":"alice"}` {
+			t.Fatalf("HeldEntry in the resumed Join: %s", e)
+		}
+	default:
+		t.Fatal("HeldEntry found nothing in the resumed Join")
+	}
+	ts.dial("carol").join(graceTestTop, `{}`)
+	bob.quietUntil("carol")
+
+	// Past the grace of the lost connection, and a few windows more.
+	waitWithin(t, 10*time.Second, "the grace to pass", func() bool { return time.Since(dropped) > testGrace+5*ts.srv.cfg.PresenceWindow })
+	ts.dial("dave").join(graceTestTop, `{}`)
+	bob.quietUntil("dave")
+
+	st := ts.srv.Stats()
+	if st.Resumes != 1 || st.HeldSessions != 0 || st.HeldExpired != 0 {
+		t.Fatalf("stats %+v: want one resume and nothing held or expired", st)
+	}
+	if n := strings.Count(string(ts.srv.Presence().AppendList(nil, graceTestTop)), `"key":"alice"`); n != 1 {
+		t.Fatalf("alice is listed %d times", n)
+	}
+	// The resumed connection's own close is an ordinary one.
+	alice.conn.Close(websocket.StatusNormalClosure, "")
+	if _, leaves := bob.next("alice's leave"); len(leaves) != 1 {
+		t.Fatalf("alice's clean close sent leaves %v", leaves)
+	}
+}
+
+// A client that comes back within the grace with a new meta: the observer
+// is sent one presence_diff, with the old meta's leave and the new one's
+// join.
+func TestGraceResumeChangedMetaIsOneUpdate(t *testing.T) {
+	ts := newGraceServer(t, testGrace, nil)
+	bob := ts.watch("bob", "alice")
+	ref, _ := aliceJoinsAndDrops(t, ts, bob)
+
+	alice := ts.dialSession("alice", aliceToken)
+	alice.join(graceTestTop, `{"meta":"{\"name\":\"alice\",\"status\":\"away\"}"}`)
+	joins, leaves := bob.next("alice's update")
+	if len(joins) != 1 || len(leaves) != 1 || joins[0]["status"] != "away" || leaves[0]["phx_ref"] != ref || joins[0]["phx_ref_prev"] != ref {
+		t.Fatalf("the update was sent as joins %v, leaves %v; want one of each, from phx_ref %v", joins, leaves, ref)
+	}
+	ts.dial("carol").join(graceTestTop, `{}`)
+	bob.quietUntil("carol")
+}
+
+// No one comes back: the observer is sent exactly one leave, once the
+// grace has passed.
+func TestGraceExpiryIsOneLeave(t *testing.T) {
+	left := make(chan string, 10)
+	ts := newGraceServer(t, testGrace, func(c *Config) {
+		c.Channels[0].Leave = func(s *Socket, topic string) {
+			user, _ := s.Get("user")
+			left <- user.(string) + " " + topic
+		}
+	})
+	bob := ts.watch("bob", "alice")
+	ref, dropped := aliceJoinsAndDrops(t, ts, bob)
+	if ts.srv.Presence().Count(graceTestTop) != 2 {
+		t.Fatal("alice's entry is not held")
+	}
+
+	joins, leaves := bob.next("alice's leave")
+	if since := time.Since(dropped); since < testGrace {
+		t.Fatalf("alice left %v after she dropped, before the grace of %v", since, testGrace)
+	}
+	if len(joins) != 0 || len(leaves) != 1 || leaves[0]["phx_ref"] != ref {
+		t.Fatalf("the expiry was sent as joins %v, leaves %v", joins, leaves)
+	}
+	ts.dial("carol").join(graceTestTop, `{}`)
+	bob.quietUntil("carol")
+	st := ts.srv.Stats()
+	if st.HeldExpired != 1 || st.HeldSessions != 0 || st.Resumes != 0 {
+		t.Fatalf("stats %+v: want one expired", st)
+	}
+	if l := <-left; l != "alice "+graceTestTop {
+		t.Fatalf("Leave ran for %q, want alice", l)
+	}
+	select {
+	case l := <-left:
+		t.Fatalf("Leave ran again, for %q", l)
+	default:
+	}
+}
+
+// A clean close leaves at once, whatever the grace: a close frame with
+// 1000, 1001 or no code, or a phx_leave.
+func TestGraceCleanCloseLeavesAtOnce(t *testing.T) {
+	ts := newGraceServer(t, time.Hour, nil)
+	bob := ts.watch("bob", "alice")
+	for _, code := range []websocket.StatusCode{websocket.StatusNormalClosure, websocket.StatusGoingAway, websocket.StatusNoStatusRcvd} {
+		alice := ts.dialSession("alice", aliceToken)
+		alice.join(graceTestTop, `{}`)
+		bob.next("alice's join")
+		alice.conn.Close(code, "")
+		if _, leaves := bob.next("alice's leave"); len(leaves) != 1 {
+			t.Fatalf("close %d: leaves %v", code, leaves)
+		}
+	}
+	alice := ts.dialSession("alice", aliceToken)
+	joinRef := alice.join(graceTestTop, `{}`)
+	bob.next("alice's join")
+	alice.push(joinRef, graceTestTop, "phx_leave", `{}`)
+	if _, leaves := bob.next("alice's leave"); len(leaves) != 1 {
+		t.Fatalf("phx_leave: leaves %v", leaves)
+	}
+	alice.conn.CloseNow() // nothing joined: nothing to hold
+	waitFor(t, "alice's socket to close", func() bool { return ts.srv.Stats().Sockets == 1 })
+	if st := ts.srv.Stats(); st.HeldSessions != 0 || st.Resumes != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// A connection with no token, or a short one, gets no grace.
+func TestGraceNeedsAToken(t *testing.T) {
+	ts := newGraceServer(t, time.Hour, nil)
+	bob := ts.watch("bob", "alice")
+	for _, token := range []string{"", strings.Repeat("x", MinSessionLen-1), strings.Repeat("x", MaxSessionLen+1)} {
+		alice := ts.dialSession("alice", token)
+		alice.join(graceTestTop, `{}`)
+		bob.next("alice's join")
+		alice.conn.CloseNow()
+		if _, leaves := bob.next("alice's leave"); len(leaves) != 1 {
+			t.Fatalf("token of %d bytes: leaves %v", len(token), leaves)
+		}
+	}
+	if st := ts.srv.Stats(); st.HeldSessions != 0 || st.HeldRefused != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// A heartbeat timeout is an abrupt loss: the entry is held.
+func TestGraceHeartbeatTimeoutIsHeld(t *testing.T) {
+	ts := newGraceServer(t, time.Hour, func(c *Config) { c.HeartbeatTimeout = 200 * time.Millisecond })
+	alice := ts.dialSession("alice", aliceToken)
+	alice.join(graceTestTop, `{}`)
+	// alice sends nothing, and keeps reading (as a client whose outbound
+	// path died would): the server gives up on her.
+	alice.closed()
+	waitFor(t, "the server to hold alice", func() bool { return ts.srv.Stats().HeldSessions == 1 })
+	if ts.srv.Presence().Count(graceTestTop) != 1 {
+		t.Fatal("alice's entry is not held")
+	}
+}
+
+// Someone else with alice's token gets a session of their own; alice's
+// held one expires normally.
+func TestGraceStolenTokenGetsAFreshSession(t *testing.T) {
+	ts := newGraceServer(t, testGrace, nil)
+	bob := ts.watch("bob", "alice")
+	ref, _ := aliceJoinsAndDrops(t, ts, bob)
+
+	thief := ts.dialSession("mallory", aliceToken)
+	thief.join(graceTestTop, `{}`)
+	if st := ts.srv.Stats(); st.Resumes != 0 || st.HeldSessions != 1 {
+		t.Fatalf("stats %+v: mallory took over alice's session", st)
+	}
+	if n := strings.Count(string(ts.srv.Presence().AppendList(nil, graceTestTop)), `"name"`); n != 3 {
+		t.Fatalf("%d entries, want bob's, alice's held one and mallory's", n)
+	}
+	if _, _, ok := sessionSocket(t, ts, "mallory").HeldEntry(graceTestTop); ok {
+		t.Fatal("mallory's socket sees alice's entry as its own")
+	}
+	_, leaves := bob.next("alice's leave")
+	if len(leaves) != 1 || leaves[0]["phx_ref"] != ref {
+		t.Fatalf("leaves %v", leaves)
+	}
+	if st := ts.srv.Stats(); st.HeldExpired != 1 || st.HeldSessions != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if n := strings.Count(string(ts.srv.Presence().AppendList(nil, graceTestTop)), `"name"`); n != 2 {
+		t.Fatalf("%d entries, want bob's and mallory's", n)
+	}
+}
+
+// sessionSocket returns the server's socket of user that sent a session.
+func sessionSocket(t *testing.T, ts *testServer, user string) *Socket {
+	t.Helper()
+	ts.srv.mu.Lock()
+	defer ts.srv.mu.Unlock()
+	for sock := range ts.srv.sockets {
+		if sock.grace.session && sock.params.Get("user") == user {
+			return sock
+		}
+	}
+	t.Fatalf("no socket of %s with a session", user)
+	return nil
+}
+
+// At most MaxHeldSessions are held; past it, an abrupt loss leaves at once.
+func TestGraceMaxHeldSessions(t *testing.T) {
+	ts := newGraceServer(t, time.Hour, func(c *Config) { c.MaxHeldSessions = 2 })
+	bob := ts.watch("bob", "carol")
+	for i, user := range []string{"u1", "u2"} {
+		c := ts.dialSession(user, aliceToken+user)
+		c.join(graceTestTop, `{}`)
+		c.conn.CloseNow()
+		waitFor(t, "a held session", func() bool { return ts.srv.Stats().HeldSessions == int64(i+1) })
+	}
+	carol := ts.dialSession("carol", aliceToken+"carol")
+	carol.join(graceTestTop, `{}`)
+	bob.next("carol's join")
+	carol.conn.CloseNow()
+	if _, leaves := bob.next("carol's leave"); len(leaves) != 1 {
+		t.Fatalf("leaves %v", leaves)
+	}
+	if st := ts.srv.Stats(); st.HeldSessions != 2 || st.HeldRefused != 1 {
+		t.Fatalf("stats %+v: want 2 held and 1 refused", st)
+	}
+	// Shutdown ends what is held.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ts.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := ts.srv.Stats(); st.HeldSessions != 0 || st.HeldExpired != 2 {
+		t.Fatalf("stats after Shutdown %+v", st)
+	}
+	if n := ts.srv.Presence().Len(); n != 0 {
+		t.Fatalf("%d entries left after Shutdown", n)
+	}
+}
+
+func TestGraceConfig(t *testing.T) {
+	for _, mod := range []func(*Config){
+		func(c *Config) { c.ReconnectGrace = -time.Second },
+		func(c *Config) { c.MaxHeldSessions = -1 },
+	} {
+		cfg := Config{Presence: newTestServer(t, nil).srv.cfg.Presence, Channels: []Channel{{Topic: "x", Join: func(*Socket, string, json.RawMessage) (any, error) { return nil, nil }}}}
+		mod(&cfg)
+		if _, err := NewServer(cfg); !errors.Is(err, ErrInvalidConfig) {
+			t.Fatalf("NewServer: %v, want ErrInvalidConfig", err)
+		}
+	}
+	srv, err := NewServer(Config{Presence: newTestServer(t, nil).srv.cfg.Presence, ReconnectGrace: time.Second,
+		Channels: []Channel{{Topic: "x", Join: func(*Socket, string, json.RawMessage) (any, error) { return nil, nil }}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.cfg.MaxHeldSessions != DefaultMaxHeldSessions {
+		t.Fatalf("MaxHeldSessions %d", srv.cfg.MaxHeldSessions)
+	}
+}
