@@ -100,17 +100,17 @@ func (o *observer) quietUntil(marker string) {
 
 // aliceJoinsAndDrops has alice join graceTestTop with a session, the
 // observer see her, and her connection drop with no close frame; it
-// returns her phx_ref and when she dropped, once the server holds her.
+// returns her phx_ref and when she dropped, once the server has seen it.
 func aliceJoinsAndDrops(t *testing.T, ts *testServer, o *observer) (ref any, dropped time.Time) {
 	t.Helper()
 	alice := ts.dialSession("alice", aliceToken)
 	alice.join(graceTestTop, `{}`)
 	joins, _ := o.next("alice's join")
 	ref = joins[0]["phx_ref"]
-	held := ts.srv.Stats().HeldSessions
+	open := ts.srv.Stats().Sockets
 	dropped = time.Now()
 	alice.conn.CloseNow()
-	waitFor(t, "the server to hold alice", func() bool { return ts.srv.Stats().HeldSessions == held+1 })
+	waitFor(t, "the server to see alice's loss", func() bool { return ts.srv.Stats().Sockets == open-1 })
 	return ref, dropped
 }
 
