@@ -27,8 +27,10 @@ func TestDemoReconnectSendsTheRoomNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(srv)
-	defer hs.Close()
-	defer srv.Shutdown(context.Background())
+	t.Cleanup(func() { // after the clients' cleanups, which close them
+		srv.Shutdown(context.Background())
+		hs.Close()
+	})
 	base := "ws" + strings.TrimPrefix(hs.URL, "http") + "?vsn=2.0.0&name="
 	const session = "&session=0123456789abcdef0123"
 
