@@ -4,12 +4,14 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"net/url"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/presencekit/presence/engine"
 )
 
 // Reconnect grace (Config.ReconnectGrace): a connection that sends a
@@ -82,12 +84,12 @@ type graceState struct {
 }
 
 // heldSession is what a lost connection left for the grace: its engine
-// SocketID (that of ghost) and the topics it had joined.
+// SocketID, the topics it had joined, and what its Leave callbacks need.
 type heldSession struct {
-	key sessionKey
-	// ghost stands for the lost connection in the Leave callbacks: it has
-	// the lost one's id, params and assigns, and is closed.
-	ghost *Socket
+	key     sessionKey
+	id      engine.SocketID
+	params  url.Values
+	assigns map[string]any
 
 	mu     sync.Mutex
 	topics []string // joined and not yet taken over; nil once ended
@@ -156,7 +158,7 @@ func (s *Server) resumeSession(sock *Socket, assigns map[string]any) {
 		return
 	}
 	g.resumes.Add(1)
-	sock.id = h.ghost.id
+	sock.id = h.id
 	sock.grace.resumed = h
 }
 
@@ -213,7 +215,10 @@ func (s *Server) hold(sock *Socket, topics []string) bool {
 		return false
 	}
 	g := &s.grace
-	h := &heldSession{key: sg.key, ghost: ghostOf(sock)}
+	sock.mu.Lock()
+	assigns := sock.assigns
+	sock.mu.Unlock()
+	h := &heldSession{key: sg.key, id: sock.id, params: sock.params, assigns: assigns}
 	h.mu.Lock() // until it is complete: nothing may end it before
 	g.mu.Lock()
 	old := g.held[sg.key]
@@ -256,15 +261,13 @@ func (s *Server) hold(sock *Socket, topics []string) bool {
 	return true
 }
 
-// ghostOf returns a closed Socket with the identity of sock: its id,
-// params and assigns. Its methods fail as a closed socket's do.
-func ghostOf(sock *Socket) *Socket {
+// ghost returns a closed Socket that stands for the lost connection in
+// its Leave callbacks: it has the lost one's id, params and assigns, and
+// its methods fail as a closed socket's do.
+func (h *heldSession) ghost(srv *Server) *Socket {
 	done := make(chan struct{})
 	close(done)
-	sock.mu.Lock()
-	assigns := sock.assigns
-	sock.mu.Unlock()
-	g := &Socket{srv: sock.srv, id: sock.id, params: sock.params, assigns: assigns, done: done, qclosed: true}
+	g := &Socket{srv: srv, id: h.id, params: h.params, assigns: h.assigns, done: done, qclosed: true}
 	g.once.Do(func() {}) // nothing to close
 	return g
 }
@@ -298,16 +301,20 @@ func (s *Server) endHeld(h *heldSession) {
 	}
 	// Under h.mu, so that a claim of the same topic waits (see claim).
 	for _, t := range topics {
-		e.Untrack(h.ghost.id, t)
+		e.Untrack(h.id, t)
 	}
 	h.mu.Unlock()
+	var ghost *Socket
 	for _, t := range topics {
 		// Whether the entry was still there or went with the resumed
 		// socket, the topic's observers are due a diff.
 		s.presenceChanged(t)
 		s.stats.leaves.Add(1)
 		if c := s.channelFor(t); c != nil && c.Leave != nil {
-			h.ghost.safely(func() { c.Leave(h.ghost, t) })
+			if ghost == nil {
+				ghost = h.ghost(s)
+			}
+			ghost.safely(func() { c.Leave(ghost, t) })
 		}
 	}
 }

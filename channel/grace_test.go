@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -376,5 +378,43 @@ func TestGraceConfig(t *testing.T) {
 	}
 	if srv.cfg.MaxHeldSessions != DefaultMaxHeldSessions {
 		t.Fatalf("MaxHeldSessions %d", srv.cfg.MaxHeldSessions)
+	}
+}
+
+// What a held session costs the server, besides its entries in the
+// engine: the record, its timer, its session key, and the lost
+// connection's params, assigns and topic names, which it keeps for the
+// Leave callbacks. The README's figure is this test's.
+func TestHeldSessionMemory(t *testing.T) {
+	const n = 10_000
+	ts := newGraceServer(t, time.Hour, func(c *Config) { c.MaxHeldSessions = n })
+	srv := ts.srv
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range n {
+		user := fmt.Sprint("user", i)
+		// As the official client connects: vsn, the app's param, the token.
+		params := url.Values{"vsn": {"2.0.0"}, "user": {user}, SessionParam: {fmt.Sprintf("%032x", i)}}
+		assigns := map[string]any{"user": user}
+		sock := newSocket(srv, nil, params, assigns)
+		srv.resumeSession(sock, assigns)
+		if !srv.hold(sock, []string{fmt.Sprint("room:", i%100)}) {
+			t.Fatalf("session %d not held", i)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
+	t.Logf("a held session with one topic costs %d bytes of heap", per)
+	if st := srv.Stats(); st.HeldSessions != n {
+		t.Fatalf("%d held, want %d", st.HeldSessions, n)
+	}
+	if !raceEnabled && per > 1536 {
+		t.Fatalf("a held session costs %d bytes, more than the 1.5 KB that the README allows it", per)
+	}
+	srv.endHeldSessions()
+	if st := srv.Stats(); st.HeldSessions != 0 || st.HeldExpired != n {
+		t.Fatalf("stats after ending them: %+v", st)
 	}
 }
