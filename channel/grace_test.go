@@ -418,3 +418,49 @@ func TestHeldSessionMemory(t *testing.T) {
 		t.Fatalf("stats after ending them: %+v", st)
 	}
 }
+
+// A resumed connection that rejoins only some of its topics: the others'
+// entries leave when the grace ends, one leave each, and the rejoined
+// ones stay. A second loss holds both again, and a clean close of the
+// connection that resumed them takes them away at once.
+func TestGraceTopicsNotRejoinedExpire(t *testing.T) {
+	ts := newGraceServer(t, testGrace, nil)
+	inA := ts.watch("bob", "alice") // in graceTestTop
+	inB := &observer{client: ts.dial("carol"), key: "alice"}
+	inB.join("room:other", `{}`)
+
+	alice := ts.dialSession("alice", aliceToken)
+	alice.join(graceTestTop, `{}`)
+	alice.join("room:other", `{}`)
+	inA.next("alice's join")
+	inB.next("alice's join")
+	dropped := time.Now()
+	alice.conn.CloseNow()
+	waitFor(t, "the server to hold alice", func() bool { return ts.srv.Stats().HeldSessions == 1 })
+
+	alice = ts.dialSession("alice", aliceToken)
+	alice.join(graceTestTop, `{}`)
+	_, leaves := inB.next("alice's leave of the topic she did not rejoin")
+	if len(leaves) != 1 || time.Since(dropped) < testGrace {
+		t.Fatalf("leaves %v, %v after the loss", leaves, time.Since(dropped))
+	}
+	ts.dial("dave").join(graceTestTop, `{}`)
+	inA.quietUntil("dave")
+
+	// Lost again, then a resume and a clean close: what is held leaves then.
+	alice.join("room:other", `{}`)
+	inB.next("alice's join")
+	alice.conn.CloseNow()
+	waitFor(t, "the server to hold alice again", func() bool { return ts.srv.Stats().HeldSessions == 1 })
+	alice = ts.dialSession("alice", aliceToken)
+	alice.conn.Close(websocket.StatusNormalClosure, "")
+	if _, leaves := inA.next("alice's leave"); len(leaves) != 1 {
+		t.Fatalf("leaves %v", leaves)
+	}
+	if _, leaves := inB.next("alice's leave"); len(leaves) != 1 {
+		t.Fatalf("leaves %v", leaves)
+	}
+	if st := ts.srv.Stats(); st.Resumes != 2 || st.HeldSessions != 0 || ts.srv.Presence().Count(graceTestTop) != 2 {
+		t.Fatalf("stats %+v, %d in the topic", st, ts.srv.Presence().Count(graceTestTop))
+	}
+}
