@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -462,5 +464,33 @@ func TestGraceTopicsNotRejoinedExpire(t *testing.T) {
 	}
 	if st := ts.srv.Stats(); st.Resumes != 2 || st.HeldSessions != 0 || ts.srv.Presence().Count(graceTestTop) != 2 {
 		t.Fatalf("stats %+v, %d in the topic", st, ts.srv.Presence().Count(graceTestTop))
+	}
+}
+
+// SessionOwner names the owner when the assigns hold more than who the
+// user is: here a value that differs on every connection, with which the
+// default owner (all the assigns) would never match.
+func TestGraceSessionOwnerHook(t *testing.T) {
+	for _, hook := range []bool{false, true} {
+		var conns atomic.Int64
+		ts := newGraceServer(t, time.Hour, func(c *Config) {
+			connect := c.Connect
+			c.Connect = func(r *http.Request, params url.Values) (map[string]any, error) {
+				a, err := connect(r, params)
+				if a != nil {
+					a["conn"] = conns.Add(1)
+				}
+				return a, err
+			}
+			if hook {
+				c.SessionOwner = func(assigns map[string]any) string { return assigns["user"].(string) }
+			}
+		})
+		aliceJoinsAndDrops(t, ts, ts.watch("bob", "alice"))
+		waitFor(t, "the server to hold alice", func() bool { return ts.srv.Stats().HeldSessions == 1 })
+		ts.dialSession("alice", aliceToken).join(graceTestTop, `{}`)
+		if got := ts.srv.Stats().Resumes; got != map[bool]int64{false: 0, true: 1}[hook] {
+			t.Fatalf("with the hook %v: %d resumes", hook, got)
+		}
 	}
 }

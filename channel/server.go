@@ -16,6 +16,12 @@
 // in bytes (Config.MaxQueueBytes), drained by a writer goroutine: a socket
 // whose queue is full is disconnected, and never slows down a broadcast.
 // A broadcast is encoded once, and its bytes are shared by every queue.
+//
+// With Config.ReconnectGrace, the Leave callbacks of a connection lost
+// abruptly run on a timer's goroutine when its grace ends, after its read
+// loop is gone; they may run concurrently with the callbacks of the
+// connection that resumed its session, for the topics it did not take
+// over.
 package channel
 
 import (
