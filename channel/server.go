@@ -135,8 +135,8 @@ func (c *Channel) matches(topic string) bool {
 }
 
 // Stats are the Server's counters, for a metrics exporter to read (the
-// metrics package turns them into Prometheus metrics). Sockets and
-// QueuedBytes are gauges, values now; every other field counts since
+// metrics package turns them into Prometheus metrics). Sockets,
+// QueuedBytes and HeldSessions are gauges, values now; every other field counts since
 // NewServer and only grows. Each field is read atomically on its own: a
 // Stats is not one consistent snapshot across fields.
 type Stats struct {

@@ -70,7 +70,9 @@ func newSocket(srv *Server, conn *websocket.Conn, params url.Values, assigns map
 // Server returns the Server the socket belongs to.
 func (s *Socket) Server() *Server { return s.srv }
 
-// ID returns the socket's id in the presence engine.
+// ID returns the socket's id in the presence engine. A connection that
+// resumed a held session (Config.ReconnectGrace) has the id of the
+// connection it resumed, whose entries it took over.
 func (s *Socket) ID() engine.SocketID { return s.id }
 
 // Params returns the connection's URL parameters.
