@@ -125,26 +125,33 @@ func (g *socketGrace) abrupt() bool {
 	return g.timedOut.Load() || !g.serverClosed.Load() && !g.peerClosed.Load()
 }
 
-// owner names who a connection's session belongs to.
-func (s *Server) sessionOwner(assigns map[string]any) string {
-	if s.cfg.SessionOwner != nil {
-		return s.cfg.SessionOwner(assigns)
+// session returns the session a connection names with its params, and
+// whether it names one: a token of the right length, with a grace. It runs
+// after Connect and before the upgrade, and changes nothing: a
+// SessionOwner that panics fails the request as a Connect that panics
+// does.
+func (s *Server) session(params url.Values, assigns map[string]any) (sessionKey, bool) {
+	if s.cfg.ReconnectGrace <= 0 {
+		return sessionKey{}, false
 	}
-	return fmt.Sprint(assigns)
+	token := params.Get(SessionParam)
+	if len(token) < MinSessionLen || len(token) > MaxSessionLen {
+		return sessionKey{}, false
+	}
+	owner := fmt.Sprint(assigns)
+	if s.cfg.SessionOwner != nil {
+		owner = s.cfg.SessionOwner(assigns)
+	}
+	return makeSessionKey(owner, token), true
 }
 
 // resumeSession runs once a connection is accepted, before it is served:
-// a session token makes it eligible for the grace, and if the session is
-// held for the same owner, the socket takes it over.
-func (s *Server) resumeSession(sock *Socket, assigns map[string]any) {
-	if s.cfg.ReconnectGrace <= 0 {
+// a session makes it eligible for the grace, and if the session is held,
+// the socket takes it over.
+func (s *Server) resumeSession(sock *Socket, key sessionKey, ok bool) {
+	if !ok {
 		return
 	}
-	token := sock.params.Get(SessionParam)
-	if len(token) < MinSessionLen || len(token) > MaxSessionLen {
-		return
-	}
-	key := makeSessionKey(s.sessionOwner(assigns), token)
 	sock.grace.key, sock.grace.session = key, true
 	g := &s.grace
 	g.mu.Lock()

@@ -400,7 +400,8 @@ func TestHeldSessionMemory(t *testing.T) {
 		params := url.Values{"vsn": {"2.0.0"}, "user": {user}, SessionParam: {fmt.Sprintf("%032x", i)}}
 		assigns := map[string]any{"user": user}
 		sock := newSocket(srv, nil, params, assigns)
-		srv.resumeSession(sock, assigns)
+		key, ok := srv.session(params, assigns)
+		srv.resumeSession(sock, key, ok)
 		if !srv.hold(sock, []string{fmt.Sprint("room:", i%100)}) {
 			t.Fatalf("session %d not held", i)
 		}

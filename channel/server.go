@@ -264,6 +264,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	session, hasSession := s.session(params, assigns)
 	s.mu.Lock()
 	closing := s.closing
 	if !closing {
@@ -292,7 +293,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.sockets[sock] = struct{}{}
 	s.mu.Unlock()
-	s.resumeSession(sock, assigns)
+	s.resumeSession(sock, session, hasSession)
 	s.stats.connects.Add(1)
 	s.stats.sockets.Add(1)
 	s.wg.Add(1)
