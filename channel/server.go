@@ -70,8 +70,10 @@ type Config struct {
 	// (the SessionParam connect parameter, MinSessionLen to MaxSessionLen
 	// bytes) is held, and only a new connection with the same token and
 	// the same SessionOwner takes it over. A clean close (phx_leave, or
-	// any close frame from the client) leaves at once. See the README's
-	// "Reconnect grace".
+	// any close frame from the client) leaves at once. In a cluster, a
+	// client that comes back on another node gets a fresh session there:
+	// its key stays in every roster, and the held entry leaves when its
+	// grace ends. See the README's "Reconnect grace".
 	ReconnectGrace time.Duration
 	// MaxHeldSessions caps the sessions held at once; past it, an abrupt
 	// loss leaves at once. 0 means DefaultMaxHeldSessions. A held session
