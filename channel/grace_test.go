@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"runtime"
@@ -494,4 +495,40 @@ func TestGraceSessionOwnerHook(t *testing.T) {
 			t.Fatalf("with the hook %v: %d resumes", hook, got)
 		}
 	}
+}
+
+// A TCP reset (SO_LINGER 0, then close: the kernel sends RST) is an
+// abrupt loss: the entry is held, and a resume sends observers nothing.
+func TestGraceTCPResetIsHeld(t *testing.T) {
+	ts := newGraceServer(t, time.Hour, nil)
+	bob := ts.watch("bob", "alice")
+	var tcp *net.TCPConn
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	transport := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			tcp = c.(*net.TCPConn)
+		}
+		return c, err
+	}}
+	params := url.Values{"user": {"alice"}, "vsn": {"2.0.0"}, SessionParam: {aliceToken}}
+	conn, _, err := websocket.Dial(ctx, ts.url+"?"+params.Encode(), &websocket.DialOptions{HTTPClient: &http.Client{Transport: transport}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	if err := conn.Write(ctx, websocket.MessageText, []byte(`["1","1","`+graceTestTop+`","phx_join",{}]`)); err != nil {
+		t.Fatal(err)
+	}
+	bob.next("alice's join")
+	if err := tcp.SetLinger(0); err != nil {
+		t.Fatal(err)
+	}
+	tcp.Close()
+	waitFor(t, "the server to hold alice", func() bool { return ts.srv.Stats().HeldSessions == 1 })
+
+	ts.dialSession("alice", aliceToken).join(graceTestTop, `{}`)
+	ts.dial("carol").join(graceTestTop, `{}`)
+	bob.quietUntil("carol")
 }
