@@ -532,3 +532,70 @@ func TestGraceTCPResetIsHeld(t *testing.T) {
 	ts.dial("carol").join(graceTestTop, `{}`)
 	bob.quietUntil("carol")
 }
+
+// Resumes racing the end of the grace, on many sessions at once: whatever
+// the order, nothing is left behind once every client has closed cleanly.
+func TestGraceRacesLeaveNothingBehind(t *testing.T) {
+	const clients, rounds = 16, 4
+	ts := newGraceServer(t, 40*time.Millisecond, nil)
+	// Clients run in goroutines of their own, which may not call t.Fatal.
+	join := func(c *client, topic string) error {
+		if err := c.conn.Write(context.Background(), websocket.MessageText, []byte(`["1","1","`+topic+`","phx_join",{}]`)); err != nil {
+			return err
+		}
+		timeout := time.After(5 * time.Second)
+		for {
+			select {
+			case f, ok := <-c.in:
+				if !ok {
+					return <-c.err
+				}
+				if f.Event == "phx_reply" {
+					return nil
+				}
+			case <-timeout:
+				return errors.New("no join reply")
+			}
+		}
+	}
+	run := func(i int) error {
+		params := url.Values{"user": {fmt.Sprint("racer", i)}, "vsn": {"2.0.0"}, SessionParam: {fmt.Sprintf("racer-session-%08d", i)}}
+		for round := range rounds + 1 {
+			c, _, err := ts.tryDial(params)
+			if err != nil {
+				return err
+			}
+			if err := join(c, graceTestTop); err != nil {
+				return err
+			}
+			if round == rounds {
+				return c.conn.Close(websocket.StatusNormalClosure, "")
+			}
+			if round%2 == 0 {
+				if err := join(c, "room:other"); err != nil {
+					return err
+				}
+			}
+			c.conn.CloseNow()
+			// Come back before, around or after the grace.
+			time.Sleep(time.Duration(i%4) * 20 * time.Millisecond)
+		}
+		return nil
+	}
+	done := make(chan error, clients)
+	for i := range clients {
+		go func() { done <- run(i) }()
+	}
+	for range clients {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "every entry to go", func() bool {
+		st := ts.srv.Stats()
+		return ts.srv.Presence().Len() == 0 && st.HeldSessions == 0 && st.Sockets == 0
+	})
+	if st := ts.srv.Stats(); st.Resumes == 0 || st.HeldExpired == 0 {
+		t.Fatalf("stats %+v: the test raced nothing", st)
+	}
+}
