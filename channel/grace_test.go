@@ -599,3 +599,27 @@ func TestGraceRacesLeaveNothingBehind(t *testing.T) {
 		t.Fatalf("stats %+v: the test raced nothing", st)
 	}
 }
+
+// A rejoin at about the moment the grace ends either takes the entry over
+// or comes after its leave: the rejoined connection is present in the
+// end, never removed by the end of a grace it beat.
+func TestGraceResumeAtTheDeadlineKeepsTheEntry(t *testing.T) {
+	const grace = 20 * time.Millisecond
+	ts := newGraceServer(t, grace, nil)
+	ts.watch("bob", "alice")
+	for i := range 20 {
+		alice := ts.dialSession("alice", aliceToken)
+		alice.join(graceTestTop, `{}`)
+		alice.conn.CloseNow()
+		waitFor(t, "the loss", func() bool { return ts.srv.Stats().Sockets == 1 })
+		time.Sleep(grace - 5*time.Millisecond + time.Duration(i%10)*time.Millisecond)
+		alice = ts.dialSession("alice", aliceToken)
+		alice.join(graceTestTop, `{}`)
+		time.Sleep(2 * grace) // past any grace still running
+		if n := ts.srv.Presence().Count(graceTestTop); n != 2 {
+			t.Fatalf("round %d: %d entries, want bob's and alice's", i, n)
+		}
+		alice.conn.Close(websocket.StatusNormalClosure, "")
+		waitFor(t, "alice's leave", func() bool { return ts.srv.Presence().Count(graceTestTop) == 1 })
+	}
+}
