@@ -30,7 +30,7 @@ func ExampleConfig_reconnectGrace() {
 			return map[string]any{"user": params.Get("user")}, nil // authenticate here
 		},
 		// Only a connection of the same user may resume a session.
-		SessionOwner: func(assigns map[string]any) string { return assigns["user"].(string) },
+		SessionOwner: func(assigns map[string]any) string { user, _ := assigns["user"].(string); return user },
 		Channels: []channel.Channel{{
 			Topic: "room:*",
 			Join: func(s *channel.Socket, topic string, _ json.RawMessage) (any, error) {
