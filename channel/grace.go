@@ -70,6 +70,17 @@ func (cfg *Config) fillGrace() error {
 	case cfg.MaxHeldSessions == 0:
 		cfg.MaxHeldSessions = DefaultMaxHeldSessions
 	}
+	switch {
+	case cfg.MaxHeldEntries < 0:
+		return badConfig("MaxHeldEntries %d is negative", cfg.MaxHeldEntries)
+	case cfg.MaxHeldEntries == 0:
+		ec := cfg.Presence.Config()
+		local := ec.Capacity
+		if ec.LocalCapacity > 0 {
+			local = ec.LocalCapacity
+		}
+		cfg.MaxHeldEntries = max(1, local/4)
+	}
 	return nil
 }
 
@@ -79,8 +90,28 @@ type graceState struct {
 	held   map[sessionKey]*heldSession
 	closed bool // Shutdown began: nothing more is held
 
-	count                     atomic.Int64 // len(held), for Stats
+	// count is len(held), and entries the sum of their entries' bound,
+	// for Stats; both change under mu.
+	count, entries            atomic.Int64
 	resumes, expired, refused atomic.Int64
+}
+
+// add records h as held; the caller holds g.mu.
+func (g *graceState) add(h *heldSession) {
+	g.held[h.key] = h
+	g.count.Add(1)
+	g.entries.Add(int64(h.entries))
+}
+
+// remove forgets h, if it is held; the caller holds g.mu.
+func (g *graceState) remove(h *heldSession) bool {
+	if g.held[h.key] != h {
+		return false
+	}
+	delete(g.held, h.key)
+	g.count.Add(-1)
+	g.entries.Add(-int64(h.entries))
+	return true
 }
 
 // heldSession is what a lost connection left for the grace: its engine
@@ -90,6 +121,10 @@ type heldSession struct {
 	id      engine.SocketID
 	params  url.Values
 	assigns map[string]any
+
+	// entries bounds the entries it holds: the topics it held when it
+	// was lost, each with at most one entry.
+	entries int
 
 	mu     sync.Mutex
 	topics []string // joined and not yet taken over; nil once ended
@@ -157,8 +192,7 @@ func (s *Server) resumeSession(sock *Socket, key sessionKey, ok bool) {
 	g.mu.Lock()
 	h := g.held[key]
 	if h != nil {
-		delete(g.held, key)
-		g.count.Add(-1)
+		g.remove(h)
 	}
 	g.mu.Unlock()
 	if h == nil {
@@ -215,47 +249,62 @@ func (s *Socket) HeldEntry(topic string) (key string, meta []byte, ok bool) {
 // hold keeps a closing socket's presence for the grace, and reports
 // whether it did; topics are the topics it had joined. It does so for an
 // abrupt loss of a socket that sent a session token, unless the server is
-// shutting down or holds MaxHeldSessions already.
+// shutting down, or holds MaxHeldSessions already, or MaxHeldEntries would
+// be passed.
 func (s *Server) hold(sock *Socket, topics []string) bool {
 	sg := &sock.grace
-	if !sg.session || !sg.abrupt() || len(topics) == 0 && sg.resumed == nil {
+	if !sg.session || !sg.abrupt() {
+		return false
+	}
+	// What the socket still holds of a session it resumed is held again,
+	// if the socket is; until then, the resumed session keeps it.
+	r := sg.resumed
+	unlockResumed := func() {}
+	if r != nil {
+		r.mu.Lock()
+		unlockResumed = r.mu.Unlock
+		for _, t := range r.topics {
+			if !slices.Contains(topics, t) {
+				topics = append(topics, t)
+			}
+		}
+	}
+	if len(topics) == 0 {
+		unlockResumed()
 		return false
 	}
 	g := &s.grace
 	sock.mu.Lock()
 	assigns := sock.assigns
 	sock.mu.Unlock()
-	h := &heldSession{key: sg.key, id: sock.id, params: sock.params, assigns: assigns}
+	h := &heldSession{key: sg.key, id: sock.id, params: sock.params, assigns: assigns, entries: len(topics)}
 	h.mu.Lock() // until it is complete: nothing may end it before
 	g.mu.Lock()
 	old := g.held[sg.key]
-	if g.closed || old == nil && len(g.held) >= s.cfg.MaxHeldSessions {
+	if old != nil {
+		g.remove(old)
+	}
+	if g.closed || len(g.held) >= s.cfg.MaxHeldSessions || g.entries.Load()+int64(h.entries) > int64(s.cfg.MaxHeldEntries) {
+		if old != nil {
+			g.add(old)
+		}
 		if !g.closed {
 			g.refused.Add(1)
 		}
 		g.mu.Unlock()
 		h.mu.Unlock()
+		unlockResumed()
 		return false
 	}
-	g.held[sg.key] = h
-	if old == nil {
-		g.count.Add(1)
-	}
+	g.add(h)
 	g.mu.Unlock()
-	// What the socket still held of a session it resumed is held again.
-	if r := sg.resumed; r != nil {
-		r.mu.Lock()
-		for _, t := range r.topics {
-			if !slices.Contains(topics, t) {
-				topics = append(topics, t)
-			}
-		}
+	if r != nil {
 		r.topics = nil
 		if r.timer != nil {
 			r.timer.Stop()
 		}
-		r.mu.Unlock()
 	}
+	unlockResumed()
 	h.topics = topics
 	h.timer = time.AfterFunc(s.cfg.ReconnectGrace, func() { s.expireHeld(h) })
 	h.mu.Unlock()
@@ -283,11 +332,7 @@ func (h *heldSession) ghost(srv *Server) *Socket {
 func (s *Server) expireHeld(h *heldSession) {
 	g := &s.grace
 	g.mu.Lock()
-	waiting := g.held[h.key] == h
-	if waiting {
-		delete(g.held, h.key)
-		g.count.Add(-1)
-	}
+	waiting := g.remove(h)
 	g.mu.Unlock()
 	if waiting {
 		g.expired.Add(1)
@@ -338,6 +383,7 @@ func (s *Server) endHeldSessions() {
 	}
 	clear(g.held)
 	g.count.Store(0)
+	g.entries.Store(0)
 	g.mu.Unlock()
 	g.expired.Add(int64(len(all)))
 	for _, h := range all {
@@ -364,6 +410,7 @@ func (s *Server) closeSession(sock *Socket, topics []string) bool {
 func (s *Server) graceStats(st *Stats) {
 	g := &s.grace
 	st.HeldSessions = g.count.Load()
+	st.HeldEntries = g.entries.Load()
 	st.Resumes = g.resumes.Load()
 	st.HeldExpired = g.expired.Load()
 	st.HeldRefused = g.refused.Load()

@@ -367,6 +367,7 @@ func TestGraceConfig(t *testing.T) {
 	for _, mod := range []func(*Config){
 		func(c *Config) { c.ReconnectGrace = -time.Second },
 		func(c *Config) { c.MaxHeldSessions = -1 },
+		func(c *Config) { c.MaxHeldEntries = -1 },
 	} {
 		cfg := Config{Presence: newTestServer(t, nil).srv.cfg.Presence, Channels: []Channel{{Topic: "x", Join: func(*Socket, string, json.RawMessage) (any, error) { return nil, nil }}}}
 		mod(&cfg)
@@ -379,8 +380,8 @@ func TestGraceConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if srv.cfg.MaxHeldSessions != DefaultMaxHeldSessions {
-		t.Fatalf("MaxHeldSessions %d", srv.cfg.MaxHeldSessions)
+	if srv.cfg.MaxHeldSessions != DefaultMaxHeldSessions || srv.cfg.MaxHeldEntries != 4096/4 {
+		t.Fatalf("MaxHeldSessions %d, MaxHeldEntries %d: want the default and a quarter of the engine", srv.cfg.MaxHeldSessions, srv.cfg.MaxHeldEntries)
 	}
 }
 
@@ -390,7 +391,7 @@ func TestGraceConfig(t *testing.T) {
 // Leave callbacks. The README's figure is this test's.
 func TestHeldSessionMemory(t *testing.T) {
 	const n = 10_000
-	ts := newGraceServer(t, time.Hour, func(c *Config) { c.MaxHeldSessions = n })
+	ts := newGraceServer(t, time.Hour, func(c *Config) { c.MaxHeldSessions, c.MaxHeldEntries = n, n })
 	srv := ts.srv
 	var before, after runtime.MemStats
 	runtime.GC()
@@ -621,5 +622,38 @@ func TestGraceResumeAtTheDeadlineKeepsTheEntry(t *testing.T) {
 		}
 		alice.conn.Close(websocket.StatusNormalClosure, "")
 		waitFor(t, "alice's leave", func() bool { return ts.srv.Presence().Count(graceTestTop) == 1 })
+	}
+}
+
+// Held sessions keep at most MaxHeldEntries entries together: clients
+// that join many topics and drop cannot fill the engine with held
+// entries.
+func TestGraceMaxHeldEntries(t *testing.T) {
+	ts := newGraceServer(t, time.Hour, func(c *Config) { c.MaxHeldEntries = 3 })
+	bob := ts.watch("bob", "carol")
+	alice := ts.dialSession("alice", aliceToken)
+	alice.join(graceTestTop, `{}`)
+	alice.join("room:other", `{}`)
+	alice.conn.CloseNow()
+	waitFor(t, "the server to hold alice", func() bool { return ts.srv.Stats().HeldSessions == 1 })
+	if st := ts.srv.Stats(); st.HeldEntries != 2 {
+		t.Fatalf("stats %+v: want 2 held entries", st)
+	}
+	carol := ts.dialSession("carol", aliceToken+"carol")
+	carol.join(graceTestTop, `{}`)
+	carol.join("room:other", `{}`)
+	bob.next("carol's join")
+	carol.conn.CloseNow()
+	if _, leaves := bob.next("carol's leave"); len(leaves) != 1 {
+		t.Fatalf("leaves %v", leaves)
+	}
+	if st := ts.srv.Stats(); st.HeldSessions != 1 || st.HeldEntries != 2 || st.HeldRefused != 1 {
+		t.Fatalf("stats %+v: want alice held, carol refused", st)
+	}
+	// A resume frees what it took over.
+	ts.dialSession("alice", aliceToken)
+	waitFor(t, "alice's resume", func() bool { return ts.srv.Stats().Resumes == 1 })
+	if st := ts.srv.Stats(); st.HeldSessions != 0 || st.HeldEntries != 0 {
+		t.Fatalf("stats %+v after the resume", st)
 	}
 }

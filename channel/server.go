@@ -82,6 +82,13 @@ type Config struct {
 	// assigns and topic names, kept for the Leave callbacks), so 12 MB at
 	// the default; its entries stay in the engine, where they were.
 	MaxHeldSessions int
+	// MaxHeldEntries caps the entries that held sessions keep in the
+	// engine together (each topic a held connection had joined counts as
+	// one), so that clients that join and drop, again and again, cannot
+	// fill the engine with held entries; past it, an abrupt loss leaves
+	// at once. 0 means a quarter of the engine's LocalCapacity (or of its
+	// Capacity, without one).
+	MaxHeldEntries int
 	// SessionOwner names whom a connection's session belongs to, from the
 	// assigns Connect returned (a user id, say): a held session is taken
 	// over only by a connection with the same token and the same owner.
@@ -138,7 +145,7 @@ func (c *Channel) matches(topic string) bool {
 
 // Stats are the Server's counters, for a metrics exporter to read (the
 // metrics package turns them into Prometheus metrics). Sockets,
-// QueuedBytes and HeldSessions are gauges, values now; every other field counts since
+// QueuedBytes, HeldSessions and HeldEntries are gauges, values now; every other field counts since
 // NewServer and only grows. Each field is read atomically on its own: a
 // Stats is not one consistent snapshot across fields.
 type Stats struct {
@@ -159,9 +166,10 @@ type Stats struct {
 
 	// The reconnect grace (Config.ReconnectGrace).
 	HeldSessions int64 // sessions held now, waiting for their client
+	HeldEntries  int64 // the entries they keep in the engine now, at most (topics they had joined)
 	Resumes      int64 // held sessions a new connection took over
 	HeldExpired  int64 // held sessions that ended with no resume: the grace passed, or Shutdown
-	HeldRefused  int64 // abrupt losses not held, because MaxHeldSessions were
+	HeldRefused  int64 // abrupt losses not held, for MaxHeldSessions or MaxHeldEntries
 }
 
 type counters struct {
