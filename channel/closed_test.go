@@ -24,8 +24,10 @@ func TestBroadcastAfterShutdownIsErrServerClosed(t *testing.T) {
 	}
 }
 
-// Every Socket method that returns an error returns ErrClosed once the
-// socket closed, and changes nothing.
+// Every Socket method that acts on the connection returns ErrClosed once
+// the socket closed, and changes nothing. Broadcast and BroadcastFrom go
+// through the server, so that Leave callbacks, which run after the close,
+// can announce the leave; they fail with ErrServerClosed after Shutdown.
 func TestSocketMethodsAfterCloseAreErrClosed(t *testing.T) {
 	joined := make(chan *Socket, 1)
 	ts := newTestServer(t, func(c *Config) {
@@ -47,8 +49,6 @@ func TestSocketMethodsAfterCloseAreErrClosed(t *testing.T) {
 		"Track":             func() error { return s.Track("keep", "k", nil) },
 		"Push":              func() error { return s.Push("keep", "ping", nil) },
 		"PushPresenceState": func() error { return s.PushPresenceState("keep") },
-		"Broadcast":         func() error { return s.Broadcast("keep", "ping", nil) },
-		"BroadcastFrom":     func() error { return s.BroadcastFrom("keep", "ping", nil) },
 		"Close":             s.Close,
 	} {
 		if err := call(); !errors.Is(err, ErrClosed) || !errors.Is(err, net.ErrClosed) {
@@ -60,6 +60,25 @@ func TestSocketMethodsAfterCloseAreErrClosed(t *testing.T) {
 	}
 	if n := ts.srv.Presence().Len(); n != 0 {
 		t.Fatalf("%d entries after the closed socket's calls, want 0", n)
+	}
+	if err := s.Broadcast("keep", "ping", nil); err != nil {
+		t.Fatalf("Broadcast from a closed socket of a running server: %v", err)
+	}
+	if err := s.BroadcastFrom("keep", "ping", nil); err != nil {
+		t.Fatalf("BroadcastFrom from a closed socket of a running server: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ts.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for name, call := range map[string]func() error{
+		"Broadcast":     func() error { return s.Broadcast("keep", "ping", nil) },
+		"BroadcastFrom": func() error { return s.BroadcastFrom("keep", "ping", nil) },
+	} {
+		if err := call(); !errors.Is(err, ErrServerClosed) {
+			t.Errorf("%s after Shutdown: %v, want ErrServerClosed", name, err)
+		}
 	}
 }
 

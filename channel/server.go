@@ -16,6 +16,12 @@
 // in bytes (Config.MaxQueueBytes), drained by a writer goroutine: a socket
 // whose queue is full is disconnected, and never slows down a broadcast.
 // A broadcast is encoded once, and its bytes are shared by every queue.
+//
+// With Config.ReconnectGrace, the Leave callbacks of a connection lost
+// abruptly run on a timer's goroutine when its grace ends, after its read
+// loop is gone; they may run concurrently with the callbacks of the
+// connection that resumed its session, for the topics it did not take
+// over.
 package channel
 
 import (
@@ -62,6 +68,39 @@ type Config struct {
 	// with a burst of 200; a negative MaxEventsPerSecond turns it off.
 	MaxEventsPerSecond int
 	MaxEventsBurst     int
+
+	// ReconnectGrace keeps the presence of a connection lost abruptly (a
+	// reset, a connection closed with no close frame, a heartbeat timeout)
+	// for this long, so that a client that comes back within it does not
+	// flap; 0 turns it off. Only a connection that sent a session token
+	// (the SessionParam connect parameter, MinSessionLen to MaxSessionLen
+	// bytes) is held, and only a new connection with the same token and
+	// the same SessionOwner takes it over. A clean close (phx_leave, or
+	// any close frame from the client) leaves at once. In a cluster, a
+	// client that comes back on another node gets a fresh session there:
+	// its key stays in every roster, and the held entry leaves when its
+	// grace ends. See the README's "Reconnect grace".
+	ReconnectGrace time.Duration
+	// MaxHeldSessions caps the sessions held at once; past it, an abrupt
+	// loss leaves at once. 0 means DefaultMaxHeldSessions. A held session
+	// costs about 1.2 KB of heap with one topic and the official client's
+	// params (its record, timer and key, and the lost connection's params,
+	// assigns and topic names, kept for the Leave callbacks), so 12 MB at
+	// the default; its entries stay in the engine, where they were.
+	MaxHeldSessions int
+	// MaxHeldEntries caps the entries that held sessions keep in the
+	// engine together (each topic a held connection had joined counts as
+	// one), so that clients that join and drop, again and again, cannot
+	// fill the engine with held entries; past it, an abrupt loss leaves
+	// at once. 0 means a quarter of the engine's LocalCapacity (or of its
+	// Capacity, without one).
+	MaxHeldEntries int
+	// SessionOwner names whom a connection's session belongs to, from the
+	// assigns Connect returned (a user id, say): a held session is taken
+	// over only by a connection with the same token and the same owner.
+	// nil means the assigns as fmt.Sprint writes them (maps with sorted
+	// keys), which suits assigns of plain values.
+	SessionOwner func(assigns map[string]any) string
 }
 
 // Channel defines the topics that match Topic and what happens in them.
@@ -114,8 +153,8 @@ func (c *Channel) matches(topic string) bool {
 }
 
 // Stats are the Server's counters, for a metrics exporter to read (the
-// metrics package turns them into Prometheus metrics). Sockets and
-// QueuedBytes are gauges, values now; every other field counts since
+// metrics package turns them into Prometheus metrics). Sockets,
+// QueuedBytes, HeldSessions and HeldEntries are gauges, values now; every other field counts since
 // NewServer and only grows. Each field is read atomically on its own: a
 // Stats is not one consistent snapshot across fields.
 type Stats struct {
@@ -137,6 +176,13 @@ type Stats struct {
 	// Refusals counts refused connections, joins and events by kind
 	// (RefusedConnect, ...) and reason, sorted; see RefusalCount.
 	Refusals []RefusalCount
+
+	// The reconnect grace (Config.ReconnectGrace).
+	HeldSessions int64 // sessions held now, waiting for their client
+	HeldEntries  int64 // the entries they keep in the engine now, at most (topics they had joined)
+	Resumes      int64 // held sessions a new connection took over
+	HeldExpired  int64 // held sessions that ended with no resume: the grace passed, or Shutdown
+	HeldRefused  int64 // abrupt losses not held, for MaxHeldSessions or MaxHeldEntries
 }
 
 type counters struct {
@@ -150,6 +196,7 @@ type Server struct {
 	log   *slog.Logger
 	ids   atomic.Uint64
 	stats counters
+	grace graceState
 
 	refusals refusals
 
@@ -171,7 +218,11 @@ func NewServer(cfg Config) (*Server, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
+	if err := cfg.fillGrace(); err != nil {
+		return nil, err
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, sockets: map[*Socket]struct{}{}, topics: map[string]*topicState{}}
+	s.grace.held = map[sessionKey]*heldSession{}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -187,13 +238,15 @@ func (s *Server) Presence() *engine.Engine { return s.cfg.Presence }
 // Stats returns the Server's counters.
 func (s *Server) Stats() Stats {
 	c := &s.stats
-	return Stats{
+	st := Stats{
 		Sockets: c.sockets.Load(), Connects: c.connects.Load(), Rejected: c.rejected.Load(),
 		Joins: c.joins.Load(), JoinsRejected: c.joinsRejected.Load(), Leaves: c.leaves.Load(),
 		Pushes: c.pushes.Load(), PushedBytes: c.pushedBytes.Load(), Drops: c.drops.Load(), QueuedBytes: c.queuedBytes.Load(), PresenceDiffs: c.presenceDiffs.Load(),
 		PresenceStates: c.presenceStates.Load(), ErrorReplies: c.errorReplies.Load(), BadFrames: c.badFrames.Load(),
 		Refusals: s.refusals.snapshot(),
 	}
+	s.graceStats(&st)
+	return st
 }
 
 // ServeHTTP upgrades a request to a WebSocket connection and returns: the
@@ -224,6 +277,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	session, hasSession := s.session(params, assigns)
 	s.mu.Lock()
 	closing := s.closing
 	if !closing {
@@ -257,6 +311,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.sockets[sock] = struct{}{}
 	s.mu.Unlock()
+	s.resumeSession(sock, session, hasSession)
 	s.stats.connects.Add(1)
 	s.stats.sockets.Add(1)
 	s.wg.Add(1)
@@ -267,7 +322,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // Shutdown closes every connection with a close frame (status 1001), waits
-// for their cleanup, and refuses new ones. When ctx ends first, the
+// for their cleanup, and refuses new ones. Sessions held for a reconnect
+// grace end at once. When ctx ends first, the
 // remaining connections are dropped.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
@@ -277,6 +333,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		socks = append(socks, sock)
 	}
 	s.mu.Unlock()
+	s.endHeldSessions()
 	for _, sock := range socks {
 		go sock.closeWith(websocket.StatusGoingAway, "server shutdown")
 	}

@@ -48,6 +48,8 @@ type Socket struct {
 	queued  int
 	qclosed bool
 	ready   chan struct{}
+
+	grace socketGrace // see Config.ReconnectGrace
 }
 
 func newSocket(srv *Server, conn *websocket.Conn, params url.Values, assigns map[string]any) *Socket {
@@ -69,7 +71,9 @@ func newSocket(srv *Server, conn *websocket.Conn, params url.Values, assigns map
 // Server returns the Server the socket belongs to.
 func (s *Socket) Server() *Server { return s.srv }
 
-// ID returns the socket's id in the presence engine.
+// ID returns the socket's id in the presence engine. A connection that
+// resumed a held session (Config.ReconnectGrace) has the id of the
+// connection it resumed, whose entries it took over.
 func (s *Socket) ID() engine.SocketID { return s.id }
 
 // Params returns the connection's URL parameters.
@@ -123,6 +127,7 @@ func (s *Socket) Track(topic, key string, meta []byte) error {
 	if reservedKey(meta) {
 		return ErrReservedMeta
 	}
+	s.grace.claim(topic)
 	out, _, err := s.srv.cfg.Presence.TrackRef(s.id, topic, key, meta)
 	if err != nil {
 		return err
@@ -197,17 +202,11 @@ func (s *Socket) PushPresenceState(topic string) error {
 
 // Broadcast sends an event to every socket in topic, this one included.
 func (s *Socket) Broadcast(topic, event string, payload any) error {
-	if s.closed() {
-		return ErrClosed
-	}
 	return s.srv.Broadcast(topic, event, payload)
 }
 
 // BroadcastFrom sends an event to every socket in topic but this one.
 func (s *Socket) BroadcastFrom(topic, event string, payload any) error {
-	if s.closed() {
-		return ErrClosed
-	}
 	if s.srv.closed() {
 		return ErrServerClosed
 	}
@@ -226,6 +225,7 @@ func (s *Socket) Close() error {
 	err := ErrClosed
 	s.once.Do(func() {
 		err = nil
+		s.grace.serverClosed.Store(true) // a close the server chose: no grace
 		close(s.done)
 		s.conn.Close(websocket.StatusNormalClosure, "")
 	})
@@ -292,6 +292,7 @@ func (s *Socket) drop() {
 // closeWith ends the connection with a close frame.
 func (s *Socket) closeWith(code websocket.StatusCode, reason string) {
 	s.once.Do(func() {
+		s.grace.serverClosed.Store(true)
 		close(s.done)
 		s.conn.Close(code, reason)
 	})
@@ -315,6 +316,7 @@ func (s *Socket) serve() {
 	// A socket that sends nothing, heartbeats included, for the timeout is
 	// closed with a close frame; the Read below then returns.
 	idle := time.AfterFunc(srv.cfg.HeartbeatTimeout, func() {
+		s.grace.timedOut.Store(true)
 		s.closeWith(websocket.StatusPolicyViolation, "heartbeat timeout")
 	})
 	defer idle.Stop()
@@ -325,6 +327,7 @@ func (s *Socket) serve() {
 	for {
 		typ, data, err := r.read(s.conn)
 		if err != nil {
+			s.grace.lost(err)
 			return
 		}
 		idle.Reset(srv.cfg.HeartbeatTimeout)
@@ -445,10 +448,11 @@ func (s *Socket) writeBatch(batch [][]byte, stuck *time.Timer) bool {
 }
 
 // cleanup removes every trace of a closed socket: presence, subscriptions,
-// and the channels' Leave callbacks.
+// and the channels' Leave callbacks. With a reconnect grace, an abrupt
+// loss leaves the presence, the leaves and the Leave callbacks to the
+// grace (see Config.ReconnectGrace).
 func (s *Socket) cleanup() {
 	srv := s.srv
-	srv.cfg.Presence.UntrackAll(s.id)
 	s.mu.Lock()
 	topics := make([]string, 0, len(s.joined))
 	for _, m := range s.joined {
@@ -456,8 +460,15 @@ func (s *Socket) cleanup() {
 	}
 	clear(s.joined)
 	s.mu.Unlock()
+	held := srv.closeSession(s, topics)
+	if !held {
+		srv.cfg.Presence.UntrackAll(s.id)
+	}
 	for _, t := range topics {
 		srv.unsubscribe(t, s)
+		if held {
+			continue
+		}
 		srv.presenceChanged(t)
 		srv.stats.leaves.Add(1)
 		if c := srv.channelFor(t); c != nil && c.Leave != nil {
@@ -651,6 +662,7 @@ func (s *Socket) leave(f *phx.Frame) {
 // leaveTopic untracks, unsubscribes and runs Leave for a joined topic.
 func (s *Socket) leaveTopic(topic string) {
 	srv := s.srv
+	s.grace.claim(topic)
 	if srv.cfg.Presence.Untrack(s.id, topic) {
 		srv.presenceChanged(topic)
 	}

@@ -80,3 +80,42 @@ test("one user on two sockets is one key with two metas", async () => {
     watcher.presence.list((key, {metas}) => key === "dave" ? metas.length : 0).includes(2))
   assert.equal(keys(watcher).filter(k => k === "dave").length, 1)
 })
+
+// runClient starts client.mjs as name, with a session token if given, and
+// resolves with the child once it has joined.
+async function runClient(name, session) {
+  const child = spawn(process.execPath, ["client.mjs", server.socketURL, name, ...(session ? [session] : [])],
+    {cwd: new URL(".", import.meta.url).pathname, stdio: ["ignore", "pipe", "inherit"]})
+  await new Promise((resolve, reject) => {
+    child.stdout.on("data", d => { if (String(d).includes("joined")) resolve() })
+    child.on("exit", code => reject(new Error(`client exited ${code}`)))
+  })
+  return child
+}
+
+const channelStats = async () => (await (await fetch(server.url + "/debug/vars")).json()).channel
+
+test("a killed client with a session that comes back within the grace is never seen to leave", async () => {
+  const watcher = await connect("watcher3")
+  const session = "e2e-" + crypto.randomUUID()
+  let child = await runClient("erin", session)
+  await waitFor("watcher to see erin", () => keys(watcher).includes("erin"))
+  const erin = l => l.filter(e => e.key === "erin").length
+  const [joins, leaves] = [erin(watcher.joins), erin(watcher.leaves)]
+  const {Sockets: open, Resumes: resumes} = await channelStats()
+
+  child.kill("SIGKILL") // no close frame: the kernel drops the TCP connection
+  for (const deadline = Date.now() + 5000; (await channelStats()).Sockets >= open;) {
+    if (Date.now() > deadline) throw new Error("the server did not see erin's connection go")
+    await new Promise(resolve => setTimeout(resolve, 10))
+  }
+  child = await runClient("erin", session)
+  await connect("frank") // a later change: the watcher is sent it after anything about erin
+  await waitFor("watcher to see frank", () => keys(watcher).includes("frank"))
+  child.kill("SIGKILL")
+  assert.equal(erin(watcher.joins), joins, "the watcher was sent a join of erin")
+  assert.equal(erin(watcher.leaves), leaves, "the watcher was sent a leave of erin")
+  assert.ok(keys(watcher).includes("erin"))
+  assert.equal((await channelStats()).Resumes, resumes + 1)
+  watcher.channel.leave()
+})

@@ -111,4 +111,14 @@ var channelMetrics = []channelMetric{
 				emit(float64(r.Count), r.Kind, r.Reason)
 			}
 		}},
+	{Name: "presence_channel_held_sessions", Help: "Sessions lost abruptly whose presence is held for the reconnect grace now.",
+		Value: func(s *channel.Stats) float64 { return float64(s.HeldSessions) }},
+	{Name: "presence_channel_held_entries", Help: "Entries that held sessions keep in the engine now, at most: the topics they had joined.",
+		Value: func(s *channel.Stats) float64 { return float64(s.HeldEntries) }},
+	{Name: "presence_channel_session_resumes_total", Help: "Held sessions a new connection took over within the reconnect grace.", Counter: true,
+		Value: func(s *channel.Stats) float64 { return float64(s.Resumes) }},
+	{Name: "presence_channel_held_sessions_expired_total", Help: "Held sessions that ended with no resume: the grace passed, or the server shut down.", Counter: true,
+		Value: func(s *channel.Stats) float64 { return float64(s.HeldExpired) }},
+	{Name: "presence_channel_held_sessions_refused_total", Help: "Abrupt losses not held because the server held MaxHeldSessions already.", Counter: true,
+		Value: func(s *channel.Stats) float64 { return float64(s.HeldRefused) }},
 }

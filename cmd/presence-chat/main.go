@@ -39,15 +39,20 @@ func main() {
 	window := flag.Duration("presence-window", 50*time.Millisecond, "presence diff coalescing window")
 	heartbeat := flag.Duration("heartbeat-timeout", 60*time.Second, "close sockets silent for this long")
 	rateLimit := flag.Int("rate-limit", 0, "frames a second one socket may send (burst: twice as many, at least 200); 0 means the server's default, 100; negative turns the limit off")
+	grace := flag.Duration("reconnect-grace", 15*time.Second, "keep the presence of a connection lost abruptly for this long, for its client to come back (0: off)")
 	cl := clusterFlags(flag.CommandLine)
 	flag.Parse()
-	if err := run(*addr, *window, *heartbeat, *rateLimit, cl); err != nil {
+	limits := func(c *channel.Config) {
+		c.MaxEventsPerSecond = *rateLimit
+		c.ReconnectGrace = *grace
+	}
+	if err := run(*addr, *window, *heartbeat, cl, limits); err != nil {
 		fmt.Fprintln(os.Stderr, "presence-chat:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, window, heartbeat time.Duration, rateLimit int, cl *clusterOptions) error {
+func run(addr string, window, heartbeat time.Duration, cl *clusterOptions, mods ...func(*channel.Config)) error {
 	presence, err := engine.New(cl.engineConfig())
 	if err != nil {
 		return err
@@ -57,7 +62,7 @@ func run(addr string, window, heartbeat time.Duration, rateLimit int, cl *cluste
 		return err
 	}
 	defer leave()
-	srv, err := newNodeServer(presence, window, heartbeat, rateLimit, node, cl.nodeName())
+	srv, err := newNodeServer(presence, window, heartbeat, node, cl.nodeName(), mods...)
 	if err != nil {
 		return err
 	}
@@ -108,22 +113,22 @@ func routes(srv *channel.Server, more ...prometheus.Collector) http.Handler {
 // presence list, join and leave are announced, get_presence answers with
 // the list, and new_msg is broadcast.
 func newServer(presence *engine.Engine, window, heartbeat time.Duration) (*channel.Server, error) {
-	return newNodeServer(presence, window, heartbeat, 0, nil, "local")
+	return newNodeServer(presence, window, heartbeat, nil, "local")
 }
 
 // newNodeServer is newServer as one node of a cluster (none when node is
-// nil): metas name the node each connection is on.
-func newNodeServer(presence *engine.Engine, window, heartbeat time.Duration, rateLimit int, node *cluster.Node, nodeName string) (*channel.Server, error) {
+// nil): metas name the node each connection is on. mods change the
+// Config before it is used.
+func newNodeServer(presence *engine.Engine, window, heartbeat time.Duration, node *cluster.Node, nodeName string, mods ...func(*channel.Config)) (*channel.Server, error) {
 	var cl channel.Cluster
 	if node != nil {
 		cl = node
 	}
-	return channel.NewServer(channel.Config{
-		Presence:           presence,
-		PresenceWindow:     window,
-		HeartbeatTimeout:   heartbeat,
-		MaxEventsPerSecond: rateLimit,
-		Cluster:            cl,
+	cfg := channel.Config{
+		Presence:         presence,
+		PresenceWindow:   window,
+		HeartbeatTimeout: heartbeat,
+		Cluster:          cl,
 		Connect: func(r *http.Request, params url.Values) (map[string]any, error) {
 			name := params.Get("name")
 			if !validText(name, maxNameChars) {
@@ -142,7 +147,11 @@ func newNodeServer(presence *engine.Engine, window, heartbeat time.Duration, rat
 				"set_typing":   handleSetTyping,                 // typing.go
 			},
 		}},
-	})
+	}
+	for _, mod := range mods {
+		mod(&cfg)
+	}
+	return channel.NewServer(cfg)
 }
 
 func username(s *channel.Socket) string {
@@ -154,15 +163,39 @@ func username(s *channel.Socket) string {
 
 func chatJoin(s *channel.Socket, topic string, _ json.RawMessage) (any, error) {
 	name := username(s)
-	s.Assign("joined_at", time.Now().UTC().Format(time.RFC3339))
-	if err := s.Track(topic, name, chatMeta(s, "online")); err != nil {
+	meta, resumed := resumedMeta(s, topic, name)
+	if !resumed {
+		s.Assign("joined_at", time.Now().UTC().Format(time.RFC3339))
+		meta = chatMeta(s, "online")
+	}
+	if err := s.Track(topic, name, meta); err != nil {
 		return nil, err
 	}
 	if err := s.PushPresenceState(topic); err != nil {
 		return nil, err
 	}
-	s.BroadcastFrom(topic, "user_joined", map[string]string{"user": name})
+	if !resumed { // the room never saw it leave
+		s.BroadcastFrom(topic, "user_joined", map[string]string{"user": name})
+	}
 	return nil, nil
+}
+
+// resumedMeta returns the meta of the entry in topic that a connection
+// took over from its lost predecessor (see channel.Config.ReconnectGrace),
+// and keeps its joined_at: tracked unchanged, it sends the room nothing.
+func resumedMeta(s *channel.Socket, topic, name string) ([]byte, bool) {
+	key, meta, ok := s.HeldEntry(topic)
+	if !ok || key != name {
+		return nil, false
+	}
+	var m struct {
+		JoinedAt string `json:"joined_at"`
+	}
+	if json.Unmarshal(meta, &m) != nil || m.JoinedAt == "" {
+		return nil, false
+	}
+	s.Assign("joined_at", m.JoinedAt)
+	return meta, true
 }
 
 func chatLeave(s *channel.Socket, topic string) {
