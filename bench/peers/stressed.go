@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/presencekit/presence/bench/registry"
+	"github.com/presencekit/presence/engine"
 )
 
 // Centrifuge is centrifuge's MemoryPresenceManager as a registry that
@@ -29,8 +30,8 @@ func (c Centrifuge) Diff(topic string, buf []byte) ([]byte, error) {
 }
 
 // Changes implements registry.Stressed: a full diff every time.
-func (c Centrifuge) Changes(dst []byte, topic string, _ uint64) ([]byte, uint64) {
-	return c.appendDiff(dst, topic), 0
+func (c Centrifuge) Changes(dst []byte, topic string, _ engine.Cursor) ([]byte, engine.Cursor) {
+	return c.appendDiff(dst, topic), engine.Cursor{}
 }
 
 // appendDiff appends {"joins":[...],"leaves":[]}, as the baseline does.
