@@ -281,6 +281,61 @@ func renderedSlots(b *testing.B, n int) (list, slab []byte) {
 // rooms of 32 members, from GOMAXPROCS goroutines. Each goroutine owns one
 // member of every room and flips its meta, so that every Track is an
 // update; afterwards each room must hold the last meta each goroutine wrote.
+// BenchmarkListAfterUpdate lists a 512-member topic right after updating
+// one of its members, as a server does when it pushes the topic after a
+// change: impl=engine does both, impl=update the update alone, so that
+// engine minus update is what the List costs when it follows an update
+// (compare it with BenchmarkList/n=512/impl=copy). Every List must hold
+// every member, and afterwards every member its last meta.
+func BenchmarkListAfterUpdate(b *testing.B) {
+	const n = 512
+	keys := make([]string, n)
+	var metas [n][2][]byte
+	for i := range n {
+		keys[i] = key(i + 1)
+		metas[i] = [2][]byte{metaV(i+1, 0), metaV(i+1, 1)}
+	}
+	for _, list := range []bool{true, false} {
+		name := "impl=engine"
+		if !list {
+			name = "impl=update"
+		}
+		b.Run(name, func(b *testing.B) {
+			r := Peers[0].New(4096)
+			fill(b, r, "room", 0, n)
+			buf := r.AppendList(nil, "room")
+			want := len(buf)
+			b.ReportAllocs()
+			calls := 0
+			for b.Loop() {
+				m := calls % n
+				if err := r.Track(uint64(m+1), "room", keys[m], metas[m][calls/n&1]); err != nil {
+					b.Fatal(err)
+				}
+				calls++
+				if list {
+					buf = r.AppendList(buf[:0], "room")
+					// Versions 0 and 1 of a meta have the same length, and
+					// the first change of a member adds "away_0" bytes.
+					if len(buf) < want {
+						b.Fatalf("List wrote %d bytes, want at least %d", len(buf), want)
+					}
+				}
+			}
+			got := members(b, r.AppendList(nil, "room"))
+			if len(got) != n {
+				b.Fatalf("List holds %d members, want %d", len(got), n)
+			}
+			for m := range min(calls, n) {
+				last := (calls - 1 - m) / n * n
+				if want := metas[m][last/n&1]; got[keys[m]] != string(want) {
+					b.Fatalf("%s holds %s, want %s: an update was lost", keys[m], got[keys[m]], want)
+				}
+			}
+		})
+	}
+}
+
 func BenchmarkParallelReadHeavy(b *testing.B) {
 	const rooms, roomSize = 16, 32
 	for _, p := range Peers {
