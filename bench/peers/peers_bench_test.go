@@ -56,42 +56,67 @@ func members(b *testing.B, list []byte) map[string]string {
 	return m
 }
 
-// BenchmarkTrackUpdate changes the meta of one of 128 members on every
-// call: member i%128 gets version i/128 of its meta, so that each Track
-// replaces a different meta. Afterwards every member's meta must be the
-// last one written.
-func BenchmarkTrackUpdate(b *testing.B) {
-	const n = 128
-	keys := make([]string, n)
-	var metas [n][2][]byte
+// updates holds n members' keys and two versions of each one's meta, which
+// the update benchmarks alternate: call i gives member i%n version i/n%2,
+// so that each Track replaces a different meta.
+type updates struct {
+	keys  []string
+	metas [][2][]byte
+}
+
+func newUpdates(n int) updates {
+	u := updates{keys: make([]string, n), metas: make([][2][]byte, n)}
 	for i := range n {
-		keys[i] = key(i + 1)
-		metas[i] = [2][]byte{metaV(i+1, 0), metaV(i+1, 1)}
+		u.keys[i] = key(i + 1)
+		u.metas[i] = [2][]byte{metaV(i+1, 0), metaV(i+1, 1)}
 	}
+	return u
+}
+
+// track makes update number call.
+func (u updates) track(b *testing.B, r Registry, call int) {
+	n := len(u.keys)
+	m := call % n
+	if err := r.Track(uint64(m+1), "room", u.keys[m], u.metas[m][call/n&1]); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// check fails unless, after calls updates of a topic filled by fill, every
+// member holds the last meta written to it.
+func (u updates) check(b *testing.B, r Registry, calls int) {
+	n := len(u.keys)
+	got := members(b, r.AppendList(nil, "room"))
+	if len(got) != n {
+		b.Fatalf("List holds %d members, want %d", len(got), n)
+	}
+	for m := range n {
+		want := meta(m + 1) // never written
+		if m < calls {
+			last := (calls - 1 - m) / n * n // the last call that wrote m
+			want = u.metas[m][last/n&1]
+		}
+		if got[u.keys[m]] != string(want) {
+			b.Fatalf("%s holds %s, want %s: an update was lost", u.keys[m], got[u.keys[m]], want)
+		}
+	}
+}
+
+// BenchmarkTrackUpdate changes the meta of one of 128 members on every
+// call. Afterwards every member's meta must be the last one written.
+func BenchmarkTrackUpdate(b *testing.B) {
+	u := newUpdates(128)
 	for _, p := range Peers {
 		b.Run("impl="+p.Name, func(b *testing.B) {
 			r := p.New(4096)
-			fill(b, r, "room", 0, n)
+			fill(b, r, "room", 0, len(u.keys))
 			b.ReportAllocs()
 			calls := 0
 			for b.Loop() {
-				m := calls % n
-				if err := r.Track(uint64(m+1), "room", keys[m], metas[m][calls/n&1]); err != nil {
-					b.Fatal(err)
-				}
+				u.track(b, r, calls)
 				calls++
 			}
-			got := members(b, r.AppendList(nil, "room"))
-			for m := range n {
-				want := meta(m + 1) // never written
-				if m < calls {
-					last := (calls - 1 - m) / n * n // the last call that wrote m
-					want = metas[m][last/n&1]
-				}
-				if got[keys[m]] != string(want) {
-					b.Fatalf("%s holds %s, want %s: an update was lost", keys[m], got[keys[m]], want)
-				}
-			}
+			u.check(b, r, calls)
 		})
 	}
 }
@@ -288,13 +313,7 @@ func renderedSlots(b *testing.B, n int) (list, slab []byte) {
 // (compare it with BenchmarkList/n=512/impl=copy). Every List must hold
 // every member, and afterwards every member its last meta.
 func BenchmarkListAfterUpdate(b *testing.B) {
-	const n = 512
-	keys := make([]string, n)
-	var metas [n][2][]byte
-	for i := range n {
-		keys[i] = key(i + 1)
-		metas[i] = [2][]byte{metaV(i+1, 0), metaV(i+1, 1)}
-	}
+	u := newUpdates(512)
 	for _, list := range []bool{true, false} {
 		name := "impl=engine"
 		if !list {
@@ -302,36 +321,24 @@ func BenchmarkListAfterUpdate(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			r := Peers[0].New(4096)
-			fill(b, r, "room", 0, n)
+			fill(b, r, "room", 0, len(u.keys))
 			buf := r.AppendList(nil, "room")
 			want := len(buf)
 			b.ReportAllocs()
 			calls := 0
 			for b.Loop() {
-				m := calls % n
-				if err := r.Track(uint64(m+1), "room", keys[m], metas[m][calls/n&1]); err != nil {
-					b.Fatal(err)
-				}
+				u.track(b, r, calls)
 				calls++
 				if list {
 					buf = r.AppendList(buf[:0], "room")
-					// Versions 0 and 1 of a meta have the same length, and
-					// the first change of a member adds "away_0" bytes.
+					// Each member's first update adds "away_0" to its
+					// meta; the versions that follow keep its length.
 					if len(buf) < want {
 						b.Fatalf("List wrote %d bytes, want at least %d", len(buf), want)
 					}
 				}
 			}
-			got := members(b, r.AppendList(nil, "room"))
-			if len(got) != n {
-				b.Fatalf("List holds %d members, want %d", len(got), n)
-			}
-			for m := range min(calls, n) {
-				last := (calls - 1 - m) / n * n
-				if want := metas[m][last/n&1]; got[keys[m]] != string(want) {
-					b.Fatalf("%s holds %s, want %s: an update was lost", keys[m], got[keys[m]], want)
-				}
-			}
+			u.check(b, r, calls)
 		})
 	}
 }

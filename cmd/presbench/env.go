@@ -47,14 +47,5 @@ func progressWanted(o *options, stderr io.Writer) bool {
 	case o.progress:
 		return true
 	}
-	return isTerminal(stderr)
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return progress.IsTerminal(stderr)
 }

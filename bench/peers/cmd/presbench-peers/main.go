@@ -124,7 +124,7 @@ func measure(o *options, stdout, stderr io.Writer) error {
 	defer cancel()
 	var meter *progress.Meter
 	stopLines := func() {}
-	if !o.quiet && (o.progress || isTerminal(stderr)) {
+	if !o.quiet && (o.progress || progress.IsTerminal(stderr)) {
 		meter = &progress.Meter{}
 		stopLines = progress.Printer{W: stderr, Prefix: "presbench-peers", Every: o.progressEvery, After: o.progressAfter}.Start(meter)
 	}
@@ -155,13 +155,4 @@ func measure(o *options, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "%s: the same workload, one after the other, in one process\n", strings.Join(o.names, ", "))
 	fmt.Fprintln(stdout, runinfo.Line())
 	return stress.WriteSideBySide(stdout, results...)
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
