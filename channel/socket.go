@@ -137,14 +137,25 @@ func (s *Socket) Track(topic, key string, meta []byte) error {
 	}
 	s.markTracked(topic)
 	if s.closed() { // closed meanwhile: its cleanup may have run already
-		s.Untrack(topic)
+		s.untrack(topic)
 		return ErrClosed
 	}
 	return nil
 }
 
-// Untrack removes the socket's presence from topic.
+// Untrack removes the socket's presence from topic. On a closed socket
+// it does nothing and returns false: what it tracked goes with its
+// cleanup, or is held for the reconnect grace under an engine id that a
+// connection resuming its session owns from then on.
 func (s *Socket) Untrack(topic string) bool {
+	if s.closed() {
+		return false
+	}
+	return s.untrack(topic)
+}
+
+// untrack removes the socket's presence from topic, closed or not.
+func (s *Socket) untrack(topic string) bool {
 	if !s.srv.cfg.Presence.Untrack(s.id, topic) {
 		return false
 	}

@@ -1,0 +1,270 @@
+package channel
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/presencekit/presence/phx"
+)
+
+// The reconnect grace together with the other edges of a socket's life:
+// duplicate joins, the rate limit, Shutdown, stale sockets and Leave
+// callbacks.
+
+// dropAndWait closes c with no close frame and waits until the server
+// holds its session.
+func (ts *testServer) dropAndWait(c *client, held int64) {
+	ts.t.Helper()
+	c.conn.CloseNow()
+	waitFor(ts.t, "the server to hold the session", func() bool { return ts.srv.Stats().HeldSessions == held })
+}
+
+// A socket that closed, and whose session another connection resumed
+// (which took over its engine id), changes nothing of the resumer's
+// presence: an Untrack through the old *Socket is refused.
+func TestGraceStaleSocketCannotUntrackTheResumer(t *testing.T) {
+	ts := newGraceServer(t, time.Hour, nil)
+	bob := ts.watch("bob", "alice")
+	alice := ts.dialSession("alice", aliceToken)
+	alice.join(graceTestTop, `{}`)
+	bob.next("alice's join")
+	old := sessionSocket(t, ts, "alice")
+	ts.dropAndWait(alice, 1)
+
+	alice = ts.dialSession("alice", aliceToken)
+	alice.join(graceTestTop, `{}`)
+	if old.Untrack(graceTestTop) {
+		t.Fatal("a closed socket's Untrack removed an entry")
+	}
+	if n := ts.srv.Presence().Count(graceTestTop); n != 2 {
+		t.Fatalf("%d entries, want bob's and alice's", n)
+	}
+	if err := old.Track(graceTestTop, "alice", []byte(`{}`)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Track on the closed socket: %v", err)
+	}
+	ts.dial("carol").join(graceTestTop, `{}`)
+	bob.quietUntil("carol")
+}
+
+// A duplicate phx_join on a connection that resumed a session is a
+// Phoenix rejoin as on any other: phx_close to the old join_ref, one
+// Leave for it, and no presence frame when the key and meta are the same;
+// the grace's end then sends nothing either.
+func TestGraceDuplicateJoinOnResumedSession(t *testing.T) {
+	const grace = 150 * time.Millisecond
+	var leaves atomic.Int64
+	ts := newGraceServer(t, grace, func(c *Config) {
+		c.Channels[0].Leave = func(*Socket, string) { leaves.Add(1) }
+	})
+	bob := ts.watch("bob", "alice")
+	alice := ts.dialSession("alice", aliceToken)
+	alice.join(graceTestTop, `{}`)
+	bob.next("alice's join")
+	ts.dropAndWait(alice, 1)
+
+	alice = ts.dialSession("alice", aliceToken)
+	first := alice.join(graceTestTop, `{}`)
+	const second = "77"
+	alice.sendRaw(`["` + second + `","` + second + `","` + graceTestTop + `","phx_join",{}]`)
+	alice.expect("phx_close of the first join", func(f phx.Frame) bool {
+		return f.Event == "phx_close" && f.JoinRef.S == first
+	})
+	if status, _ := alice.reply(second); status != "ok" {
+		t.Fatalf("second join: %s", status)
+	}
+	time.Sleep(2 * grace) // past the grace
+	ts.dial("carol").join(graceTestTop, `{}`)
+	bob.quietUntil("carol")
+	if n := leaves.Load(); n != 1 {
+		t.Fatalf("%d Leave callbacks, want 1 (the first join's)", n)
+	}
+	if n := ts.srv.Presence().Count(graceTestTop); n != 3 {
+		t.Fatalf("%d entries, want bob's, alice's and carol's", n)
+	}
+	ref := alice.push(second, graceTestTop, "echo", `{"x":1}`)
+	if status, _ := alice.reply(ref); status != "ok" {
+		t.Fatalf("event on the second join: %s", status)
+	}
+}
+
+// A resumed connection that joins its held topic without tracking, then
+// joins it again and tracks the same key and meta: presence is steady.
+func TestGraceUntrackedJoinThenRejoinOnResumedSession(t *testing.T) {
+	ts := newGraceServer(t, 150*time.Millisecond, nil)
+	bob := ts.watch("bob", "alice")
+	alice := ts.dialSession("alice", aliceToken)
+	alice.join(graceTestTop, `{}`)
+	bob.next("alice's join")
+	ts.dropAndWait(alice, 1)
+
+	alice = ts.dialSession("alice", aliceToken)
+	alice.join(graceTestTop, `{"no_track":true}`)
+	alice.join(graceTestTop, `{}`)
+	time.Sleep(300 * time.Millisecond) // past the grace
+	ts.dial("carol").join(graceTestTop, `{}`)
+	bob.quietUntil("carol")
+	if n := ts.srv.Presence().Count(graceTestTop); n != 3 {
+		t.Fatalf("%d entries, want bob's, alice's and carol's", n)
+	}
+}
+
+// A socket closed for its rate limit (4429) is closed by the server: it
+// leaves at once, and is not held for the grace.
+func TestGraceRateLimitedCloseLeavesAtOnce(t *testing.T) {
+	ts := newGraceServer(t, time.Hour, func(c *Config) { c.MaxEventsPerSecond, c.MaxEventsBurst = 1, 4 })
+	bob := ts.watch("bob", "alice")
+	alice := ts.dialSession("alice", aliceToken)
+	alice.join(graceTestTop, `{}`)
+	bob.next("alice's join")
+	for range 20 {
+		if alice.conn.Write(context.Background(), websocket.MessageText, []byte(`[null,"9","phoenix","heartbeat",{}]`)) != nil {
+			break
+		}
+	}
+	if code := alice.closed(); code != StatusRateLimited {
+		t.Fatalf("close code %d, want %d", code, StatusRateLimited)
+	}
+	if _, l := bob.next("alice's leave"); len(l) != 1 {
+		t.Fatalf("leaves %v", l)
+	}
+	if st := ts.srv.Stats(); st.HeldSessions != 0 || st.HeldEntries != 0 || st.HeldRefused != 0 {
+		t.Fatalf("stats %+v: the rate-limited socket was held", st)
+	}
+}
+
+// Shutdown while sessions are held, one of them resumed by a live
+// connection that has not rejoined all of its topics: every held topic's
+// Leave runs once, nothing stays in the engine or the stats, no timer
+// fires later, and no goroutine is left.
+func TestGraceShutdownWithHeldSessions(t *testing.T) {
+	base := runtime.NumGoroutine()
+	const grace = 200 * time.Millisecond
+	var mu sync.Mutex
+	leaves := map[string]int{}
+	var ghostPush, ghostBroadcast error
+	ts := newGraceServer(t, grace, func(c *Config) {
+		c.Channels[0].Leave = func(s *Socket, topic string) {
+			user, _ := s.Get("user")
+			mu.Lock()
+			leaves[user.(string)+" "+topic]++
+			ghostPush = s.Push(topic, "bye", nil)
+			ghostBroadcast = s.Broadcast(topic, "bye", nil)
+			mu.Unlock()
+		}
+	})
+	for _, user := range []string{"alice", "carol"} {
+		c := ts.dialSession(user, aliceToken+user)
+		c.join("room:a", `{}`)
+		c.join("room:b", `{}`)
+		ts.dropAndWait(c, map[string]int64{"alice": 1, "carol": 2}[user])
+	}
+	alice := ts.dialSession("alice", aliceToken+"alice")
+	alice.join("room:a", `{}`) // room:b stays held by the resumed session
+	if st := ts.srv.Stats(); st.HeldSessions != 1 || st.HeldEntries != 2 || st.Resumes != 1 {
+		t.Fatalf("stats %+v before Shutdown", st)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ts.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{"alice room:a": 1, "alice room:b": 1, "carol room:a": 1, "carol room:b": 1}
+	check := func(when string) {
+		t.Helper()
+		mu.Lock()
+		defer mu.Unlock()
+		if len(leaves) != len(want) {
+			t.Fatalf("%s: Leave callbacks %v, want %v", when, leaves, want)
+		}
+		for k, n := range want {
+			if leaves[k] != n {
+				t.Fatalf("%s: Leave callbacks %v, want %v", when, leaves, want)
+			}
+		}
+		if !errors.Is(ghostPush, ErrClosed) || !errors.Is(ghostBroadcast, ErrServerClosed) {
+			t.Fatalf("%s: Push %v, Broadcast %v in a Leave after Shutdown", when, ghostPush, ghostBroadcast)
+		}
+	}
+	check("after Shutdown")
+	st := ts.srv.Stats()
+	if st.HeldSessions != 0 || st.HeldEntries != 0 || st.Sockets != 0 || ts.srv.Presence().Len() != 0 {
+		t.Fatalf("stats %+v, %d entries after Shutdown", st, ts.srv.Presence().Len())
+	}
+	time.Sleep(2 * grace) // past every grace: no timer may run a Leave again
+	check("past the grace")
+	ts.http.CloseClientConnections()
+	waitFor(t, "the goroutines to end", func() bool { return runtime.NumGoroutine() <= base+2 })
+}
+
+// A held session's Leave callbacks run at the end of its grace with a
+// closed socket: Push is ErrClosed, and a broadcast reaches the topic.
+func TestGraceLeaveCallbackOfHeldSessionBroadcasts(t *testing.T) {
+	pushErr := make(chan error, 1)
+	ts := newGraceServer(t, 100*time.Millisecond, func(c *Config) {
+		c.Channels[0].Leave = func(s *Socket, topic string) {
+			pushErr <- s.Push(topic, "bye", nil)
+			s.Broadcast(topic, "left", map[string]any{"id": s.ID()})
+		}
+	})
+	bob := ts.watch("bob", "alice")
+	alice := ts.dialSession("alice", aliceToken)
+	alice.join(graceTestTop, `{}`)
+	bob.next("alice's join")
+	alice.conn.CloseNow()
+	bob.expect("the held session's broadcast", isEvent("left"))
+	if err := <-pushErr; !errors.Is(err, ErrClosed) {
+		t.Fatalf("Push in a held session's Leave: %v", err)
+	}
+}
+
+// Two tabs that share a token come back at once: one resumes, the other
+// gets a fresh session; the key never leaves, and when both close, all
+// is gone.
+func TestGraceTwoTabsResumeAtOnce(t *testing.T) {
+	const grace = 150 * time.Millisecond
+	ts := newGraceServer(t, grace, nil)
+	bob := ts.watch("bob", "alice")
+	alice := ts.dialSession("alice", aliceToken)
+	alice.join(graceTestTop, `{}`)
+	bob.next("alice's join")
+	ts.dropAndWait(alice, 1)
+
+	tabs := make([]*client, 2)
+	var wg sync.WaitGroup
+	for i := range tabs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tabs[i] = ts.dialSession("alice", aliceToken)
+		}()
+	}
+	wg.Wait()
+	for _, c := range tabs {
+		c.join(graceTestTop, `{}`)
+	}
+	if st := ts.srv.Stats(); st.Resumes != 1 || st.HeldSessions != 0 {
+		t.Fatalf("stats %+v: want exactly one resume", st)
+	}
+	if joins, leaves := bob.next("the fresh tab's join"); len(joins) != 1 || len(leaves) != 0 {
+		t.Fatalf("joins %v leaves %v", joins, leaves)
+	}
+	time.Sleep(2 * grace)
+	ts.dial("carol").join(graceTestTop, `{}`)
+	bob.quietUntil("carol")
+	if n := ts.srv.Presence().Count(graceTestTop); n != 4 {
+		t.Fatalf("%d entries, want bob's, carol's and alice's two", n)
+	}
+	for _, c := range tabs {
+		c.conn.Close(websocket.StatusNormalClosure, "")
+	}
+	waitFor(t, "alice's entries to go", func() bool { return ts.srv.Presence().Count(graceTestTop) == 2 })
+	if st := ts.srv.Stats(); st.HeldSessions != 0 || st.HeldEntries != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
