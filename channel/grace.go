@@ -25,7 +25,9 @@ import (
 // nothing, here and on every node of a cluster), and a Track of a new meta
 // is one update, which observers receive as one presence_diff with a leave
 // and a join of the key. The held topics the new connection has not
-// tracked in (nor left) when the grace ends leave then.
+// tracked in (nor left) when the grace ends leave then, or sooner, one
+// by one, when the new connection tracks in other topics and needs the
+// room they take under its id (the engine's MaxPerSocket).
 
 // SessionParam is the connect parameter (a URL query parameter, as
 // Phoenix's params are) that names a client's session: a random token of
@@ -235,6 +237,31 @@ func (g *socketGrace) claim(topic string) {
 	h.mu.Unlock()
 }
 
+// yieldHeld ends the hold on one topic of the session the socket resumed
+// that the socket has not joined (nor is joining), other than topic, and
+// reports whether there was one. The held entries are under the socket's
+// engine id, and count against the engine's MaxPerSocket: a connection
+// that comes back and joins other topics than its held ones gets their
+// room, as it would have without a grace.
+func (s *Socket) yieldHeld(topic string) bool {
+	h := s.grace.resumed
+	if h == nil {
+		return false
+	}
+	h.mu.Lock()
+	i := slices.IndexFunc(h.topics, func(t string) bool { return t != topic && !s.member(t) })
+	if i < 0 {
+		h.mu.Unlock()
+		return false
+	}
+	yielded := h.topics[i]
+	h.topics = slices.Delete(h.topics, i, i+1)
+	s.srv.cfg.Presence.Untrack(h.id, yielded)
+	h.mu.Unlock()
+	s.srv.heldLeft(h, []string{yielded})
+	return true
+}
+
 // HeldEntry returns the key and meta of the entry in topic that the socket
 // took over from an earlier connection of its session (see
 // Config.ReconnectGrace) and has not yet tracked again, so that a Join can
@@ -371,6 +398,13 @@ func (s *Server) endHeld(h *heldSession) {
 		e.Untrack(h.id, t)
 	}
 	h.mu.Unlock()
+	s.heldLeft(h, topics)
+}
+
+// heldLeft announces that h's hold on topics ended, its entries removed:
+// the topics' observers are due a diff, and their Leave callbacks run
+// with h's ghost.
+func (s *Server) heldLeft(h *heldSession, topics []string) {
 	var ghost *Socket
 	for _, t := range topics {
 		// Whether the entry was still there or went with the resumed

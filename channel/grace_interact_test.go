@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/presencekit/presence/engine"
 	"github.com/presencekit/presence/phx"
 )
 
@@ -266,5 +267,49 @@ func TestGraceTwoTabsResumeAtOnce(t *testing.T) {
 	waitFor(t, "alice's entries to go", func() bool { return ts.srv.Presence().Count(graceTestTop) == 2 })
 	if st := ts.srv.Stats(); st.HeldSessions != 0 || st.HeldEntries != 0 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// A resumed connection that joins a topic it did not hold, before it
+// rejoins its held ones, is not refused for the entries the grace still
+// keeps under its engine id: it is within MaxTopicsPerSocket.
+func TestGraceHeldEntriesDoNotCountAgainstTheResumersTopics(t *testing.T) {
+	leaves := make(chan string, 10)
+	ts := newGraceServer(t, time.Hour, func(c *Config) {
+		e, err := engine.New(engine.Config{Capacity: 4096, MaxPerSocket: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Presence = e
+		c.Channels[0].Leave = func(s *Socket, topic string) { leaves <- topic }
+	})
+	alice := ts.dialSession("alice", aliceToken)
+	alice.join("room:a", `{}`)
+	alice.join("room:b", `{}`)
+	ts.dropAndWait(alice, 1)
+
+	alice = ts.dialSession("alice", aliceToken)
+	alice.join("room:c", `{}`) // the user moved on to another room
+	alice.join("room:a", `{}`)
+	e := ts.srv.Presence()
+	if a, b, c := e.Count("room:a"), e.Count("room:b"), e.Count("room:c"); a != 1 || b != 0 || c != 1 {
+		t.Fatalf("entries: room:a %d, room:b %d, room:c %d; want alice in a and c", a, b, c)
+	}
+	// The held topic that made room for room:c may be either: room:b's
+	// hold ends then, or when room:a's join needs the room in turn.
+	held := map[string]int{}
+	for len(held) < 2 && held["room:b"] == 0 {
+		held[<-leaves]++
+	}
+	alice.conn.Close(websocket.StatusNormalClosure, "")
+	waitFor(t, "alice's cleanup", func() bool { return ts.srv.Stats().Sockets == 0 })
+	if st := ts.srv.Stats(); e.Len() != 0 || st.HeldSessions != 0 || st.HeldEntries != 0 {
+		t.Fatalf("stats %+v, %d entries after a clean close", st, e.Len())
+	}
+	for range 2 { // the live joins' Leave callbacks
+		held[<-leaves]++
+	}
+	if len(leaves) != 0 || held["room:b"] != 1 || held["room:c"] != 1 || held["room:a"] < 1 || held["room:a"] > 2 {
+		t.Fatalf("Leave callbacks %v (%d more): want one of room:b and room:c, one or two of room:a", held, len(leaves))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -129,6 +130,9 @@ func (s *Socket) Track(topic, key string, meta []byte) error {
 	}
 	s.grace.claim(topic)
 	out, _, err := s.srv.cfg.Presence.TrackRef(s.id, topic, key, meta)
+	for errors.Is(err, engine.ErrSocketLimit) && s.yieldHeld(topic) {
+		out, _, err = s.srv.cfg.Presence.TrackRef(s.id, topic, key, meta)
+	}
 	if err != nil {
 		return err
 	}
