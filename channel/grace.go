@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"sync"
@@ -316,8 +317,10 @@ func (s *Server) hold(sock *Socket, topics []string) bool {
 		return false
 	}
 	g := &s.grace
+	// The ghost's own copy: an app goroutine may still use the closed
+	// socket while the Leave callbacks use the ghost.
 	sock.mu.Lock()
-	assigns := sock.assigns
+	assigns := maps.Clone(sock.assigns)
 	sock.mu.Unlock()
 	h := &heldSession{key: sg.key, id: sock.id, params: sock.params, assigns: assigns, entries: len(topics)}
 	h.mu.Lock() // until it is complete: nothing may end it before

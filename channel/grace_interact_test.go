@@ -313,3 +313,34 @@ func TestGraceHeldEntriesDoNotCountAgainstTheResumersTopics(t *testing.T) {
 		t.Fatalf("Leave callbacks %v (%d more): want one of room:b and room:c, one or two of room:a", held, len(leaves))
 	}
 }
+
+// The closed socket of a held session and the socket its Leave callbacks
+// get at the end of the grace do not share state: an app goroutine that
+// still uses the old socket races nothing.
+func TestGraceStaleSocketAndLeaveCallbackShareNothing(t *testing.T) {
+	left := make(chan struct{})
+	ts := newGraceServer(t, 30*time.Millisecond, func(c *Config) {
+		c.Channels[0].Leave = func(s *Socket, topic string) {
+			for i := range 200 {
+				s.Assign("n", i)
+			}
+			close(left)
+		}
+	})
+	alice := ts.dialSession("alice", aliceToken)
+	alice.join(graceTestTop, `{}`)
+	old := sessionSocket(t, ts, "alice")
+	alice.conn.CloseNow()
+	for i := 0; ; i++ {
+		select {
+		case <-left:
+			if v, _ := old.Get("user"); v != "alice" {
+				t.Fatalf("the old socket's user is %v", v)
+			}
+			return
+		default:
+			old.Assign("m", i)
+			runtime.Gosched()
+		}
+	}
+}
