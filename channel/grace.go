@@ -373,8 +373,21 @@ func (h *heldSession) ghost(srv *Server) *Socket {
 	return g
 }
 
-// expireHeld ends a held session whose grace has passed.
+// expireHeld ends a held session whose grace has passed. Shutdown waits
+// for it, as for a connection: its Leave callbacks never run after
+// Shutdown returns. Once Shutdown has begun, it ends h itself: h is held,
+// or a live connection resumed it and ends it as it closes.
 func (s *Server) expireHeld(h *heldSession) {
+	s.mu.Lock()
+	closing := s.closing
+	if !closing {
+		s.wg.Add(1)
+	}
+	s.mu.Unlock()
+	if closing {
+		return
+	}
+	defer s.wg.Done()
 	g := &s.grace
 	g.mu.Lock()
 	waiting := g.remove(h)

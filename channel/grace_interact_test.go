@@ -344,3 +344,29 @@ func TestGraceStaleSocketAndLeaveCallbackShareNothing(t *testing.T) {
 		}
 	}
 }
+
+// Shutdown waits for the Leave callbacks of a grace that ended just
+// before it: none runs after Shutdown returns.
+func TestGraceShutdownWaitsForExpiringLeaves(t *testing.T) {
+	entered := make(chan struct{})
+	var done atomic.Bool
+	ts := newGraceServer(t, 20*time.Millisecond, func(c *Config) {
+		c.Channels[0].Leave = func(s *Socket, topic string) {
+			close(entered)
+			time.Sleep(100 * time.Millisecond) // a slow callback: a database write, say
+			done.Store(true)
+		}
+	})
+	alice := ts.dialSession("alice", aliceToken)
+	alice.join(graceTestTop, `{}`)
+	alice.conn.CloseNow()
+	<-entered // the grace ended, and its Leave runs
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ts.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !done.Load() {
+		t.Fatal("Shutdown returned while a held session's Leave callback was running")
+	}
+}
