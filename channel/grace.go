@@ -259,8 +259,30 @@ func (s *Socket) yieldHeld(topic string) bool {
 	h.topics = slices.Delete(h.topics, i, i+1)
 	s.srv.cfg.Presence.Untrack(h.id, yielded)
 	h.mu.Unlock()
-	s.srv.heldLeft(h, []string{yielded})
+	// The Leave callback runs as it would have when the grace ended: on
+	// a goroutine of its own, not inside the Track that made room (whose
+	// caller may hold a lock the callback takes).
+	s.srv.goTracked(func() { s.srv.heldLeft(h, []string{yielded}) })
 	return true
+}
+
+// goTracked runs fn on a goroutine that Shutdown waits for; once Shutdown
+// has begun, it runs fn at once.
+func (s *Server) goTracked(fn func()) {
+	s.mu.Lock()
+	closing := s.closing
+	if !closing {
+		s.wg.Add(1)
+	}
+	s.mu.Unlock()
+	if closing {
+		fn()
+		return
+	}
+	go func() {
+		defer s.wg.Done()
+		fn()
+	}()
 }
 
 // HeldEntry returns the key and meta of the entry in topic that the socket

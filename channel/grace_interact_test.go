@@ -2,6 +2,7 @@ package channel
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"runtime"
 	"sync"
@@ -368,5 +369,49 @@ func TestGraceShutdownWaitsForExpiringLeaves(t *testing.T) {
 	}
 	if !done.Load() {
 		t.Fatal("Shutdown returned while a held session's Leave callback was running")
+	}
+}
+
+// The Leave callback of a held topic that made room for a resumed
+// connection's join does not run inside the Track that made the room: a
+// Join that holds a lock around Track, which Leave takes too, does not
+// deadlock.
+func TestGraceYieldedLeaveDoesNotRunInsideTrack(t *testing.T) {
+	var appMu sync.Mutex
+	var deadlocked atomic.Bool
+	ts := newGraceServer(t, time.Hour, func(c *Config) {
+		e, err := engine.New(engine.Config{Capacity: 4096, MaxPerSocket: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Presence = e
+		join := c.Channels[0].Join
+		c.Channels[0].Join = func(s *Socket, topic string, params json.RawMessage) (any, error) {
+			appMu.Lock()
+			defer appMu.Unlock()
+			return join(s, topic, params)
+		}
+		c.Channels[0].Leave = func(*Socket, string) {
+			// A Lock that gives up, so that a regression fails the test
+			// rather than hanging it.
+			for deadline := time.Now().Add(2 * time.Second); !appMu.TryLock(); time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					deadlocked.Store(true)
+					return
+				}
+			}
+			appMu.Unlock()
+		}
+	})
+	alice := ts.dialSession("alice", aliceToken)
+	alice.join("room:a", `{}`)
+	ts.dropAndWait(alice, 1)
+	alice = ts.dialSession("alice", aliceToken)
+	alice.join("room:b", `{}`)
+	if ts.srv.Presence().Count("room:a") != 0 || ts.srv.Presence().Count("room:b") != 1 {
+		t.Fatal("room:a's held entry did not make room for room:b")
+	}
+	if deadlocked.Load() {
+		t.Fatal("room:a's Leave ran inside room:b's Track, under the Join's lock")
 	}
 }
