@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -413,5 +414,63 @@ func TestGraceYieldedLeaveDoesNotRunInsideTrack(t *testing.T) {
 	}
 	if deadlocked.Load() {
 		t.Fatal("room:a's Leave ran inside room:b's Track, under the Join's lock")
+	}
+}
+
+// Resumes, duplicate joins, rate-limit closes, clean and abrupt closes
+// and the ends of graces, all at once: when every client is gone and
+// every grace has passed, nothing is left in the engine or the stats.
+func TestGraceMixedEdgesLeaveNothingBehind(t *testing.T) {
+	const clients, rounds = 12, 4
+	ts := newGraceServer(t, 30*time.Millisecond, func(c *Config) {
+		c.MaxEventsPerSecond, c.MaxEventsBurst = 50, 8
+		e, err := engine.New(engine.Config{Capacity: 4096, MaxPerSocket: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Presence = e
+	})
+	send := func(c *client, frames ...string) {
+		for _, f := range frames {
+			if c.conn.Write(context.Background(), websocket.MessageText, []byte(f)) != nil {
+				return
+			}
+		}
+	}
+	run := func(i int) {
+		params := map[string][]string{"user": {fmt.Sprint("mixed", i)}, "vsn": {"2.0.0"}, SessionParam: {fmt.Sprintf("mixed-session-%08d", i)}}
+		for round := range rounds {
+			c, _, err := ts.tryDial(params)
+			if err != nil {
+				return
+			}
+			topic := fmt.Sprintf("room:%d", (i+round)%3)
+			send(c, `["1","1","`+topic+`","phx_join",{}]`, `["2","2","`+topic+`","phx_join",{}]`, `["3","3","room:x","phx_join",{}]`)
+			switch (i + round) % 4 {
+			case 0: // flood until 4429
+				for range 30 {
+					send(c, `[null,"9","phoenix","heartbeat",{}]`)
+				}
+			case 1:
+				c.conn.Close(websocket.StatusNormalClosure, "")
+				continue
+			}
+			time.Sleep(time.Duration(i%3) * 10 * time.Millisecond)
+			c.conn.CloseNow()
+			time.Sleep(time.Duration(round%3) * 15 * time.Millisecond)
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Add(1)
+		go func() { defer wg.Done(); run(i) }()
+	}
+	wg.Wait()
+	waitFor(t, "every entry to go", func() bool {
+		st := ts.srv.Stats()
+		return ts.srv.Presence().Len() == 0 && st.HeldSessions == 0 && st.HeldEntries == 0 && st.Sockets == 0
+	})
+	if st := ts.srv.Stats(); st.Resumes == 0 || st.HeldExpired == 0 || refusalCounts(st)["event/rate_limited_closed"] == 0 {
+		t.Fatalf("stats %+v: the test raced nothing", st)
 	}
 }
