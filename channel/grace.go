@@ -150,8 +150,13 @@ type socketGrace struct {
 }
 
 // lost records how the read loop ended: a close frame from the client is
-// a clean close.
+// a clean close, and a frame over Config.MaxFrameBytes a close the server
+// chose (the websocket package closed it with 1009).
 func (g *socketGrace) lost(err error) {
+	if errors.Is(err, websocket.ErrMessageTooBig) {
+		g.serverClosed.Store(true)
+		return
+	}
 	var ce websocket.CloseError
 	if errors.As(err, &ce) && !clientTimedOut(ce) {
 		g.peerClosed.Store(true)

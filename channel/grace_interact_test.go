@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -472,5 +473,25 @@ func TestGraceMixedEdgesLeaveNothingBehind(t *testing.T) {
 	})
 	if st := ts.srv.Stats(); st.Resumes == 0 || st.HeldExpired == 0 || refusalCounts(st)["event/rate_limited_closed"] == 0 {
 		t.Fatalf("stats %+v: the test raced nothing", st)
+	}
+}
+
+// A frame over MaxFrameBytes closes the socket with 1009, a close the
+// server chose, as for a binary or a malformed frame: it leaves at once.
+func TestGraceOversizeFrameCloseLeavesAtOnce(t *testing.T) {
+	ts := newGraceServer(t, time.Hour, func(c *Config) { c.MaxFrameBytes = 1024 })
+	bob := ts.watch("bob", "alice")
+	alice := ts.dialSession("alice", aliceToken)
+	alice.join(graceTestTop, `{}`)
+	bob.next("alice's join")
+	alice.sendRaw(`["1","2","` + graceTestTop + `","echo",{"x":"` + strings.Repeat("a", 4096) + `"}]`)
+	if code := alice.closed(); code != websocket.StatusMessageTooBig {
+		t.Fatalf("close code %d, want 1009", code)
+	}
+	if _, l := bob.next("alice's leave"); len(l) != 1 {
+		t.Fatalf("leaves %v", l)
+	}
+	if st := ts.srv.Stats(); st.HeldSessions != 0 || st.HeldEntries != 0 {
+		t.Fatalf("stats %+v: the socket closed for an oversize frame was held", st)
 	}
 }
