@@ -495,3 +495,20 @@ func TestGraceOversizeFrameCloseLeavesAtOnce(t *testing.T) {
 		t.Fatalf("stats %+v: the socket closed for an oversize frame was held", st)
 	}
 }
+
+// A heartbeat timeout that fires as the app closes the socket does not
+// turn the app's close into a loss that the grace holds.
+func TestGraceHeartbeatTimeoutAfterCloseIsNotHeld(t *testing.T) {
+	ts := newGraceServer(t, time.Hour, nil)
+	alice := ts.dialSession("alice", aliceToken)
+	alice.join(graceTestTop, `{}`)
+	sock := sessionSocket(t, ts, "alice")
+	if err := sock.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sock.timeOut() // the idle timer, a moment late
+	waitFor(t, "alice's cleanup", func() bool { return ts.srv.Stats().Sockets == 0 })
+	if st := ts.srv.Stats(); st.HeldSessions != 0 || ts.srv.Presence().Len() != 0 {
+		t.Fatalf("stats %+v, %d entries: the closed socket was held", st, ts.srv.Presence().Len())
+	}
+}

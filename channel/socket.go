@@ -304,6 +304,17 @@ func (s *Socket) drop() {
 	})
 }
 
+// timeOut closes a socket that sent nothing for Config.HeartbeatTimeout.
+// It is a loss, which the reconnect grace holds, only if it is what
+// closes the socket: after a Close, the close stays the server's choice.
+func (s *Socket) timeOut() {
+	s.once.Do(func() {
+		s.grace.timedOut.Store(true)
+		close(s.done)
+		s.conn.Close(websocket.StatusPolicyViolation, "heartbeat timeout")
+	})
+}
+
 // closeWith ends the connection with a close frame.
 func (s *Socket) closeWith(code websocket.StatusCode, reason string) {
 	s.once.Do(func() {
@@ -330,10 +341,7 @@ func (s *Socket) serve() {
 	}()
 	// A socket that sends nothing, heartbeats included, for the timeout is
 	// closed with a close frame; the Read below then returns.
-	idle := time.AfterFunc(srv.cfg.HeartbeatTimeout, func() {
-		s.grace.timedOut.Store(true)
-		s.closeWith(websocket.StatusPolicyViolation, "heartbeat timeout")
-	})
+	idle := time.AfterFunc(srv.cfg.HeartbeatTimeout, s.timeOut)
 	defer idle.Stop()
 	// The read buffer and the parser are reused from frame to frame (the
 	// parsed frame is a view of both), and dropped after a large frame so
