@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"sync"
@@ -25,7 +26,9 @@ import (
 // nothing, here and on every node of a cluster), and a Track of a new meta
 // is one update, which observers receive as one presence_diff with a leave
 // and a join of the key. The held topics the new connection has not
-// tracked in (nor left) when the grace ends leave then.
+// tracked in (nor left) when the grace ends leave then, or sooner, one
+// by one, when the new connection tracks in other topics and needs the
+// room they take under its id (the engine's MaxPerSocket).
 
 // SessionParam is the connect parameter (a URL query parameter, as
 // Phoenix's params are) that names a client's session: a random token of
@@ -147,8 +150,13 @@ type socketGrace struct {
 }
 
 // lost records how the read loop ended: a close frame from the client is
-// a clean close.
+// a clean close, and a frame over Config.MaxFrameBytes a close the server
+// chose (the websocket package closed it with 1009).
 func (g *socketGrace) lost(err error) {
+	if errors.Is(err, websocket.ErrMessageTooBig) {
+		g.serverClosed.Store(true)
+		return
+	}
 	var ce websocket.CloseError
 	if errors.As(err, &ce) && !clientTimedOut(ce) {
 		g.peerClosed.Store(true)
@@ -235,6 +243,53 @@ func (g *socketGrace) claim(topic string) {
 	h.mu.Unlock()
 }
 
+// yieldHeld ends the hold on one topic of the session the socket resumed
+// that the socket has not joined (nor is joining), other than topic, and
+// reports whether there was one. The held entries are under the socket's
+// engine id, and count against the engine's MaxPerSocket: a connection
+// that comes back and joins other topics than its held ones gets their
+// room, as it would have without a grace.
+func (s *Socket) yieldHeld(topic string) bool {
+	h := s.grace.resumed
+	if h == nil {
+		return false
+	}
+	h.mu.Lock()
+	i := slices.IndexFunc(h.topics, func(t string) bool { return t != topic && !s.member(t) })
+	if i < 0 {
+		h.mu.Unlock()
+		return false
+	}
+	yielded := h.topics[i]
+	h.topics = slices.Delete(h.topics, i, i+1)
+	s.srv.cfg.Presence.Untrack(h.id, yielded)
+	h.mu.Unlock()
+	// The Leave callback runs as it would have when the grace ended: on
+	// a goroutine of its own, not inside the Track that made room (whose
+	// caller may hold a lock the callback takes).
+	s.srv.goTracked(func() { s.srv.heldLeft(h, []string{yielded}) })
+	return true
+}
+
+// goTracked runs fn on a goroutine that Shutdown waits for; once Shutdown
+// has begun, it runs fn at once.
+func (s *Server) goTracked(fn func()) {
+	s.mu.Lock()
+	closing := s.closing
+	if !closing {
+		s.wg.Add(1)
+	}
+	s.mu.Unlock()
+	if closing {
+		fn()
+		return
+	}
+	go func() {
+		defer s.wg.Done()
+		fn()
+	}()
+}
+
 // HeldEntry returns the key and meta of the entry in topic that the socket
 // took over from an earlier connection of its session (see
 // Config.ReconnectGrace) and has not yet tracked again, so that a Join can
@@ -289,8 +344,10 @@ func (s *Server) hold(sock *Socket, topics []string) bool {
 		return false
 	}
 	g := &s.grace
+	// The ghost's own copy: an app goroutine may still use the closed
+	// socket while the Leave callbacks use the ghost.
 	sock.mu.Lock()
-	assigns := sock.assigns
+	assigns := maps.Clone(sock.assigns)
 	sock.mu.Unlock()
 	h := &heldSession{key: sg.key, id: sock.id, params: sock.params, assigns: assigns, entries: len(topics)}
 	h.mu.Lock() // until it is complete: nothing may end it before
@@ -343,8 +400,21 @@ func (h *heldSession) ghost(srv *Server) *Socket {
 	return g
 }
 
-// expireHeld ends a held session whose grace has passed.
+// expireHeld ends a held session whose grace has passed. Shutdown waits
+// for it, as for a connection: its Leave callbacks never run after
+// Shutdown returns. Once Shutdown has begun, it ends h itself: h is held,
+// or a live connection resumed it and ends it as it closes.
 func (s *Server) expireHeld(h *heldSession) {
+	s.mu.Lock()
+	closing := s.closing
+	if !closing {
+		s.wg.Add(1)
+	}
+	s.mu.Unlock()
+	if closing {
+		return
+	}
+	defer s.wg.Done()
 	g := &s.grace
 	g.mu.Lock()
 	waiting := g.remove(h)
@@ -371,6 +441,13 @@ func (s *Server) endHeld(h *heldSession) {
 		e.Untrack(h.id, t)
 	}
 	h.mu.Unlock()
+	s.heldLeft(h, topics)
+}
+
+// heldLeft announces that h's hold on topics ended, its entries removed:
+// the topics' observers are due a diff, and their Leave callbacks run
+// with h's ghost.
+func (s *Server) heldLeft(h *heldSession, topics []string) {
 	var ghost *Socket
 	for _, t := range topics {
 		// Whether the entry was still there or went with the resumed

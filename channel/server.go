@@ -323,7 +323,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Shutdown closes every connection with a close frame (status 1001), waits
 // for their cleanup, and refuses new ones. Sessions held for a reconnect
-// grace end at once. When ctx ends first, the
+// grace end at once, and the Leave callbacks of graces that ended just
+// before run to their end before it returns. When ctx ends first, the
 // remaining connections are dropped.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -129,6 +130,9 @@ func (s *Socket) Track(topic, key string, meta []byte) error {
 	}
 	s.grace.claim(topic)
 	out, _, err := s.srv.cfg.Presence.TrackRef(s.id, topic, key, meta)
+	for errors.Is(err, engine.ErrSocketLimit) && s.yieldHeld(topic) {
+		out, _, err = s.srv.cfg.Presence.TrackRef(s.id, topic, key, meta)
+	}
 	if err != nil {
 		return err
 	}
@@ -137,14 +141,25 @@ func (s *Socket) Track(topic, key string, meta []byte) error {
 	}
 	s.markTracked(topic)
 	if s.closed() { // closed meanwhile: its cleanup may have run already
-		s.Untrack(topic)
+		s.untrack(topic)
 		return ErrClosed
 	}
 	return nil
 }
 
-// Untrack removes the socket's presence from topic.
+// Untrack removes the socket's presence from topic. On a closed socket
+// it does nothing and returns false: what it tracked goes with its
+// cleanup, or is held for the reconnect grace under an engine id that a
+// connection resuming its session owns from then on.
 func (s *Socket) Untrack(topic string) bool {
+	if s.closed() {
+		return false
+	}
+	return s.untrack(topic)
+}
+
+// untrack removes the socket's presence from topic, closed or not.
+func (s *Socket) untrack(topic string) bool {
 	if !s.srv.cfg.Presence.Untrack(s.id, topic) {
 		return false
 	}
@@ -289,6 +304,17 @@ func (s *Socket) drop() {
 	})
 }
 
+// timeOut closes a socket that sent nothing for Config.HeartbeatTimeout.
+// It is a loss, which the reconnect grace holds, only if it is what
+// closes the socket: after a Close, the close stays the server's choice.
+func (s *Socket) timeOut() {
+	s.once.Do(func() {
+		s.grace.timedOut.Store(true)
+		close(s.done)
+		s.conn.Close(websocket.StatusPolicyViolation, "heartbeat timeout")
+	})
+}
+
 // closeWith ends the connection with a close frame.
 func (s *Socket) closeWith(code websocket.StatusCode, reason string) {
 	s.once.Do(func() {
@@ -315,10 +341,7 @@ func (s *Socket) serve() {
 	}()
 	// A socket that sends nothing, heartbeats included, for the timeout is
 	// closed with a close frame; the Read below then returns.
-	idle := time.AfterFunc(srv.cfg.HeartbeatTimeout, func() {
-		s.grace.timedOut.Store(true)
-		s.closeWith(websocket.StatusPolicyViolation, "heartbeat timeout")
-	})
+	idle := time.AfterFunc(srv.cfg.HeartbeatTimeout, s.timeOut)
 	defer idle.Stop()
 	// The read buffer and the parser are reused from frame to frame (the
 	// parsed frame is a view of both), and dropped after a large frame so
