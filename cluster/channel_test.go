@@ -20,8 +20,17 @@ import (
 
 func startChatServer(t *testing.T, tn *testNode) string {
 	t.Helper()
+	_, url := startChatServerWith(t, tn, 0)
+	return url
+}
+
+// startChatServerWith is startChatServer with a reconnect grace (0: none);
+// it returns the server too.
+func startChatServerWith(t *testing.T, tn *testNode, grace time.Duration) (*channel.Server, string) {
+	t.Helper()
 	srv, err := channel.NewServer(channel.Config{
 		Presence: tn.e, Cluster: tn.n, PresenceWindow: 10 * time.Millisecond, Logger: quiet,
+		ReconnectGrace: grace,
 		Connect: func(_ *http.Request, p url.Values) (map[string]any, error) {
 			return map[string]any{"name": p.Get("name")}, nil
 		},
@@ -55,7 +64,7 @@ func startChatServer(t *testing.T, tn *testNode) string {
 		srv.Shutdown(ctx)
 		hs.Close()
 	})
-	return "ws" + strings.TrimPrefix(hs.URL, "http")
+	return srv, "ws" + strings.TrimPrefix(hs.URL, "http")
 }
 
 type wsClient struct {

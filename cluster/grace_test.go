@@ -3,54 +3,16 @@ package cluster
 import (
 	"context"
 	"encoding/json"
-	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/presencekit/presence/channel"
 )
 
 // The reconnect grace across nodes: a client lost on one node that comes
 // back on another keeps its key present in every roster; the entry held
 // on the first node leaves when its grace ends, and the new one stays.
-
-// startGraceServer is startChatServer with a reconnect grace; it returns
-// the server too.
-func startGraceServer(t *testing.T, tn *testNode, grace time.Duration) (*channel.Server, string) {
-	t.Helper()
-	srv, err := channel.NewServer(channel.Config{
-		Presence: tn.e, Cluster: tn.n, PresenceWindow: 10 * time.Millisecond, Logger: quiet,
-		ReconnectGrace: grace,
-		Connect: func(_ *http.Request, p url.Values) (map[string]any, error) {
-			return map[string]any{"name": p.Get("name")}, nil
-		},
-		Channels: []channel.Channel{{
-			Topic: "room:*",
-			Join: func(s *channel.Socket, topic string, _ json.RawMessage) (any, error) {
-				name, _ := s.Get("name")
-				if err := s.Track(topic, name.(string), []byte(`{"s":"on"}`)); err != nil {
-					return nil, err
-				}
-				return nil, s.PushPresenceState(topic)
-			},
-		}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		hs.Close()
-	})
-	return srv, "ws" + strings.TrimPrefix(hs.URL, "http")
-}
 
 // roster is what a client knows of a topic's presence, applied as the
 // phoenix JavaScript client applies presence_state and presence_diff:
@@ -157,8 +119,8 @@ func TestGraceResumeOnAnotherNode(t *testing.T) {
 	const grace = 500 * time.Millisecond
 	ss := startNATS(t, 2, nil, nil)
 	a, b := startNode(t, ss[0], "a", nil), startNode(t, ss[1], "b", nil)
-	srvA, urlA := startGraceServer(t, a, grace)
-	srvB, urlB := startGraceServer(t, b, grace)
+	srvA, urlA := startChatServerWith(t, a, grace)
+	srvB, urlB := startChatServerWith(t, b, grace)
 
 	watchers := []*watcher{
 		{wsClient: dialJoin(t, urlA, "carol", "room:1"), roster: clientRoster{}},
