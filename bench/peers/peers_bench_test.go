@@ -212,6 +212,33 @@ func BenchmarkList(b *testing.B) {
 				b.Fatal("copy differs")
 			}
 		})
+		// A floor of the rendered-blocks layout: the finished output cut
+		// into 1 KiB pieces, each in an allocation of its own (as blocks
+		// are apart in the pool), appended one after another. What a List
+		// that copies 1 KiB blocks pays at least, before it finds them.
+		b.Run(fmt.Sprintf("n=%d/impl=pieces", n), func(b *testing.B) {
+			r := Peers[0].New(4096)
+			fill(b, r, "room", 0, n)
+			out := r.AppendList(nil, "room")
+			var pieces [][]byte
+			for rest := out; len(rest) > 0; {
+				k := min(len(rest), 1<<10)
+				pieces = append(pieces, append(make([]byte, 0, k+512), rest[:k]...))
+				rest = rest[k:]
+			}
+			buf := make([]byte, 0, len(out))
+			b.SetBytes(int64(len(out)))
+			b.ReportAllocs()
+			for b.Loop() {
+				buf = buf[:0]
+				for _, p := range pieces {
+					buf = append(buf, p...)
+				}
+			}
+			if string(buf) != string(out) {
+				b.Fatal("pieces differ from the output")
+			}
+		})
 		// A second floor: the same entries, each already rendered, in
 		// slots 384 bytes apart (the engine's slot size with its default
 		// limits) linked in join order, and copied by walking the links.
