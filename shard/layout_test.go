@@ -40,3 +40,21 @@ func TestHashTopicIsXXH64(t *testing.T) {
 		}
 	}
 }
+
+// TestShardKeepsReadersLineApart checks that the fields readers load share
+// no cache line with the shard's lock and the other writer-only fields.
+func TestShardKeepsReadersLineApart(t *testing.T) {
+	var s Shard
+	if off := unsafe.Offsetof(s.topics) + unsafe.Sizeof(s.topics); off > 64 {
+		t.Fatalf("the readers' fields end at byte %d, past the first line", off)
+	}
+	if off := unsafe.Offsetof(s.mu); off != 64 {
+		t.Fatalf("mu at byte %d, want 64", off)
+	}
+	if off := unsafe.Offsetof(s.hist); off%64 != 0 || off < 128 {
+		t.Fatalf("hist at byte %d, want a line of its own after the writers'", off)
+	}
+	if n := unsafe.Sizeof(s); n%64 != 0 || n < unsafe.Offsetof(s.hist)+unsafe.Sizeof(s.hist)+64 {
+		t.Fatalf("Shard is %d bytes, want whole lines with the history's apart from the next shard's", n)
+	}
+}

@@ -6,23 +6,32 @@ import "sync"
 // lists and their change history. Its writers are serialized by its mutex;
 // its readers take no lock.
 type Shard struct {
-	mu sync.Mutex
+	// What readers load, in a cache line that writers store to only when
+	// they link or unlink a topic.
+	//
 	// seq is the seqlock of the topic index: odd while a writer links or
 	// unlinks a topic record.
-	seq  uint64
-	p    *Pool
-	id   int32
-	refs uint64 // ref counter; see nextRef
-
+	seq    uint64
+	p      *Pool
+	id     int32
 	mask   uint64
 	topics []uint64 // bucket heads, topic+1, reader-visible
-	pairs  []int32  // bucket heads, slot+1, writer-only
+	_      [64 - 56]byte
 
-	hist history
+	// What only writers touch, in lines of their own: a Track's lock and
+	// ref counter no longer take the readers' line from the other core.
+	mu    sync.Mutex
+	refs  uint64  // ref counter; see nextRef
+	pairs []int32 // bucket heads, slot+1, writer-only
 	// scratch holds an entry rendered with an escaped key; moveBuf holds
 	// bytes a block move copies, in the all-atomic build.
 	scratch, moveBuf []byte
-	_                [64]byte
+	_                [40]byte // to the next line: 88 bytes above
+
+	hist history
+	// To a whole number of lines, so that the next shard of the array
+	// starts on a line of its own.
+	_ [128 - 48]byte
 }
 
 // Outcome says what a Track did.
