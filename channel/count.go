@@ -89,8 +89,10 @@ func (s *Server) countEvery(counting int) time.Duration {
 }
 
 // scheduleCounts sends the topic's count-mode sockets their counts now,
-// or schedules the round when the last one is too recent (countEvery).
-// The caller holds ts.mu.
+// or schedules the round when the last one is too recent (countEvery):
+// a change after a quiet round reaches them at once, and changes that
+// follow it within countEvery, at its end, in one round. The caller
+// holds ts.mu.
 func (s *Server) scheduleCounts(ts *topicState) {
 	if ts.counting == 0 || ts.countDue {
 		return
@@ -119,7 +121,6 @@ func (s *Server) sendCounts(ts *topicState) {
 	if ts.counting == 0 {
 		return
 	}
-	ts.countSent = time.Now()
 	keys, entries := s.countKeys(ts.name)
 	var frame []byte
 	for sock, sub := range ts.subs {
@@ -133,6 +134,9 @@ func (s *Server) sendCounts(ts *topicState) {
 		sock.enqueue(frame)
 		sub.keys, sub.entries = keys, entries
 		ts.subs[sock] = sub
+	}
+	if frame != nil {
+		ts.countSent = time.Now() // a round that sent nothing starts none
 	}
 }
 

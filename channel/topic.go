@@ -212,10 +212,14 @@ func (s *Server) presenceChanged(topic string) {
 }
 
 // schedulePresenceDiff schedules a presence_diff for topic, unless one is
-// due; alone, for a change that came through the cluster.
+// due, and the topic's presence_count round (scheduleCounts); alone, for a
+// change that came through the cluster.
 func (s *Server) schedulePresenceDiff(topic string) {
 	ts := s.lockState(topic)
 	defer ts.mu.Unlock()
+	// Counts go out on the first change after a quiet round, not a
+	// window later; within a round they wait for its end.
+	s.scheduleCounts(ts)
 	if ts.pending || len(ts.subs) == 0 {
 		s.release(ts)
 		return
