@@ -70,61 +70,82 @@ func countFrame(joinRef phx.Ref, topic string, keys, entries int) []byte {
 	return newFrame(joinRef, phx.Ref{}, topic, eventPresenceCount, phx.AppendPresenceCount(payload[:0], keys, entries))
 }
 
-// countFanout is how many count-mode sockets of one topic a presence
-// window's round of presence_count may reach. A topic with more goes
-// round less often, every PresenceWindow times counting/countFanout:
-// every socket's write is a system call, and a join storm that sent each
-// of 10,000 sockets a count every 50 ms would cost the server more in
-// writes than the joins themselves, and the more so the longer it lasts.
-// Paced, a topic costs at most countFanout frames a window, whatever its
-// size; a count in a room of 10,000 count-mode sockets lags by at most a
-// second, in a room of 500 or fewer by at most a window.
-const countFanout = 500
+// countFanout paces presence_count in large rooms. While a topic keeps
+// changing, a count-mode socket is sent its count at most every
+// PresenceWindow times counting/countFanout (counting: the topic's
+// count-mode sockets on this server), so that a busy topic costs at most
+// about countFanout frames a window, whatever its size: every socket's
+// write is a system call, and in a storm of 10,000 joins a count for
+// every socket every 50 ms would cost the server more than the joins,
+// and each client kilobytes. Once a window passes with no change, every
+// socket gets the exact count. A topic of countFanout count-mode sockets
+// or fewer sends every window.
+const countFanout = 100
 
-// countEvery returns how often a topic with counting count-mode sockets
-// sends presence_count.
+// countEvery returns how often a socket of a topic with counting
+// count-mode sockets gets a count while the topic keeps changing.
 func (s *Server) countEvery(counting int) time.Duration {
 	rounds := max(1, (counting+s.countFanout-1)/s.countFanout)
 	return time.Duration(rounds) * s.cfg.PresenceWindow
 }
 
-// scheduleCounts sends the topic's count-mode sockets their counts now,
-// or schedules the round when the last one is too recent (countEvery):
-// a change after a quiet round reaches them at once, and changes that
-// follow it within countEvery, at its end, in one round. The caller
-// holds ts.mu.
-func (s *Server) scheduleCounts(ts *topicState) {
-	if ts.counting == 0 || ts.countDue {
+// countChanged notes a change of the topic's presence for its count-mode
+// sockets: it runs a round of presence_count now, or schedules one, so
+// that rounds come at most once a window. The caller holds ts.mu.
+func (s *Server) countChanged(ts *topicState) {
+	if ts.counting == 0 {
 		return
 	}
-	wait := time.Until(ts.countSent.Add(s.countEvery(ts.counting)))
+	ts.countBusy = true
+	if ts.countDue {
+		return
+	}
+	wait := time.Until(ts.countRound.Add(s.cfg.PresenceWindow))
 	if wait <= 0 {
-		s.sendCounts(ts)
+		s.countRoundNow(ts)
 		return
 	}
+	s.scheduleCountRound(ts, wait)
+}
+
+// scheduleCountRound runs a round after wait. The caller holds ts.mu.
+func (s *Server) scheduleCountRound(ts *topicState, wait time.Duration) {
 	ts.countDue = true
 	time.AfterFunc(wait, func() {
 		ts.mu.Lock()
 		defer ts.mu.Unlock()
 		ts.countDue = false
 		if !ts.dead {
-			s.sendCounts(ts)
+			s.countRoundNow(ts)
 			s.release(ts)
 		}
 	})
 }
 
-// sendCounts pushes presence_count to the count-mode subscribers whose
+// countRoundNow pushes presence_count to the count-mode subscribers whose
 // last count differs from the topic's now: one frame, encoded once and
-// shared. The caller holds ts.mu.
-func (s *Server) sendCounts(ts *topicState) {
+// shared. While the topic is busy (it changed since the last round), a
+// socket sent a count less than countEvery ago waits, and a round a window
+// later comes for it; a quiet round reaches everyone. The caller holds
+// ts.mu.
+func (s *Server) countRoundNow(ts *topicState) {
 	if ts.counting == 0 {
 		return
 	}
+	now := time.Now()
+	ts.countRound = now
+	busy := ts.countBusy
+	ts.countBusy = false
 	keys, entries := s.countKeys(ts.name)
+	every := s.countEvery(ts.counting)
 	var frame []byte
+	waiting := false
 	for sock, sub := range ts.subs {
 		if !sub.count || (sub.keys == keys && sub.entries == entries) {
+			continue
+		}
+		if busy && now.Sub(sub.sent) < every {
+			waiting = true
 			continue
 		}
 		if frame == nil {
@@ -132,11 +153,11 @@ func (s *Server) sendCounts(ts *topicState) {
 		}
 		s.stats.presenceCounts.Add(1)
 		sock.enqueue(frame)
-		sub.keys, sub.entries = keys, entries
+		sub.keys, sub.entries, sub.sent = keys, entries, now
 		ts.subs[sock] = sub
 	}
-	if frame != nil {
-		ts.countSent = time.Now() // a round that sent nothing starts none
+	if waiting {
+		s.scheduleCountRound(ts, s.cfg.PresenceWindow)
 	}
 }
 

@@ -322,11 +322,14 @@ func TestMaxPresenceStateDefault(t *testing.T) {
 
 func engineSocket(i int) engine.SocketID { return engine.SocketID(1<<40 + i) }
 
-// TestCountPacedInLargeRooms: a topic with more count-mode sockets than
-// countFanout sends its counts every PresenceWindow times their number
-// over countFanout, not every window, and the last count is still right.
+// TestCountPacedInLargeRooms: while a topic with more count-mode sockets
+// than countFanout keeps changing, each socket gets a count at most every
+// PresenceWindow times their number over countFanout, not every window;
+// once the changes stop, every socket gets the exact count; and a lone
+// change reaches them all a window later, not a pacing period later.
 func TestCountPacedInLargeRooms(t *testing.T) {
-	const subs, fanout, window = 20, 5, 20 * time.Millisecond // a round every 4 windows
+	const subs, fanout, window = 40, 1, 10 * time.Millisecond
+	const every = subs / fanout * window // 400 ms
 	ts := newTestServer(t, func(c *Config) { c.PresenceWindow = window })
 	ts.srv.countFanout = fanout
 	socks := make([]*Socket, subs)
@@ -335,29 +338,47 @@ func TestCountPacedInLargeRooms(t *testing.T) {
 		socks[i] = newSocket(ts.srv, nil, nil, map[string]any{"user": fmt.Sprint("u", i)})
 		socks[i].dispatch(&p, []byte(`["1","1","room:paced","phx_join",{"presence":"count"}]`))
 	}
-	// Changes every few milliseconds, for 30 windows.
+	// Changes every few milliseconds, for 100 windows.
 	start := time.Now()
 	n := 0
-	for time.Since(start) < 30*window {
+	for time.Since(start) < 100*window {
 		trackKeys(t, ts.srv, "room:paced", n, 1)
 		ts.srv.presenceChanged("room:paced")
 		n++
 		time.Sleep(window / 4)
 	}
-	want := presenceCount{subs + n, subs + n}
-	waitFor(t, "every socket's last count", func() bool {
-		for _, s := range socks {
-			if c, _ := lastCount(t, s); c != want {
-				return false
+	allHave := func(want presenceCount) func() bool {
+		return func() bool {
+			for _, s := range socks {
+				if c, _ := lastCount(t, s); c != want {
+					return false
+				}
 			}
+			return true
 		}
-		return true
-	})
+	}
+	waitFor(t, "every socket's last count", allHave(presenceCount{subs + n, subs + n}))
 	elapsed := time.Since(start)
-	bound := int(elapsed/(4*window)) + 3 // the first count, and a round cut by the start
-	for _, s := range socks {
-		if _, k := lastCount(t, s); k > bound {
-			t.Fatalf("%d counts in %v, want at most %d (a round every %v)", k, elapsed, bound, 4*window)
+	// The first count, one a period, and the exact one at the end.
+	bound := int(elapsed/every) + 3
+	sent := make([]int, subs)
+	for i, s := range socks {
+		if _, sent[i] = lastCount(t, s); sent[i] > bound {
+			t.Fatalf("%d counts in %v, want at most %d (one every %v)", sent[i], elapsed, bound, every)
+		}
+	}
+	// A lone change, in a quiet topic: everyone has it long before a
+	// pacing period is over, in one more count each.
+	start = time.Now()
+	trackKeys(t, ts.srv, "room:paced", n, 1)
+	ts.srv.presenceChanged("room:paced")
+	waitFor(t, "the lone change's count", allHave(presenceCount{subs + n + 1, subs + n + 1}))
+	if d := time.Since(start); d > every/2 {
+		t.Fatalf("a lone change took %v to reach every count-mode socket, want about a window (%v)", d, window)
+	}
+	for i, s := range socks {
+		if _, k := lastCount(t, s); k != sent[i]+1 {
+			t.Fatalf("a lone change sent a socket %d counts", k-sent[i])
 		}
 	}
 }

@@ -23,13 +23,14 @@ type topicState struct {
 	cursor   engine.Cursor
 	started  bool // cursor is set
 	pending  bool // a flush is scheduled
-	// countDue: a presence_count round is scheduled; countSent: when the
-	// last one went out (see sendCounts).
-	countDue  bool
-	countSent time.Time
-	dead      bool // removed from Server.topics
-	snap      engine.Snapshot
-	changes   engine.Changes
+	// The presence_count rounds (count.go): countDue, one is scheduled;
+	// countBusy, the topic changed since the last; countRound, when the
+	// last ran.
+	countDue, countBusy bool
+	countRound          time.Time
+	dead                bool // removed from Server.topics
+	snap                engine.Snapshot
+	changes             engine.Changes
 }
 
 // state returns the topic's state, creating it; the caller locks it and
@@ -82,6 +83,7 @@ type subscriber struct {
 	// numbers it was last sent.
 	count         bool
 	keys, entries int
+	sent          time.Time // when it was last sent a count
 }
 
 // subscribe adds a socket to a topic's broadcasts. With state, it also
@@ -187,7 +189,7 @@ func (s *Server) subscribeCount(ts *topicState, sock *Socket, joinRef phx.Ref, o
 	if !old.count {
 		ts.counting++
 	}
-	ts.subs[sock] = subscriber{joinRef: joinRef, count: true, keys: keys, entries: entries}
+	ts.subs[sock] = subscriber{joinRef: joinRef, count: true, keys: keys, entries: entries, sent: time.Now()}
 }
 
 func (s *Server) unsubscribe(topic string, sock *Socket) {
@@ -212,14 +214,14 @@ func (s *Server) presenceChanged(topic string) {
 }
 
 // schedulePresenceDiff schedules a presence_diff for topic, unless one is
-// due, and the topic's presence_count round (scheduleCounts); alone, for a
+// due, and the topic's presence_count round (countChanged); alone, for a
 // change that came through the cluster.
 func (s *Server) schedulePresenceDiff(topic string) {
 	ts := s.lockState(topic)
 	defer ts.mu.Unlock()
-	// Counts go out on the first change after a quiet round, not a
-	// window later; within a round they wait for its end.
-	s.scheduleCounts(ts)
+	// Counts go out on the first change after a quiet window, not a
+	// window later; within a window they wait for its end.
+	s.countChanged(ts)
 	if ts.pending || len(ts.subs) == 0 {
 		s.release(ts)
 		return
@@ -229,8 +231,8 @@ func (s *Server) schedulePresenceDiff(topic string) {
 }
 
 // flush broadcasts what changed in a topic since its cursor: the
-// presence_diff, the presence_state of the sockets that wait for one, and
-// the presence_count of count-mode sockets whose numbers changed.
+// presence_diff and the presence_state of the sockets that wait for one.
+// Count-mode sockets have rounds of their own (countChanged).
 func (s *Server) flush(ts *topicState) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
@@ -240,7 +242,6 @@ func (s *Server) flush(ts *topicState) {
 		return
 	}
 	s.flushDiff(ts)
-	s.scheduleCounts(ts)
 }
 
 // flushDiff is flush's presence_diff and presence_state part. The caller
