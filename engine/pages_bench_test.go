@@ -24,40 +24,42 @@ const (
 
 func loadBigTopic(b *testing.B) *Engine {
 	b.Helper()
-	bigTopic.once.Do(func() {
-		e, err := New(Config{Capacity: bigTopicEntries, MaxPerSocket: 1})
-		if err != nil {
-			bigTopic.err = err
-			return
-		}
-		for i := range bigTopicEntries {
-			if err := e.Track(SocketID(i+1), "big", benchKey(i), benchMeta(i)); err != nil {
-				bigTopic.err = err
-				return
-			}
-		}
-		var p Page
-		var after PageCursor
-		for {
-			bigTopic.at = append(bigTopic.at, after)
-			if err := e.ListPage(&p, "big", after, bigPage); err != nil {
-				bigTopic.err = err
-				return
-			}
-			if p.Next.IsZero() {
-				break
-			}
-			after = p.Next
-		}
-		bigTopic.e = e
-	})
+	bigTopic.once.Do(func() { bigTopic.e, bigTopic.at, bigTopic.err = newBigTopic() })
 	if bigTopic.err != nil {
 		b.Fatal(bigTopic.err)
 	}
-	if len(bigTopic.at) != bigTopicEntries/bigPage {
-		b.Fatalf("%d pages of %d, want %d", len(bigTopic.at), bigPage, bigTopicEntries/bigPage)
-	}
 	return bigTopic.e
+}
+
+// newBigTopic makes an engine holding topic "big" of bigTopicEntries
+// entries, one key each, and the cursors of its pages of bigPage.
+func newBigTopic() (*Engine, []PageCursor, error) {
+	e, err := New(Config{Capacity: bigTopicEntries, MaxPerSocket: 1})
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range bigTopicEntries {
+		if err := e.Track(SocketID(i+1), "big", benchKey(i), benchMeta(i)); err != nil {
+			return nil, nil, err
+		}
+	}
+	var at []PageCursor
+	var p Page
+	var after PageCursor
+	for {
+		at = append(at, after)
+		if err := e.ListPage(&p, "big", after, bigPage); err != nil {
+			return nil, nil, err
+		}
+		if p.Next.IsZero() {
+			break
+		}
+		after = p.Next
+	}
+	if len(at) != bigTopicEntries/bigPage {
+		return nil, nil, fmt.Errorf("%d pages of %d, want %d", len(at), bigPage, bigTopicEntries/bigPage)
+	}
+	return e, at, nil
 }
 
 // bigPages are where the page benchmarks read: the first page, the one
@@ -131,6 +133,38 @@ func BenchmarkCountKeys(b *testing.B) {
 	for b.Loop() {
 		if k, n := e.CountKeys("big"); k != bigTopicEntries || n != bigTopicEntries {
 			b.Fatalf("CountKeys = %d, %d", k, n)
+		}
+	}
+}
+
+// BenchmarkListPageRescan reads the page after a cursor whose two keys
+// have both left: the one read that walks the key order from its start,
+// here half of a topic of 100,000 keys.
+func BenchmarkListPageRescan(b *testing.B) {
+	e, at, err := newBigTopic()
+	if err != nil {
+		b.Fatal(err)
+	}
+	middle := len(at) / 2
+	after, want := at[middle], at[middle+1]
+	// The cursor names the last key of the page before and the first of
+	// its page: sockets middle*bigPage and middle*bigPage+1.
+	for _, s := range []SocketID{SocketID(middle * bigPage), SocketID(middle*bigPage + 1)} {
+		if !e.Untrack(s, "big") {
+			b.Fatal("Untrack found nothing")
+		}
+	}
+	var p Page
+	if err := e.ListPage(&p, "big", after, bigPage-1); err != nil { // sizes p
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := e.ListPage(&p, "big", after, bigPage-1); err != nil {
+			b.Fatal(err)
+		}
+		if p.Keys != bigPage-1 || p.Next != want {
+			b.Fatalf("page of %d keys, next %v; want %d, next %v", p.Keys, p.Next, bigPage-1, want)
 		}
 	}
 }
