@@ -32,9 +32,9 @@
 // for a few nanoseconds on one of 256 striped locks that keep the
 // per-socket index.
 //
-// Readers (List, Diff, Count, Snapshot and the incremental diff) take no
-// lock in the common case: each topic has a sequence counter that writers
-// move, and a reader that sees it move retries. A List, Diff or Snapshot
+// Readers (List, Diff, Count, Snapshot, the incremental diff, ListPage and
+// CountKeys) take no lock in the common case: each topic has a sequence
+// counter that writers move, and a reader that sees it move retries. A List, Diff or Snapshot
 // spoiled only by updates in place of up to 8 entries is instead rebuilt,
 // with no lock, as the topic was when the read began, from the entries and
 // the old versions the change history still holds. If writers spoil three
