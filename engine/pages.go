@@ -21,8 +21,9 @@ var ErrInvalidPageLimit = errors.New("engine: page limit must be between 1 and 1
 // copying one allocates nothing.
 //
 // Its text form (MarshalText, AppendText, String) is 64 hex digits, or
-// the empty string for the zero PageCursor; it is what a client carries
-// between pages and gives back unchanged.
+// the empty string for the zero PageCursor (encoding/json writes that as
+// ""; a protocol that wants null there checks IsZero); it is what a client
+// carries between pages and gives back unchanged.
 type PageCursor struct {
 	topic uint64 // the topic's hash
 	pos   shard.PagePos

@@ -4,12 +4,21 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
+
+// fataler is what the page helpers need of a *testing.T or a *rapid.T.
+type fataler interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+}
 
 // pageKeys returns the keys of a page, each once, and fails if a key's
 // entries are not adjacent.
-func pageKeys(t testing.TB, p *Page) []string {
+func pageKeys(t fataler, p *Page) []string {
 	t.Helper()
 	var keys []string
 	for i, en := range p.Entries {
@@ -38,7 +47,7 @@ func entryKeys(es []Entry) string {
 }
 
 // walkPages pages through topic with limit and returns the keys in order.
-func walkPages(t testing.TB, e *Engine, topic string, limit int) []string {
+func walkPages(t fataler, e *Engine, topic string, limit int) []string {
 	t.Helper()
 	var p Page
 	var all []string
@@ -281,4 +290,50 @@ func TestAppendListPageEscapes(t *testing.T) {
 	if err != nil || string(out) != string(e.AppendList(nil, "room")) {
 		t.Fatalf("AppendListPage = %s, %v; AppendList %s", out, err, e.AppendList(nil, "room"))
 	}
+}
+
+// TestCountKeysIsOnePair reads CountKeys while a writer cycles the topic
+// through states whose (keys, entries) are (1,1), (1,2), (2,2), (2,3) and
+// (2,2) again: a pair mixed from two instants, such as (1,3) or (2,1),
+// fails.
+func TestCountKeysIsOnePair(t *testing.T) {
+	e := mustNew(t, Config{Capacity: 16})
+	mustTrack(t, e, 1, "room", "a", `{}`)
+	valid := map[[2]int]bool{{1, 1}: true, {1, 2}: true, {2, 2}: true, {2, 3}: true}
+	var stop atomic.Bool
+	done := make(chan struct{})
+	var cycles atomic.Int64
+	go func() {
+		defer close(done)
+		for i := 0; i < 1_000_000 && !stop.Load(); i++ {
+			for _, err := range []error{
+				e.Track(2, "room", "a", nil), // (1,2)
+				e.Track(2, "room", "b", nil), // (2,2): the entry moves to b
+				e.Track(3, "room", "b", nil), // (2,3)
+			} {
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			e.Untrack(2, "room") // (2,2)
+			e.Untrack(3, "room") // (1,1)
+			cycles.Add(1)
+		}
+	}()
+	deadline := time.Now().Add(300 * time.Millisecond)
+	reads := 0
+	for ; time.Now().Before(deadline) || cycles.Load() < 100; reads++ {
+		if k, n := e.CountKeys("room"); !valid[[2]int{k, n}] {
+			stop.Store(true)
+			<-done
+			t.Fatalf("CountKeys = %d keys, %d entries: not a state the topic was in (read %d)", k, n, reads)
+		}
+		if reads > 100_000_000 {
+			break
+		}
+	}
+	stop.Store(true)
+	<-done
+	t.Logf("%d reads over %d cycles", reads, cycles.Load())
 }

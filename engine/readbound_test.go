@@ -9,7 +9,7 @@ import (
 	"github.com/presencekit/presence/shard"
 )
 
-// TestReadsAreBoundedUnderWrites Lists, Counts and Snapshots a topic that
+// TestReadsAreBoundedUnderWrites Lists, Counts, pages and Snapshots a topic that
 // writers keep changing, one reader at a time, and counts each read's
 // retries: none may exceed shard.OptimisticReads, and each read takes the
 // lock at most once.
@@ -18,6 +18,11 @@ func TestReadsAreBoundedUnderWrites(t *testing.T) {
 	for i := 1; i <= 500; i++ {
 		mustTrack(t, e, SocketID(i), "busy", fmt.Sprint("u", i), `{"s":"on"}`)
 	}
+	var first Page
+	if err := e.ListPage(&first, "busy", PageCursor{}, 100); err != nil {
+		t.Fatal(err)
+	}
+	middle := first.Next // names u100 and u101, which stay
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := range 2 {
@@ -47,7 +52,18 @@ func TestReadsAreBoundedUnderWrites(t *testing.T) {
 				t.Fatalf("List of %d entries: %v", len(l), err)
 			}
 		},
-		"Count":    func() { e.Count("busy") },
+		"Count": func() { e.Count("busy") },
+		"CountKeys": func() {
+			if k, n := e.CountKeys("busy"); k < 500 || k > 501 || n < 500 || n > 502 {
+				t.Fatalf("CountKeys = %d, %d", k, n)
+			}
+		},
+		"ListPage": func() {
+			var p Page
+			if err := e.ListPage(&p, "busy", middle, 100); err != nil || p.Keys != 100 {
+				t.Fatalf("ListPage: %v, %d keys", err, p.Keys)
+			}
+		},
 		"Snapshot": func() { var s Snapshot; e.Snapshot(&s, "busy") },
 		"Full":     func() { var c Changes; e.ChangesSince(&c, "busy", Cursor{head: 1}) },
 	}

@@ -19,19 +19,27 @@
 // AppendEntries copies a rendered topic's blocks instead of walking its
 // slots when it writes JSON.
 //
-// Readers (Count, AppendEntries, AppendChanges, Head) take no lock in the
-// common case. A topic record carries a sequence number that writers make
-// odd while they change the topic's members or their payloads, and the
-// shard's topic index has one too: a reader that sees either move retries
-// its read window, so what it returns is the topic as it was at one
-// instant. AppendEntries rebuilds a window that writers spoiled only by
-// updating up to 8 entries in place as the topic was when it began, from
-// the slots and the leave events that hold the old versions. After
-// OptimisticReads spoiled windows, Count and AppendEntries read once more
-// under the shard's mutex, where no window can be spoiled; Pool.Counts
-// reports the retries, the rebuilt reads and the fallbacks. Each change event in
-// the ring is validated by its own number, so a reader learns when an event
-// was overwritten under it and the caller falls back to a full snapshot.
+// Writers also keep, per topic, a record for each key in key order (the
+// order keys joined the topic), chaining the key's entries (keys.go), in
+// the same read window; AppendPage reads a page of keys from them, and
+// CountKeys the topic's keys and entries, which share one word.
+//
+// Readers (Count, CountKeys, AppendEntries, AppendPage, AppendChanges,
+// Head) take no lock in the common case. A topic record carries a
+// sequence number that writers make odd while they change the topic's
+// members or their payloads, and the shard's topic index has one too: a
+// reader that sees either move retries its read window, so what it returns
+// is the topic as it was at one instant. A page's cursor names key records
+// by index and generation, and a reader checks both, and the record's
+// topic, inside its window, so a record freed or reused since is detected.
+// AppendEntries rebuilds a window that writers spoiled only by updating up
+// to 8 entries in place as the topic was when it began, from the slots and
+// the leave events that hold the old versions. After OptimisticReads
+// spoiled windows, Count, CountKeys, AppendEntries and AppendPage read
+// once more under the shard's mutex, where no window can be spoiled; Pool.Counts reports the retries, the
+// rebuilt reads and the fallbacks. Each change event in the ring is
+// validated by its own number, so a reader learns when an event was
+// overwritten under it and the caller falls back to a full snapshot.
 //
 // # Build variants
 //

@@ -224,7 +224,7 @@ func NewPool(cfg Config) *Pool {
 	p.freeTopics = newStack(topics)
 
 	p.owners.init(cfg.Slots, cfg.MaxPerSocket, cfg.Seed, p.info)
-	p.keys.init(cfg.Slots, topics)
+	p.keys.init(cfg.Slots, cfg.Shards, topics)
 	p.initBlocks()
 
 	perShard := 2 * cfg.Slots / cfg.Shards

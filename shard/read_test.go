@@ -53,6 +53,23 @@ func TestReaderTakesTheLockAfterOptimisticReads(t *testing.T) {
 			return n
 		}},
 		{"Count", func(sh *Shard, hash uint64) int { return sh.Count("t", hash) }},
+		{"CountKeys", func(sh *Shard, hash uint64) int {
+			k, n := sh.CountKeys("t", hash)
+			if k != n {
+				t.Errorf("CountKeys = %d keys, %d entries", k, n)
+			}
+			return n
+		}},
+		{"AppendPage", func(sh *Shard, hash uint64) int {
+			var w jsonwriter.Writer
+			w.Reset(nil, jsonwriter.Unbounded)
+			r := sh.AppendPage(&w, JSON, "t", hash, PagePos{}, 10)
+			if got := string(w.Bytes()); r.Keys != r.Entries || r.TopicKeys != r.Keys || !r.Next.IsZero() ||
+				got != `{"key":"k","meta":{}}` && got != `{"key":"k","meta":{}},{"key":"k2","meta":{"a":1}}` {
+				t.Errorf("AppendPage wrote %s, %+v", w.Bytes(), r)
+			}
+			return r.Entries
+		}},
 	} {
 		t.Run(read.name, func(t *testing.T) {
 			p := testPool(t, 8, 1)

@@ -28,7 +28,8 @@ type Shard struct {
 	scratch, moveBuf []byte
 	keyHeads         []int32 // key record buckets, key+1, writer-only (keys.go)
 	keySeq           uint64  // key joins so far; see nextKeyGen
-	_                [8]byte // to the next line: 120 bytes above
+	spareKey         int32   // a free key record kept for this shard's next key, key+1
+	_                [4]byte // to the next line: 124 bytes above
 
 	hist history
 	// To a whole number of lines, so that the next shard of the array
@@ -197,7 +198,7 @@ func (s *Shard) Track(socket uint64, topic string, hash uint64, key string, esca
 	in.prev = tail
 	p.topicTail[t] = i + 1
 	store(&rec[topicCount], rec[topicCount]+1)
-	s.keyAdd(t, i, key)
+	s.keyAdd(t, i, rec, key)
 	s.renderAdded(t, i)
 	in.joinEvent = s.hist.append(evJoin, rec, w, 0)
 	if newTopic {
@@ -233,7 +234,7 @@ func (s *Shard) update(i, t int32, key string, escape bool, meta []byte, ref uin
 	if !sameKey {
 		// The entry moves to its new key, which joins the key order at
 		// its end if the topic has no entry under it yet.
-		s.keyRemove(t, i)
+		s.keyRemove(t, i, rec)
 	}
 	store(&w[slotLens], lens)
 	store(&w[slotRef], ref)
@@ -241,7 +242,7 @@ func (s *Shard) update(i, t int32, key string, escape bool, meta []byte, ref uin
 		writeMeta(w[slotHdr:], metaOffset(len(key)), meta)
 	} else {
 		writePayload(w[slotHdr:], key, meta)
-		s.keyAdd(t, i, key)
+		s.keyAdd(t, i, rec, key)
 	}
 	s.renderUpdated(t, rec, i)
 	in.joinEvent = s.hist.append(evJoin|evInPlace, rec, w, 0)
@@ -345,7 +346,7 @@ func (s *Shard) remove(i int32) {
 	} else {
 		p.info[next-1].prev = in.prev
 	}
-	s.keyRemove(t, i)
+	s.keyRemove(t, i, rec)
 	count := rec[topicCount] - 1
 	store(&rec[topicCount], count)
 	s.renderRemoved(t, i, in.prev, uint64(next))
