@@ -22,7 +22,8 @@ func (s *Server) countKeys(topic string) (keys, entries int) {
 // topic, but presence_count events, {"count": K, "entries": E}, K the
 // topic's distinct keys and E its entries. The first comes right after the
 // join's reply; then at most one a Config.PresenceWindow, when the numbers
-// changed. Any other value is refused with "invalid_presence_mode". In
+// changed, and less often while a large room keeps changing (countFanout).
+// Any other value is refused with "invalid_presence_mode". In
 // either mode a socket may page through the topic's presence with
 // presence_list (see pages.go).
 const (

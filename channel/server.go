@@ -5,7 +5,9 @@
 // JavaScript client and this package's own client (ClientScript) connect to
 // it. A join tracks, a leave or a dropped connection untracks, and everyone
 // in the topic receives presence_diff events, coalesced per topic over
-// Config.PresenceWindow.
+// Config.PresenceWindow. A join in count mode ({"presence": "count"})
+// receives presence_count instead, and any joined socket may page through
+// a topic's presence with presence_list (count.go, pages.go).
 //
 // # Concurrency
 //
