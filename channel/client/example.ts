@@ -66,7 +66,7 @@ stage.join()
 async function firstNames(limit = MAX_PAGE_LIMIT): Promise<string[]> {
   try {
     const page: PresencePage<ChatMeta> = await audience.page(limit, null)
-    return Object.values(page.presences).map(({metas}) => metas[0].name).concat(page.next ?? [])
+    return page.keys.map(key => page.presences[key].metas[0].name).concat(page.next ?? [])
   } catch (err) {
     if (err instanceof PresenceError) console.log(err.reason, err.response)
     return []

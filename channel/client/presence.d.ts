@@ -189,6 +189,8 @@ export interface PresencePage<M extends object = Record<string, unknown>> {
    * An object: JavaScript lists integer-like keys first, whatever order
    * the server sent. */
   presences: PresenceState<M>
+  /** The page's keys in the server's order (join order). */
+  keys: string[]
   /** The cursor of the next page; null after the last page. */
   next: string | null
   /** The room's distinct keys when the page was read. */

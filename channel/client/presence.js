@@ -67,6 +67,7 @@ export class Push {
     this.ref = null
     this.hooks = []
     this.reply = null
+    this.raw = null // the reply frame's text, for readers of key order
     this.timer = null
   }
 
@@ -88,10 +89,11 @@ export class Push {
     socket.send([this.channel.joinRef, this.ref, this.channel.topic, this.event, this.payload])
   }
 
-  settle(reply) {
+  settle(reply, raw = null) {
     clearTimeout(this.timer)
     this.channel.socket.pending.delete(this.ref)
     this.reply = reply
+    this.raw = raw
     for (const h of this.hooks) if (h.status === reply.status) h.callback(reply.response)
   }
 }
@@ -376,7 +378,7 @@ export class Socket {
     const [joinRef, ref, topic, event, payload] = msg
     if (topic === "phoenix" && ref === this.pendingHeartbeat) { this.pendingHeartbeat = null; return }
     if (event === "phx_reply" && this.pending.has(ref)) {
-      this.pending.get(ref).settle(payload)
+      this.pending.get(ref).settle(payload, data)
       return
     }
     for (const ch of this.channels) {
@@ -399,6 +401,46 @@ export class PresenceError extends Error {
     this.reason = reason
     this.response = response
   }
+}
+
+// wireKeyOrder returns the keys of a page's presences in the order the
+// server sent them. A JavaScript object lists integer-like keys ("42")
+// first, so when there are any, the order is read from the reply's text.
+function wireKeyOrder(presences, raw) {
+  const keys = Object.keys(presences)
+  if (!raw || !keys.some(k => /^(0|[1-9][0-9]*)$/.test(k))) return keys
+  const sent = objectKeys(raw, '"presences":')
+  return sent && sent.length === keys.length && sent.every(k => Object.hasOwn(presences, k)) ? sent : keys
+}
+
+// objectKeys returns the keys, in order, of the JSON object that follows
+// the first occurrence of marker in text (valid JSON), or null. A marker
+// ending in '":' never matches inside a string: a quote in a string is
+// escaped.
+function objectKeys(text, marker) {
+  let i = text.indexOf(marker)
+  if (i < 0) return null
+  for (i += marker.length; text[i] === " " || text[i] === "\n" || text[i] === "\t" || text[i] === "\r"; i++);
+  if (text[i] !== "{") return null
+  const keys = []
+  let depth = 0, expectKey = false
+  for (; i < text.length; i++) {
+    const c = text[i]
+    if (c === '"') {
+      let end = i + 1
+      while (end < text.length && text[end] !== '"') end += text[end] === "\\" ? 2 : 1
+      if (end >= text.length) return null
+      if (depth === 1 && expectKey) { keys.push(JSON.parse(text.slice(i, end + 1))); expectKey = false }
+      i = end
+    } else if (c === "{" || c === "[") {
+      if (++depth === 1) expectKey = true
+    } else if (c === "}" || c === "]") {
+      if (--depth === 0) return keys
+    } else if (c === "," && depth === 1) {
+      expectKey = true
+    }
+  }
+  return null
 }
 
 // Presence keeps a channel's presence. In full mode (the default) it keeps
@@ -477,10 +519,11 @@ export class Presence {
 
   // page asks the server for up to limit keys (1 to MAX_PAGE_LIMIT) after
   // the cursor after (null for the first page), in the room's key order
-  // (join order). It resolves to {presences, next, count}: presences in
-  // presence_state's format, with every meta of each key; next, the cursor
-  // of the following page, or null after the last; count, the room's
-  // distinct keys. It rejects with a PresenceError. Walking from null to a
+  // (join order). It resolves to {presences, keys, next, count}: presences
+  // in presence_state's format, with every meta of each key; keys, the
+  // page's keys in the server's order (presences, an object, lists
+  // integer-like keys first); next, the cursor of the following page, or
+  // null after the last; count, the room's distinct keys. It rejects with a PresenceError. Walking from null to a
   // null next, every key present throughout appears exactly once.
   page(limit = DEFAULT_PAGE_LIMIT, after = null, timeout = DEFAULT_TIMEOUT) {
     return new Promise((resolve, reject) => {
@@ -488,13 +531,13 @@ export class Presence {
       if (after !== null && after !== undefined && typeof after !== "string") return reject(new PresenceError("invalid_cursor"))
       if (!this.channel.canPush()) return reject(new PresenceError("not_joined"))
       const payload = after == null ? {limit} : {limit, after}
-      this.channel.push("presence_list", payload, timeout)
-        .receive("ok", reply => {
+      const push = this.channel.push("presence_list", payload, timeout)
+      push.receive("ok", reply => {
           const {presences, next = null, count} = reply || {}
           const valid = presences && typeof presences === "object" && !Array.isArray(presences) &&
             (next === null || typeof next === "string") && Number.isSafeInteger(count)
           if (!valid) return reject(new PresenceError("invalid_reply", reply ?? {}))
-          resolve({presences, next, count})
+          resolve({presences, keys: wireKeyOrder(presences, push.raw), next, count})
         })
         .receive("error", response => {
           const reason = response && typeof response.reason === "string" ? response.reason : "unknown"

@@ -739,7 +739,7 @@ test("page sends presence_list with limit and after, and resolves to the reply",
   assert.deepEqual(payload1, {limit: 2}, "no after for the first page")
   const presences = {bob: {metas: [{phx_ref: "b1"}]}, alice: {metas: [{phx_ref: "a1"}, {phx_ref: "a2"}]}}
   reply(conns[0], joinRef, ref1, "room:big", "ok", {presences, next: "c-2", count: 3})
-  assert.deepEqual(await first, {presences, next: "c-2", count: 3})
+  assert.deepEqual(await first, {presences, keys: ["bob", "alice"], next: "c-2", count: 3})
 
   const last = presence.page(2, "c-2")
   const [, [ref2, payload2]] = pageRequests(conns[0])
@@ -890,4 +890,26 @@ test("invalid_presence_mode is permanent: no rejoin", t => {
   assert.equal(room.state, "refused")
   t.mock.timers.tick(60000)
   assert.equal(conns[0].sentEvent("phx_join").length, 1)
+})
+
+test("a page's keys come in the server's order, integer-like keys included", async t => {
+  const {presence, conns, joinRef} = countSetup(t)
+  reply(conns[0], joinRef, joinRef, "room:big", "ok")
+  // A JavaScript object would list "10" and "2" before "bob".
+  const answer = (ref, presencesText) => conns[0].onmessage({data:
+    `[${JSON.stringify(joinRef)},${JSON.stringify(ref)},"room:big","phx_reply",{"status":"ok","response":{"presences":${presencesText},"next":null,"count":4}}]`})
+
+  const p1 = presence.page(10)
+  answer(pageRequests(conns[0]).at(-1)[0],
+    '{"bob":{"metas":[{"phx_ref":"b","note":"say \\"presences\\": {\\"x\\":1}"}]},"10":{"metas":[{"phx_ref":"t","presences":{"z":1}}]},' +
+    '"2":{"metas":[{"phx_ref":"w"}]},"\\u00e9\\"\\\\":{"metas":[{"phx_ref":"e"}]}}')
+  const page = await p1
+  assert.deepEqual(page.keys, ["bob", "10", "2", "é\"\\"])
+  assert.deepEqual(Object.keys(page.presences), ["2", "10", "bob", "é\"\\"], "what the object alone would say")
+  assert.equal(page.presences["10"].metas[0].phx_ref, "t")
+
+  // Without integer-like keys, the object's order is the server's.
+  const p2 = presence.page(10)
+  answer(pageRequests(conns[0]).at(-1)[0], '{"zed":{"metas":[{"phx_ref":"z"}]},"amy":{"metas":[{"phx_ref":"a"}]}}')
+  assert.deepEqual((await p2).keys, ["zed", "amy"])
 })
