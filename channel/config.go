@@ -34,6 +34,16 @@ const (
 	// client rejoining all its topics at once.
 	DefaultMaxEventsPerSecond = 100
 	DefaultMaxEventsBurst     = 200
+
+	// DefaultMaxPresenceState is Channel.MaxPresenceState's default, in
+	// keys: a presence_state of 2,000 keys with a small meta
+	// ({"name":"u1234"}) is about 70 KB, and with metas of the engine's
+	// default MaxMetaLen (256 bytes) about 580 KB, which still fits
+	// DefaultMaxQueueBytes with room for the diffs that follow. Each
+	// full-mode member also receives every change of the room: a storm of
+	// 2,000 full-mode joins sends each member about 300 KB in all, where
+	// count mode sends a few kilobytes at any size.
+	DefaultMaxPresenceState = 2000
 )
 
 // fill checks cfg and fills in its defaults. One place decides each limit:
@@ -57,6 +67,8 @@ func (cfg *Config) fill() error {
 			return badConfig("Channel %q has no Join", c.Topic)
 		case patterns[c.Topic]:
 			return badConfig("Channel %q is given twice", c.Topic)
+		case c.Handlers[eventPresenceList] != nil:
+			return badConfig("Channel %q has a Handler for %s, which the server answers itself", c.Topic, eventPresenceList)
 		}
 		patterns[c.Topic] = true
 	}

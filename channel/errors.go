@@ -40,6 +40,11 @@ const (
 	reasonUnmatchedEvent = "unmatched event"
 	reasonUnknownPhoenix = "unknown event on phoenix"
 	reasonRateLimited    = "rate_limited"
+
+	reasonInvalidPresenceMode = "invalid_presence_mode" // a join's "presence" is neither "full" nor "count"
+	reasonPresenceTooLarge    = "presence_too_large"    // a full-mode join above Channel.MaxPresenceState
+	reasonInvalidLimit        = "invalid_limit"         // presence_list's limit is not 1 to 1000
+	reasonInvalidCursor       = "invalid_cursor"        // presence_list's after is no cursor of the topic
 )
 
 // errCrashed stands for a recovered panic; the log holds its value and

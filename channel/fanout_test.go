@@ -47,7 +47,7 @@ func fanoutServer(t testing.TB, n int) (*Server, []*Socket) {
 	socks := make([]*Socket, n)
 	for i := range socks {
 		socks[i] = newSocket(srv, nil, nil, nil)
-		srv.subscribe("room:a", socks[i], phx.MakeRef("1"), false)
+		srv.subscribe("room:a", socks[i], phx.MakeRef("1"), false, false)
 	}
 	return srv, socks
 }

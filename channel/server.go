@@ -124,8 +124,18 @@ type Channel struct {
 	// but keeps its presence while the new Join runs: tracking the same
 	// key and meta again then sends the topic nothing.
 	Leave func(s *Socket, topic string)
-	// Handlers answer client events by name.
+	// Handlers answer client events by name. presence_list is answered
+	// by the server itself (see the README's "Large rooms"): a Handler of
+	// that name is ErrInvalidConfig.
 	Handlers map[string]Handler
+	// MaxPresenceState caps, in keys, the topics a full-mode join may
+	// enter: a join without "presence": "count" into a topic that holds
+	// more keys than this is refused with {"reason":
+	// "presence_too_large", "count": K, "max": M}, before Join runs, so
+	// that nothing changes; a client then joins in count mode and pages
+	// (presence_list). Count-mode joins are never refused for size. 0
+	// means DefaultMaxPresenceState; a negative value means no cap.
+	MaxPresenceState int
 }
 
 // Handler answers one event. Its reply goes back to the client's ref with
@@ -170,6 +180,8 @@ type Stats struct {
 	QueuedBytes    int64 // bytes queued to sockets now, not yet written
 	PresenceDiffs  int64 // presence_diff broadcasts, one per topic and window
 	PresenceStates int64 // presence_state frames queued
+	PresenceCounts int64 // presence_count frames queued, to count-mode sockets
+	PresenceLists  int64 // presence_list pages served
 	ErrorReplies   int64 // error replies sent
 	BadFrames      int64 // frames that were not Phoenix messages
 
@@ -187,7 +199,7 @@ type Stats struct {
 
 type counters struct {
 	sockets, connects, rejected, joins, joinsRejected, leaves, pushes,
-	pushedBytes, drops, queuedBytes, presenceDiffs, presenceStates, errorReplies, badFrames atomic.Int64
+	pushedBytes, drops, queuedBytes, presenceDiffs, presenceStates, presenceCounts, presenceLists, errorReplies, badFrames atomic.Int64
 }
 
 // Server is a Phoenix Channels endpoint. Create it with NewServer.
@@ -242,7 +254,7 @@ func (s *Server) Stats() Stats {
 		Sockets: c.sockets.Load(), Connects: c.connects.Load(), Rejected: c.rejected.Load(),
 		Joins: c.joins.Load(), JoinsRejected: c.joinsRejected.Load(), Leaves: c.leaves.Load(),
 		Pushes: c.pushes.Load(), PushedBytes: c.pushedBytes.Load(), Drops: c.drops.Load(), QueuedBytes: c.queuedBytes.Load(), PresenceDiffs: c.presenceDiffs.Load(),
-		PresenceStates: c.presenceStates.Load(), ErrorReplies: c.errorReplies.Load(), BadFrames: c.badFrames.Load(),
+		PresenceStates: c.presenceStates.Load(), PresenceCounts: c.presenceCounts.Load(), PresenceLists: c.presenceLists.Load(), ErrorReplies: c.errorReplies.Load(), BadFrames: c.badFrames.Load(),
 		Refusals: s.refusals.snapshot(),
 	}
 	s.graceStats(&st)

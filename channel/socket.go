@@ -33,11 +33,12 @@ type Socket struct {
 	joined  map[string]membership // by topic
 	// While a Join callback runs, its topic and the pushes it made, sent
 	// after the join reply.
-	joining    string
-	joinRef    phx.Ref
-	pending    [][]byte
-	wantsState bool
-	tracked    bool // the running Join tracked in its topic
+	joining      string
+	joinRef      phx.Ref
+	pending      [][]byte
+	wantsState   bool
+	tracked      bool // the running Join tracked in its topic
+	joiningCount bool // the running Join is in count mode
 
 	scratch, frame []byte // the read loop's, for replies
 	limit          bucket // the read loop's: the inbound rate limit
@@ -195,14 +196,16 @@ func (s *Socket) Push(topic, event string, payload any) error {
 // presence_state event, consistent with the presence_diff events that
 // follow it. When a presence_diff is due in the topic, the presence_state
 // goes out with it, within Config.PresenceWindow, built from the same
-// snapshot for every socket that asked meanwhile.
+// snapshot for every socket that asked meanwhile. A socket that joined
+// the topic in count mode gets presence_count instead: for it,
+// PushPresenceState does nothing and returns nil.
 func (s *Socket) PushPresenceState(topic string) error {
 	if s.closed() {
 		return ErrClosed
 	}
 	s.mu.Lock()
 	if s.joining == topic {
-		s.wantsState = true
+		s.wantsState = !s.joiningCount
 		s.mu.Unlock()
 		return nil
 	}
@@ -211,8 +214,22 @@ func (s *Socket) PushPresenceState(topic string) error {
 	if !ok {
 		return ErrNotJoined
 	}
-	s.srv.subscribe(m.topic, s, m.joinRef, true)
+	if !m.count {
+		s.srv.subscribe(m.topic, s, m.joinRef, true, false)
+	}
 	return nil
+}
+
+// CountMode reports whether the socket joined topic (or is joining it) in
+// count mode: it then gets presence_count, not presence_state and
+// presence_diff.
+func (s *Socket) CountMode(topic string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.joining == topic {
+		return s.joiningCount
+	}
+	return s.joined[topic].count
 }
 
 // Broadcast sends an event to every socket in topic, this one included.
@@ -602,11 +619,20 @@ func (s *Socket) join(view *phx.Frame) {
 		s.refuseFrame(f, RefusedJoin, reasonMalformed, nil)
 		return
 	}
+	count, ok := presenceMode(f.Payload)
+	if !ok {
+		srv.stats.joinsRejected.Add(1)
+		s.refuseFrame(f, RefusedJoin, reasonInvalidPresenceMode, nil)
+		return
+	}
+	if !count && s.refuseTooLarge(f, c) {
+		return
+	}
 	if rejoin {
 		s.endForRejoin(f.Topic) // see rejoin.go
 	}
 	s.mu.Lock()
-	s.joining, s.joinRef, s.pending, s.wantsState, s.tracked = f.Topic, f.JoinRef, nil, false, false
+	s.joining, s.joinRef, s.pending, s.wantsState, s.tracked, s.joiningCount = f.Topic, f.JoinRef, nil, false, false, count
 	s.mu.Unlock()
 
 	var reply any
@@ -625,9 +651,9 @@ func (s *Socket) join(view *phx.Frame) {
 
 	s.mu.Lock()
 	pending, wantsState, tracked := s.pending, s.wantsState, s.tracked
-	s.joining, s.pending, s.wantsState = "", nil, false
+	s.joining, s.pending, s.wantsState, s.joiningCount = "", nil, false, false
 	if joinErr == nil {
-		s.joined[f.Topic] = membership{topic: f.Topic, joinRef: f.JoinRef}
+		s.joined[f.Topic] = membership{topic: f.Topic, joinRef: f.JoinRef, count: count}
 	}
 	s.mu.Unlock()
 
@@ -648,14 +674,15 @@ func (s *Socket) join(view *phx.Frame) {
 	// The reply and the pushes Join made go out first, and the socket
 	// receives the topic's broadcasts from then on: a client that has the
 	// reply misses no broadcast.
-	srv.subscribe(f.Topic, s, f.JoinRef, wantsState, append([][]byte{s.replyFrame(f, true, response)}, pending...)...)
+	srv.subscribe(f.Topic, s, f.JoinRef, wantsState, count, append([][]byte{s.replyFrame(f, true, response)}, pending...)...)
 }
 
 // membership is a topic the socket joined: the topic, owned by the socket,
-// and the join's ref.
+// the join's ref, and whether it joined in count mode.
 type membership struct {
 	topic   string
 	joinRef phx.Ref
+	count   bool
 }
 
 func cloneRef(r phx.Ref) phx.Ref { return phx.Ref{S: strings.Clone(r.S), Valid: r.Valid} }
@@ -702,6 +729,10 @@ func (s *Socket) leaveTopic(topic string) {
 func (s *Socket) event(f *phx.Frame) {
 	m, ok := s.joinedOrReply(f)
 	if !ok {
+		return
+	}
+	if f.Event == eventPresenceList {
+		s.presenceList(f, m)
 		return
 	}
 	c := s.srv.channelFor(m.topic)

@@ -15,16 +15,17 @@ import (
 type topicState struct {
 	name string
 
-	mu      sync.Mutex
-	subs    map[*Socket]subscriber
-	waiting int    // subscribers awaiting presence_state at the next flush
-	roster  roster // what the subscribers that are not waiting were told
-	cursor  engine.Cursor
-	started bool // cursor is set
-	pending bool // a flush is scheduled
-	dead    bool // removed from Server.topics
-	snap    engine.Snapshot
-	changes engine.Changes
+	mu       sync.Mutex
+	subs     map[*Socket]subscriber
+	waiting  int    // subscribers awaiting presence_state at the next flush
+	counting int    // count-mode subscribers
+	roster   roster // what the subscribers that are not waiting were told
+	cursor   engine.Cursor
+	started  bool // cursor is set
+	pending  bool // a flush is scheduled
+	dead     bool // removed from Server.topics
+	snap     engine.Snapshot
+	changes  engine.Changes
 }
 
 // state returns the topic's state, creating it; the caller locks it and
@@ -72,6 +73,11 @@ type subscriber struct {
 	// waiting: the socket is due a presence_state at the next flush, and
 	// gets no presence_diff until then.
 	waiting bool
+	// count: the socket joined in count mode; it gets presence_count,
+	// never presence_state nor presence_diff. keys and entries are the
+	// numbers it was last sent.
+	count         bool
+	keys, entries int
 }
 
 // subscribe adds a socket to a topic's broadcasts. With state, it also
@@ -87,7 +93,10 @@ type subscriber struct {
 // join's reply among them. Where presence_state goes out at once, they
 // follow its snapshot: a change made after the client has its reply then
 // reaches it as a presence_diff, not inside the presence_state.
-func (s *Server) subscribe(topic string, sock *Socket, joinRef phx.Ref, state bool, first ...[]byte) {
+//
+// A count-mode socket (count) gets, after first, the topic's presence_count
+// at once, and from then on the counts the flushes send.
+func (s *Server) subscribe(topic string, sock *Socket, joinRef phx.Ref, state, count bool, first ...[]byte) {
 	ts := s.lockState(topic)
 	defer ts.mu.Unlock()
 	old, already := ts.subs[sock]
@@ -95,6 +104,14 @@ func (s *Server) subscribe(topic string, sock *Socket, joinRef phx.Ref, state bo
 		for _, f := range first {
 			sock.enqueue(f)
 		}
+	}
+	if count {
+		s.subscribeCount(ts, sock, joinRef, old, sendFirst)
+		return
+	}
+	if old.count { // a rejoin unsubscribes first; stay right regardless
+		ts.counting--
+		old, already = subscriber{}, false
 	}
 	if already && !state {
 		sendFirst()
@@ -147,11 +164,36 @@ func (s *Server) subscribe(topic string, sock *Socket, joinRef phx.Ref, state bo
 	}
 }
 
+// subscribeCount is subscribe for a count-mode socket. The caller holds
+// ts.mu.
+func (s *Server) subscribeCount(ts *topicState, sock *Socket, joinRef phx.Ref, old subscriber, sendFirst func()) {
+	if old.waiting { // a rejoin unsubscribes first; stay right regardless
+		ts.waiting--
+	}
+	if !ts.started {
+		// The diffs of full-mode subscribers to come start here.
+		s.cfg.Presence.Snapshot(&ts.snap, ts.name)
+		ts.roster.set(ts.snap.Entries)
+		ts.cursor, ts.started = ts.snap.Cursor, true
+	}
+	sendFirst()
+	keys, entries := s.countKeys(ts.name)
+	s.stats.presenceCounts.Add(1)
+	sock.enqueue(countFrame(joinRef, ts.name, keys, entries))
+	if !old.count {
+		ts.counting++
+	}
+	ts.subs[sock] = subscriber{joinRef: joinRef, count: true, keys: keys, entries: entries}
+}
+
 func (s *Server) unsubscribe(topic string, sock *Socket) {
 	ts := s.lockState(topic)
 	defer ts.mu.Unlock()
 	if ts.subs[sock].waiting {
 		ts.waiting--
+	}
+	if ts.subs[sock].count {
+		ts.counting--
 	}
 	delete(ts.subs, sock)
 	s.release(ts)
@@ -178,7 +220,9 @@ func (s *Server) schedulePresenceDiff(topic string) {
 	time.AfterFunc(s.cfg.PresenceWindow, func() { s.flush(ts) })
 }
 
-// flush broadcasts what changed in a topic since its cursor.
+// flush broadcasts what changed in a topic since its cursor: the
+// presence_diff, the presence_state of the sockets that wait for one, and
+// the presence_count of count-mode sockets whose numbers changed.
 func (s *Server) flush(ts *topicState) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
@@ -187,6 +231,13 @@ func (s *Server) flush(ts *topicState) {
 		s.release(ts)
 		return
 	}
+	s.flushDiff(ts)
+	s.sendCounts(ts)
+}
+
+// flushDiff is flush's presence_diff and presence_state part. The caller
+// holds ts.mu.
+func (s *Server) flushDiff(ts *topicState) {
 	e := s.cfg.Presence
 	if ts.waiting == 0 {
 		e.ChangesSince(&ts.changes, ts.name, ts.cursor)
@@ -225,14 +276,14 @@ func (s *Server) sendDiff(ts *topicState) {
 // not waiting for presence_state, if it holds anything: encoded once, the
 // same bytes for all. The caller holds ts.mu.
 func (s *Server) sendDiffEntries(ts *topicState, joins, leaves []engine.Entry) {
-	if len(joins) == 0 && len(leaves) == 0 {
-		return
+	if len(joins) == 0 && len(leaves) == 0 || len(ts.subs) == ts.waiting+ts.counting {
+		return // nothing to say, or nobody to say it to
 	}
 	payload := phx.AppendPresenceDiff(nil, joins, leaves)
 	frame := newFrame(phx.Ref{}, phx.Ref{}, ts.name, "presence_diff", payload)
 	s.stats.presenceDiffs.Add(1)
 	for sock, sub := range ts.subs {
-		if !sub.waiting {
+		if !sub.waiting && !sub.count {
 			sock.enqueue(frame)
 		}
 	}

@@ -106,3 +106,40 @@ func AppendPresenceDiff(dst []byte, joins, leaves []engine.Entry) []byte {
 	dst = appendGrouped(dst, leaves, nil)
 	return append(dst, '}')
 }
+
+// AppendPresenceRun appends a presence_state payload for entries in which
+// each key's entries are adjacent, as a page of engine.ListPage holds
+// them: the same JSON as AppendPresenceState, written without allocating.
+// A key that comes back after another key would appear twice.
+func AppendPresenceRun(dst []byte, entries []engine.Entry) []byte {
+	dst = append(dst, '{')
+	for i := range entries {
+		e := &entries[i]
+		switch {
+		case i == 0:
+		case string(e.Key) == string(entries[i-1].Key):
+			dst = append(dst, ',')
+			dst = appendMeta(dst, e, 0)
+			continue
+		default:
+			dst = append(dst, "]},"...)
+		}
+		dst = jsonwriter.AppendStringBytes(dst, e.Key)
+		dst = append(dst, `:{"metas":[`...)
+		dst = appendMeta(dst, e, 0)
+	}
+	if len(entries) > 0 {
+		dst = append(dst, "]}"...)
+	}
+	return append(dst, '}')
+}
+
+// AppendPresenceCount appends a presence_count payload:
+// {"count":keys,"entries":entries}.
+func AppendPresenceCount(dst []byte, keys, entries int) []byte {
+	dst = append(dst, `{"count":`...)
+	dst = strconv.AppendInt(dst, int64(keys), 10)
+	dst = append(dst, `,"entries":`...)
+	dst = strconv.AppendInt(dst, int64(entries), 10)
+	return append(dst, '}')
+}

@@ -29,3 +29,43 @@ func TestPresenceFormat(t *testing.T) {
 		t.Fatalf("empty diff %s", got)
 	}
 }
+
+func TestPresenceRunMatchesState(t *testing.T) {
+	for _, entries := range [][]engine.Entry{
+		nil,
+		{{Socket: 1, Ref: 1, Key: []byte("a"), Meta: []byte(`{}`)}},
+		{
+			{Socket: 1, Ref: 36, Key: []byte("alice"), Meta: []byte(`{"device":"phone"}`)},
+			{Socket: 3, Ref: 38, Key: []byte("alice"), Meta: []byte(`{"device":"laptop"}`)},
+			{Socket: 2, Ref: 37, Key: []byte(`b"ob`), Meta: []byte(`{}`)},
+			{Socket: 4, Ref: 39, Key: []byte("carol"), Meta: []byte(`{"x":[1]}`)},
+			{Socket: 5, Ref: 40, Key: []byte("carol"), Meta: []byte(`{}`)},
+		},
+	} {
+		got, want := string(AppendPresenceRun(nil, entries)), string(AppendPresenceState(nil, entries))
+		if got != want || !json.Valid([]byte(got)) {
+			t.Fatalf("run\n got %s\nwant %s", got, want)
+		}
+	}
+}
+
+func TestPresenceRunAllocatesNothing(t *testing.T) {
+	entries := []engine.Entry{
+		{Socket: 1, Ref: 36, Key: []byte("alice"), Meta: []byte(`{"device":"phone"}`)},
+		{Socket: 3, Ref: 38, Key: []byte("alice"), Meta: []byte(`{"device":"laptop"}`)},
+		{Socket: 2, Ref: 37, Key: []byte(`b"ob`), Meta: []byte(`{}`)},
+	}
+	buf := make([]byte, 0, 1024)
+	if n := testing.AllocsPerRun(100, func() {
+		buf = AppendPresenceRun(buf[:0], entries)
+		buf = AppendPresenceCount(buf, 2, 3)
+	}); n != 0 {
+		t.Fatalf("%v allocations, want 0", n)
+	}
+}
+
+func TestPresenceCount(t *testing.T) {
+	if got := string(AppendPresenceCount(nil, 10000, 10002)); got != `{"count":10000,"entries":10002}` {
+		t.Fatalf("count %s", got)
+	}
+}
