@@ -8,7 +8,7 @@
 //   const presence = new Presence(room)
 //   presence.onSync(() => render(presence.list()))
 //   presence.onCount((count, entries) => ...) // distinct keys, entries
-//   const {presences, next} = await presence.page(100) // a page, in join order
+//   const {presences, keys, next} = await presence.page(100) // keys in join order
 //   room.on("new_msg", msg => ...)
 //   room.join().receive("ok", resp => ...).receive("error", ({reason}) => ...)
 //   room.push("new_msg", {body: "hi"}).receive("ok", reply => ...)
