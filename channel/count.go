@@ -8,6 +8,12 @@ import (
 	"github.com/valyala/fastjson"
 )
 
+// countKeys returns the topic's distinct keys and entries, at one
+// instant, in O(1).
+func (s *Server) countKeys(topic string) (keys, entries int) {
+	return s.cfg.Presence.CountKeys(topic)
+}
+
 // Presence modes. A join chooses one with the "presence" field of its
 // params: "full" (the default, Phoenix's presence_state and presence_diff)
 // or "count", for a room too large for every member to hold the roster:

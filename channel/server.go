@@ -211,6 +211,7 @@ type Server struct {
 	grace graceState
 
 	refusals refusals
+	pages    sync.Pool // *pageScratch, for presence_list
 
 	mu      sync.Mutex
 	sockets map[*Socket]struct{}
@@ -235,6 +236,7 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, sockets: map[*Socket]struct{}{}, topics: map[string]*topicState{}}
 	s.grace.held = map[sessionKey]*heldSession{}
+	s.pages.New = newPageScratch
 	if s.log == nil {
 		s.log = slog.Default()
 	}

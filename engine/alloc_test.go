@@ -21,6 +21,11 @@ func TestHotPathAllocatesNothing(t *testing.T) {
 	e.Snapshot(&snap, "room")
 	e.ChangesSince(&ch, "room", Cursor{})
 	cursor := snap.Cursor
+	var page Page
+	if err := e.ListPage(&page, "room", PageCursor{}, 50); err != nil || page.Next.IsZero() {
+		t.Fatalf("ListPage = %v, next %v", err, page.Next)
+	}
+	mid := page.Next
 
 	if err := e.Track(3, "x", "k", meta); err != ErrSocketLimit {
 		t.Fatalf("Track past the socket limit = %v", err)
@@ -69,6 +74,12 @@ func TestHotPathAllocatesNothing(t *testing.T) {
 		{"ChangesSince full", func() { e.ChangesSince(&ch, "room", Cursor{head: 1 << 50}) }},
 		{"AppendChanges", func() { buf, _, _ = e.AppendChanges(buf[:0], "room", cursor) }},
 		{"Len Cap Stats", func() { e.Len(); e.Cap(); e.Stats() }},
+		{"ListPage", func() { e.ListPage(&page, "room", mid, 50) }},
+		{"ListPage first", func() { e.ListPage(&page, "room", PageCursor{}, MaxPageLimit) }},
+		{"ListPage refused", func() { e.ListPage(&page, "room", mid, 0) }},
+		{"AppendListPage", func() { buf, _, _ = e.AppendListPage(buf[:0], "room", mid, 50) }},
+		{"CountKeys", func() { e.CountKeys("room") }},
+		{"PageCursor AppendText", func() { buf, _ = mid.AppendText(buf[:0]) }},
 	}
 	for _, c := range checks {
 		if n := testing.AllocsPerRun(200, c.fn); n != 0 {

@@ -84,3 +84,40 @@ func ExampleEngine_ChangesSince() {
 	// join bob {}
 	// join alice {"cursor":9}
 }
+
+// Page through a large room's members, a few keys at a time, as a client
+// scrolls a member list; CountKeys gives the total without listing.
+func ExampleEngine_ListPage() {
+	presence, _ := engine.New(engine.Config{})
+	presence.Track(1, "room:big", "alice", []byte(`{"tab":1}`))
+	presence.Track(2, "room:big", "bob", nil)
+	presence.Track(3, "room:big", "alice", []byte(`{"tab":2}`)) // alice's second tab
+	presence.Track(4, "room:big", "carol", nil)
+
+	keys, entries := presence.CountKeys("room:big")
+	fmt.Println(keys, "keys,", entries, "entries")
+
+	var page engine.Page
+	var after engine.PageCursor // the zero cursor: the first page
+	for {
+		if err := presence.ListPage(&page, "room:big", after, 2); err != nil {
+			fmt.Println(err)
+			return
+		}
+		for _, en := range page.Entries {
+			fmt.Printf("%s %s\n", en.Key, en.Meta)
+		}
+		if page.Next.IsZero() {
+			break
+		}
+		fmt.Println("-- next page")
+		after = page.Next // a client carries page.Next.String() and gives it back
+	}
+	// Output:
+	// 3 keys, 4 entries
+	// alice {"tab":1}
+	// alice {"tab":2}
+	// bob {}
+	// -- next page
+	// carol {}
+}

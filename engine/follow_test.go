@@ -265,17 +265,15 @@ func TestFollowerReplaysToStatesTheTopicWentThrough(t *testing.T) {
 						break
 					}
 				}
-				if found < 0 {
-					// The running op may have been read whole.
-					for spin := 0; found < 0 && spin < 1000; spin++ {
-						if int(done.Load()) > after {
-							after++
-							if states[after] == got {
-								found = after
-							}
-						} else {
-							time.Sleep(10 * time.Microsecond)
-						}
+				if found < 0 && after < ops {
+					// The op running when the read ended may have been read
+					// whole; no later one had begun. Wait for it to return
+					// (a loaded machine may hold the writer off for long).
+					for wait := time.Now().Add(10 * time.Second); int(done.Load()) <= after && time.Now().Before(wait); {
+						time.Sleep(10 * time.Microsecond)
+					}
+					if int(done.Load()) > after && states[after+1] == got {
+						found = after + 1
 					}
 				}
 				if found < 0 {

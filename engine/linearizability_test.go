@@ -39,6 +39,11 @@ const (
 	// ChangesSince from its cursor onto the entries it holds for the topic,
 	// and the result must be the topic's entries at one instant.
 	linDiff
+	// linPage is a first page (ListPage from the zero cursor) of a limit
+	// drawn from linPageLimits, and linCountKeys a CountKeys; only
+	// pageLinModel knows them (pages_lin_test.go).
+	linPage
+	linCountKeys
 )
 
 type linInput struct {
@@ -54,6 +59,9 @@ type linOutput struct {
 	ok    bool
 	count int
 	list  string // entries as key=meta|key=meta, in order
+	keys  int    // linPage and linCountKeys: the topic's keys
+	limit int    // linPage: the limit asked for
+	more  bool   // linPage: Next was not zero
 }
 
 // linState is a topic's entries in join order: socket:key=meta;...
@@ -271,6 +279,7 @@ func recordOps(t *testing.T, e *Engine, w workload, goroutines, ops int, seed ui
 			rng := rand.New(rand.NewPCG(seed, uint64(g)))
 			buf := make([]byte, 0, 4096)
 			var ch Changes
+			var page Page
 			followers := map[string]*linFollower{}
 			for _, tp := range topics {
 				followers[tp] = &linFollower{held: map[uint64]string{}}
@@ -332,6 +341,21 @@ func recordOps(t *testing.T, e *Engine, w workload, goroutines, ops int, seed ui
 						parts[i] = x.Key + "=" + string(x.Meta)
 					}
 					out.list = strings.Join(parts, "|")
+				case linPage:
+					out.limit = linPageLimits[rng.IntN(len(linPageLimits))]
+					call = now()
+					err := e.ListPage(&page, topic, PageCursor{}, out.limit)
+					ret = now()
+					if err != nil {
+						t.Errorf("ListPage: %v", err)
+						return
+					}
+					out.list = renderPage(&page)
+					out.count, out.keys, out.more = page.TopicEntries, page.TopicKeys, !page.Next.IsZero()
+				case linCountKeys:
+					call = now()
+					out.keys, out.count = e.CountKeys(topic)
+					ret = now()
 				case linDiff:
 					var err error
 					call = now()

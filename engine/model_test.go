@@ -16,7 +16,13 @@ type model struct {
 	cfg   Config
 	seq   uint64
 	pairs map[mpair]*mentry
+	// keys holds, for each key present in a topic, when it joined the
+	// topic's key order: when its first entry arrived.
+	keys map[mpair2]uint64
 }
+
+// mpair2 is a key of a topic.
+type mpair2 struct{ topic, key string }
 
 type mpair struct {
 	s     SocketID
@@ -26,13 +32,14 @@ type mpair struct {
 type mentry struct {
 	key, meta string
 	join      uint64
+	toKey     uint64 // when the entry came to its key
 }
 
 func newModel(cfg Config) *model {
 	if err := cfg.fill(); err != nil {
 		panic(err)
 	}
-	return &model{cfg: cfg, pairs: map[mpair]*mentry{}}
+	return &model{cfg: cfg, pairs: map[mpair]*mentry{}, keys: map[mpair2]uint64{}}
 }
 
 func (m *model) track(s SocketID, topic, key string, meta []byte) error {
@@ -58,7 +65,12 @@ func (m *model) track(s SocketID, topic, key string, meta []byte) error {
 	}
 	p := mpair{s, topic}
 	if e, ok := m.pairs[p]; ok {
+		if e.key != key {
+			m.seq++
+			e.toKey = m.seq
+		}
 		e.key, e.meta = key, stored
+		m.fixKeys()
 		return nil
 	}
 	if m.socketLen(s) >= m.cfg.MaxPerSocket {
@@ -68,8 +80,61 @@ func (m *model) track(s SocketID, topic, key string, meta []byte) error {
 		return ErrFull
 	}
 	m.seq++
-	m.pairs[p] = &mentry{key: key, meta: stored, join: m.seq}
+	m.pairs[p] = &mentry{key: key, meta: stored, join: m.seq, toKey: m.seq}
+	m.fixKeys()
 	return nil
+}
+
+// fixKeys brings the key order up to date after one operation: a key
+// with entries that is not in it joins at the end, and one without
+// entries leaves. An operation adds at most one key.
+func (m *model) fixKeys() {
+	present := map[mpair2]bool{}
+	for p, e := range m.pairs {
+		k := mpair2{p.topic, e.key}
+		present[k] = true
+		if _, ok := m.keys[k]; !ok {
+			m.seq++
+			m.keys[k] = m.seq
+		}
+	}
+	for k := range m.keys {
+		if !present[k] {
+			delete(m.keys, k)
+		}
+	}
+}
+
+// mkey is one key of a topic with its entries, as a page holds it.
+type mkey struct {
+	key     string
+	join    uint64
+	entries []listed
+}
+
+// keyOrder returns the topic's keys in key order, each with its entries in
+// the order they came to it.
+func (m *model) keyOrder(topic string) []mkey {
+	var out []mkey
+	for k, join := range m.keys {
+		if k.topic != topic {
+			continue
+		}
+		var es []*mentry
+		for p, e := range m.pairs {
+			if p.topic == topic && e.key == k.key {
+				es = append(es, e)
+			}
+		}
+		slices.SortFunc(es, func(a, b *mentry) int { return int(a.toKey) - int(b.toKey) })
+		mk := mkey{key: k.key, join: join}
+		for _, e := range es {
+			mk.entries = append(mk.entries, listed{Key: e.key, Meta: json.RawMessage(e.meta)})
+		}
+		out = append(out, mk)
+	}
+	slices.SortFunc(out, func(a, b mkey) int { return int(a.join) - int(b.join) })
+	return out
 }
 
 func (m *model) socketLen(s SocketID) int {
@@ -96,6 +161,7 @@ func (m *model) untrack(s SocketID, topic string) bool {
 	p := mpair{s, topic}
 	_, ok := m.pairs[p]
 	delete(m.pairs, p)
+	m.fixKeys()
 	return ok
 }
 
@@ -107,6 +173,7 @@ func (m *model) untrackAll(s SocketID) int {
 			n++
 		}
 	}
+	m.fixKeys()
 	return n
 }
 

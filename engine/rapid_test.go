@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -55,6 +57,19 @@ func TestModelRapid(t *testing.T) {
 		}
 		var ch Changes
 		var snap Snapshot
+		// A pager per topic walks its pages one step at a time between
+		// the other operations.
+		type pager struct {
+			on       bool
+			cursor   PageCursor
+			lastJoin uint64            // the model's join of the last key paged
+			start    map[string]uint64 // the keys at the first page, by join
+		}
+		pagers := map[string]*pager{}
+		for _, tp := range validTopics {
+			pagers[tp] = &pager{}
+		}
+		var page Page
 
 		t.Repeat(map[string]func(*rapid.T){
 			"track": func(t *rapid.T) {
@@ -135,8 +150,86 @@ func TestModelRapid(t *testing.T) {
 					t.Fatalf("%q: diffs from cursor 0 give %v, snapshot %v", tp, fresh, want)
 				}
 			},
+			"page": func(t *rapid.T) {
+				tp := rapid.SampledFrom(validTopics).Draw(t, "topic")
+				limit := rapid.SampledFrom([]int{-1, 0, 1, 2, 3, MaxPageLimit, MaxPageLimit + 1}).Draw(t, "limit")
+				pg := pagers[tp]
+				if !pg.on {
+					*pg = pager{on: true, start: map[string]uint64{}}
+					for _, k := range m.keyOrder(tp) {
+						pg.start[k.key] = k.join
+					}
+				}
+				before := page
+				err := e.ListPage(&page, tp, pg.cursor, limit)
+				if limit < 1 || limit > MaxPageLimit {
+					if !errors.Is(err, ErrInvalidPageLimit) || page.Keys != before.Keys || page.Next != before.Next || len(page.Entries) != len(before.Entries) {
+						t.Fatalf("ListPage(%q, limit %d) = %v, page changed: %v", tp, limit, err, page.Keys != before.Keys)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatalf("ListPage(%q, %v, %d) = %v", tp, pg.cursor, limit, err)
+				}
+				// The page is the model's keys that joined after the last
+				// key paged, the first limit of them.
+				order := m.keyOrder(tp)
+				var want []listed
+				var wantKeys int
+				var last mkey
+				rest := 0
+				for _, k := range order {
+					if k.join <= pg.lastJoin {
+						continue
+					}
+					if wantKeys == limit {
+						rest++
+						continue
+					}
+					want = append(want, k.entries...)
+					wantKeys++
+					last = k
+				}
+				var got []listed
+				for _, en := range page.Entries {
+					got = append(got, listed{Key: string(en.Key), Meta: json.RawMessage(en.Meta)})
+				}
+				if !equalListed(got, want) || page.Keys != wantKeys {
+					t.Fatalf("ListPage(%q, after join %d, limit %d) = %d keys %v, model %d keys %v", tp, pg.lastJoin, limit, page.Keys, got, wantKeys, want)
+				}
+				if page.TopicKeys != len(order) || page.TopicEntries != m.count(tp) {
+					t.Fatalf("ListPage(%q) counts %d keys %d entries, model %d, %d", tp, page.TopicKeys, page.TopicEntries, len(order), m.count(tp))
+				}
+				if (rest == 0) != page.Next.IsZero() {
+					t.Fatalf("ListPage(%q): Next %v with %d keys after the page", tp, page.Next, rest)
+				}
+				// The text form round-trips.
+				var back PageCursor
+				if txt, _ := page.Next.MarshalText(); back.UnmarshalText(txt) != nil || back != page.Next {
+					t.Fatalf("cursor %v does not round-trip its text %q", page.Next, txt)
+				}
+				if wantKeys > 0 {
+					pg.lastJoin = last.join
+				}
+				pg.cursor = page.Next
+				if page.Next.IsZero() {
+					// Every key present from the first page to the last
+					// (the same join: a key that left and came back is
+					// another) was paged, once, since pages follow joins.
+					for _, k := range order {
+						if j, ok := pg.start[k.key]; ok && j == k.join && j > pg.lastJoin {
+							t.Fatalf("%q: key %q present throughout was not paged", tp, k.key)
+						}
+					}
+					pg.on = false
+					pg.cursor = PageCursor{}
+				}
+			},
 			"": func(t *rapid.T) {
 				for _, tp := range validTopics {
+					if k, n := e.CountKeys(tp); k != len(m.keyOrder(tp)) || n != m.count(tp) {
+						t.Fatalf("CountKeys(%q) = %d, %d, model %d, %d", tp, k, n, len(m.keyOrder(tp)), m.count(tp))
+					}
 					got, err := parseList(e.AppendList(nil, tp))
 					if err != nil {
 						t.Fatal(err)

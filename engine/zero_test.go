@@ -14,6 +14,7 @@ import (
 func TestZeroEngineSaysUseNew(t *testing.T) {
 	var snap Snapshot
 	var ch Changes
+	var page Page
 	buf := make([]byte, 64)
 	for _, e := range []*Engine{{}, nil} {
 		methods := map[string]func(){
@@ -37,6 +38,9 @@ func TestZeroEngineSaysUseNew(t *testing.T) {
 			"ChangesSince":   func() { e.ChangesSince(&ch, "room", Cursor{}) },
 			"ChangesBetween": func() { e.ChangesBetween(&ch, "room", Cursor{}, Cursor{}) },
 			"AppendChanges":  func() { e.AppendChanges(nil, "room", Cursor{}) },
+			"ListPage":       func() { _ = e.ListPage(&page, "room", PageCursor{}, 10) },
+			"AppendListPage": func() { _, _, _ = e.AppendListPage(nil, "room", PageCursor{}, 10) },
+			"CountKeys":      func() { e.CountKeys("room") },
 		}
 		typ := reflect.TypeOf(e)
 		for i := range typ.NumMethod() {

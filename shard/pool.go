@@ -54,11 +54,12 @@ const RefTagLimit = 1 << 16
 // Slot words. A slot holds one entry; readers reach it through its topic's
 // member list and read it inside the topic's read window.
 const (
-	slotLens  = iota // metaLen | keyLen<<32 | escapeFlag
-	slotRef          // the entry's ref
-	slotNext         // next member in join order, slot+1
-	slotOwner        // owner
-	slotHdr          // the payload follows (see payloadLen)
+	slotLens    = iota // metaLen | keyLen<<32 | escapeFlag
+	slotRef            // the entry's ref
+	slotNext           // next member in join order, slot+1
+	slotOwner          // owner
+	slotKeyNext        // next entry of the same key in the topic, slot+1 (keys.go)
+	slotHdr            // the payload follows (see payloadLen)
 )
 
 // An entry's payload is the entry as List writes it when its key needs no
@@ -104,8 +105,9 @@ func packLens(keyLen, metaLen int, escape bool) uint64 {
 // seq is the read window for the member list and the members' payloads.
 const (
 	topicSeq     = iota // odd while a writer changes the topic
-	topicCount          // members
+	topicCount          // members | keys<<32 (see countWord)
 	topicHead           // first member, slot+1
+	topicKeys           // first key record in key order, key+1 (keys.go)
 	topicChain          // next record in the shard's bucket, topic+1
 	topicHash           // the topic's hash
 	topicNameLen        // bytes
@@ -153,6 +155,8 @@ type Pool struct {
 	// every other topic. Guarded by the shard lock.
 	renderWait []int32
 	freeTopics *stack
+
+	keys keyStore // the topics' key records (keys.go)
 
 	owners owners
 	shards []Shard
@@ -220,6 +224,7 @@ func NewPool(cfg Config) *Pool {
 	p.freeTopics = newStack(topics)
 
 	p.owners.init(cfg.Slots, cfg.MaxPerSocket, cfg.Seed, p.info)
+	p.keys.init(cfg.Slots, topics)
 	p.initBlocks()
 
 	perShard := 2 * cfg.Slots / cfg.Shards
@@ -236,13 +241,16 @@ func (p *Pool) ShardFor(hash uint64) *Shard { return &p.shards[hash&uint64(len(p
 
 // HashTopic returns the seeded hash that places a topic: XXH64 with the
 // pool's seed.
-func (p *Pool) HashTopic(topic string) uint64 {
-	if len(topic) < 32 {
-		return xxh64Short(topic, p.cfg.Seed)
+func (p *Pool) HashTopic(topic string) uint64 { return hashString(topic, p.cfg.Seed) }
+
+// hashString is XXH64 of s with seed.
+func hashString(s string, seed uint64) uint64 {
+	if len(s) < 32 {
+		return xxh64Short(s, seed)
 	}
 	var d xxhash.Digest
-	d.ResetWithSeed(p.cfg.Seed)
-	d.WriteString(topic)
+	d.ResetWithSeed(seed)
+	d.WriteString(s)
 	return d.Sum64()
 }
 

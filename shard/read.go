@@ -148,7 +148,7 @@ func (s *Shard) count(topic string, hash uint64) (n int, ok bool) {
 	}
 	rec := s.p.topic(t)
 	c := load(&rec[topicCount])
-	return int(c), load(&rec[topicSeq]) == tseq
+	return entriesOf(c), load(&rec[topicSeq]) == tseq
 }
 
 // Head returns the number of the shard's latest change event.
@@ -225,7 +225,7 @@ func (s *Shard) appendAsOf(w *jsonwriter.Writer, f Form, topic string, hash uint
 	}
 	p := s.p
 	rec := p.topic(t)
-	count := int(load(&rec[topicCount]))
+	count := entriesOf(load(&rec[topicCount]))
 	idx := load(&rec[topicHead])
 	nameWords := wordsFor(len(topic))
 	for ; idx != 0 && n <= count; n++ {
@@ -357,7 +357,7 @@ func (s *Shard) appendEntries(w *jsonwriter.Writer, f Form, topic string, hash u
 		return 0, h, t, true
 	}
 	rec := p.topic(t)
-	count := int(load(&rec[topicCount]))
+	count := entriesOf(load(&rec[topicCount]))
 	if head := load(&rec[topicBlocks]); f == JSON && head != 0 {
 		ok := s.copyBlocks(w, head)
 		return count, h, t, ok && load(&rec[topicSeq]) == tseq

@@ -133,7 +133,7 @@ func (s *Shard) renderAdded(t, i int32) {
 	rec := p.topic(t)
 	in := &p.info[i]
 	if !rendered(rec) {
-		if rec[topicCount] == 1 && p.renderWait[t] == 0 {
+		if entriesOf(rec[topicCount]) == 1 && p.renderWait[t] == 0 {
 			// A new topic.
 			if !s.renderTopic(t) {
 				s.p.unrendered.Add(1)
@@ -221,7 +221,7 @@ func (s *Shard) retryRender(t int32) {
 	if p.renderWait[t]--; p.renderWait[t] > 1 {
 		return
 	}
-	count := int(p.topic(t)[topicCount])
+	count := entriesOf(p.topic(t)[topicCount])
 	if count > 0 && s.renderTopic(t) {
 		p.renderWait[t] = 0
 		p.slowTopics.Add(-1)
@@ -255,7 +255,7 @@ func (s *Shard) unrender(t int32) {
 	head := int32(rec[topicBlocks]) - 1
 	store(&rec[topicBlocks], 0)
 	s.freeChain(head)
-	s.renderLater(t, int(rec[topicCount]))
+	s.renderLater(t, entriesOf(rec[topicCount]))
 }
 
 // renderUpdated rewrites the entry of slot i, updated in place in the

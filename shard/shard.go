@@ -26,7 +26,9 @@ type Shard struct {
 	// scratch holds an entry rendered with an escaped key; moveBuf holds
 	// bytes a block move copies, in the all-atomic build.
 	scratch, moveBuf []byte
-	_                [40]byte // to the next line: 88 bytes above
+	keyHeads         []int32 // key record buckets, key+1, writer-only (keys.go)
+	keySeq           uint64  // key joins so far; see nextKeyGen
+	_                [8]byte // to the next line: 120 bytes above
 
 	hist history
 	// To a whole number of lines, so that the next shard of the array
@@ -49,6 +51,7 @@ func (s *Shard) init(p *Pool, id, buckets int) {
 	s.mask = uint64(buckets - 1)
 	s.topics = make([]uint64, buckets)
 	s.pairs = make([]int32, buckets)
+	s.keyHeads = make([]int32, buckets)
 	s.hist.init(p, p.cfg.History)
 	if p.blockBytes > 0 {
 		s.scratch = make([]byte, 0, p.blockBytes)
@@ -194,6 +197,7 @@ func (s *Shard) Track(socket uint64, topic string, hash uint64, key string, esca
 	in.prev = tail
 	p.topicTail[t] = i + 1
 	store(&rec[topicCount], rec[topicCount]+1)
+	s.keyAdd(t, i, key)
 	s.renderAdded(t, i)
 	in.joinEvent = s.hist.append(evJoin, rec, w, 0)
 	if newTopic {
@@ -226,12 +230,18 @@ func (s *Shard) update(i, t int32, key string, escape bool, meta []byte, ref uin
 	}
 	s.beginTopic(rec)
 	s.hist.append(evLeave|evInPlace, rec, w, in.joinEvent)
+	if !sameKey {
+		// The entry moves to its new key, which joins the key order at
+		// its end if the topic has no entry under it yet.
+		s.keyRemove(t, i)
+	}
 	store(&w[slotLens], lens)
 	store(&w[slotRef], ref)
 	if sameKey {
 		writeMeta(w[slotHdr:], metaOffset(len(key)), meta)
 	} else {
 		writePayload(w[slotHdr:], key, meta)
+		s.keyAdd(t, i, key)
 	}
 	s.renderUpdated(t, rec, i)
 	in.joinEvent = s.hist.append(evJoin|evInPlace, rec, w, 0)
@@ -257,12 +267,14 @@ func (s *Shard) newTopic(topic string, hash uint64) int32 {
 	s.beginTopic(rec)
 	store(&rec[topicCount], 0)
 	store(&rec[topicHead], 0)
+	store(&rec[topicKeys], 0)
 	store(&rec[topicBlocks], 0)
 	store(&rec[topicHash], hash)
 	store(&rec[topicNameLen], uint64(len(topic)))
 	copyInString(rec[topicHdr:topicHdr+wordsFor(len(topic))], topic)
 	s.endTopic(rec)
 	p.topicTail[t] = 0
+	p.keys.tail[t] = 0
 	return t
 }
 
@@ -333,6 +345,7 @@ func (s *Shard) remove(i int32) {
 	} else {
 		p.info[next-1].prev = in.prev
 	}
+	s.keyRemove(t, i)
 	count := rec[topicCount] - 1
 	store(&rec[topicCount], count)
 	s.renderRemoved(t, i, in.prev, uint64(next))
@@ -341,7 +354,7 @@ func (s *Shard) remove(i int32) {
 	// one instant, and its slot is free before it is uncounted.
 	p.releaseSlot(owner, i)
 	s.endTopic(rec)
-	if count == 0 {
+	if entriesOf(count) == 0 {
 		s.removeTopic(t)
 	}
 }

@@ -1,0 +1,182 @@
+package shard
+
+import "github.com/presencekit/presence/jsonwriter"
+
+// KeyMark names one key record as it was when a page read it: its index+1
+// and its generation. A record reused for another key has another
+// generation, so a stale mark is detected.
+type KeyMark struct {
+	Key uint32
+	Gen uint64
+}
+
+// PagePos is where a page starts: Last is the last key of the page before
+// and First the key that followed it then. The zero PagePos is the start
+// of the topic.
+type PagePos struct{ Last, First KeyMark }
+
+// IsZero reports whether pos is the start of the topic.
+func (pos PagePos) IsZero() bool { return pos == PagePos{} }
+
+// PageResult is what AppendPage read.
+type PageResult struct {
+	Keys, Entries           int     // written
+	TopicKeys, TopicEntries int     // the topic's, at the page's instant
+	Next                    PagePos // zero when the page holds the topic's last key
+	// Rescanned is set when both keys of the position had left the topic,
+	// and the page was found by walking the key order from its start.
+	Rescanned bool
+}
+
+// ValidPos reports whether pos could have been made by a page of a topic
+// of this shard: marks in range, with this shard's generations.
+func (s *Shard) ValidPos(pos PagePos) bool {
+	if pos.IsZero() {
+		return true
+	}
+	n := uint64(len(s.p.keys.info))
+	for _, m := range [2]KeyMark{pos.Last, pos.First} {
+		if m.Key == 0 || uint64(m.Key) > n || m.Gen == 0 || m.Gen&(1<<keyGenShardBits-1) != uint64(s.id) {
+			return false
+		}
+	}
+	return pos.Last.Gen < pos.First.Gen
+}
+
+// AppendPage writes the entries of up to limit keys of a topic, in key
+// order, from pos on: a key's entries together, in the order they came to
+// it. It is a read of one instant of the topic, as AppendEntries is, with
+// the same bound: OptimisticReads windows, then one under the shard's
+// mutex. The caller checks pos with ValidPos and limit >= 1.
+//
+// The page starts at pos.First if that key is still in the topic, else
+// after pos.Last if that one is; no key can have joined between them,
+// since keys join at the end. If both have left, it walks the key order
+// from its start to the first key that joined after pos.Last: O(keys
+// before the page), the only read here that is not O(page).
+func (s *Shard) AppendPage(w *jsonwriter.Writer, f Form, topic string, hash uint64, pos PagePos, limit int) PageResult {
+	mark := w.Mark()
+	for attempt := 0; attempt < s.p.cfg.ReadAttempts; attempt++ {
+		if r, ok := s.appendPage(w, f, topic, hash, pos, limit); ok {
+			return r
+		}
+		w.Rewind(mark)
+		s.p.backoff(attempt)
+	}
+	s.lockForRead()
+	r, _ := s.appendPage(w, f, topic, hash, pos, limit)
+	s.mu.Unlock()
+	return r
+}
+
+// liveMark returns the record m names if it still holds the same key in
+// topic t, or -1.
+func (p *Pool) liveMark(m KeyMark, t int32) int32 {
+	k := int32(m.Key) - 1
+	if k < 0 || int(k) >= len(p.keys.info) {
+		return -1
+	}
+	kw := p.keys.rec(k)
+	if load(&kw[keyGen]) != m.Gen || load(&kw[keyTopic]) != uint64(t+1) {
+		return -1
+	}
+	return k
+}
+
+// appendPage is one read window of AppendPage; ok is false when what it
+// wrote must be discarded, never when the caller holds s.mu.
+func (s *Shard) appendPage(w *jsonwriter.Writer, f Form, topic string, hash uint64, pos PagePos, limit int) (r PageResult, ok bool) {
+	p := s.p
+	t, tseq, _, ok := s.lookup(topic, hash)
+	if !ok || t < 0 {
+		return r, ok
+	}
+	rec := p.topic(t)
+	c := load(&rec[topicCount])
+	r.TopicKeys, r.TopicEntries = keysOf(c), entriesOf(c)
+	nkeys := uint64(len(p.keys.info))
+	ks := &p.keys
+
+	var k uint64 // key+1 the page starts at
+	switch {
+	case pos.IsZero():
+		k = load(&rec[topicKeys])
+	case p.liveMark(pos.First, t) >= 0:
+		k = uint64(pos.First.Key)
+	case p.liveMark(pos.Last, t) >= 0:
+		k = load(&ks.rec(int32(pos.Last.Key) - 1)[keyNext])
+	default:
+		r.Rescanned = true
+		k = load(&rec[topicKeys])
+		for steps := 0; k != 0; steps++ {
+			if k > nkeys || steps > r.TopicKeys {
+				return r, false // torn link
+			}
+			kw := ks.rec(int32(k - 1))
+			if load(&kw[keyGen]) > pos.Last.Gen {
+				break
+			}
+			k = load(&kw[keyNext])
+			if steps%readChunk == readChunk-1 && load(&rec[topicSeq]) != tseq {
+				return r, false
+			}
+		}
+	}
+
+	nslots := uint64(p.cfg.Slots)
+	var last KeyMark
+	for k != 0 && r.Keys < limit {
+		if k > nkeys || r.Keys >= r.TopicKeys {
+			return r, false // torn link
+		}
+		kw := ks.rec(int32(k - 1))
+		last = KeyMark{Key: uint32(k), Gen: load(&kw[keyGen])}
+		for e := load(&kw[keyFirst]); e != 0; r.Entries++ {
+			if e > nslots || r.Entries >= r.TopicEntries {
+				return r, false // torn link
+			}
+			sw := p.slot(int32(e - 1))
+			if f == JSON {
+				s.emitJSON(w, r.Entries == 0, load(&sw[slotLens]), sw[slotHdr:])
+			} else {
+				s.emit(w, f, r.Entries == 0, KindEntry, load(&sw[slotOwner]), load(&sw[slotRef]), load(&sw[slotLens]), sw[slotHdr:])
+			}
+			e = load(&sw[slotKeyNext])
+		}
+		k = load(&kw[keyNext])
+		r.Keys++
+		if r.Keys%readChunk == 0 && load(&rec[topicSeq]) != tseq {
+			return r, false
+		}
+	}
+	if k != 0 {
+		r.Next = PagePos{Last: last, First: KeyMark{Key: uint32(k), Gen: load(&ks.rec(int32(k - 1))[keyGen])}}
+	}
+	return r, load(&rec[topicSeq]) == tseq
+}
+
+// CountKeys returns a topic's keys and entries, read at one instant.
+func (s *Shard) CountKeys(topic string, hash uint64) (keys, entries int) {
+	for attempt := 0; attempt < s.p.cfg.ReadAttempts; attempt++ {
+		if c, ok := s.countWord(topic, hash); ok {
+			return keysOf(c), entriesOf(c)
+		}
+		s.p.backoff(attempt)
+	}
+	s.lockForRead()
+	c, _ := s.countWord(topic, hash)
+	s.mu.Unlock()
+	return keysOf(c), entriesOf(c)
+}
+
+// countWord reads a topic's count word inside a read window; ok is false
+// when the window must be retried, never when the caller holds s.mu.
+func (s *Shard) countWord(topic string, hash uint64) (c uint64, ok bool) {
+	t, tseq, _, ok := s.lookup(topic, hash)
+	if !ok || t < 0 {
+		return 0, ok
+	}
+	rec := s.p.topic(t)
+	c = load(&rec[topicCount])
+	return c, load(&rec[topicSeq]) == tseq
+}
