@@ -31,7 +31,7 @@ after(async () => {
 const events = (frames, event) => frames.map(f => JSON.parse(f)).filter(f => f[3] === event)
 const shown = page => page.$$eval("#online li", lis => lis.map(li => li.dataset.user))
 
-test(`a room of ${crowd} members: the count, and the list a page at a time`, async () => {
+test(`a room of ${crowd} members: the count, and the list a page at a time`, async t => {
   // The first ordered members join one at a time, so that their join
   // order is known; the others together.
   const names = memberNames("member", crowd), ordered = 60
@@ -73,6 +73,8 @@ test(`a room of ${crowd} members: the count, and the list a page at a time`, asy
   assert.deepEqual([...all].sort(), [...names, "zed"].sort(), "every member")
   assert.equal(all.at(-1), "zed", "the reader joined last")
   assert.equal(await zed.$eval('#online li[data-user="zed"]', li => li.classList.contains("me")), true)
+  const bytes = zed.received.reduce((n, f) => n + Buffer.byteLength(f), 0)
+  t.diagnostic(`the page received ${zed.received.length} frames, ${bytes} bytes, for the count and ${crowd + 1} members in pages`)
   const lists = events(zed.sent, "presence_list")
   assert.equal(lists.length, Math.ceil((crowd + 1) / 50))
   assert.ok(lists.every(f => f[4].limit === 50))
