@@ -3,6 +3,7 @@ package channel
 import (
 	"bytes"
 	"strconv"
+	"time"
 
 	"github.com/presencekit/presence/phx"
 	"github.com/valyala/fastjson"
@@ -69,6 +70,47 @@ func countFrame(joinRef phx.Ref, topic string, keys, entries int) []byte {
 	return newFrame(joinRef, phx.Ref{}, topic, eventPresenceCount, phx.AppendPresenceCount(payload[:0], keys, entries))
 }
 
+// countFanout is how many count-mode sockets of one topic a presence
+// window's round of presence_count may reach. A topic with more goes
+// round less often, every PresenceWindow times counting/countFanout:
+// every socket's write is a system call, and a join storm that sent each
+// of 10,000 sockets a count every 50 ms would cost the server more in
+// writes than the joins themselves, and the more so the longer it lasts.
+// Paced, a topic costs at most countFanout frames a window, whatever its
+// size; a count in a room of 10,000 lags by at most half a second.
+const countFanout = 1000
+
+// countEvery returns how often a topic with counting count-mode sockets
+// sends presence_count.
+func (s *Server) countEvery(counting int) time.Duration {
+	rounds := max(1, (counting+s.countFanout-1)/s.countFanout)
+	return time.Duration(rounds) * s.cfg.PresenceWindow
+}
+
+// scheduleCounts sends the topic's count-mode sockets their counts now,
+// or schedules the round when the last one is too recent (countEvery).
+// The caller holds ts.mu.
+func (s *Server) scheduleCounts(ts *topicState) {
+	if ts.counting == 0 || ts.countDue {
+		return
+	}
+	wait := time.Until(ts.countSent.Add(s.countEvery(ts.counting)))
+	if wait <= 0 {
+		s.sendCounts(ts)
+		return
+	}
+	ts.countDue = true
+	time.AfterFunc(wait, func() {
+		ts.mu.Lock()
+		defer ts.mu.Unlock()
+		ts.countDue = false
+		if !ts.dead {
+			s.sendCounts(ts)
+			s.release(ts)
+		}
+	})
+}
+
 // sendCounts pushes presence_count to the count-mode subscribers whose
 // last count differs from the topic's now: one frame, encoded once and
 // shared. The caller holds ts.mu.
@@ -76,6 +118,7 @@ func (s *Server) sendCounts(ts *topicState) {
 	if ts.counting == 0 {
 		return
 	}
+	ts.countSent = time.Now()
 	keys, entries := s.countKeys(ts.name)
 	var frame []byte
 	for sock, sub := range ts.subs {

@@ -321,3 +321,43 @@ func TestMaxPresenceStateDefault(t *testing.T) {
 }
 
 func engineSocket(i int) engine.SocketID { return engine.SocketID(1<<40 + i) }
+
+// TestCountPacedInLargeRooms: a topic with more count-mode sockets than
+// countFanout sends its counts every PresenceWindow times their number
+// over countFanout, not every window, and the last count is still right.
+func TestCountPacedInLargeRooms(t *testing.T) {
+	const subs, fanout, window = 20, 5, 20 * time.Millisecond // a round every 4 windows
+	ts := newTestServer(t, func(c *Config) { c.PresenceWindow = window })
+	ts.srv.countFanout = fanout
+	socks := make([]*Socket, subs)
+	var p phx.Parser
+	for i := range socks {
+		socks[i] = newSocket(ts.srv, nil, nil, map[string]any{"user": fmt.Sprint("u", i)})
+		socks[i].dispatch(&p, []byte(`["1","1","room:paced","phx_join",{"presence":"count"}]`))
+	}
+	// Changes every few milliseconds, for 30 windows.
+	start := time.Now()
+	n := 0
+	for time.Since(start) < 30*window {
+		trackKeys(t, ts.srv, "room:paced", n, 1)
+		ts.srv.presenceChanged("room:paced")
+		n++
+		time.Sleep(window / 4)
+	}
+	want := presenceCount{subs + n, subs + n}
+	waitFor(t, "every socket's last count", func() bool {
+		for _, s := range socks {
+			if c, _ := lastCount(t, s); c != want {
+				return false
+			}
+		}
+		return true
+	})
+	elapsed := time.Since(start)
+	bound := int(elapsed/(4*window)) + 3 // the first count, and a round cut by the start
+	for _, s := range socks {
+		if _, k := lastCount(t, s); k > bound {
+			t.Fatalf("%d counts in %v, want at most %d (a round every %v)", k, elapsed, bound, 4*window)
+		}
+	}
+}

@@ -213,6 +213,9 @@ type Server struct {
 	refusals refusals
 	pages    sync.Pool // *pageScratch, for presence_list
 
+	// countFanout paces presence_count (see count.go); a test may lower it.
+	countFanout int
+
 	mu      sync.Mutex
 	sockets map[*Socket]struct{}
 	topics  map[string]*topicState
@@ -237,6 +240,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, sockets: map[*Socket]struct{}{}, topics: map[string]*topicState{}}
 	s.grace.held = map[sessionKey]*heldSession{}
 	s.pages.New = newPageScratch
+	s.countFanout = countFanout
 	if s.log == nil {
 		s.log = slog.Default()
 	}

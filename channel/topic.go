@@ -23,9 +23,13 @@ type topicState struct {
 	cursor   engine.Cursor
 	started  bool // cursor is set
 	pending  bool // a flush is scheduled
-	dead     bool // removed from Server.topics
-	snap     engine.Snapshot
-	changes  engine.Changes
+	// countDue: a presence_count round is scheduled; countSent: when the
+	// last one went out (see sendCounts).
+	countDue  bool
+	countSent time.Time
+	dead      bool // removed from Server.topics
+	snap      engine.Snapshot
+	changes   engine.Changes
 }
 
 // state returns the topic's state, creating it; the caller locks it and
@@ -56,7 +60,7 @@ func (s *Server) lockState(topic string) *topicState {
 // release drops a topic's state once nobody needs it. The caller holds
 // ts.mu.
 func (s *Server) release(ts *topicState) {
-	if len(ts.subs) > 0 || ts.pending {
+	if len(ts.subs) > 0 || ts.pending || ts.countDue {
 		return
 	}
 	s.mu.Lock()
@@ -232,7 +236,7 @@ func (s *Server) flush(ts *topicState) {
 		return
 	}
 	s.flushDiff(ts)
-	s.sendCounts(ts)
+	s.scheduleCounts(ts)
 }
 
 // flushDiff is flush's presence_diff and presence_state part. The caller

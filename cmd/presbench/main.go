@@ -8,7 +8,9 @@
 //     running server on loopback and runs one workload of bench/load: a
 //     join storm, churn in a steady room, broadcast fan-out, or idle
 //     connections; each client keeps its room's roster from presence_state
-//     and presence_diff (server_mode.go).
+//     and presence_diff (server_mode.go). With -presence count, the join
+//     storm's clients join in count mode and follow presence_count
+//     (internal/countstorm).
 //   - cluster: measures a cluster of in-process nodes over NATS
 //     (internal/clustermode).
 //
@@ -21,6 +23,7 @@
 //	presbench -compare             # the engine, then the baseline, and the ratios
 //	presbench -preset hot-room -verify -cpuprofile cpu.out
 //	presbench -mode server -url ws://127.0.0.1:4000/socket/websocket -workload join -clients 2000
+//	presbench -mode server -workload join -presence count -clients 10000
 //
 // See presbench -h for every flag.
 package main
@@ -56,9 +59,10 @@ type options struct {
 	compare bool
 
 	// -mode server
-	load  load.Config
-	url   string
-	event string
+	load     load.Config
+	url      string
+	event    string
+	presence string
 
 	// -mode cluster
 	cluster clustermode.Options
@@ -153,6 +157,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		fs.IntVar(&l.ServerPID, "server-pid", 0, "the server's process id, to read its CPU time and memory from /proc (0: client side only)")
 		fs.StringVar(&l.Room, "room", l.Room, "room name prefix (presence-chat serves chat:*)")
 		fs.StringVar(&o.event, "event", "new_msg", "fanout: the event messages are published and received with")
+		fs.StringVar(&o.presence, "presence", presenceFull, "presence mode of the joins: full (presence_state and presence_diff, a roster each) or count (presence_count only; -workload join, complete when every client's last count is the whole room)")
 	})
 	register("cluster", func() { clustermode.Flags(fs, &o.cluster) })
 	usage := func() {
@@ -225,6 +230,12 @@ var commonFlags = []string{"mode", "duration", "json", "quiet", "progress", "cpu
 func (o *options) serverConfig(durationSet bool, duration time.Duration) error {
 	l := &o.load
 	l.URL = o.url
+	switch {
+	case o.presence != presenceFull && o.presence != presenceCount:
+		return fmt.Errorf("presence %q: want full or count", o.presence)
+	case o.presence == presenceCount && l.Workload != load.Join:
+		return fmt.Errorf("-presence count runs the join workload only, not %s", l.Workload)
+	}
 	if durationSet {
 		if duration == 0 {
 			return errors.New("duration must be positive")

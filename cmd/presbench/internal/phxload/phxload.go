@@ -6,7 +6,10 @@
 // It speaks the protocol of cmd/presence-chat: the client's name goes in
 // the connect parameter "name", a join's payload is empty, and messages are
 // the event Event with the payload {"body": "..."}, broadcast to the room
-// with the same payload (the sender's name may be added).
+// with the same payload (the sender's name may be added). With Count, a
+// join asks for count mode ({"presence": "count"}): the client then keeps
+// no roster, and reports each presence_count to the function given to
+// ConnectCount.
 //
 // # Concurrency
 //
@@ -43,6 +46,8 @@ type Driver struct {
 	Event string
 	// Heartbeat is how often a client sends a heartbeat; 0 means 30 s.
 	Heartbeat time.Duration
+	// Count makes joins ask for count mode.
+	Count bool
 
 	// Parsers are shared by the clients, a frame at a time: a parser
 	// keeps memory the size of the largest frame it read, and thousands
@@ -59,6 +64,17 @@ var ErrReply = errors.New("phxload: error reply")
 
 // Connect implements load.Driver.
 func (d *Driver) Connect(ctx context.Context, name string, ev *load.Events) (load.Client, error) {
+	return d.connect(ctx, name, ev, nil)
+}
+
+// ConnectCount is Connect for a count-mode client: onCount is called with
+// the numbers of each presence_count it receives, from its read
+// goroutine.
+func (d *Driver) ConnectCount(ctx context.Context, name string, ev *load.Events, onCount func(keys, entries int)) (load.Client, error) {
+	return d.connect(ctx, name, ev, onCount)
+}
+
+func (d *Driver) connect(ctx context.Context, name string, ev *load.Events, onCount func(keys, entries int)) (load.Client, error) {
 	u, err := url.Parse(d.URL)
 	if err != nil {
 		return nil, err
@@ -87,7 +103,7 @@ func (d *Driver) Connect(ctx context.Context, name string, ev *load.Events) (loa
 	if event == "" {
 		event = "new_msg"
 	}
-	c := &client{d: d, name: name, conn: conn, ev: ev, event: event, waiting: map[string]chan reply{}, joined: map[string]string{}, done: make(chan struct{})}
+	c := &client{d: d, name: name, conn: conn, ev: ev, event: event, onCount: onCount, waiting: map[string]chan reply{}, joined: map[string]string{}, done: make(chan struct{})}
 	go c.read()
 	hb := d.Heartbeat
 	if hb <= 0 {
@@ -104,14 +120,16 @@ type reply struct {
 }
 
 type client struct {
-	d      *Driver
-	name   string
-	conn   *websocket.Conn
-	ev     *load.Events
-	event  string
-	ref    atomic.Uint64
-	closed atomic.Bool
-	done   chan struct{}
+	d     *Driver
+	name  string
+	conn  *websocket.Conn
+	ev    *load.Events
+	event string
+	// onCount gets each presence_count; nil ignores them.
+	onCount func(keys, entries int)
+	ref     atomic.Uint64
+	closed  atomic.Bool
+	done    chan struct{}
 
 	mu      sync.Mutex
 	waiting map[string]chan reply // by ref
@@ -165,7 +183,11 @@ func (c *client) Key() string { return c.name }
 
 // Join implements load.Client.
 func (c *client) Join(ctx context.Context, room string) error {
-	return c.request(ctx, "", room, "phx_join", []byte("{}"))
+	params := []byte("{}")
+	if c.d.Count {
+		params = []byte(`{"presence":"count"}`)
+	}
+	return c.request(ctx, "", room, "phx_join", params)
 }
 
 // Leave implements load.Client.
@@ -272,6 +294,11 @@ func (c *client) handle(fp *phx.Parser, p *fastjson.Parser, data []byte) {
 			// old one in the same diff.
 			eachMeta(v.Get("joins"), c.ev.Roster.Add)
 			eachMeta(v.Get("leaves"), c.ev.Roster.Remove)
+		}
+	case "presence_count":
+		c.ev.Counters.PresenceFrames.Add(1)
+		if v, err := p.ParseBytes(f.Payload); err == nil && c.onCount != nil {
+			c.onCount(v.GetInt("count"), v.GetInt("entries"))
 		}
 	case c.event:
 		c.ev.Counters.Messages.Add(1)
