@@ -913,3 +913,22 @@ test("a page's keys come in the server's order, integer-like keys included", asy
   answer(pageRequests(conns[0]).at(-1)[0], '{"zed":{"metas":[{"phx_ref":"z"}]},"amy":{"metas":[{"phx_ref":"a"}]}}')
   assert.deepEqual((await p2).keys, ["zed", "amy"])
 })
+
+test("pages stops with the PresenceError of a page that fails", async t => {
+  const {presence, conns, joinRef} = countSetup(t)
+  reply(conns[0], joinRef, joinRef, "room:big", "ok")
+  const conn = conns[0]
+  const send = conn.send.bind(conn)
+  conn.send = data => {
+    send(data)
+    const [, ref, , event, payload] = JSON.parse(data)
+    if (event !== "presence_list") return
+    queueMicrotask(() => payload.after === undefined ?
+      reply(conn, joinRef, ref, "room:big", "ok", {presences: {a: {metas: [{phx_ref: "1"}]}}, next: "n1", count: 2}) :
+      reply(conn, joinRef, ref, "room:big", "error", {reason: "invalid_cursor"}))
+  }
+  const keys = []
+  await assert.rejects(async () => { for await (const page of presence.pages(1)) keys.push(...page.keys) },
+    err => err instanceof PresenceError && err.reason === "invalid_cursor")
+  assert.deepEqual(keys, ["a"])
+})
