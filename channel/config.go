@@ -36,13 +36,14 @@ const (
 	DefaultMaxEventsBurst     = 200
 
 	// DefaultMaxPresenceState is Channel.MaxPresenceState's default, in
-	// keys: a presence_state of 2,000 keys with a small meta
-	// ({"name":"u1234"}) is about 70 KB, and with metas of the engine's
-	// default MaxMetaLen (256 bytes) about 580 KB, which still fits
-	// DefaultMaxQueueBytes with room for the diffs that follow. Each
-	// full-mode member also receives every change of the room: a storm of
-	// 2,000 full-mode joins sends each member about 300 KB in all, where
-	// count mode sends a few kilobytes at any size.
+	// keys: a presence_state of 2,000 keys, each with one meta, is about
+	// 114 KB with a small meta ({"name":"u1234"}, 57 bytes a key with its
+	// phx_ref) and about 590 KB with metas of the engine's default
+	// MaxMetaLen (256 bytes), which still fits DefaultMaxQueueBytes (1 MiB)
+	// with room for the diffs that follow. That is what each full-mode
+	// join costs, and every full-mode member also receives each change: a
+	// storm of 2,000 full-mode joins sends each member about 300 KB in
+	// all, where count mode sends a few kilobytes at any size.
 	DefaultMaxPresenceState = 2000
 )
 

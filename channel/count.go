@@ -77,8 +77,9 @@ func countFrame(joinRef phx.Ref, topic string, keys, entries int) []byte {
 // of 10,000 sockets a count every 50 ms would cost the server more in
 // writes than the joins themselves, and the more so the longer it lasts.
 // Paced, a topic costs at most countFanout frames a window, whatever its
-// size; a count in a room of 10,000 lags by at most half a second.
-const countFanout = 1000
+// size; a count in a room of 10,000 count-mode sockets lags by at most a
+// second, in a room of 500 or fewer by at most a window.
+const countFanout = 500
 
 // countEvery returns how often a topic with counting count-mode sockets
 // sends presence_count.
