@@ -16,12 +16,17 @@ export async function launch() {
 }
 
 // openChat opens the demo at url, joins room as name, and waits for the
-// chat. page.sent lists the frames the page sent over its WebSockets.
+// chat. page.sent and page.received list the frames the page sent and
+// received over its WebSockets.
 export async function openChat(browser, url, name, room = "e2e", opts = {}) {
   const page = await browser.newPage(opts)
   page.on("pageerror", err => { throw err })
   page.sent = []
-  page.on("websocket", ws => ws.on("framesent", ({payload}) => page.sent.push(String(payload))))
+  page.received = []
+  page.on("websocket", ws => {
+    ws.on("framesent", ({payload}) => page.sent.push(String(payload)))
+    ws.on("framereceived", ({payload}) => page.received.push(String(payload)))
+  })
   await page.goto(url)
   await page.fill("#name", name)
   await page.fill("#room", room)

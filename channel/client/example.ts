@@ -1,6 +1,9 @@
 // A typed use of presence.js, checked by tsc --noEmit (e2e/types.test.mjs):
 // a chat room whose metas have a known shape. It is never run.
-import {Socket, Presence, PERMANENT_REASONS, type ConnectionState, type PresenceEntry} from "./presence.js"
+import {
+  Socket, Presence, PresenceError, PERMANENT_REASONS, TOO_LARGE_REASON, MAX_PAGE_LIMIT,
+  type ConnectionState, type PresenceEntry, type PresenceMode, type PresencePage,
+} from "./presence.js"
 
 interface ChatMeta {
   name: string
@@ -48,6 +51,36 @@ presence.onSync(() => {
 const me: PresenceEntry<ChatMeta> | undefined = presence.get("alice")
 // @ts-expect-error: metas carry the declared shape
 me?.metas[0].status === "busy"
+
+// A big room: counts always, the roster a page at a time.
+const stage = socket.channel("stage:keynote")
+const audience = new Presence<ChatMeta>(stage, {mode: "count"})
+// @ts-expect-error: not a presence mode
+new Presence(stage, {mode: "some"})
+audience.onCount((count, entries) => console.log(`${count} people, ${entries} tabs`))
+const mode: PresenceMode = audience.mode
+stage.onRefused((reason, permanent, response) => {
+  if (reason === TOO_LARGE_REASON) console.log("over", response.max, permanent)
+})
+stage.join()
+async function firstNames(limit = MAX_PAGE_LIMIT): Promise<string[]> {
+  try {
+    const page: PresencePage<ChatMeta> = await audience.page(limit, null)
+    return page.keys.map(key => page.presences[key].metas[0].name).concat(page.next ?? [])
+  } catch (err) {
+    if (err instanceof PresenceError) console.log(err.reason, err.response)
+    return []
+  }
+}
+async function everyone(): Promise<string> {
+  let seen = 0, total = 0
+  for await (const {presences, count} of audience.pages(100)) {
+    seen += Object.keys(presences).length
+    total = count
+  }
+  return `${seen} of ${total}`
+}
+firstNames().then(names => everyone().then(n => console.log(mode, names, n)))
 
 if (room.canPush()) {
   room.push<{id: number}>("new_msg", {body: "hi"}, 5000)

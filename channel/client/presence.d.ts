@@ -4,7 +4,19 @@
 /** The join refusals that are not retried: a channel refused with one of
  * them stays "refused" until rejoin(). Any other reason is retried with the
  * socket's backoff. */
-export declare const PERMANENT_REASONS: readonly ["full", "socket_limit", "unauthorized", "invalid_meta", "too_many_topics"]
+export declare const PERMANENT_REASONS: readonly ["full", "socket_limit", "unauthorized", "invalid_meta", "too_many_topics", "invalid_presence_mode"]
+
+/** The values of a join's "presence" param: "full" gets presence_state and
+ * presence_diff, "count" gets presence_count ({count, entries}) only. */
+export declare const PRESENCE_MODES: readonly ["full", "count"]
+
+/** The refusal of a full-mode join into a room over the server's cap; a
+ * Presence answers it by rejoining in count mode. */
+export declare const TOO_LARGE_REASON: "presence_too_large"
+
+/** The most keys a page holds (1000), and the default (100). */
+export declare const MAX_PAGE_LIMIT: 1000
+export declare const DEFAULT_PAGE_LIMIT: 100
 
 /** The values of Socket.state. */
 export declare const CONNECTION_STATES: readonly ["connecting", "online", "reconnecting", "offline"]
@@ -12,6 +24,9 @@ export declare const CONNECTION_STATES: readonly ["connecting", "online", "recon
 /** The close code a Socket sends when a heartbeat goes unanswered (4000):
  * not a clean close, so a server's reconnect grace applies. */
 export declare const HEARTBEAT_TIMEOUT_CODE: 4000
+
+/** How a Presence follows its room. */
+export type PresenceMode = (typeof PRESENCE_MODES)[number]
 
 /** A permanent join refusal. */
 export type PermanentReason = (typeof PERMANENT_REASONS)[number]
@@ -97,8 +112,9 @@ export declare class Channel {
   /** Tries a refused or errored channel again now (on open, when not
    * connected); does nothing in any other state. Throws before join(). */
   rejoin(): void
-  /** Calls callback(reason, permanent) for each refused join. */
-  onRefused(callback: (reason: string, permanent: boolean) => void): void
+  /** Calls callback(reason, permanent, response) for each refused join;
+   * response is the error reply's payload ({} when it had none). */
+  onRefused(callback: (reason: string, permanent: boolean, response: ErrorResponse & Record<string, unknown>) => void): void
   /** Whether push would send now: joined, on an open connection. */
   canPush(): boolean
   /** Sends an event. Throws unless canPush(). A push in flight when the
@@ -158,15 +174,65 @@ export type JoinCallback<M extends object> =
 export type LeaveCallback<M extends object> =
   (key: string, after: PresenceEntry<M>, left: PresenceEntry<M>, before: PresenceEntry<M>) => void
 
-/** A channel's presence, kept from presence_state and presence_diff. M is
- * the shape of the server's metas. */
+export interface PresenceOptions {
+  /** "full" (the default, unless the channel's params hold presence:
+   * "count"): the whole roster. "count": counts only. */
+  mode?: PresenceMode
+  /** Default true: a full-mode join refused with presence_too_large
+   * rejoins at once in count mode. */
+  fallback?: boolean
+}
+
+/** One page of a room's roster, in the room's key order (join order). */
+export interface PresencePage<M extends object = Record<string, unknown>> {
+  /** presence_state's format; a key's metas are never split across pages.
+   * An object: JavaScript lists integer-like keys first, whatever order
+   * the server sent. */
+  presences: PresenceState<M>
+  /** The page's keys in the server's order (join order). */
+  keys: string[]
+  /** The cursor of the next page; null after the last page. */
+  next: string | null
+  /** The room's distinct keys when the page was read. */
+  count: number
+}
+
+/** Why page() or pages() failed: the server's reason ("invalid_limit",
+ * "invalid_cursor", ...) or the client's ("not_joined", "timeout",
+ * "invalid_reply"). */
+export declare class PresenceError extends Error {
+  readonly reason: string
+  /** The error reply's payload, or {}. */
+  readonly response: Record<string, unknown>
+}
+
+/** A channel's presence. In full mode, the roster, kept from
+ * presence_state and presence_diff; in count mode, only counts, from
+ * presence_count. Pages read the roster in either mode. M is the shape of
+ * the server's metas. */
 export declare class Presence<M extends object = Record<string, unknown>> {
-  constructor(channel: Channel)
+  /** Throws on a mode that is not one of PRESENCE_MODES. */
+  constructor(channel: Channel, opts?: PresenceOptions)
+  /** "count" after a presence_too_large fallback. */
+  readonly mode: PresenceMode
   readonly state: PresenceState<M>
+  /** Distinct keys: from the last presence_count, or from the roster. */
+  readonly count: number
+  /** Entries (a key has one per connection), the same way. */
+  readonly entries: number
   onJoin(callback: JoinCallback<M>): void
   onLeave(callback: LeaveCallback<M>): void
-  /** Called after each presence_state and presence_diff is applied. */
+  /** Called after each presence_state, presence_diff and presence_count
+   * is applied. */
   onSync(callback: () => void): void
+  /** Called when count or entries changes, in either mode. */
+  onCount(callback: (count: number, entries: number) => void): void
+  /** Up to limit keys (1 to MAX_PAGE_LIMIT, default 100) after the cursor
+   * (null: the first page). Rejects with a PresenceError. */
+  page(limit?: number, after?: string | null, timeout?: number): Promise<PresencePage<M>>
+  /** Every page, from the first to the last: each key present throughout
+   * appears exactly once. */
+  pages(limit?: number, timeout?: number): AsyncGenerator<PresencePage<M>, void, undefined>
   list(): PresenceEntry<M>[]
   list<T>(by: (key: string, entry: PresenceEntry<M>) => T): T[]
   /** A key's entries, or undefined when the key is not present. */

@@ -7,6 +7,8 @@
 //   const room = socket.channel("chat:lobby", {name: "alice"})
 //   const presence = new Presence(room)
 //   presence.onSync(() => render(presence.list()))
+//   presence.onCount((count, entries) => ...) // distinct keys, entries
+//   const {presences, keys, next} = await presence.page(100) // keys in join order
 //   room.on("new_msg", msg => ...)
 //   room.join().receive("ok", resp => ...).receive("error", ({reason}) => ...)
 //   room.push("new_msg", {body: "hi"}).receive("ok", reply => ...)
@@ -20,7 +22,21 @@ const DEFAULT_TIMEOUT = 10000
 // without a change on the client or the server: a channel refused with one
 // of them stays "refused" until rejoin() is called. Any other reason (and a
 // timeout) is retried with the socket's backoff.
-export const PERMANENT_REASONS = Object.freeze(["full", "socket_limit", "unauthorized", "invalid_meta", "too_many_topics"])
+export const PERMANENT_REASONS = Object.freeze(["full", "socket_limit", "unauthorized", "invalid_meta", "too_many_topics", "invalid_presence_mode"])
+
+// PRESENCE_MODES are the values of a join's "presence" param: "full" gets
+// presence_state and presence_diff (Phoenix's protocol), "count" gets only
+// presence_count, {count, entries}, for rooms too big to send whole.
+export const PRESENCE_MODES = Object.freeze(["full", "count"])
+
+// TOO_LARGE_REASON refuses a full-mode join into a room whose roster is
+// over the server's cap; a Presence answers it by rejoining in count mode.
+export const TOO_LARGE_REASON = "presence_too_large"
+
+// A presence_list page holds 1 to MAX_PAGE_LIMIT keys, DEFAULT_PAGE_LIMIT
+// when not given.
+export const MAX_PAGE_LIMIT = 1000
+export const DEFAULT_PAGE_LIMIT = 100
 
 // CONNECTION_STATES are the values of Socket.state, in the order a first
 // connection goes through them.
@@ -51,6 +67,7 @@ export class Push {
     this.ref = null
     this.hooks = []
     this.reply = null
+    this.raw = null // the reply frame's text, for readers of key order
     this.timer = null
   }
 
@@ -72,10 +89,11 @@ export class Push {
     socket.send([this.channel.joinRef, this.ref, this.channel.topic, this.event, this.payload])
   }
 
-  settle(reply) {
+  settle(reply, raw = null) {
     clearTimeout(this.timer)
     this.channel.socket.pending.delete(this.ref)
     this.reply = reply
+    this.raw = raw
     for (const h of this.hooks) if (h.status === reply.status) h.callback(reply.response)
   }
 }
@@ -84,7 +102,7 @@ export class Push {
 export class Channel {
   constructor(topic, params, socket) {
     this.topic = topic
-    this.params = params || {}
+    this.params = {...(params || {})} // a copy: a Presence may set its mode here
     this.socket = socket
     this.state = "closed" // closed, joining, joined, leaving, errored (retried), refused (not)
     this.joinRef = null
@@ -110,9 +128,10 @@ export class Channel {
     return this.joinPush
   }
 
-  // onRefused calls callback(reason, permanent) for each join the server
-  // refuses. permanent is true when reason is one of the socket's
-  // permanentReasons: the channel then stops rejoining.
+  // onRefused calls callback(reason, permanent, response) for each join
+  // the server refuses. permanent is true when reason is one of the
+  // socket's permanentReasons: the channel then stops rejoining. response
+  // is the error reply's whole payload ({} when it had none).
   onRefused(callback) { this.refusedCallbacks.push(callback) }
 
   refused(response) {
@@ -121,7 +140,8 @@ export class Channel {
     this.reason = reason
     if (this.state !== "leaving" && this.state !== "closed") this.state = permanent ? "refused" : "errored"
     if (permanent) clearTimeout(this.rejoinTimer); else this.scheduleRejoin()
-    for (const cb of this.refusedCallbacks) cb(reason, permanent)
+    const payload = response && typeof response === "object" ? response : {}
+    for (const cb of this.refusedCallbacks) cb(reason, permanent, payload)
   }
 
   // rejoin tries a refused or errored channel again now (on open, when the
@@ -358,7 +378,7 @@ export class Socket {
     const [joinRef, ref, topic, event, payload] = msg
     if (topic === "phoenix" && ref === this.pendingHeartbeat) { this.pendingHeartbeat = null; return }
     if (event === "phx_reply" && this.pending.has(ref)) {
-      this.pending.get(ref).settle(payload)
+      this.pending.get(ref).settle(payload, data)
       return
     }
     for (const ch of this.channels) {
@@ -369,36 +389,184 @@ export class Socket {
   }
 }
 
-// Presence keeps a channel's presence from presence_state and presence_diff
-// events: state is {key: {metas: [{...meta, phx_ref}]}}.
+// PresenceError is how page() and pages() fail: reason is the server's
+// error reason ("invalid_limit", "invalid_cursor", ...) or the client's
+// ("not_joined" when the channel cannot push now, "timeout" when no reply
+// came, "invalid_reply" when the reply was not a page); response is the
+// error reply's payload, or {}.
+export class PresenceError extends Error {
+  constructor(reason, response = {}) {
+    super(`presence: ${reason}`)
+    this.name = "PresenceError"
+    this.reason = reason
+    this.response = response
+  }
+}
+
+// wireKeyOrder returns the keys of a page's presences in the order the
+// server sent them. A JavaScript object lists integer-like keys ("42")
+// first, so when there are any, the order is read from the reply's text.
+function wireKeyOrder(presences, raw) {
+  const keys = Object.keys(presences)
+  if (!raw || !keys.some(k => /^(0|[1-9][0-9]*)$/.test(k))) return keys
+  const sent = objectKeys(raw, '"presences":')
+  return sent && sent.length === keys.length && sent.every(k => Object.hasOwn(presences, k)) ? sent : keys
+}
+
+// objectKeys returns the keys, in order, of the JSON object that follows
+// the first occurrence of marker in text (valid JSON), or null. A marker
+// ending in '":' never matches inside a string: a quote in a string is
+// escaped.
+function objectKeys(text, marker) {
+  let i = text.indexOf(marker)
+  if (i < 0) return null
+  for (i += marker.length; text[i] === " " || text[i] === "\n" || text[i] === "\t" || text[i] === "\r"; i++);
+  if (text[i] !== "{") return null
+  const keys = []
+  let depth = 0, expectKey = false
+  for (; i < text.length; i++) {
+    const c = text[i]
+    if (c === '"') {
+      let end = i + 1
+      while (end < text.length && text[end] !== '"') end += text[end] === "\\" ? 2 : 1
+      if (end >= text.length) return null
+      if (depth === 1 && expectKey) { keys.push(JSON.parse(text.slice(i, end + 1))); expectKey = false }
+      i = end
+    } else if (c === "{" || c === "[") {
+      if (++depth === 1) expectKey = true
+    } else if (c === "}" || c === "]") {
+      if (--depth === 0) return keys
+    } else if (c === "," && depth === 1) {
+      expectKey = true
+    }
+  }
+  return null
+}
+
+// Presence keeps a channel's presence. In full mode (the default) it keeps
+// the roster from presence_state and presence_diff: state is {key: {metas:
+// [{...meta, phx_ref}]}}. In count mode (opts.mode "count", or the
+// channel's params.presence "count") the join asks the server for counts
+// only, and count and entries follow presence_count. Either mode reads the
+// roster a page at a time with page() and pages(). A full-mode join
+// refused with presence_too_large rejoins at once in count mode, unless
+// opts.fallback is false.
 export class Presence {
-  constructor(channel) {
+  constructor(channel, opts = {}) {
+    const mode = opts.mode ?? (channel.params.presence === "count" ? "count" : "full")
+    if (!PRESENCE_MODES.includes(mode)) throw new Error(`presence mode must be one of ${PRESENCE_MODES.join(", ")}, not ${JSON.stringify(mode)}`)
     this.channel = channel
+    this.mode = mode
+    this.fallback = opts.fallback !== false
+    if (mode === "count") channel.params.presence = "count"
     this.state = {}
     this.pendingDiffs = []
-    this.synced = false
     this.joinRef = null
-    this.caller = {onJoin: () => {}, onLeave: () => {}, onSync: () => {}}
+    this.counted = null // the last presence_count, {count, entries}, until a presence_state
+    this.lastCount = {count: 0, entries: 0} // what onCount was last told
+    this.caller = {onJoin: () => {}, onLeave: () => {}, onSync: () => {}, onCount: () => {}}
     channel.on("presence_state", state => {
       this.joinRef = channel.joinRef
+      this.counted = null
       this.state = Presence.syncState(this.state, state, this.caller.onJoin, this.caller.onLeave)
       for (const diff of this.pendingDiffs) this.state = Presence.syncDiff(this.state, diff, this.caller.onJoin, this.caller.onLeave)
       this.pendingDiffs = []
-      this.caller.onSync()
+      this.afterSync()
     })
     channel.on("presence_diff", diff => {
       if (this.joinRef !== channel.joinRef) { this.pendingDiffs.push(diff); return }
       this.state = Presence.syncDiff(this.state, diff, this.caller.onJoin, this.caller.onLeave)
-      this.caller.onSync()
+      this.afterSync()
     })
+    channel.on("presence_count", payload => {
+      const {count, entries} = payload || {}
+      if (!Number.isSafeInteger(count) || !Number.isSafeInteger(entries) || count < 0 || entries < count) return
+      this.counted = {count, entries}
+      this.afterSync()
+    })
+    channel.onRefused((reason, permanent) => {
+      if (reason !== TOO_LARGE_REASON || this.mode !== "full" || !this.fallback || permanent) return
+      this.mode = "count"
+      channel.params.presence = "count"
+      // The roster of an earlier join can no longer be kept up to date.
+      this.state = {}
+      this.pendingDiffs = []
+      this.joinRef = null
+      channel.rejoin()
+    })
+  }
+
+  // count is the number of distinct keys, entries the number of entries
+  // (a key has one per connection): from the last presence_count in count
+  // mode, from the roster in full mode.
+  get count() { return this.counted ? this.counted.count : Object.keys(this.state).length }
+  get entries() {
+    if (this.counted) return this.counted.entries
+    let n = 0
+    for (const key in this.state) n += this.state[key].metas.length
+    return n
+  }
+
+  // afterSync tells onCount of a change of the numbers, then onSync.
+  afterSync() {
+    const count = this.count, entries = this.entries
+    if (count !== this.lastCount.count || entries !== this.lastCount.entries) {
+      this.lastCount = {count, entries}
+      this.caller.onCount(count, entries)
+    }
+    this.caller.onSync()
+  }
+
+  // page asks the server for up to limit keys (1 to MAX_PAGE_LIMIT) after
+  // the cursor after (null for the first page), in the room's key order
+  // (join order). It resolves to {presences, keys, next, count}: presences
+  // in presence_state's format, with every meta of each key; keys, the
+  // page's keys in the server's order (presences, an object, lists
+  // integer-like keys first); next, the cursor of the following page, or
+  // null after the last; count, the room's distinct keys. It rejects with a PresenceError. Walking from null to a
+  // null next, every key present throughout appears exactly once.
+  page(limit = DEFAULT_PAGE_LIMIT, after = null, timeout = DEFAULT_TIMEOUT) {
+    return new Promise((resolve, reject) => {
+      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE_LIMIT) return reject(new PresenceError("invalid_limit"))
+      if (after !== null && after !== undefined && typeof after !== "string") return reject(new PresenceError("invalid_cursor"))
+      if (!this.channel.canPush()) return reject(new PresenceError("not_joined"))
+      const payload = after == null ? {limit} : {limit, after}
+      const push = this.channel.push("presence_list", payload, timeout)
+      push.receive("ok", reply => {
+          const {presences, next = null, count} = reply || {}
+          const valid = presences && typeof presences === "object" && !Array.isArray(presences) &&
+            (next === null || typeof next === "string") && Number.isSafeInteger(count)
+          if (!valid) return reject(new PresenceError("invalid_reply", reply ?? {}))
+          resolve({presences, keys: wireKeyOrder(presences, push.raw), next, count})
+        })
+        .receive("error", response => {
+          const reason = response && typeof response.reason === "string" ? response.reason : "unknown"
+          reject(new PresenceError(reason, response ?? {}))
+        })
+        .receive("timeout", () => reject(new PresenceError("timeout")))
+    })
+  }
+
+  // pages walks the whole roster a page at a time, from the first page to
+  // the last: for await (const {presences} of presence.pages(100)) ...
+  async *pages(limit = DEFAULT_PAGE_LIMIT, timeout = DEFAULT_TIMEOUT) {
+    let after = null
+    do {
+      const page = await this.page(limit, after, timeout)
+      yield page
+      after = page.next
+    } while (after !== null)
   }
 
   // onJoin(cb(key, before, joined, after)), onLeave(cb(key, after, left,
   // before)), onSync(cb()): see syncDiff. The first three arguments are
-  // those of the official client's callbacks.
+  // those of the official client's callbacks. onSync also runs after each
+  // presence_count. onCount(cb(count, entries)) runs when either number
+  // changes, in both modes.
   onJoin(cb) { this.caller.onJoin = cb }
   onLeave(cb) { this.caller.onLeave = cb }
   onSync(cb) { this.caller.onSync = cb }
+  onCount(cb) { this.caller.onCount = cb }
 
   // list returns one item per key: by(key, {metas}) or the {metas} itself.
   list(by) { return Presence.list(this.state, by) }

@@ -3,7 +3,10 @@
 // driven by node:test's mock timers. Run: node --test channel/client/
 import {test} from "node:test"
 import assert from "node:assert/strict"
-import {Socket, Presence, PERMANENT_REASONS, CONNECTION_STATES, HEARTBEAT_TIMEOUT_CODE} from "./presence.js"
+import {
+  Socket, Presence, PresenceError, PERMANENT_REASONS, CONNECTION_STATES, HEARTBEAT_TIMEOUT_CODE,
+  PRESENCE_MODES, TOO_LARGE_REASON, MAX_PAGE_LIMIT, DEFAULT_PAGE_LIMIT,
+} from "./presence.js"
 
 // fakeTransport returns a WebSocket stand-in class and the list of every
 // connection made with it. A connection opens, receives and drops only when
@@ -584,7 +587,7 @@ for (const reason of PERMANENT_REASONS) {
 }
 
 test("PERMANENT_REASONS is the documented list, and a socket can name its own", t => {
-  assert.deepEqual(PERMANENT_REASONS, ["full", "socket_limit", "unauthorized", "invalid_meta", "too_many_topics"])
+  assert.deepEqual(PERMANENT_REASONS, ["full", "socket_limit", "unauthorized", "invalid_meta", "too_many_topics", "invalid_presence_mode"])
   assert.ok(Object.isFrozen(PERMANENT_REASONS))
   const {room, conns, joinRef} = setup(t, {reconnectAfterMs: () => 100, permanentReasons: ["banned"]})
   const refusals = []
@@ -639,4 +642,293 @@ test("onJoin and onLeave get each key's metas before and after the change", t =>
   assert.deepEqual(presence.get("alice"), {metas: [{phx_ref: "a2"}]})
   assert.equal(presence.get("bob"), undefined)
   assert.equal(presence.get("toString"), undefined, "only present keys")
+})
+
+// Large rooms: count mode, pages, and the fallback from presence_too_large.
+
+// countSetup is setup with a Presence in count mode (or opts.presence),
+// recording onCount and onSync.
+function countSetup(t, presenceOpts = {mode: "count"}, socketOpts = {}) {
+  t.mock.timers.enable({apis: ["setTimeout", "setInterval"]})
+  const {FakeWebSocket, conns} = fakeTransport()
+  const socket = new Socket("ws://example.test/socket", {transport: FakeWebSocket, ...socketOpts})
+  socket.connect()
+  conns[0].open()
+  const params = {color: "blue"}
+  const room = socket.channel("room:big", params)
+  const presence = new Presence(room, presenceOpts)
+  const events = []
+  presence.onCount((count, entries) => events.push(["count", count, entries]))
+  presence.onSync(() => events.push(["sync"]))
+  room.join()
+  const joinRef = conns[0].last()[0]
+  return {socket, room, presence, events, conns, joinRef, params}
+}
+
+// pageRequests returns the presence_list frames sent: [ref, payload].
+const pageRequests = conn => conn.sentEvent("presence_list").map(f => [f[1], f[4]])
+
+test("count mode joins with presence: count and follows presence_count", t => {
+  const {presence, events, conns, joinRef, params} = countSetup(t)
+  const [, , topic, event, payload] = conns[0].last()
+  assert.deepEqual([topic, event, payload], ["room:big", "phx_join", {color: "blue", presence: "count"}])
+  assert.deepEqual(params, {color: "blue"}, "the caller's params are not changed")
+  assert.equal(presence.mode, "count")
+  assert.deepEqual([presence.count, presence.entries], [0, 0])
+  reply(conns[0], joinRef, joinRef, "room:big", "ok")
+
+  push(conns[0], joinRef, "room:big", "presence_count", {count: 1000, entries: 1200})
+  assert.deepEqual([presence.count, presence.entries], [1000, 1200])
+  assert.deepEqual(presence.list(), [], "count mode keeps no roster")
+  push(conns[0], null, "room:big", "presence_count", {count: 1000, entries: 1201})
+  push(conns[0], null, "room:big", "presence_count", {count: 1000, entries: 1201})
+  assert.deepEqual(events, [["count", 1000, 1200], ["sync"], ["count", 1000, 1201], ["sync"], ["sync"]],
+    "onCount only when a number changed, onSync on every frame")
+
+  // A frame of an earlier join, and malformed ones, change nothing.
+  events.length = 0
+  push(conns[0], "stale", "room:big", "presence_count", {count: 3, entries: 3})
+  for (const bad of [null, {}, {count: "7", entries: 7}, {count: -1, entries: 0}, {count: 5, entries: 4}, {count: 1.5, entries: 2}]) {
+    push(conns[0], null, "room:big", "presence_count", bad)
+  }
+  assert.deepEqual([presence.count, presence.entries], [1000, 1201])
+  assert.deepEqual(events, [])
+})
+
+test("the mode comes from the channel's params too, and a bad mode is an error", t => {
+  t.mock.timers.enable({apis: ["setTimeout", "setInterval"]})
+  const {FakeWebSocket} = fakeTransport()
+  const socket = new Socket("ws://example.test/socket", {transport: FakeWebSocket})
+  assert.equal(new Presence(socket.channel("a", {presence: "count"})).mode, "count")
+  assert.equal(new Presence(socket.channel("b")).mode, "full")
+  const full = socket.channel("c")
+  new Presence(full, {mode: "full"})
+  assert.deepEqual(full.params, {}, "full mode sends no presence param: any server understands the join")
+  assert.throws(() => new Presence(socket.channel("d"), {mode: "counts"}), /presence mode must be one of full, count, not "counts"/)
+  assert.deepEqual(PRESENCE_MODES, ["full", "count"])
+})
+
+test("in full mode count and entries follow the roster, and onCount runs when they change", t => {
+  const {presence, events, conns, joinRef} = countSetup(t, {})
+  reply(conns[0], joinRef, joinRef, "room:big", "ok")
+  push(conns[0], joinRef, "room:big", "presence_state", {
+    alice: {metas: [{phx_ref: "a1"}, {phx_ref: "a2"}]},
+    bob: {metas: [{phx_ref: "b1"}]},
+  })
+  assert.deepEqual([presence.count, presence.entries], [2, 3])
+  push(conns[0], null, "room:big", "presence_diff", {joins: {}, leaves: {alice: {metas: [{phx_ref: "a1"}]}}})
+  assert.deepEqual([presence.count, presence.entries], [2, 2])
+  push(conns[0], null, "room:big", "presence_diff", {joins: {bob: {metas: [{phx_ref: "b2", phx_ref_prev: "b1"}]}}, leaves: {bob: {metas: [{phx_ref: "b1"}]}}})
+  assert.deepEqual(events, [["count", 2, 3], ["sync"], ["count", 2, 2], ["sync"], ["sync"]], "an update changes no number")
+})
+
+test("a count-mode Presence on a server without count mode keeps the roster it is sent", t => {
+  const {presence, conns, joinRef} = countSetup(t)
+  reply(conns[0], joinRef, joinRef, "room:big", "ok")
+  push(conns[0], joinRef, "room:big", "presence_state", {alice: {metas: [{phx_ref: "a1"}]}})
+  assert.deepEqual([presence.count, presence.entries], [1, 1])
+  assert.deepEqual(Object.keys(byKey(presence)), ["alice"])
+})
+
+test("page sends presence_list with limit and after, and resolves to the reply", async t => {
+  const {presence, conns, joinRef} = countSetup(t)
+  reply(conns[0], joinRef, joinRef, "room:big", "ok")
+
+  const first = presence.page(2)
+  const [[ref1, payload1]] = pageRequests(conns[0])
+  assert.deepEqual(payload1, {limit: 2}, "no after for the first page")
+  const presences = {bob: {metas: [{phx_ref: "b1"}]}, alice: {metas: [{phx_ref: "a1"}, {phx_ref: "a2"}]}}
+  reply(conns[0], joinRef, ref1, "room:big", "ok", {presences, next: "c-2", count: 3})
+  assert.deepEqual(await first, {presences, keys: ["bob", "alice"], next: "c-2", count: 3})
+
+  const last = presence.page(2, "c-2")
+  const [, [ref2, payload2]] = pageRequests(conns[0])
+  assert.deepEqual(payload2, {limit: 2, after: "c-2"})
+  reply(conns[0], joinRef, ref2, "room:big", "ok", {presences: {carol: {metas: [{phx_ref: "c1"}]}}, next: null, count: 3})
+  assert.equal((await last).next, null)
+
+  presence.page()
+  assert.deepEqual(pageRequests(conns[0])[2][1], {limit: DEFAULT_PAGE_LIMIT})
+  assert.equal(DEFAULT_PAGE_LIMIT, 100)
+})
+
+test("page rejects a bad limit or cursor without sending, and when the channel cannot push", async t => {
+  const {presence, conns, joinRef} = countSetup(t)
+  const reasonOf = p => p.then(() => "resolved", err => { assert.ok(err instanceof PresenceError); return err.reason })
+  assert.equal(await reasonOf(presence.page(10)), "not_joined", "before the join's reply")
+  reply(conns[0], joinRef, joinRef, "room:big", "ok")
+  for (const limit of [0, -1, MAX_PAGE_LIMIT + 1, 1.5, "10", null, NaN]) {
+    assert.equal(await reasonOf(presence.page(limit)), "invalid_limit", `limit ${limit}`)
+  }
+  for (const after of [7, {}, ["c"]]) {
+    assert.equal(await reasonOf(presence.page(10, after)), "invalid_cursor", `after ${JSON.stringify(after)}`)
+  }
+  assert.equal(pageRequests(conns[0]).length, 0, "nothing was sent")
+  presence.page(MAX_PAGE_LIMIT)
+  presence.page(1)
+  assert.deepEqual(pageRequests(conns[0]).map(([, p]) => p.limit), [1000, 1], "1 and MAX_PAGE_LIMIT are sent")
+  assert.equal(MAX_PAGE_LIMIT, 1000)
+})
+
+test("page rejects with the server's reason, on a timeout, on a lost connection, and on a reply that is not a page", async t => {
+  const {presence, conns, joinRef} = countSetup(t)
+  reply(conns[0], joinRef, joinRef, "room:big", "ok")
+  const reasonOf = p => p.then(() => "resolved", err => [err.reason, err.response])
+
+  for (const reason of ["invalid_limit", "invalid_cursor"]) {
+    const p = presence.page(10, "from-another-room")
+    reply(conns[0], joinRef, pageRequests(conns[0]).at(-1)[0], "room:big", "error", {reason})
+    assert.deepEqual(await reasonOf(p), [reason, {reason}])
+  }
+  for (const bad of [null, {next: null, count: 1}, {presences: [], next: null, count: 1}, {presences: {}, next: 5, count: 1}, {presences: {}, next: null}]) {
+    const p = presence.page(10)
+    reply(conns[0], joinRef, pageRequests(conns[0]).at(-1)[0], "room:big", "ok", bad)
+    assert.equal((await reasonOf(p))[0], "invalid_reply", JSON.stringify(bad))
+  }
+  const slow = presence.page(10, null, 500)
+  t.mock.timers.tick(500)
+  assert.deepEqual(await reasonOf(slow), ["timeout", {}])
+  const lost = presence.page(10)
+  conns[0].drop(1006)
+  assert.deepEqual(await reasonOf(lost), ["timeout", {}])
+})
+
+test("pages walks from the first page to the last", async t => {
+  const {presence, conns, joinRef} = countSetup(t)
+  reply(conns[0], joinRef, joinRef, "room:big", "ok")
+  const server = [
+    {presences: {a: {metas: [{phx_ref: "1"}]}}, next: "n1", count: 3},
+    {presences: {b: {metas: [{phx_ref: "2"}]}}, next: "n2", count: 3},
+    {presences: {c: {metas: [{phx_ref: "3"}]}}, next: null, count: 3},
+  ]
+  // Each request is answered as soon as it is sent.
+  const conn = conns[0]
+  const send = conn.send.bind(conn)
+  conn.send = data => {
+    send(data)
+    const [, ref, , event, payload] = JSON.parse(data)
+    if (event !== "presence_list") return
+    const i = payload.after === undefined ? 0 : Number(payload.after.slice(1))
+    queueMicrotask(() => reply(conn, joinRef, ref, "room:big", "ok", server[i]))
+  }
+  const keys = []
+  for await (const page of presence.pages(1)) keys.push(...Object.keys(page.presences))
+  assert.deepEqual(keys, ["a", "b", "c"])
+  assert.deepEqual(pageRequests(conn).map(([, p]) => p), [{limit: 1}, {limit: 1, after: "n1"}, {limit: 1, after: "n2"}])
+})
+
+test("a full-mode join refused with presence_too_large rejoins at once in count mode", t => {
+  const {room, presence, events, conns, joinRef} = countSetup(t, {}, {reconnectAfterMs: () => 1000})
+  const refusals = []
+  room.onRefused((reason, permanent, response) => refusals.push([reason, permanent, response]))
+  assert.equal(presence.mode, "full")
+  reply(conns[0], joinRef, joinRef, "room:big", "error", {reason: TOO_LARGE_REASON, count: 5000, max: 1000})
+  assert.equal(TOO_LARGE_REASON, "presence_too_large")
+  assert.deepEqual(refusals, [["presence_too_large", false, {reason: "presence_too_large", count: 5000, max: 1000}]])
+  assert.equal(presence.mode, "count")
+  const joins = conns[0].sentEvent("phx_join")
+  assert.equal(joins.length, 2, "the rejoin is sent at once, not after the backoff")
+  assert.deepEqual(joins[1][4], {color: "blue", presence: "count"})
+  assert.equal(room.state, "joining")
+  t.mock.timers.tick(1000)
+  assert.equal(conns[0].sentEvent("phx_join").length, 2, "and only once")
+
+  const joinRef2 = joins[1][0]
+  reply(conns[0], joinRef2, joinRef2, "room:big", "ok")
+  push(conns[0], joinRef2, "room:big", "presence_count", {count: 5001, entries: 5003})
+  assert.deepEqual([presence.count, presence.entries], [5001, 5003])
+  assert.deepEqual(events, [["count", 5001, 5003], ["sync"]])
+
+  // It stays in count mode across a reconnect.
+  conns[0].drop(1006)
+  t.mock.timers.tick(1000)
+  conns[1].open()
+  assert.deepEqual(conns[1].sentEvent("phx_join")[0][4], {color: "blue", presence: "count"})
+})
+
+test("a rejoin refused with presence_too_large drops the roster it can no longer follow", t => {
+  const {room, presence, events, conns, joinRef} = countSetup(t, {}, {reconnectAfterMs: () => 100})
+  reply(conns[0], joinRef, joinRef, "room:big", "ok")
+  push(conns[0], joinRef, "room:big", "presence_state", {alice: {metas: [{phx_ref: "a1"}]}})
+  conns[0].drop(1006)
+  t.mock.timers.tick(100)
+  conns[1].open()
+  const [joinRef2] = conns[1].sentEvent("phx_join")[0]
+  reply(conns[1], joinRef2, joinRef2, "room:big", "error", {reason: "presence_too_large", count: 2000, max: 1000})
+  assert.deepEqual(presence.list(), [])
+  const [joinRef3, , , , params3] = conns[1].sentEvent("phx_join")[1]
+  assert.equal(params3.presence, "count")
+  reply(conns[1], joinRef3, joinRef3, "room:big", "ok")
+  events.length = 0
+  push(conns[1], joinRef3, "room:big", "presence_count", {count: 2001, entries: 2001})
+  assert.deepEqual(events, [["count", 2001, 2001], ["sync"]])
+  assert.equal(room.state, "joined")
+})
+
+test("with fallback false presence_too_large is an ordinary retryable refusal", t => {
+  const {room, presence, conns, joinRef} = countSetup(t, {fallback: false}, {reconnectAfterMs: () => 300})
+  reply(conns[0], joinRef, joinRef, "room:big", "error", {reason: "presence_too_large", count: 5000, max: 1000})
+  assert.equal(presence.mode, "full")
+  assert.equal(room.state, "errored")
+  assert.equal(conns[0].sentEvent("phx_join").length, 1)
+  t.mock.timers.tick(300)
+  const joins = conns[0].sentEvent("phx_join")
+  assert.equal(joins.length, 2, "retried after the backoff")
+  assert.deepEqual(joins[1][4], {color: "blue"}, "still in full mode")
+})
+
+test("invalid_presence_mode is permanent: no rejoin", t => {
+  t.mock.timers.enable({apis: ["setTimeout", "setInterval"]})
+  const {FakeWebSocket, conns} = fakeTransport()
+  const socket = new Socket("ws://example.test/socket", {transport: FakeWebSocket, reconnectAfterMs: () => 100})
+  socket.connect()
+  conns[0].open()
+  const room = socket.channel("room:big", {presence: "lots"})
+  room.join()
+  const [joinRef] = conns[0].last()
+  reply(conns[0], joinRef, joinRef, "room:big", "error", {reason: "invalid_presence_mode"})
+  assert.equal(room.state, "refused")
+  t.mock.timers.tick(60000)
+  assert.equal(conns[0].sentEvent("phx_join").length, 1)
+})
+
+test("a page's keys come in the server's order, integer-like keys included", async t => {
+  const {presence, conns, joinRef} = countSetup(t)
+  reply(conns[0], joinRef, joinRef, "room:big", "ok")
+  // A JavaScript object would list "10" and "2" before "bob".
+  const answer = (ref, presencesText) => conns[0].onmessage({data:
+    `[${JSON.stringify(joinRef)},${JSON.stringify(ref)},"room:big","phx_reply",{"status":"ok","response":{"presences":${presencesText},"next":null,"count":4}}]`})
+
+  const p1 = presence.page(10)
+  answer(pageRequests(conns[0]).at(-1)[0],
+    '{"bob":{"metas":[{"phx_ref":"b","note":"say \\"presences\\": {\\"x\\":1}"}]},"10":{"metas":[{"phx_ref":"t","presences":{"z":1}}]},' +
+    '"2":{"metas":[{"phx_ref":"w"}]},"\\u00e9\\"\\\\":{"metas":[{"phx_ref":"e"}]}}')
+  const page = await p1
+  assert.deepEqual(page.keys, ["bob", "10", "2", "é\"\\"])
+  assert.deepEqual(Object.keys(page.presences), ["2", "10", "bob", "é\"\\"], "what the object alone would say")
+  assert.equal(page.presences["10"].metas[0].phx_ref, "t")
+
+  // Without integer-like keys, the object's order is the server's.
+  const p2 = presence.page(10)
+  answer(pageRequests(conns[0]).at(-1)[0], '{"zed":{"metas":[{"phx_ref":"z"}]},"amy":{"metas":[{"phx_ref":"a"}]}}')
+  assert.deepEqual((await p2).keys, ["zed", "amy"])
+})
+
+test("pages stops with the PresenceError of a page that fails", async t => {
+  const {presence, conns, joinRef} = countSetup(t)
+  reply(conns[0], joinRef, joinRef, "room:big", "ok")
+  const conn = conns[0]
+  const send = conn.send.bind(conn)
+  conn.send = data => {
+    send(data)
+    const [, ref, , event, payload] = JSON.parse(data)
+    if (event !== "presence_list") return
+    queueMicrotask(() => payload.after === undefined ?
+      reply(conn, joinRef, ref, "room:big", "ok", {presences: {a: {metas: [{phx_ref: "1"}]}}, next: "n1", count: 2}) :
+      reply(conn, joinRef, ref, "room:big", "error", {reason: "invalid_cursor"}))
+  }
+  const keys = []
+  await assert.rejects(async () => { for await (const page of presence.pages(1)) keys.push(...page.keys) },
+    err => err instanceof PresenceError && err.reason === "invalid_cursor")
+  assert.deepEqual(keys, ["a"])
 })

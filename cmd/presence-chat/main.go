@@ -40,13 +40,14 @@ func main() {
 	heartbeat := flag.Duration("heartbeat-timeout", 60*time.Second, "close sockets silent for this long")
 	rateLimit := flag.Int("rate-limit", 0, "frames a second one socket may send (burst: twice as many, at least 200); 0 means the server's default, 100; negative turns the limit off")
 	grace := flag.Duration("reconnect-grace", 15*time.Second, "keep the presence of a connection lost abruptly for this long, for its client to come back (0: off)")
+	maxState := flag.Int("max-presence-state", 0, "refuse full-mode joins into rooms of more members than this with presence_too_large; the page then shows counts and pages (0: the server's default, 2000; negative: no cap)")
 	cl := clusterFlags(flag.CommandLine)
 	flag.Parse()
 	limits := func(c *channel.Config) {
 		c.MaxEventsPerSecond = *rateLimit
 		c.ReconnectGrace = *grace
 	}
-	if err := run(*addr, *window, *heartbeat, cl, limits); err != nil {
+	if err := run(*addr, *window, *heartbeat, cl, limits, maxPresenceState(*maxState)); err != nil {
 		fmt.Fprintln(os.Stderr, "presence-chat:", err)
 		os.Exit(1)
 	}
@@ -161,6 +162,21 @@ func username(s *channel.Socket) string {
 	return "anonymous"
 }
 
+// maxPresenceState sets the chat channel's cap on full-mode joins, in
+// keys (see channel.Channel.MaxPresenceState).
+func maxPresenceState(keys int) func(*channel.Config) {
+	return func(c *channel.Config) {
+		for i := range c.Channels {
+			c.Channels[i].MaxPresenceState = keys
+		}
+	}
+}
+
+// quietAssign says whether a socket's join of topic and its leave go
+// unannounced: true when it joined in count mode, the mode of rooms too
+// large for every member to hear of every other.
+func quietAssign(topic string) string { return "quiet:" + topic }
+
 func chatJoin(s *channel.Socket, topic string, _ json.RawMessage) (any, error) {
 	name := username(s)
 	meta, resumed := resumedMeta(s, topic, name)
@@ -171,10 +187,12 @@ func chatJoin(s *channel.Socket, topic string, _ json.RawMessage) (any, error) {
 	if err := s.Track(topic, name, meta); err != nil {
 		return nil, err
 	}
-	if err := s.PushPresenceState(topic); err != nil {
+	if err := s.PushPresenceState(topic); err != nil { // nothing in count mode
 		return nil, err
 	}
-	if !resumed { // the room never saw it leave
+	quiet := s.CountMode(topic)
+	s.Assign(quietAssign(topic), quiet)
+	if !quiet && !resumed { // a resumed one: the room never saw it leave
 		s.BroadcastFrom(topic, "user_joined", map[string]string{"user": name})
 	}
 	return nil, nil
@@ -199,6 +217,9 @@ func resumedMeta(s *channel.Socket, topic, name string) ([]byte, bool) {
 }
 
 func chatLeave(s *channel.Socket, topic string) {
+	if quiet, _ := s.Get(quietAssign(topic)); quiet == true {
+		return
+	}
 	s.BroadcastFrom(topic, "user_left", map[string]string{"user": username(s)})
 }
 
