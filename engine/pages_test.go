@@ -337,3 +337,68 @@ func TestCountKeysIsOnePair(t *testing.T) {
 	<-done
 	t.Logf("%d reads over %d cycles", reads, cycles.Load())
 }
+
+// FuzzPageCursor decodes arbitrary text as a PageCursor and pages with
+// whatever it accepts: a cursor is refused with ErrInvalidCursor or reads
+// a page, never panics, and what decodes encodes back to the same text.
+func FuzzPageCursor(f *testing.F) {
+	e := mustNew(f, Config{Capacity: 64, Shards: 2})
+	for i := range 40 {
+		mustTrack(f, e, SocketID(i+1), "room", fmt.Sprint("k", i%30), `{}`)
+	}
+	var p Page
+	if err := e.ListPage(&p, "room", PageCursor{}, 3); err != nil {
+		f.Fatal(err)
+	}
+	good := p.Next.String()
+	f.Add(good)
+	f.Add("")
+	f.Add(strings.Repeat("f", 64))
+	f.Add(good[:32] + strings.Repeat("0", 32))
+	f.Add(good[:16] + "ffffffff" + good[24:])
+	f.Fuzz(func(t *testing.T, text string) {
+		var c PageCursor
+		if err := c.UnmarshalText([]byte(text)); err != nil {
+			if !errors.Is(err, ErrInvalidCursor) {
+				t.Fatalf("UnmarshalText(%q) = %v", text, err)
+			}
+			return
+		}
+		if back := c.String(); back != strings.ToLower(text) {
+			t.Fatalf("UnmarshalText(%q) then String = %q", text, back)
+		}
+		var p Page
+		err := e.ListPage(&p, "room", c, 5)
+		if err != nil && !errors.Is(err, ErrInvalidCursor) {
+			t.Fatalf("ListPage(%q) = %v", text, err)
+		}
+		if err == nil && (p.Keys > 5 || len(p.Entries) > 40) {
+			t.Fatalf("ListPage(%q) read %d keys, %d entries", text, p.Keys, len(p.Entries))
+		}
+	})
+}
+
+// TestListPageForgedCursorStaysInItsTopic forges a cursor that names live
+// keys of another topic of the same shard under this topic's hash: the
+// page must hold only this topic's keys, never the other's.
+func TestListPageForgedCursorStaysInItsTopic(t *testing.T) {
+	e := mustNew(t, Config{Capacity: 64, Shards: 1})
+	for i := range 6 {
+		mustTrack(t, e, SocketID(i+1), "lobby", fmt.Sprint("lobby", i), `{}`)
+		mustTrack(t, e, SocketID(i+1), "room", fmt.Sprint("room", i), `{}`)
+	}
+	var p Page
+	if err := e.ListPage(&p, "lobby", PageCursor{}, 2); err != nil {
+		t.Fatal(err)
+	}
+	forged := p.Next
+	forged.topic = e.pool.HashTopic("room")
+	if err := e.ListPage(&p, "room", forged, 10); err != nil {
+		t.Fatalf("forged cursor: %v", err)
+	}
+	for _, en := range p.Entries {
+		if !strings.HasPrefix(string(en.Key), "room") {
+			t.Fatalf("a page of room holds %q of lobby", en.Key)
+		}
+	}
+}
