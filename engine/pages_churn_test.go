@@ -3,7 +3,6 @@ package engine
 import (
 	"fmt"
 	"math/rand/v2"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -48,19 +47,21 @@ func TestListPageGuaranteeUnderChurn(t *testing.T) {
 	mustTrack(t, e, 9999, "room", "zz-last", `{}`)
 	mustTrack(t, e, 9998, "room", "zz-last", `{}`)
 
-	var stop atomic.Bool
+	// The readers hand the writers a few turns after each page, one
+	// turn a writer's operation, so that every walk spans writes between
+	// its pages however the goroutines are scheduled.
+	turns := make(chan struct{})
+	quit, writersDone := make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
-	// The readers grant the writers a few writes after each page, and
-	// wait for them, so that every walk spans writes between its pages
-	// however the goroutines are scheduled.
-	var writes, granted atomic.Int64
+	var writes atomic.Int64
 	for w := range writers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			churnWriter(t, e, w, churnKeys[w], stable, &stop, &writes, &granted)
+			churnWriter(t, e, w, churnKeys[w], stable, turns, quit, &writes)
 		}()
 	}
+	go func() { wg.Wait(); close(writersDone) }()
 
 	deadline := time.Now().Add(20 * time.Second)
 	var rwg sync.WaitGroup
@@ -117,10 +118,13 @@ func TestListPageGuaranteeUnderChurn(t *testing.T) {
 					if p.Next.IsZero() {
 						break
 					}
-					// Let the writers churn between pages: a walk must
-					// span writes, however the goroutines are scheduled.
-					granted.Add(6)
-					waitWrites(&writes, 6)
+					// Let the writers churn between pages.
+					for range 6 {
+						select {
+						case turns <- struct{}{}:
+						case <-writersDone: // a writer failed
+						}
+					}
 					// Half the time through the text form, as a client
 					// carries it.
 					after = p.Next
@@ -148,21 +152,12 @@ func TestListPageGuaranteeUnderChurn(t *testing.T) {
 		}()
 	}
 	rwg.Wait()
-	stop.Store(true)
-	wg.Wait()
+	close(quit)
+	<-writersDone
 	if walked.Load() == 0 || writes.Load() < 100 {
 		t.Fatalf("%d walks, %d writes: nothing was tested", walked.Load(), writes.Load())
 	}
 	t.Logf("%d walks of %d pages under %d writes", walked.Load(), pages.Load(), writes.Load())
-}
-
-// waitWrites waits until the writers have made n more writes, or for at
-// most 100 ms (a writer that failed has stopped).
-func waitWrites(writes *atomic.Int64, n int64) {
-	target := writes.Load() + n
-	for start := time.Now(); writes.Load() < target && time.Since(start) < 100*time.Millisecond; {
-		runtime.Gosched()
-	}
 }
 
 // stableOwner reports whether s holds one of stable key k's own two
@@ -180,13 +175,14 @@ func stableOwner(k string, s SocketID) bool {
 
 func churnSocket(w, s int) SocketID { return SocketID(100_000 + w*1000 + s) }
 
-// churnWriter churns writer w's sockets until stop, or a bound: its keys
+// churnWriter churns writer w's sockets, an operation a turn, until quit
+// is closed, or a bound: its keys
 // join under new names, leave, come back under a name that left not long
 // before (to the end of the key order), gain and lose entries, and take
 // entries from each other by updates; it also adds and removes a third
 // entry of a stable key and updates stable metas in place, which leave the
 // stable keys present.
-func churnWriter(t *testing.T, e *Engine, w int, keys []string, stable int, stop *atomic.Bool, writes, granted *atomic.Int64) {
+func churnWriter(t *testing.T, e *Engine, w int, keys []string, stable int, turns <-chan struct{}, quit <-chan struct{}, writes *atomic.Int64) {
 	rng := rand.New(rand.NewPCG(uint64(w), 99))
 	owned := len(keys)
 	count := map[string]int{} // entries per key, of this writer's sockets
@@ -213,9 +209,11 @@ func churnWriter(t *testing.T, e *Engine, w int, keys []string, stable int, stop
 		}
 	}
 	extra := SocketID(200_000 + w)
-	for i := 0; i < 200_000 && !stop.Load(); i++ {
-		for writes.Load() >= granted.Load() && !stop.Load() {
-			runtime.Gosched()
+	for i := 0; i < 200_000; i++ {
+		select {
+		case <-turns:
+		case <-quit:
+			return
 		}
 		s := rng.IntN(owned)
 		sock := churnSocket(w, s)
