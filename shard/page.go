@@ -28,7 +28,7 @@ func (pos PagePos) IsZero() bool { return pos == PagePos{} }
 type PageResult struct {
 	Keys, Entries           int     // written
 	TopicKeys, TopicEntries int     // the topic's, at the page's instant
-	Next                    PagePos // zero when the page reached the walk's horizon
+	Next                    PagePos // zero when the page reached the walk's horizon or the topic's end
 	// Rescanned is set when both keys of the position had left the topic,
 	// and the page was found by walking the key order from its start.
 	Rescanned bool
