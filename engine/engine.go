@@ -110,12 +110,21 @@
 // costs O(keys before the cursor): about 6 ns a key, 0.3 ms for a cursor
 // 50,000 keys deep (BenchmarkListPageRescan).
 //
+// A walk has a horizon: the first page (the zero PageCursor) records in
+// its Next the shard's key-join generation at its instant, every key
+// record holds the generation of its join, and later pages carry the
+// horizon on and stop at the first key that joined after it. Keys join at
+// the end, so that is where the walk ends, at no extra cost; Next is zero
+// on the page that reaches it, or the topic's end.
+//
 // The paging guarantee: walking from the zero PageCursor until Next is
 // zero, every key present in the topic the whole time appears exactly
 // once, with all of its entries as they were at the instant of its page;
-// a key that joined or left during the walk appears at most once each
-// time it joined. Next is zero only on a page that holds the topic's last
-// key at the instant of the page.
+// a key that joined or left during the walk appears at most once. A key
+// that joined after the first page, or left and came back after it, joined
+// past the horizon and is not paged by this walk, so it never appears
+// twice. A walker learns of such keys from the topic's diffs or counts
+// (TopicKeys, CountKeys), or by starting a new walk.
 package engine
 
 import (

@@ -14,13 +14,15 @@ const MaxPageLimit = 1000
 // MaxPageLimit.
 var ErrInvalidPageLimit = errors.New("engine: page limit must be between 1 and 1000")
 
-// PageCursor marks a place in a topic's key order: where the next page
-// starts. The zero PageCursor asks for the first page. It names its topic
-// by the topic's hash, as Cursor does, so a cursor of another topic is
-// refused with ErrInvalidCursor. PageCursors are comparable with ==, and
-// copying one allocates nothing.
+// PageCursor marks a place in a walk of a topic's key order: where the
+// next page starts, and where the walk ends (the horizon its first page
+// set; see Paging in the package doc). The zero PageCursor asks for the
+// first page of a new walk. It names its topic by the topic's hash, as
+// Cursor does, so a cursor of another topic is refused with
+// ErrInvalidCursor. PageCursors are comparable with ==, and copying one
+// allocates nothing.
 //
-// Its text form (MarshalText, AppendText, String) is 64 hex digits, or
+// Its text form (MarshalText, AppendText, String) is 80 hex digits, or
 // the empty string for the zero PageCursor (encoding/json writes that as
 // ""; a protocol that wants null there checks IsZero); it is what a client
 // carries between pages and gives back unchanged.
@@ -32,8 +34,9 @@ type PageCursor struct {
 // IsZero reports whether c is the zero PageCursor, the first page.
 func (c PageCursor) IsZero() bool { return c == PageCursor{} }
 
-// pageCursorLen is the length of a non-zero PageCursor's text form.
-const pageCursorLen = 64
+// pageCursorLen is the length of a non-zero PageCursor's text form: the
+// topic's hash, two key marks and the horizon.
+const pageCursorLen = 16 + 2*(8+16) + 16
 
 // AppendText appends c's text form to b.
 func (c PageCursor) AppendText(b []byte) ([]byte, error) {
@@ -51,6 +54,7 @@ func (c PageCursor) AppendText(b []byte) ([]byte, error) {
 		hex(uint64(m.Key), 8)
 		hex(m.Gen, 16)
 	}
+	hex(c.pos.Horizon, 16)
 	return b, nil
 }
 
@@ -76,8 +80,8 @@ func (c *PageCursor) UnmarshalText(b []byte) error {
 	if len(b) != pageCursorLen {
 		return ErrInvalidCursor
 	}
-	var v [5]uint64
-	widths := [5]int{16, 8, 16, 8, 16}
+	var v [6]uint64
+	widths := [6]int{16, 8, 16, 8, 16, 16}
 	for i, at := 0, 0; i < len(widths); at, i = at+widths[i], i+1 {
 		for _, ch := range b[at : at+widths[i]] {
 			d, ok := hexDigit(ch)
@@ -88,8 +92,9 @@ func (c *PageCursor) UnmarshalText(b []byte) error {
 		}
 	}
 	n := PageCursor{topic: v[0], pos: shard.PagePos{
-		Last:  shard.KeyMark{Key: uint32(v[1]), Gen: v[2]},
-		First: shard.KeyMark{Key: uint32(v[3]), Gen: v[4]},
+		Last:    shard.KeyMark{Key: uint32(v[1]), Gen: v[2]},
+		First:   shard.KeyMark{Key: uint32(v[3]), Gen: v[4]},
+		Horizon: v[5],
 	}}
 	if n.pos.IsZero() {
 		return ErrInvalidCursor
@@ -108,8 +113,8 @@ type Page struct {
 	Entries []Entry
 	// Keys is the number of keys in this page, at most the limit.
 	Keys int
-	// Next is where the next page starts; zero when this page holds the
-	// topic's last key.
+	// Next is where the next page starts; zero when this page ends the
+	// walk: it holds the last key the walk pages, or the topic's last.
 	Next PageCursor
 	// TopicKeys and TopicEntries count the whole topic, at the page's
 	// instant.
@@ -136,11 +141,13 @@ func (e *Engine) pageArgs(topic string, after PageCursor, limit int) (uint64, *s
 // key joins when its first entry arrives and leaves when its last entry
 // goes; a key that leaves and comes back goes to the end). All of a key's
 // entries are in the same page, and the page is one instant of the topic,
-// as List is.
+// as List is. A walk pages only the keys present at its first page: it
+// ends before the first key that joined after that page.
 //
 // Paging guarantee: walking from the zero cursor until Next is zero,
 // every key present in the topic the whole time appears exactly once; a
-// key that joined or left meanwhile appears at most once.
+// key that joined or left meanwhile appears at most once (a key that
+// joined, or left and came back, after the first page: not at all).
 //
 // A limit below 1 or above MaxPageLimit is ErrInvalidPageLimit, and a
 // cursor of another topic ErrInvalidCursor; then dst is left as it was.

@@ -10,12 +10,13 @@ import (
 )
 
 // TestListPageGuaranteeUnderChurn walks a topic page by page while writers
-// churn it: keys join and leave, entries come to and leave keys that stay,
-// entries move between keys, metas change in place. In every walk, each
-// key present throughout appears exactly once with all of its entries,
-// every other key at most once, a key's entries are never split between
-// pages, and Next is zero only on the last page (the last key, present
-// throughout, is always reached).
+// churn it: keys join, leave and come back, entries come to and leave keys
+// that stay, entries move between keys, metas change in place. In every
+// walk, each key present throughout appears exactly once with all of its
+// entries, every other key at most once (a key that left and came back
+// during the walk too), a key's entries are never split between pages, and
+// Next is zero only on the last page (the last key, present throughout, is
+// always reached).
 func TestListPageGuaranteeUnderChurn(t *testing.T) {
 	const (
 		stable  = 150 // keys present throughout, two entries each
@@ -46,16 +47,21 @@ func TestListPageGuaranteeUnderChurn(t *testing.T) {
 	mustTrack(t, e, 9999, "room", "zz-last", `{}`)
 	mustTrack(t, e, 9998, "room", "zz-last", `{}`)
 
-	var stop atomic.Bool
+	// The readers hand the writers a few turns after each page, one
+	// turn a writer's operation, so that every walk spans writes between
+	// its pages however the goroutines are scheduled.
+	turns := make(chan struct{})
+	quit, writersDone := make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
 	var writes atomic.Int64
 	for w := range writers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			churnWriter(t, e, w, churnKeys[w], stable, &stop, &writes)
+			churnWriter(t, e, w, churnKeys[w], stable, turns, quit, &writes)
 		}()
 	}
+	go func() { wg.Wait(); close(writersDone) }()
 
 	deadline := time.Now().Add(20 * time.Second)
 	var rwg sync.WaitGroup
@@ -112,6 +118,13 @@ func TestListPageGuaranteeUnderChurn(t *testing.T) {
 					if p.Next.IsZero() {
 						break
 					}
+					// Let the writers churn between pages.
+					for range 6 {
+						select {
+						case turns <- struct{}{}:
+						case <-writersDone: // a writer failed
+						}
+					}
 					// Half the time through the text form, as a client
 					// carries it.
 					after = p.Next
@@ -139,8 +152,8 @@ func TestListPageGuaranteeUnderChurn(t *testing.T) {
 		}()
 	}
 	rwg.Wait()
-	stop.Store(true)
-	wg.Wait()
+	close(quit)
+	<-writersDone
 	if walked.Load() == 0 || writes.Load() < 100 {
 		t.Fatalf("%d walks, %d writes: nothing was tested", walked.Load(), writes.Load())
 	}
@@ -162,12 +175,14 @@ func stableOwner(k string, s SocketID) bool {
 
 func churnSocket(w, s int) SocketID { return SocketID(100_000 + w*1000 + s) }
 
-// churnWriter churns writer w's sockets until stop, or a bound: its keys
-// join (under new names, never reused) and leave, gain and lose entries,
-// and take entries from each other by updates; it also adds and removes a
-// third entry of a stable key and updates stable metas in place, which
-// leave the stable keys present.
-func churnWriter(t *testing.T, e *Engine, w int, keys []string, stable int, stop *atomic.Bool, writes *atomic.Int64) {
+// churnWriter churns writer w's sockets, an operation a turn, until quit
+// is closed, or a bound: its keys
+// join under new names, leave, come back under a name that left not long
+// before (to the end of the key order), gain and lose entries, and take
+// entries from each other by updates; it also adds and removes a third
+// entry of a stable key and updates stable metas in place, which leave the
+// stable keys present.
+func churnWriter(t *testing.T, e *Engine, w int, keys []string, stable int, turns <-chan struct{}, quit <-chan struct{}, writes *atomic.Int64) {
 	rng := rand.New(rand.NewPCG(uint64(w), 99))
 	owned := len(keys)
 	count := map[string]int{} // entries per key, of this writer's sockets
@@ -177,34 +192,55 @@ func churnWriter(t *testing.T, e *Engine, w int, keys []string, stable int, stop
 		}
 	}
 	fresh := 0
+	var gone []string // this writer's keys that left, latest last
+	// take moves socket s to key k, or off the topic for "".
+	take := func(s int, k string) {
+		if keys[s] == k {
+			return
+		}
+		if o := keys[s]; o != "" {
+			if count[o]--; count[o] == 0 {
+				gone = append(gone, o)
+			}
+		}
+		keys[s] = k
+		if k != "" {
+			count[k]++
+		}
+	}
 	extra := SocketID(200_000 + w)
-	for i := 0; i < 200_000 && !stop.Load(); i++ {
+	for i := 0; i < 200_000; i++ {
+		select {
+		case <-turns:
+		case <-quit:
+			return
+		}
 		s := rng.IntN(owned)
 		sock := churnSocket(w, s)
 		var err error
 		switch r := rng.IntN(10); {
 		case r < 3 && keys[s] != "": // leave
 			e.Untrack(sock, "room")
-			count[keys[s]]--
-			keys[s] = ""
-		case r < 6: // a fresh key, joining at the end (or a move to it)
-			if keys[s] != "" {
-				count[keys[s]]--
-			}
+			take(s, "")
+		case r < 5: // a fresh key, joining at the end (or a move to it)
 			fresh++
-			keys[s] = fmt.Sprintf("w%d-n%d", w, fresh)
-			count[keys[s]]++
+			take(s, fmt.Sprintf("w%d-n%d", w, fresh))
 			err = e.Track(sock, "room", keys[s], []byte(`{}`))
+		case r < 6: // a key that left comes back, at the end
+			if len(gone) == 0 {
+				continue
+			}
+			at := len(gone) - 1 - rng.IntN(min(len(gone), 16))
+			k := gone[at]
+			gone = append(gone[:at], gone[at+1:]...)
+			take(s, k)
+			err = e.Track(sock, "room", k, []byte(`{"back":true}`))
 		case r < 8: // come to, or move to, a key of another socket that is present
 			o := keys[rng.IntN(owned)]
 			if o == "" || count[o] == 0 {
 				continue
 			}
-			if keys[s] != "" {
-				count[keys[s]]--
-			}
-			keys[s] = o
-			count[o]++
+			take(s, o)
 			err = e.Track(sock, "room", o, []byte(`{"moved":true}`))
 		case r < 9: // a third entry of a stable key comes and goes
 			k := fmt.Sprintf("s%03d", rng.IntN(stable))

@@ -12,22 +12,20 @@ import (
 
 // rapidPager walks one topic's pages a step at a time, between the other
 // operations of a rapid test, and checks each page against the model: the
-// keys that joined after the last key paged, the first limit of them.
+// keys that joined after the last key paged and before the walk's first
+// page, the first limit of them. No key is paged twice in a walk, though
+// keys leave and come back.
 type rapidPager struct {
 	on       bool
 	cursor   PageCursor
 	lastJoin uint64            // the model's join of the last key paged
+	horizon  uint64            // the model's last join at the first page
 	start    map[string]uint64 // the keys at the first page, by join
+	paged    map[string]bool   // the keys paged in this walk
 }
 
 func (pg *rapidPager) step(t *rapid.T, e *Engine, m *model, page *Page, tp string) {
 	limit := rapid.SampledFrom([]int{1, 1, 1, 2, 2, 3, MaxPageLimit, -1, 0, MaxPageLimit + 1}).Draw(t, "limit")
-	if !pg.on {
-		*pg = rapidPager{on: true, start: map[string]uint64{}}
-		for _, k := range m.keyOrder(tp) {
-			pg.start[k.key] = k.join
-		}
-	}
 	before := *page
 	err := e.ListPage(page, tp, pg.cursor, limit)
 	if limit < 1 || limit > MaxPageLimit {
@@ -39,15 +37,21 @@ func (pg *rapidPager) step(t *rapid.T, e *Engine, m *model, page *Page, tp strin
 	if err != nil {
 		t.Fatalf("ListPage(%q, %v, %d) = %v", tp, pg.cursor, limit, err)
 	}
-	// The page is the model's keys that joined after the last
-	// key paged, the first limit of them.
+	if !pg.on {
+		*pg = rapidPager{on: true, horizon: m.seq, start: map[string]uint64{}, paged: map[string]bool{}}
+		for _, k := range m.keyOrder(tp) {
+			pg.start[k.key] = k.join
+		}
+	}
+	// The page is the model's keys that joined after the last key
+	// paged and before the walk began, the first limit of them.
 	order := m.keyOrder(tp)
 	var want []listed
 	var wantKeys int
 	var last mkey
 	rest := 0
 	for _, k := range order {
-		if k.join <= pg.lastJoin {
+		if k.join <= pg.lastJoin || k.join > pg.horizon {
 			continue
 		}
 		if wantKeys == limit {
@@ -58,12 +62,18 @@ func (pg *rapidPager) step(t *rapid.T, e *Engine, m *model, page *Page, tp strin
 		wantKeys++
 		last = k
 	}
+	for _, k := range pageKeys(t, page) {
+		if pg.paged[k] {
+			t.Fatalf("%q: key %q paged twice in one walk", tp, k)
+		}
+		pg.paged[k] = true
+	}
 	var got []listed
 	for _, en := range page.Entries {
 		got = append(got, listed{Key: string(en.Key), Meta: json.RawMessage(en.Meta)})
 	}
 	if !equalListed(got, want) || page.Keys != wantKeys {
-		t.Fatalf("ListPage(%q, after join %d, limit %d) = %d keys %v, model %d keys %v", tp, pg.lastJoin, limit, page.Keys, got, wantKeys, want)
+		t.Fatalf("ListPage(%q, after join %d, horizon %d, limit %d) = %d keys %v, model %d keys %v", tp, pg.lastJoin, pg.horizon, limit, page.Keys, got, wantKeys, want)
 	}
 	if page.TopicKeys != len(order) || page.TopicEntries != m.count(tp) {
 		t.Fatalf("ListPage(%q) counts %d keys %d entries, model %d, %d", tp, page.TopicKeys, page.TopicEntries, len(order), m.count(tp))

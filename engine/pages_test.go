@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -140,7 +141,8 @@ func TestListPageCursorOfLeftKeys(t *testing.T) {
 			for _, i := range leave {
 				e.Untrack(SocketID(i+1), "room")
 			}
-			// A new key joins at the end, and takes a freed record.
+			// A new key joins at the end, and takes a freed record; it
+			// joined after the walk began, so the walk ends before it.
 			mustTrack(t, e, 9, "room", "new", `{}`)
 			if err := e.ListPage(&p, "room", p.Next, 10); err != nil {
 				t.Fatal(err)
@@ -151,9 +153,58 @@ func TestListPageCursorOfLeftKeys(t *testing.T) {
 					want = append(want, fmt.Sprint("k", i))
 				}
 			}
-			want = append(want, "new")
 			if got := pageKeys(t, &p); fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Fatalf("after %v left: page %v, want %v", leave, got, want)
+			}
+			if !p.Next.IsZero() {
+				t.Fatalf("after %v left: Next %v past the walk's horizon", leave, p.Next)
+			}
+		})
+	}
+}
+
+// TestListPageWalkHorizon checks that a walk ends at the keys present at
+// its first page: a key paged and then gone and back, and a key that joins
+// after the first page, are not paged again, and Next is zero on the page
+// that reaches the last key of the first page's instant.
+func TestListPageWalkHorizon(t *testing.T) {
+	for _, limit := range []int{1, 2, 3, 5} {
+		t.Run(fmt.Sprint(limit), func(t *testing.T) {
+			e := mustNew(t, Config{Capacity: 64})
+			for i := range 6 {
+				mustTrack(t, e, SocketID(i+1), "room", fmt.Sprint("k", i), `{}`)
+			}
+			var p Page
+			var got []string
+			var after PageCursor
+			for page := 0; ; page++ {
+				if err := e.ListPage(&p, "room", after, limit); err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, pageKeys(t, &p)...)
+				if page == 0 {
+					// k0 was paged: it leaves and comes back, at the
+					// end; a new key joins; k5, the last key, gains an
+					// entry and stays.
+					e.Untrack(1, "room")
+					mustTrack(t, e, 1, "room", "k0", `{"back":true}`)
+					mustTrack(t, e, 7, "room", "new", `{}`)
+					mustTrack(t, e, 8, "room", "k5", `{}`)
+				}
+				if p.Next.IsZero() {
+					break
+				}
+				if page > 10 {
+					t.Fatal("pages never end")
+				}
+				after = p.Next
+			}
+			if fmt.Sprint(got) != "[k0 k1 k2 k3 k4 k5]" {
+				t.Fatalf("walk = %v, want each key present at the first page once", got)
+			}
+			// A new walk sees the keys as they are now.
+			if got := walkPages(t, e, "room", limit); fmt.Sprint(got) != "[k1 k2 k3 k4 k5 k0 new]" {
+				t.Fatalf("new walk = %v", got)
 			}
 		})
 	}
@@ -200,7 +251,7 @@ func TestListPageBadInput(t *testing.T) {
 			t.Fatalf("%s: AppendListPage = %q, %v, %v", name, out, next, err)
 		}
 	}
-	for _, limit := range []int{-1, 0, MaxPageLimit + 1, 1 << 40} {
+	for _, limit := range []int{-1, 0, MaxPageLimit + 1, math.MaxInt} {
 		check(fmt.Sprint("limit ", limit), PageCursor{}, limit, ErrInvalidPageLimit)
 	}
 	check("another topic's cursor", lobby.Next, 2, ErrInvalidCursor)
@@ -213,6 +264,10 @@ func TestListPageBadInput(t *testing.T) {
 		func(c *PageCursor) { c.pos.First.Gen = 0 },
 		func(c *PageCursor) { c.pos.Last.Gen ^= 1 },
 		func(c *PageCursor) { c.pos.Last.Gen, c.pos.First.Gen = c.pos.First.Gen, c.pos.Last.Gen },
+		func(c *PageCursor) { c.pos.Horizon = 0 },
+		func(c *PageCursor) { c.pos.Horizon = c.pos.First.Gen - 1<<10 }, // before the next key
+		func(c *PageCursor) { c.pos.Horizon ^= 1 },                      // another shard's
+		func(c *PageCursor) { c.pos.Horizon += 1 << 30 },                // ahead of every key join
 	} {
 		c := good
 		forge(&c)
@@ -247,7 +302,7 @@ func TestPageCursorText(t *testing.T) {
 	if err := c.UnmarshalText(nil); err != nil || !c.IsZero() {
 		t.Fatalf("empty text = %v, %v", c, err)
 	}
-	for _, bad := range []string{"x", string(txt[:63]), string(txt) + "0", strings.Repeat("g", 64), strings.Repeat("0", 64), "\"" + string(txt[1:])} {
+	for _, bad := range []string{"x", string(txt[:pageCursorLen-1]), string(txt) + "0", strings.Repeat("g", pageCursorLen), strings.Repeat("0", pageCursorLen), string(txt[:64]), "\"" + string(txt[1:])} {
 		c = p.Next
 		if err := c.UnmarshalText([]byte(bad)); !errors.Is(err, ErrInvalidCursor) || c != p.Next {
 			t.Fatalf("UnmarshalText(%q) = %v, cursor %v", bad, err, c)
@@ -336,4 +391,71 @@ func TestCountKeysIsOnePair(t *testing.T) {
 	stop.Store(true)
 	<-done
 	t.Logf("%d reads over %d cycles", reads, cycles.Load())
+}
+
+// FuzzPageCursor decodes arbitrary text as a PageCursor and pages with
+// whatever it accepts: a cursor is refused with ErrInvalidCursor or reads
+// a page, never panics, and what decodes encodes back to the same text.
+func FuzzPageCursor(f *testing.F) {
+	e := mustNew(f, Config{Capacity: 64, Shards: 2})
+	for i := range 40 {
+		mustTrack(f, e, SocketID(i+1), "room", fmt.Sprint("k", i%30), `{}`)
+	}
+	var p Page
+	if err := e.ListPage(&p, "room", PageCursor{}, 3); err != nil {
+		f.Fatal(err)
+	}
+	good := p.Next.String()
+	f.Add(good)
+	f.Add("")
+	f.Add(strings.Repeat("f", pageCursorLen))
+	f.Add(good[:32] + strings.Repeat("0", pageCursorLen-32))
+	f.Add(good[:16] + "ffffffff" + good[24:])
+	f.Add(good[:pageCursorLen-16] + strings.Repeat("f", 16)) // a horizon ahead
+	f.Add(good[:64])                                         // a cursor of the old form
+	f.Fuzz(func(t *testing.T, text string) {
+		var c PageCursor
+		if err := c.UnmarshalText([]byte(text)); err != nil {
+			if !errors.Is(err, ErrInvalidCursor) {
+				t.Fatalf("UnmarshalText(%q) = %v", text, err)
+			}
+			return
+		}
+		if back := c.String(); back != strings.ToLower(text) {
+			t.Fatalf("UnmarshalText(%q) then String = %q", text, back)
+		}
+		var p Page
+		err := e.ListPage(&p, "room", c, 5)
+		if err != nil && !errors.Is(err, ErrInvalidCursor) {
+			t.Fatalf("ListPage(%q) = %v", text, err)
+		}
+		if err == nil && (p.Keys > 5 || len(p.Entries) > 40) {
+			t.Fatalf("ListPage(%q) read %d keys, %d entries", text, p.Keys, len(p.Entries))
+		}
+	})
+}
+
+// TestListPageForgedCursorStaysInItsTopic forges a cursor that names live
+// keys of another topic of the same shard under this topic's hash: the
+// page must hold only this topic's keys, never the other's.
+func TestListPageForgedCursorStaysInItsTopic(t *testing.T) {
+	e := mustNew(t, Config{Capacity: 64, Shards: 1})
+	for i := range 6 {
+		mustTrack(t, e, SocketID(i+1), "lobby", fmt.Sprint("lobby", i), `{}`)
+		mustTrack(t, e, SocketID(i+1), "room", fmt.Sprint("room", i), `{}`)
+	}
+	var p Page
+	if err := e.ListPage(&p, "lobby", PageCursor{}, 2); err != nil {
+		t.Fatal(err)
+	}
+	forged := p.Next
+	forged.topic = e.pool.HashTopic("room")
+	if err := e.ListPage(&p, "room", forged, 10); err != nil {
+		t.Fatalf("forged cursor: %v", err)
+	}
+	for _, en := range p.Entries {
+		if !strings.HasPrefix(string(en.Key), "room") {
+			t.Fatalf("a page of room holds %q of lobby", en.Key)
+		}
+	}
 }

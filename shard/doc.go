@@ -32,6 +32,9 @@
 // is the topic as it was at one instant. A page's cursor names key records
 // by index and generation, and a reader checks both, and the record's
 // topic, inside its window, so a record freed or reused since is detected.
+// Key generations grow with each key join in the shard; a walk's first
+// page loads the shard's latest one inside its window as the walk's
+// horizon, and later pages stop at a key whose generation is above it.
 // AppendEntries rebuilds a window that writers spoiled only by updating up
 // to 8 entries in place as the topic was when it began, from the slots and
 // the leave events that hold the old versions. After OptimisticReads

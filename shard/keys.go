@@ -78,8 +78,15 @@ func (k *keyStore) word(i int32, w int) *uint64 { return &k.words[int(i)*keyStri
 const keyGenShardBits = 10
 
 func (s *Shard) nextKeyGen() uint64 {
-	s.keySeq++
+	// Readers load keySeq for a walk's horizon (keyGenNow).
+	store(&s.keySeq, s.keySeq+1)
 	return s.keySeq<<keyGenShardBits | uint64(s.id)
+}
+
+// keyGenNow returns the generation of the shard's latest key join: every
+// key present in one of its topics has a generation up to it.
+func (s *Shard) keyGenNow() uint64 {
+	return load(&s.keySeq)<<keyGenShardBits | uint64(s.id)
 }
 
 // keyBucket places a key of topic record t: hash is already seeded and

@@ -11,9 +11,15 @@ type KeyMark struct {
 }
 
 // PagePos is where a page starts: Last is the last key of the page before
-// and First the key that followed it then. The zero PagePos is the start
-// of the topic.
-type PagePos struct{ Last, First KeyMark }
+// and First the key that followed it then. Horizon is the walk's end: the
+// shard's key generation at the instant of the walk's first page, so that
+// every key of the topic then has a generation up to it, and every key that
+// joins later, or leaves and comes back, one above it. The zero PagePos is
+// the start of the topic, and of a walk.
+type PagePos struct {
+	Last, First KeyMark
+	Horizon     uint64
+}
 
 // IsZero reports whether pos is the start of the topic.
 func (pos PagePos) IsZero() bool { return pos == PagePos{} }
@@ -22,25 +28,32 @@ func (pos PagePos) IsZero() bool { return pos == PagePos{} }
 type PageResult struct {
 	Keys, Entries           int     // written
 	TopicKeys, TopicEntries int     // the topic's, at the page's instant
-	Next                    PagePos // zero when the page holds the topic's last key
+	Next                    PagePos // zero when the page reached the walk's horizon or the topic's end
 	// Rescanned is set when both keys of the position had left the topic,
 	// and the page was found by walking the key order from its start.
 	Rescanned bool
 }
 
 // ValidPos reports whether pos could have been made by a page of a topic
-// of this shard: marks in range, with this shard's generations.
+// of this shard: marks in range, with this shard's generations, in key
+// order, up to a horizon that this shard's key generation has reached.
 func (s *Shard) ValidPos(pos PagePos) bool {
 	if pos.IsZero() {
 		return true
 	}
 	n := uint64(len(s.p.keys.info))
 	for _, m := range [2]KeyMark{pos.Last, pos.First} {
-		if m.Key == 0 || uint64(m.Key) > n || m.Gen == 0 || m.Gen&(1<<keyGenShardBits-1) != uint64(s.id) {
+		if m.Key == 0 || uint64(m.Key) > n || !s.ownGen(m.Gen) {
 			return false
 		}
 	}
-	return pos.Last.Gen < pos.First.Gen
+	return pos.Last.Gen < pos.First.Gen && pos.First.Gen <= pos.Horizon &&
+		s.ownGen(pos.Horizon) && pos.Horizon <= s.keyGenNow()
+}
+
+// ownGen reports whether g is a key generation this shard may have made.
+func (s *Shard) ownGen(g uint64) bool {
+	return g != 0 && g&(1<<keyGenShardBits-1) == uint64(s.id)
 }
 
 // AppendPage writes the entries of up to limit keys of a topic, in key
@@ -54,7 +67,12 @@ func (s *Shard) ValidPos(pos PagePos) bool {
 // since keys join at the end. If both have left, it walks the key order
 // from its start to the first key that joined after pos.Last: O(keys
 // before the page), the only read here that is not O(page), about 6 ns a
-// key.
+// key. The page ends before the first key that joined after pos.Horizon
+// (keys join at the end, so the rest did too), and its Next is zero when
+// it reached that key or the topic's end. A zero pos sets the horizon to
+// the shard's key generation at the page's instant, so a walk from it
+// pages the keys present then, each at most once, and never a key that
+// came later.
 func (s *Shard) AppendPage(w *jsonwriter.Writer, f Form, topic string, hash uint64, pos PagePos, limit int) PageResult {
 	mark := w.Mark()
 	for attempt := 0; attempt < s.p.cfg.ReadAttempts; attempt++ {
@@ -97,6 +115,15 @@ func (s *Shard) appendPage(w *jsonwriter.Writer, f Form, topic string, hash uint
 	nkeys := uint64(len(p.keys.info))
 	ks := &p.keys
 
+	// The walk's horizon. A key that joins this topic takes its generation
+	// inside the topic's window: one already in this read did so before
+	// the window opened, and one that joins later does so after it closed,
+	// so after this load, or it spoils the window.
+	horizon := pos.Horizon
+	if pos.IsZero() {
+		horizon = s.keyGenNow()
+	}
+
 	var k uint64 // key+1 the page starts at
 	switch {
 	case pos.IsZero():
@@ -129,7 +156,12 @@ func (s *Shard) appendPage(w *jsonwriter.Writer, f Form, topic string, hash uint
 			return r, false // torn link
 		}
 		kw := ks.words[(k-1)*keyStride : k*keyStride : k*keyStride]
-		last = KeyMark{Key: uint32(k), Gen: load(&kw[keyGen])}
+		gen := load(&kw[keyGen])
+		if gen > horizon {
+			k = 0 // joined after the walk began, as did every key after it
+			break
+		}
+		last = KeyMark{Key: uint32(k), Gen: gen}
 		for e := load(&kw[keyFirst]); e != 0; r.Entries++ {
 			if e > nslots || r.Entries >= r.TopicEntries {
 				return r, false // torn link
@@ -149,7 +181,9 @@ func (s *Shard) appendPage(w *jsonwriter.Writer, f Form, topic string, hash uint
 		}
 	}
 	if k != 0 {
-		r.Next = PagePos{Last: last, First: KeyMark{Key: uint32(k), Gen: load(ks.word(int32(k-1), keyGen))}}
+		if gen := load(ks.word(int32(k-1), keyGen)); gen <= horizon {
+			r.Next = PagePos{Last: last, First: KeyMark{Key: uint32(k), Gen: gen}, Horizon: horizon}
+		}
 	}
 	return r, load(&rec[topicSeq]) == tseq
 }

@@ -27,9 +27,11 @@ type Shard struct {
 	// bytes a block move copies, in the all-atomic build.
 	scratch, moveBuf []byte
 	keyHeads         []int32 // key record buckets, key+1, writer-only (keys.go)
-	keySeq           uint64  // key joins so far; see nextKeyGen
 	spareKey         int32   // a free key record kept for this shard's next key, key+1
-	_                [4]byte // to the next line: 124 bytes above
+	// keySeq counts key joins (nextKeyGen); readers load it for a walk's
+	// horizon. Placed after spareKey it is 8-aligned on 32-bit targets
+	// too, and ends the writers' two lines.
+	keySeq uint64
 
 	hist history
 	// To a whole number of lines, so that the next shard of the array
