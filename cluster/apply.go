@@ -82,11 +82,12 @@ func (c *core) peerFor(h header) *peer {
 	p := c.peers[h.node]
 	switch {
 	case p == nil:
-		p = &peer{name: h.node, inc: h.inc, want: map[rkey]rentry{}, socks: map[uint64]*rsock{}, failed: map[rkey]struct{}{}}
+		p = &peer{name: h.node, inc: h.inc, want: map[rkey]rentry{}, socks: map[uint64]*rsock{}, failed: map[rkey]struct{}{},
+			logs: map[uint32]uint64{}, hb: map[uint32]uint64{}, syncSet: map[uint32]struct{}{}}
 		c.peers[h.node] = p
 		p.heard = c.now
 		if h.kind != kindGoodbye {
-			c.startSync(p)
+			c.resyncPeer(p)
 			c.heartbeat(kindHeartbeat) // so that a joining node hears this one now
 		}
 	case h.inc < p.inc:
@@ -95,12 +96,11 @@ func (c *core) peerFor(h header) *peer {
 	case h.inc > p.inc:
 		c.drop(p)
 		c.st.restarts++
-		p.inc, p.seq, p.left = h.inc, 0, false
-		p.buf, p.bufOps = nil, 0
+		p.inc, p.left = h.inc, false
 		p.heard = c.now
 		c.log.Info("cluster: node restarted", "node", p.name)
 		if h.kind != kindGoodbye {
-			c.startSync(p)
+			c.resyncPeer(p)
 		}
 	case p.left:
 		c.st.stale++
@@ -109,7 +109,7 @@ func (c *core) peerFor(h header) *peer {
 	p.heard = c.now
 	if p.state == StateDown && h.kind != kindGoodbye {
 		c.log.Info("cluster: node is back", "node", p.name)
-		c.startSync(p)
+		c.resyncPeer(p)
 	}
 	return p
 }
@@ -127,42 +127,84 @@ func (c *core) info(p *peer) NodeInfo {
 		Pending: len(p.failed), LimitsDiffer: p.limitsDiffer}
 }
 
-// startSync asks p for a new snapshot. Batches keep being buffered.
+// resyncPeer fetches again everything this node follows of p: every
+// bucket under All, else the buckets of the topics followed.
+func (c *core) resyncPeer(p *peer) {
+	if c.replicate == All {
+		p.syncAll = true
+	} else {
+		for k := range c.bcount {
+			p.syncSet[k] = struct{}{}
+		}
+	}
+	c.startSync(p)
+}
+
+// syncBuckets adds buckets to what is fetched from p and asks again.
+func (c *core) syncBuckets(p *peer, buckets ...uint32) {
+	for _, k := range buckets {
+		p.syncSet[k] = struct{}{}
+	}
+	c.startSync(p)
+}
+
+// syncing reports whether p's batches of bucket k wait for a snapshot.
+func (p *peer) syncing(k uint32) bool {
+	if p.syncAll {
+		return true
+	}
+	_, ok := p.syncSet[k]
+	return ok
+}
+
+// startSync asks p for a new snapshot of the buckets being fetched.
+// Their batches keep being buffered. With none, p is up.
 func (c *core) startSync(p *peer) {
+	if !p.syncAll && len(p.syncSet) == 0 {
+		p.req, p.snapID, p.snapSeqs, p.pages = 0, 0, nil, nil
+		c.setState(p, StateUp)
+		return
+	}
 	c.setState(p, StateSyncing)
 	c.ids++
-	p.req, p.snapID, p.snapSeq, p.pages, p.asked = c.ids, 0, 0, nil, c.now
+	p.req, p.snapID, p.snapSeqs, p.pages, p.asked = c.ids, 0, nil, nil, c.now
 	c.st.resyncs++
 	c.askPage(p, 0)
 }
 
 func (c *core) askPage(p *peer, offset uint64) {
+	q := syncReq{req: p.req, snap: p.snapID, offset: offset, all: p.syncAll}
+	if !p.syncAll && p.snapID == 0 {
+		q.buckets = make([]uint32, 0, len(p.syncSet))
+		for k := range p.syncSet {
+			q.buckets = append(q.buckets, k)
+		}
+	}
 	b := appendHeader(nil, kindSyncReq, c.name, c.inc)
-	b = appendSyncReq(b, syncReq{req: p.req, snap: p.snapID, offset: offset})
+	b = appendSyncReq(b, q)
 	p.asked = c.now
 	c.send(c.subj.syncReq(p.name), b)
 }
 
 func (c *core) onBatch(p *peer, b batch) {
-	if p.state == StateUp {
+	if !c.follows(b.bucket) {
+		return // a late batch of a bucket no longer followed
+	}
+	if !p.syncing(b.bucket) {
+		seq := p.logs[b.bucket]
 		switch {
-		case b.first == p.seq+1:
+		case b.first == seq+1:
 			c.apply(p, b.ops)
-			p.seq = b.last()
+			p.logs[b.bucket] = b.last()
 			return
-		case b.last() <= p.seq:
+		case b.last() <= seq:
 			c.st.stale++
 			return
 		}
 		c.st.gaps++
-		c.startSync(p)
+		c.syncBuckets(p, b.bucket)
 	}
-	if p.bufOps+len(b.ops) > maxBuffered {
-		p.buf, p.bufOps = nil, 0
-		return
-	}
-	p.buf = append(p.buf, b)
-	p.bufOps += len(b.ops)
+	c.keep(p, b)
 }
 
 func (c *core) onHeartbeat(p *peer, kind byte, hb heartbeat) {
@@ -183,9 +225,22 @@ func (c *core) onHeartbeat(p *peer, kind byte, hb heartbeat) {
 		c.setState(p, StateDown)
 		return
 	}
-	if p.state == StateUp && hb.seq > p.seq {
-		c.st.gaps++
-		c.startSync(p)
+	clear(p.hb)
+	var behind []uint32
+	for _, s := range hb.seqs {
+		p.hb[s.bucket] = s.seq
+		if !c.follows(s.bucket) || p.syncing(s.bucket) {
+			continue
+		}
+		if seq, ok := p.logs[s.bucket]; s.seq > seq {
+			if ok {
+				c.st.gaps++ // batches were lost
+			} // else a bucket followed before p was heard in it
+			behind = append(behind, s.bucket)
+		}
+	}
+	if len(behind) > 0 {
+		c.syncBuckets(p, behind...)
 	}
 }
 
@@ -199,7 +254,10 @@ func (c *core) onSyncPage(p *peer, pg syncPage) {
 		c.startSync(p)
 		return
 	}
-	p.snapID, p.snapSeq = pg.snap, pg.seq
+	if pg.offset == 0 {
+		p.snapSeqs = pg.seqs
+	}
+	p.snapID = pg.snap
 	p.pages = append(p.pages, pg.entries...)
 	if pg.more {
 		c.askPage(p, uint64(len(p.pages)))
@@ -208,17 +266,20 @@ func (c *core) onSyncPage(p *peer, pg syncPage) {
 	c.finishSync(p)
 }
 
-// finishSync applies the snapshot as a diff against what p's entries are
-// here, so that unchanged entries do not flap, then replays the buffered
-// batches newer than it.
+// finishSync applies the snapshot of the buckets being fetched as a diff
+// against what p's entries of them are here, so that unchanged entries do
+// not flap, then replays the buffered batches newer than it.
 func (c *core) finishSync(p *peer) {
+	in := func(topic string) bool { return p.syncAll || p.syncing(c.bucketOf(topic)) }
 	next := make(map[rkey]rentry, len(p.pages))
 	for i := range p.pages {
 		o := &p.pages[i]
-		next[rkey{o.socket, o.topic}] = rentry{key: o.key, meta: string(o.meta), ref: o.ref}
+		if c.wants(o.topic) && in(o.topic) {
+			next[rkey{o.socket, o.topic}] = rentry{key: o.key, meta: string(o.meta), ref: o.ref}
+		}
 	}
 	for k := range p.want {
-		if _, ok := next[k]; !ok {
+		if _, ok := next[k]; !ok && in(k.topic) {
 			c.untrack(p, k)
 		}
 	}
@@ -230,36 +291,74 @@ func (c *core) finishSync(p *peer) {
 		}
 		c.track(p, k, v, nil)
 	}
-	p.seq, p.pages = p.snapSeq, nil
+	// The buckets fetched now stand at the snapshot's sequences.
+	if p.syncAll {
+		clear(p.logs)
+	} else {
+		for k := range p.syncSet {
+			delete(p.logs, k)
+		}
+	}
+	for _, s := range p.snapSeqs {
+		if p.syncing(s.bucket) {
+			p.logs[s.bucket] = s.seq
+		}
+	}
+	p.syncAll = false
+	clear(p.syncSet)
+	p.req, p.snapID, p.snapSeqs, p.pages = 0, 0, nil, nil
+	c.st.fetches++
+	c.fetchGen++
 	// A buffer that overflowed was emptied: what it lost shows as a gap
 	// at the next batch or heartbeat.
 	buf := p.buf
 	p.buf, p.bufOps = nil, 0
-	slices.SortFunc(buf, func(a, b batch) int { return cmp.Compare(a.first, b.first) })
-	for i, b := range buf {
-		switch {
-		case b.last() <= p.seq:
+	slices.SortFunc(buf, func(a, b batch) int {
+		return cmp.Or(cmp.Compare(a.bucket, b.bucket), cmp.Compare(a.first, b.first))
+	})
+	for _, b := range buf {
+		if !c.follows(b.bucket) {
 			continue
-		case b.first == p.seq+1:
+		}
+		if p.syncing(b.bucket) { // a gap found below: fetched again
+			c.keep(p, b)
+			continue
+		}
+		seq := p.logs[b.bucket]
+		switch {
+		case b.last() <= seq:
+			continue
+		case b.first == seq+1:
 			c.apply(p, b.ops)
-			p.seq = b.last()
+			p.logs[b.bucket] = b.last()
 			continue
 		}
 		// A gap: what is missing is newer than this snapshot.
 		c.st.gaps++
-		c.startSync(p)
-		p.buf = buf[i:]
-		for _, x := range p.buf {
-			p.bufOps += len(x.ops)
-		}
-		return
+		p.syncSet[b.bucket] = struct{}{}
+		c.keep(p, b)
 	}
-	c.setState(p, StateUp)
+	c.startSync(p) // up, unless a gap was found
 }
 
+// keep buffers b until the snapshot of its bucket is applied; a buffer
+// over maxBuffered is emptied, and what it lost shows as a gap later.
+func (c *core) keep(p *peer, b batch) {
+	if p.bufOps+len(b.ops) > maxBuffered {
+		p.buf, p.bufOps = nil, 0
+		return
+	}
+	p.buf = append(p.buf, b)
+	p.bufOps += len(b.ops)
+}
+
+// apply applies the ops of the topics this node follows.
 func (c *core) apply(p *peer, ops []op) {
 	for i := range ops {
 		o := &ops[i]
+		if !c.wants(o.topic) {
+			continue
+		}
 		k := rkey{o.socket, o.topic}
 		if o.kind == opTrack {
 			c.track(p, k, rentry{key: o.key, meta: string(o.meta), ref: o.ref}, o.meta)
@@ -274,6 +373,7 @@ func (c *core) apply(p *peer, ops []op) {
 // bytes.
 func (c *core) track(p *peer, k rkey, v rentry, meta []byte) {
 	if _, ok := p.want[k]; !ok {
+		c.rtopics[k.topic]++
 		rs := p.socks[k.socket]
 		if rs == nil {
 			rs = &rsock{id: c.nextID}
@@ -320,6 +420,7 @@ func (c *core) untrack(p *peer, k rkey) {
 	}
 	delete(p.want, k)
 	delete(p.failed, k)
+	c.lessRemote(k.topic)
 	rs := p.socks[k.socket]
 	if c.e.Untrack(rs.id, k.topic) {
 		c.notify[k.topic] = struct{}{}
@@ -329,10 +430,18 @@ func (c *core) untrack(p *peer, k rkey) {
 	}
 }
 
-// drop removes every entry of p from the engine.
+func (c *core) lessRemote(topic string) {
+	if c.rtopics[topic]--; c.rtopics[topic] <= 0 {
+		delete(c.rtopics, topic)
+	}
+}
+
+// drop removes every entry of p from the engine and forgets what p
+// published; a sync in progress ends.
 func (c *core) drop(p *peer) {
 	for k := range p.want {
 		c.notify[k.topic] = struct{}{}
+		c.lessRemote(k.topic)
 	}
 	for _, rs := range p.socks {
 		c.e.UntrackAll(rs.id)
@@ -340,5 +449,11 @@ func (c *core) drop(p *peer) {
 	clear(p.want)
 	clear(p.socks)
 	clear(p.failed)
-	p.pages = nil
+	clear(p.logs)
+	clear(p.hb)
+	clear(p.syncSet)
+	p.syncAll = false
+	p.req, p.snapID, p.snapSeqs, p.pages = 0, 0, nil, nil
+	p.buf, p.bufOps = nil, 0
+	c.fetchGen++
 }

@@ -24,6 +24,9 @@ var _ store = (*engine.Engine)(nil)
 
 // Tuning that tests may change; the defaults suit NATS's 1 MiB payloads.
 const (
+	// numBuckets is how many buckets topics are hashed into, each an
+	// ordered log with a subject of its own (see interest.go).
+	numBuckets    = 1024
 	maxBatchBytes = 64 << 10  // a delta message is cut after this many bytes
 	pageBytes     = 256 << 10 // a snapshot page holds about this many bytes
 	maxBuffered   = 1 << 16   // deltas buffered per node while it syncs
@@ -56,7 +59,8 @@ type rsock struct {
 
 // ownSnap is a copy of this node's published entries, served in pages.
 type ownSnap struct {
-	id, seq uint64
+	id      uint64
+	seqs    []bseq
 	taken   int64
 	entries []op
 }
@@ -65,21 +69,28 @@ type ownSnap struct {
 type peer struct {
 	name         string
 	inc          uint64
-	seq          uint64 // last sequence applied
 	state        State
 	left         bool  // said goodbye: later messages of inc are stale
 	heard        int64 // when a message of inc last arrived
 	limitsDiffer bool
 	refTagClash  bool
+	// logs holds, per followed bucket, the last sequence applied; a
+	// followed bucket missing is at 0.
+	logs map[uint32]uint64
+	// hb holds each bucket's last sequence as its last heartbeat said.
+	hb map[uint32]uint64
 
-	// While syncing.
-	req     uint64 // the request being answered
-	snapID  uint64
-	snapSeq uint64
-	asked   int64
-	pages   []op
-	buf     []batch // batches that arrived while syncing, replayed after
-	bufOps  int
+	// While syncing: the buckets being fetched (every one if syncAll),
+	// whose batches are buffered meanwhile.
+	syncAll  bool
+	syncSet  map[uint32]struct{}
+	req      uint64 // the request being answered
+	snapID   uint64
+	snapSeqs []bseq
+	asked    int64
+	pages    []op
+	buf      []batch // batches that arrived while syncing, replayed after
+	bufOps   int
 
 	want   map[rkey]rentry   // the entries the owner published
 	socks  map[uint64]*rsock // owner's socket -> synthetic socket here
@@ -92,7 +103,7 @@ type counters struct {
 	bytesSent, bytesReceived, heartbeatsSent, heartbeatsRecv  uint64
 	resyncs, gaps, snapshotsServed, remoteFull, remoteRejects uint64
 	stale, badMessages, slowConsumer, nodesDown, restarts     uint64
-	limitMismatches, duplicateNames                           uint64
+	limitMismatches, duplicateNames, fetches, lingerDrops     uint64
 }
 
 // core is the cluster's state machine: it has no goroutines and no clock
@@ -114,8 +125,13 @@ type core struct {
 	nextHB int64
 	// stallEnd is where the last wait credited to the peers ended.
 	stallEnd int64
-	seq      uint64
-	pub      map[string]map[engine.SocketID]pubEntry
+	// nbuckets is how many buckets topics are hashed into: numBuckets
+	// but in tests.
+	nbuckets uint32
+	// bseq holds each bucket's last sequence published, for the buckets
+	// used.
+	bseq map[uint32]uint64
+	pub  map[string]map[engine.SocketID]pubEntry
 	// cursors holds, per topic with local entries published, the engine
 	// cursor they stand at. Only the flusher writes it (under the lock),
 	// so the flusher may read it without.
@@ -129,10 +145,21 @@ type core struct {
 	seen                  map[engine.SocketID]struct{}
 	ops                   []byte
 	opsN                  int
+	opsBucket             uint32
 	first                 uint64
 	snaps                 []*ownSnap
 	ids                   uint64 // snapshot and request ids
 	nextID                engine.SocketID
+
+	// What this node follows: see interest.go.
+	replicate Replication
+	linger    int64
+	interest  map[string]*interest
+	bcount    map[uint32]int // followed topics per bucket
+	// subscribe, if set, subscribes to a bucket's deltas or unsubscribes.
+	subscribe func(bucket uint32, on bool)
+	rtopics   map[string]int // remote entries held per topic
+	fetchGen  uint64         // bumped when a fetch ends or a peer goes down
 
 	closed bool // the node said goodbye: nothing comes in any more
 	peers  map[string]*peer
@@ -145,6 +172,12 @@ func newCore(name string, inc uint64, hb, down int64, e store, log *slog.Logger,
 	return &core{
 		name: name, inc: inc, hb: hb, down: down, e: e, log: log, subj: subj,
 		limits: limits, refTag: refTag,
+		nbuckets:   numBuckets,
+		bseq:       map[uint32]uint64{},
+		linger:     int64(DefaultLinger),
+		interest:   map[string]*interest{},
+		bcount:     map[uint32]int{},
+		rtopics:    map[string]int{},
 		pub:        map[string]map[engine.SocketID]pubEntry{},
 		cursors:    map[string]engine.Cursor{},
 		small:      smallTopic,
@@ -165,6 +198,15 @@ func (c *core) send(subject string, data []byte) {
 // syncTimeout is how long a sync request may go unanswered before it is
 // asked again.
 func (c *core) syncTimeout() int64 { return max(c.hb, c.down/4) }
+
+// remoteEntries counts the remote entries held.
+func (c *core) remoteEntries() int {
+	n := 0
+	for _, p := range c.peers {
+		n += len(p.want)
+	}
+	return n
+}
 
 func (c *core) pending() int {
 	n := 0
@@ -213,7 +255,6 @@ func (c *core) tick(now int64) {
 		case now-p.heard > c.down:
 			c.log.Warn("cluster: node is down", "node", p.name)
 			c.drop(p)
-			p.buf, p.bufOps = nil, 0
 			c.st.nodesDown++
 			c.setState(p, StateDown)
 			continue
@@ -224,6 +265,7 @@ func (c *core) tick(now int64) {
 			c.store(p, k, p.want[k], nil)
 		}
 	}
+	c.expireLinger(now)
 	for len(c.snaps) > 0 && now-c.snaps[0].taken > 4*c.syncTimeout() {
 		c.snaps = c.snaps[1:]
 	}
@@ -234,7 +276,7 @@ func (c *core) tick(now int64) {
 func (c *core) resyncAll() {
 	for _, p := range c.peers {
 		if p.state != StateDown {
-			c.startSync(p)
+			c.resyncPeer(p)
 		}
 	}
 }

@@ -138,10 +138,16 @@ func (c *core) diffEntries(topic string, entries []engine.Entry) {
 	}
 }
 
+// addOp adds o to the batch of its topic's bucket, after the batch of
+// another bucket is published.
 func (c *core) addOp(o *op) {
-	c.seq++
+	k := c.bucketOf(o.topic)
+	if c.opsN > 0 && k != c.opsBucket {
+		c.endBatch()
+	}
+	c.bseq[k]++
 	if c.opsN == 0 {
-		c.first = c.seq
+		c.first, c.opsBucket = c.bseq[k], k
 	}
 	c.ops = appendOp(c.ops, o)
 	c.opsN++
@@ -154,20 +160,40 @@ func (c *core) endBatch() {
 	if c.opsN == 0 {
 		return
 	}
-	b := appendHeader(make([]byte, 0, len(c.ops)+32+len(c.name)), kindBatch, c.name, c.inc)
+	b := appendHeader(make([]byte, 0, len(c.ops)+40+len(c.name)), kindBatch, c.name, c.inc)
+	b = binary.AppendUvarint(b, uint64(c.opsBucket))
 	b = binary.AppendUvarint(b, c.first)
 	b = binary.AppendUvarint(b, uint64(c.opsN))
 	b = append(b, c.ops...)
 	c.st.deltasSent += uint64(c.opsN)
 	c.st.batchesSent++
 	c.ops, c.opsN = c.ops[:0], 0
-	c.send(c.subj.stream(c.name), b)
+	c.send(c.subj.deltas(c.opsBucket), b)
+}
+
+// seqsOf lists the sequences of the buckets used among buckets, or of
+// every bucket used if all.
+func (c *core) seqsOf(all bool, buckets []uint32) []bseq {
+	var out []bseq
+	if all {
+		out = make([]bseq, 0, len(c.bseq))
+		for k, s := range c.bseq {
+			out = append(out, bseq{k, s})
+		}
+		return out
+	}
+	for _, k := range buckets {
+		if s := c.bseq[k]; s > 0 {
+			out = append(out, bseq{k, s})
+		}
+	}
+	return out
 }
 
 func (c *core) heartbeat(kind byte) {
-	c.endBatch() // the heartbeat's sequence must have been published
+	c.endBatch() // the heartbeat's sequences must have been published
 	b := appendHeader(nil, kind, c.name, c.inc)
-	b = appendHeartbeat(b, heartbeat{seq: c.seq, limits: c.limits, refTag: c.refTag})
+	b = appendHeartbeat(b, heartbeat{seqs: c.seqsOf(true, nil), limits: c.limits, refTag: c.refTag})
 	c.st.heartbeatsSent++
 	c.send(c.subj.stream(c.name), b)
 }
@@ -182,7 +208,7 @@ func (c *core) goodbye() {
 func (c *core) onSyncReq(h header, q syncReq) {
 	var s *ownSnap
 	if q.snap == 0 {
-		s = c.takeSnap()
+		s = c.takeSnap(q.all, q.buckets)
 	} else {
 		for _, x := range c.snaps {
 			if x.id == q.snap {
@@ -194,7 +220,10 @@ func (c *core) onSyncReq(h header, q syncReq) {
 	var body []byte
 	n := 0
 	if s != nil && q.offset <= uint64(len(s.entries)) {
-		pg.snap, pg.seq, pg.offset = s.id, s.seq, q.offset
+		pg.snap, pg.offset = s.id, q.offset
+		if q.offset == 0 {
+			pg.seqs = s.seqs
+		}
 		for i := q.offset; i < uint64(len(s.entries)) && (n == 0 || len(body) < c.pageBytes); i++ {
 			body = appendOp(body, &s.entries[i])
 			n++
@@ -207,13 +236,26 @@ func (c *core) onSyncReq(h header, q syncReq) {
 	c.send(c.subj.reply(h.node), b)
 }
 
-// takeSnap copies the published entries, which are exactly those through
-// c.seq, since both change together.
-func (c *core) takeSnap() *ownSnap {
+// takeSnap copies the published entries of the topics in buckets, or of
+// every topic if all, which are exactly those through the buckets'
+// sequences, since both change together.
+func (c *core) takeSnap(all bool, buckets []uint32) *ownSnap {
 	c.endBatch()
 	c.ids++
-	s := &ownSnap{id: c.ids, seq: c.seq, taken: c.now}
+	s := &ownSnap{id: c.ids, seqs: c.seqsOf(all, buckets), taken: c.now}
+	var in map[uint32]struct{}
+	if !all {
+		in = make(map[uint32]struct{}, len(buckets))
+		for _, k := range buckets {
+			in[k] = struct{}{}
+		}
+	}
 	for topic, m := range c.pub {
+		if !all {
+			if _, ok := in[c.bucketOf(topic)]; !ok {
+				continue
+			}
+		}
 		for sock, pe := range m {
 			s.entries = append(s.entries, op{kind: opTrack, socket: uint64(sock), topic: topic, key: pe.key, meta: []byte(pe.meta), ref: pe.ref})
 		}
