@@ -203,3 +203,55 @@ func TestNATSLeftTopicStopsItsDeltas(t *testing.T) {
 		t.Fatal("c mirrors x again")
 	}
 }
+
+// BenchmarkFirstJoin measures Subscribe on a node whose socket is the
+// first in a topic: 3 nodes on 3 routed NATS servers on loopback, two of
+// them with 20 entries each in every topic. Under Interest it includes
+// the fetch of the topic's 40 entries; under All, the baseline, only the
+// confirmation of the broadcast subscription. Each join is a first one:
+// the node leaves and waits out a short linger between joins. Run it with
+// -benchtime=200x or more for a meaningful p99.
+func BenchmarkFirstJoin(b *testing.B) {
+	for _, r := range []Replication{All, Interest} {
+		b.Run(r.String(), func(b *testing.B) { benchmarkFirstJoin(b, r) })
+	}
+}
+
+func benchmarkFirstJoin(b *testing.B, r Replication) {
+	ss := startNATS(b, 3, nil, nil)
+	mode := func(c *Config) { c.Replicate, c.Linger = r, time.Millisecond }
+	owners := []*testNode{startNode(b, ss[0], "a", mode), startNode(b, ss[1], "b", mode)}
+	c := startNode(b, ss[2], "c", mode)
+	const topics, per = 50, 20
+	for _, o := range owners {
+		for i := range topics * per {
+			o.track(b, engine.SocketID(i%per+1), fmt.Sprintf("room:%d", i/per), fmt.Sprintf("%s%d", o.name, i), `{}`)
+		}
+	}
+	waitUntil(b, "the owners publish", 10*time.Second, func() bool {
+		return owners[0].n.Stats().DeltasSent == topics*per && owners[1].n.Stats().DeltasSent == topics*per
+	})
+	hb := c.n.Stats().HeartbeatsReceived
+	waitUntil(b, "c hears both after that", 5*time.Second, func() bool { return c.n.Stats().HeartbeatsReceived >= hb+4 })
+	took := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		topic := fmt.Sprintf("room:%d", i%topics)
+		start := time.Now()
+		c.n.Subscribe(topic)
+		took = append(took, time.Since(start))
+		b.StopTimer()
+		if r == Interest && c.e.Count(topic) != 2*per {
+			b.Fatalf("c holds %d entries of %s after the join, want %d", c.e.Count(topic), topic, 2*per)
+		}
+		c.n.Unsubscribe(topic)
+		if r == Interest {
+			waitUntil(b, "the linger ends", 5*time.Second, func() bool { return c.e.Count(topic) == 0 })
+		}
+		b.StartTimer()
+	}
+	b.StopTimer()
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(took[len(took)*99/100].Microseconds())/1000, "p99-ms")
+}
