@@ -14,8 +14,9 @@ import (
 )
 
 // Node is this server's member of a cluster. Create it with Start; hand it
-// to channel.Config.Cluster, or call Changed after writing local presence
-// into the engine directly.
+// to channel.Config.Cluster, or, writing local presence into the engine
+// directly, call Subscribe and Unsubscribe as sockets join and leave
+// topics and Changed after each write.
 type Node struct {
 	cfg   Config
 	nc    *nats.Conn
@@ -68,8 +69,9 @@ type bsub struct {
 var _ channel.Cluster = (*Node)(nil)
 
 // Start joins the cluster on conn with the local engine presence: it
-// subscribes first, announces itself, and then fetches the entries of
-// every node it hears. The node runs until Close, or until ctx is done,
+// subscribes first, announces itself, and then fetches from every node it
+// hears the entries it mirrors (under All, all of them; under Interest,
+// those of the topics subscribed). The node runs until Close, or until ctx is done,
 // which closes it as Close does; ctx also bounds the start (10 s when it
 // has no deadline). presence should have its own Config.RefTag (see
 // RefTag) and, to keep room for other nodes' entries, a LocalCapacity
