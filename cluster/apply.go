@@ -161,13 +161,13 @@ func (p *peer) syncing(k uint32) bool {
 // Their batches keep being buffered. With none, p is up.
 func (c *core) startSync(p *peer) {
 	if !p.syncAll && len(p.syncSet) == 0 {
-		p.req, p.snapID, p.snapSeqs, p.pages = 0, 0, nil, nil
+		p.req, p.snapID, p.snapSeqs, p.pages, p.fin = 0, 0, nil, nil, nil
 		c.setState(p, StateUp)
 		return
 	}
 	c.setState(p, StateSyncing)
 	c.ids++
-	p.req, p.snapID, p.snapSeqs, p.pages, p.asked = c.ids, 0, nil, nil, c.now
+	p.req, p.snapID, p.snapSeqs, p.pages, p.fin, p.asked = c.ids, 0, nil, nil, nil, c.now
 	c.st.resyncs++
 	c.askPage(p, 0)
 }
@@ -266,31 +266,100 @@ func (c *core) onSyncPage(p *peer, pg syncPage) {
 	c.finishSync(p)
 }
 
-// finishSync applies the snapshot of the buckets being fetched as a diff
-// against what p's entries of them are here, so that unchanged entries do
-// not flap, then replays the buffered batches newer than it.
+// finishing is a snapshot being applied, a piece at a time.
+type finishing struct {
+	phase int
+	pos   int
+	in    map[rkey]struct{} // the snapshot's entries of the topics followed
+	gone  []rkey            // entries held here and not in the snapshot
+}
+
+// The phases of a finishing.
+const (
+	finIndex   = iota // index the snapshot's entries
+	finUntrack        // untrack what the snapshot does not hold
+	finTrack          // track what changed
+)
+
+// finishSync starts applying the snapshot of the buckets being fetched as
+// a diff against what p's entries of them are here, so that unchanged
+// entries do not flap; step applies it in pieces of c.piece entries, so
+// that the node's lock is free in between for heartbeats and the other
+// nodes' deltas, then replays the buffered batches newer than it. Pages
+// that arrive meanwhile are stale; a new sync of p starts over.
 func (c *core) finishSync(p *peer) {
-	in := func(topic string) bool { return p.syncAll || p.syncing(c.bucketOf(topic)) }
-	next := make(map[rkey]rentry, len(p.pages))
-	for i := range p.pages {
-		o := &p.pages[i]
-		if c.wants(o.topic) && in(o.topic) {
-			next[rkey{o.socket, o.topic}] = rentry{key: o.key, meta: string(o.meta), ref: o.ref}
+	p.req = 0
+	p.fin = &finishing{in: make(map[rkey]struct{}, len(p.pages))}
+	c.busy = true
+}
+
+// step applies a piece of a snapshot being applied; it reports whether
+// more pieces are left.
+func (c *core) step() bool {
+	if !c.busy {
+		return false
+	}
+	for _, p := range c.peers {
+		if p.fin != nil {
+			c.stepPeer(p)
+			return true
 		}
 	}
-	for k := range p.want {
-		if _, ok := next[k]; !ok && in(k.topic) {
-			c.untrack(p, k)
-		}
-	}
-	for k, v := range next {
-		if old, ok := p.want[k]; ok && old == v {
-			if _, failed := p.failed[k]; !failed {
-				continue
+	c.busy = false
+	return false
+}
+
+func (c *core) stepPeer(p *peer) {
+	f := p.fin
+	in := func(topic string) bool { return c.wants(topic) && p.syncing(c.bucketOf(topic)) }
+	end := f.pos + c.piece
+	switch f.phase {
+	case finIndex:
+		for ; f.pos < len(p.pages) && f.pos < end; f.pos++ {
+			if o := &p.pages[f.pos]; in(o.topic) {
+				f.in[rkey{o.socket, o.topic}] = struct{}{}
 			}
 		}
-		c.track(p, k, v, nil)
+		if f.pos == len(p.pages) {
+			for k := range p.want {
+				if _, ok := f.in[k]; !ok && in(k.topic) {
+					f.gone = append(f.gone, k)
+				}
+			}
+			f.phase, f.pos, f.in = finUntrack, 0, nil
+		}
+	case finUntrack:
+		for ; f.pos < len(f.gone) && f.pos < end; f.pos++ {
+			c.untrack(p, f.gone[f.pos])
+		}
+		if f.pos == len(f.gone) {
+			f.phase, f.pos, f.gone = finTrack, 0, nil
+		}
+	case finTrack:
+		for ; f.pos < len(p.pages) && f.pos < end; f.pos++ {
+			o := &p.pages[f.pos]
+			if !in(o.topic) {
+				continue
+			}
+			k, v := rkey{o.socket, o.topic}, rentry{key: o.key, meta: string(o.meta), ref: o.ref}
+			if old, ok := p.want[k]; ok && old == v {
+				if _, failed := p.failed[k]; !failed {
+					continue
+				}
+			}
+			c.track(p, k, v, o.meta)
+		}
+		if f.pos == len(p.pages) {
+			p.fin = nil
+			c.endSync(p)
+		}
 	}
+}
+
+// endSync ends a sync whose snapshot is applied: the buckets fetched
+// stand at the snapshot's sequences, and the buffered batches are
+// replayed.
+func (c *core) endSync(p *peer) {
 	// The buckets fetched now stand at the snapshot's sequences.
 	if p.syncAll {
 		clear(p.logs)
@@ -453,7 +522,7 @@ func (c *core) drop(p *peer) {
 	clear(p.hb)
 	clear(p.syncSet)
 	p.syncAll = false
-	p.req, p.snapID, p.snapSeqs, p.pages = 0, 0, nil, nil
+	p.req, p.snapID, p.snapSeqs, p.pages, p.fin = 0, 0, nil, nil, nil
 	p.buf, p.bufOps = nil, 0
 	c.fetchGen++
 }

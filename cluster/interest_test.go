@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/presencekit/presence/engine"
 )
 
@@ -254,4 +256,188 @@ func benchmarkFirstJoin(b *testing.B, r Replication) {
 	slices.Sort(took)
 	b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(took[len(took)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// A node applying a snapshot of 100,000 entries keeps heartbeating and
+// applying the other nodes' deltas: the largest gap between its
+// heartbeats stays within 2 Heartbeat, and no peer is declared down.
+func TestNATSBigSnapshotDoesNotStall(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("100,000 entries: run without -race and -short")
+	}
+	leakCheck(t)
+	ss := startNATS(t, 1, nil, nil)
+	const n = 100_000
+	big := func() engine.Config { return engine.Config{Capacity: 2 * n, MaxPerSocket: n, RefTag: tags.Add(1)} }
+	// A Heartbeat above the scheduling noise of a loaded machine, and a
+	// DownAfter long enough for a's snapshot to be paged (4 MiB, kept for
+	// 4 sync timeouts).
+	const hb = 500 * time.Millisecond
+	cfg := func(c *Config) { c.Replicate, c.Heartbeat, c.DownAfter = All, hb, 2*time.Second }
+	a := startNodeEngine(t, ss[0].ClientURL(), "a", big(), cfg)
+	b := startNodeEngine(t, ss[0].ClientURL(), "b", big(), cfg)
+	for i := range n {
+		if err := a.e.Track(engine.SocketID(i+1), fmt.Sprintf("room:%d", i%100), fmt.Sprintf("user%d", i), []byte(`{"s":"on"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 100 {
+		a.n.Changed(fmt.Sprintf("room:%d", i))
+	}
+	waitUntil(t, "a publishes", 20*time.Second, func() bool { return a.n.Stats().DeltasSent == n })
+
+	// c's heartbeats, as a fourth party on the NATS server sees them.
+	var mu sync.Mutex
+	var beats []time.Time
+	watch, err := nats.Connect(ss[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close()
+	sub, err := watch.Subscribe("test.n.c", func(m *nats.Msg) {
+		r := reader{b: m.Data}
+		if h := readHeader(&r); h.kind == kindHeartbeat {
+			mu.Lock()
+			beats = append(beats, time.Now())
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	watch.Flush()
+
+	c := startNodeEngine(t, ss[0].ClientURL(), "c", big(), cfg)
+	// b changes its entry all along: c applies b's deltas meanwhile.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 20_000; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			if _, _, err := b.e.TrackRef(1, "room:b", "bob", fmt.Appendf(nil, `{"n":%d}`, i)); err != nil {
+				t.Error(err)
+				return
+			}
+			b.n.Changed("room:b")
+		}
+	}()
+	var bApplied bool // c applied a delta of b while a's snapshot was being applied
+	waitUntil(t, "c holds a's entries", 60*time.Second, func() bool {
+		c.n.mu.Lock()
+		pa := c.n.c.peers["a"]
+		applying := pa != nil && pa.fin != nil
+		c.n.mu.Unlock()
+		if applying && c.n.Stats().DeltasApplied > 0 {
+			bApplied = true
+		}
+
+		return c.e.Len() >= n+1
+	})
+	close(stop)
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	var worst time.Duration
+	var gaps []time.Duration
+	for i := 1; i < len(beats); i++ {
+		worst = max(worst, beats[i].Sub(beats[i-1]))
+		gaps = append(gaps, beats[i].Sub(beats[i-1]).Round(time.Millisecond))
+	}
+	t.Logf("%d heartbeats of c, largest gap %v; b's deltas applied during a's snapshot: %v", len(beats), worst, bApplied)
+	if worst > 2*hb {
+		t.Fatalf("c's heartbeats were %v apart, more than 2 Heartbeat (%v)", worst, 2*hb)
+	}
+	for _, nd := range []*testNode{a, b, c} {
+		if st := nd.n.Stats(); st.NodesDown != 0 {
+			t.Fatalf("%s declared %d nodes down", nd.name, st.NodesDown)
+		}
+	}
+	if !bApplied {
+		t.Fatal("c applied none of b's deltas while it applied a's snapshot")
+	}
+}
+
+// A snapshot of 100,000 entries is applied a piece at a time: between
+// pieces the node heartbeats and applies another node's deltas.
+func TestSnapshotAppliedInBoundedPieces(t *testing.T) {
+	n := 100_000
+	if raceEnabled {
+		n = 10_000 // the same pieces, fewer of them
+	}
+	s := newSim(t, 3)
+	big := func(i int) {
+		e, err := engine.New(engine.Config{Capacity: 2 * n, MaxPerSocket: 4, RefTag: s.nodes[i].tag})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.nodes[i].e, s.nodes[i].c.e = e, e
+	}
+	big(1)
+	big(2)
+	s.kill(0, true)
+	owner, c := s.nodes[2], s.nodes[0]
+	for i := range n {
+		topic := fmt.Sprintf("room:%d", i%100)
+		if err := owner.e.Track(engine.SocketID(i+1), topic, fmt.Sprintf("u%d", i), []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		owner.dirty[topic] = true
+	}
+	s.flush(2)
+	s.settle()
+	s.start(0) // c comes back, empty, and fetches the owner's snapshot
+	big(0)
+	c.c.piece = 1024
+	s.stepwise = true
+	var p *peer
+	for ticks := 0; p == nil || p.fin == nil; {
+		if len(s.net) == 0 { // the owner's next heartbeat
+			if ticks++; ticks > 4 {
+				t.Fatal("c never received the whole snapshot")
+			}
+			s.advance(simH / 2)
+			continue
+		}
+		s.deliver(0)
+		p = c.c.peers[owner.name]
+	}
+	steps, midway := 0, false
+	for {
+		before := c.e.Len()
+		more := c.c.step()
+		steps++
+		if grew := c.e.Len() - before; grew > c.c.piece {
+			t.Fatalf("a step stored %d entries, more than a piece (%d)", grew, c.c.piece)
+		}
+		if !more {
+			break
+		}
+		if !midway && c.e.Len() > n/2 {
+			midway = true
+			// Another node's delta is applied between two pieces...
+			s.track(1, 1, "room:b", "bob", `{}`)
+			for len(s.net) > 0 {
+				s.deliver(0)
+			}
+			if c.e.Count("room:b") != 1 || p.fin == nil {
+				t.Fatalf("b's entry was not applied between pieces (count %d, applying %v)", c.e.Count("room:b"), p.fin != nil)
+			}
+			// ...and the clock's tick heartbeats.
+			hb := c.c.st.heartbeatsSent
+			s.now += simH
+			c.c.tick(s.now)
+			if c.c.st.heartbeatsSent == hb || p.fin == nil {
+				t.Fatal("no heartbeat between pieces")
+			}
+		}
+	}
+	if !midway || steps < n/c.c.piece || c.e.Len() != n+1 || p.state != StateUp {
+		t.Fatalf("midway %v, %d steps, c holds %d entries, owner %v", midway, steps, c.e.Len(), p.state)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -204,7 +205,17 @@ func (n *Node) publish(subject string, data []byte) {
 func (n *Node) onMsg(m *nats.Msg) {
 	n.lock()
 	n.c.now = n.now()
+	driving := !n.c.busy
 	n.c.onMessage(m.Data)
+	// A snapshot is applied a piece at a time, the lock free in between:
+	// the node keeps heartbeating and applying other nodes' deltas. The
+	// goroutine whose message started it drives it.
+	for driving && n.c.step() {
+		n.mu.Unlock()
+		runtime.Gosched()
+		n.lock()
+		n.c.now = n.now()
+	}
 	notify, events := n.drain()
 	n.mu.Unlock()
 	n.report(notify, events)
