@@ -1,9 +1,11 @@
 package cluster
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"slices"
+	"strings"
 
 	"github.com/presencekit/presence/engine"
 )
@@ -18,11 +20,24 @@ func (c *core) onMessage(data []byte) {
 		return
 	}
 	c.st.bytesReceived += uint64(len(data))
-	r := reader{b: data}
+	// Strings point into data while decoding: a batch's are copied only
+	// where kept, the others' at once.
+	r := reader{b: data, alias: true}
 	h := readHeader(&r)
 	if r.err != nil {
 		c.st.badMessages++
 		return
+	}
+	switch p := c.peers[h.node]; {
+	case p != nil:
+		h.node = p.name
+	case h.node == c.name:
+		h.node = c.name
+	default:
+		h.node = strings.Clone(h.node)
+	}
+	if h.kind != kindBatch {
+		r.alias = false
 	}
 	if h.node == c.name { // this node's own stream, echoed: not decoded
 		if h.inc != c.inc {
@@ -35,7 +50,8 @@ func (c *core) onMessage(data []byte) {
 	}
 	switch h.kind {
 	case kindBatch:
-		b := readBatch(&r)
+		b := readBatch(&r, c.dec)
+		c.dec = b.ops[:0]
 		if r.done() != nil {
 			c.st.badMessages++
 			return
@@ -82,7 +98,7 @@ func (c *core) peerFor(h header) *peer {
 	p := c.peers[h.node]
 	switch {
 	case p == nil:
-		p = &peer{name: h.node, inc: h.inc, want: map[rkey]rentry{}, socks: map[uint64]*rsock{}, failed: map[rkey]struct{}{},
+		p = &peer{name: h.node, inc: h.inc, want: map[rkey]*rentry{}, socks: map[uint64]*rsock{}, failed: map[rkey]struct{}{},
 			logs: map[uint32]uint64{}, hb: map[uint32]uint64{}, syncSet: map[uint32]struct{}{}}
 		c.peers[h.node] = p
 		p.heard = c.now
@@ -341,13 +357,13 @@ func (c *core) stepPeer(p *peer) {
 			if !in(o.topic) {
 				continue
 			}
-			k, v := rkey{o.socket, o.topic}, rentry{key: o.key, meta: string(o.meta), ref: o.ref}
-			if old, ok := p.want[k]; ok && old == v {
+			k := rkey{o.socket, o.topic}
+			if old := p.want[k]; old != nil && old.key == o.key && old.ref == o.ref && bytes.Equal(old.meta, o.meta) {
 				if _, failed := p.failed[k]; !failed {
 					continue
 				}
 			}
-			c.track(p, k, v, o.meta)
+			c.track(p, k, o)
 		}
 		if f.pos == len(p.pages) {
 			p.fin = nil
@@ -417,7 +433,7 @@ func (c *core) keep(p *peer, b batch) {
 		p.buf, p.bufOps = nil, 0
 		return
 	}
-	p.buf = append(p.buf, b)
+	p.buf = append(p.buf, b.clone())
 	p.bufOps += len(b.ops)
 }
 
@@ -430,7 +446,7 @@ func (c *core) apply(p *peer, ops []op) {
 		}
 		k := rkey{o.socket, o.topic}
 		if o.kind == opTrack {
-			c.track(p, k, rentry{key: o.key, meta: string(o.meta), ref: o.ref}, o.meta)
+			c.track(p, k, o)
 		} else {
 			c.untrack(p, k)
 		}
@@ -438,11 +454,16 @@ func (c *core) apply(p *peer, ops []op) {
 	c.st.deltasApplied += uint64(len(ops))
 }
 
-// track records and stores a remote entry; meta, if not nil, is v.meta as
-// bytes.
-func (c *core) track(p *peer, k rkey, v rentry, meta []byte) {
-	if _, ok := p.want[k]; !ok {
-		c.rtopics[k.topic]++
+// track records and stores a remote entry. o's strings may point into a
+// message: what is kept is copied, and an update of an entry held is
+// written in place, without allocating.
+func (c *core) track(p *peer, k rkey, o *op) {
+	e := p.want[k]
+	if e == nil {
+		e = &rentry{topic: strings.Clone(k.topic), key: strings.Clone(o.key), meta: bytes.Clone(o.meta), ref: o.ref}
+		k.topic = e.topic
+		p.want[k] = e
+		c.rtopics[e.topic]++
 		rs := p.socks[k.socket]
 		if rs == nil {
 			rs = &rsock{id: c.nextID}
@@ -450,19 +471,22 @@ func (c *core) track(p *peer, k rkey, v rentry, meta []byte) {
 			p.socks[k.socket] = rs
 		}
 		rs.n++
+	} else {
+		k.topic = e.topic
+		if e.key != o.key {
+			e.key = strings.Clone(o.key)
+		}
+		e.meta = append(e.meta[:0], o.meta...)
+		e.ref = o.ref
 	}
-	p.want[k] = v
-	c.store(p, k, v, meta)
+	c.store(p, k, e)
 }
 
 // store writes a remote entry into the engine; a refusal is counted,
 // logged (once per node until all its entries are stored), and retried by
-// tick.
-func (c *core) store(p *peer, k rkey, v rentry, meta []byte) {
-	if meta == nil {
-		meta = []byte(v.meta)
-	}
-	res, err := c.e.TrackWithRef(p.socks[k.socket].id, k.topic, v.key, meta, v.ref)
+// tick. k.topic is e.topic.
+func (c *core) store(p *peer, k rkey, e *rentry) {
+	res, err := c.e.TrackWithRef(p.socks[k.socket].id, e.topic, e.key, e.meta, e.ref)
 	if err != nil {
 		if errors.Is(err, engine.ErrFull) {
 			c.st.remoteFull++
@@ -471,28 +495,31 @@ func (c *core) store(p *peer, k rkey, v rentry, meta []byte) {
 		}
 		if _, ok := p.failed[k]; !ok {
 			if len(p.failed) == 0 { // once until all are stored, not per entry
-				c.log.Warn("cluster: remote entries cannot be stored; retrying (see Stats and Nodes)", "node", p.name, "topic", k.topic, "key", v.key, "err", err)
+				c.log.Warn("cluster: remote entries cannot be stored; retrying (see Stats and Nodes)", "node", p.name, "topic", e.topic, "key", e.key, "err", err)
 			}
 			p.failed[k] = struct{}{}
 		}
 		return
 	}
-	delete(p.failed, k)
+	if len(p.failed) > 0 {
+		delete(p.failed, k)
+	}
 	if res != engine.Unchanged {
-		c.notify[k.topic] = struct{}{}
+		c.notify[e.topic] = struct{}{}
 	}
 }
 
 func (c *core) untrack(p *peer, k rkey) {
-	if _, ok := p.want[k]; !ok {
+	e := p.want[k]
+	if e == nil {
 		return
 	}
 	delete(p.want, k)
 	delete(p.failed, k)
-	c.lessRemote(k.topic)
+	c.lessRemote(e.topic)
 	rs := p.socks[k.socket]
-	if c.e.Untrack(rs.id, k.topic) {
-		c.notify[k.topic] = struct{}{}
+	if c.e.Untrack(rs.id, e.topic) {
+		c.notify[e.topic] = struct{}{}
 	}
 	if rs.n--; rs.n == 0 {
 		delete(p.socks, k.socket)

@@ -48,10 +48,12 @@ type rkey struct {
 	topic  string
 }
 
-// rentry is a remote entry as its owner published it.
+// rentry is a remote entry as its owner published it; topic is the
+// string the engine and the maps hold. An update writes it in place.
 type rentry struct {
-	key, meta string
-	ref       uint64
+	topic, key string
+	meta       []byte
+	ref        uint64
 }
 
 // rsock is a remote socket's synthetic ID here and its entry count.
@@ -96,7 +98,7 @@ type peer struct {
 	buf      []batch    // batches that arrived while syncing, replayed after
 	bufOps   int
 
-	want   map[rkey]rentry   // the entries the owner published
+	want   map[rkey]*rentry  // the entries the owner published
 	socks  map[uint64]*rsock // owner's socket -> synthetic socket here
 	failed map[rkey]struct{} // entries of want the engine refused
 }
@@ -147,6 +149,7 @@ type core struct {
 	// maxBatchBytes and pageBytes but in tests.
 	batchBytes, pageBytes int
 	seen                  map[engine.SocketID]struct{}
+	dec                   []op // the ops of the batch being decoded
 	ops                   []byte
 	opsN                  int
 	opsBucket             uint32
@@ -271,7 +274,7 @@ func (c *core) tick(now int64) {
 			c.startSync(p)
 		}
 		for k := range p.failed {
-			c.store(p, k, p.want[k], nil)
+			c.store(p, k, p.want[k])
 		}
 	}
 	c.expireLinger(now)
