@@ -241,19 +241,24 @@ func (c *core) onHeartbeat(p *peer, kind byte, hb heartbeat) {
 		c.setState(p, StateDown)
 		return
 	}
-	clear(p.hb)
+	// The batches up to the previous heartbeat's sequences had a
+	// heartbeat's time to arrive: one still missing was lost. (Those of
+	// this heartbeat may still be on their way, on other subjects.)
 	var behind []uint32
-	for _, s := range hb.seqs {
-		p.hb[s.bucket] = s.seq
-		if !c.follows(s.bucket) || p.syncing(s.bucket) {
+	for k, prev := range p.hb {
+		if !c.follows(k) || p.syncing(k) {
 			continue
 		}
-		if seq, ok := p.logs[s.bucket]; s.seq > seq {
+		if seq, ok := p.logs[k]; prev > seq {
 			if ok {
 				c.st.gaps++ // batches were lost
 			} // else a bucket followed before p was heard in it
-			behind = append(behind, s.bucket)
+			behind = append(behind, k)
 		}
+	}
+	clear(p.hb)
+	for _, s := range hb.seqs {
+		p.hb[s.bucket] = s.seq
 	}
 	if len(behind) > 0 {
 		c.syncBuckets(p, behind...)
