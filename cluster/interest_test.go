@@ -344,10 +344,8 @@ func TestNATSBigSnapshotDoesNotStall(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	var worst time.Duration
-	var gaps []time.Duration
 	for i := 1; i < len(beats); i++ {
 		worst = max(worst, beats[i].Sub(beats[i-1]))
-		gaps = append(gaps, beats[i].Sub(beats[i-1]).Round(time.Millisecond))
 	}
 	t.Logf("%d heartbeats of c, largest gap %v; b's deltas applied during a's snapshot: %v", len(beats), worst, bApplied)
 	if worst > 2*hb {
