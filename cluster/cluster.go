@@ -76,7 +76,12 @@
 // broadcasts, and the NATS client's goroutines for its subscriptions. Its
 // state sits behind one lock, under which remote deltas are written into
 // the engine: a burst of them costs engine writes, and readers of the
-// engine never wait for the lock.
+// engine never wait for the lock. A snapshot is written a piece of 1024
+// entries at a time, the lock free in between, so that a node applying a
+// large one keeps heartbeating and applying the other nodes' deltas.
+// Subscribe waits, at most a sync timeout (the larger of Heartbeat and
+// DownAfter/4), for the fetch of a topic's entries; Unsubscribe does not
+// wait.
 package cluster
 
 import (
