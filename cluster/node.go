@@ -178,6 +178,9 @@ func (n *Node) subscribeBucket(k uint32, on bool) {
 		}
 		return
 	}
+	if n.c.closed {
+		return // Close unsubscribed everything: a late join subscribes nothing
+	}
 	sub, err := n.subscribe(n.subj.deltas(k))
 	if err != nil {
 		n.log.Warn("cluster: delta subscription failed", "bucket", k, "err", err)
