@@ -28,10 +28,11 @@ import (
 // topic of the same bucket: with 1024 buckets and T topics, the followers
 // of about T/1024 other topics.
 //
-// Memory: a heartbeat holds at most 1024 pairs (5 KiB on the wire), and
-// a node keeps per peer the last heartbeat's pairs and the sequences of
-// the buckets it follows: at most about 40 KiB a peer under All, a few
-// hundred bytes a peer under Interest.
+// Memory: a heartbeat holds at most 1024 pairs (5 KiB on the wire), one
+// per bucket its node ever published in, and a node keeps per peer the
+// last heartbeat's pairs and the sequences of the buckets it follows: at
+// most about 40 KiB a peer, that much only once the peer has published in
+// every bucket.
 
 // interest is a topic followed: n local subscribers, and while n is 0,
 // until, when its remote entries go.
