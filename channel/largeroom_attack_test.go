@@ -261,3 +261,34 @@ func TestPresenceListSameFormatAsState(t *testing.T) {
 		t.Fatalf("page %s differs from presence_state %s", r.Presences, state)
 	}
 }
+
+// TestCountThroughReconnectGrace: a count-mode member whose connection
+// drops is held, so a count-mode watcher is sent nothing; when it comes
+// back within the grace in count mode, its first count is exact and the
+// watcher still gets nothing; when it drops for good, the watcher's count
+// follows once the grace ends.
+func TestCountThroughReconnectGrace(t *testing.T) {
+	ts := newGraceServer(t, testGrace, nil)
+	const topic = "room:gracecount"
+	w := ts.dial("watcher")
+	w.join(topic, `{"presence":"count","no_track":true}`)
+	ts.settleCount(w, topic, presenceCount{0, 0})
+	alice := ts.dialSession("alice", aliceToken)
+	alice.join(topic, `{"presence":"count"}`)
+	ts.settleCount(w, topic, presenceCount{1, 1})
+
+	alice.conn.CloseNow()
+	waitFor(t, "the server to hold alice", func() bool { return ts.srv.Stats().HeldSessions == 1 })
+	ts.settleCount(w, topic, presenceCount{1, 1})
+	alice = ts.dialSession("alice", aliceToken)
+	alice.join(topic, `{"presence":"count"}`)
+	ts.settleCount(alice, topic, presenceCount{1, 1})
+	ts.settleCount(w, topic, presenceCount{1, 1})
+	if ts.srv.Stats().Resumes != 1 {
+		t.Fatal("alice did not resume her session")
+	}
+
+	alice.conn.CloseNow()
+	waitFor(t, "the server to hold alice again", func() bool { return ts.srv.Stats().HeldSessions == 1 })
+	ts.settleCount(w, topic, presenceCount{0, 0}) // at the grace's end
+}
