@@ -971,3 +971,16 @@ test("a count-mode Presence rejoins in count mode after every reconnect, and pag
     assert.equal((await p).count, 0)
   }
 })
+
+test("an explicit full mode wins over a channel's presence: count param, so mode says what the join asks", t => {
+  t.mock.timers.enable({apis: ["setTimeout", "setInterval"]})
+  const {FakeWebSocket, conns} = fakeTransport()
+  const socket = new Socket("ws://example.test/socket", {transport: FakeWebSocket})
+  socket.connect()
+  conns[0].open()
+  const room = socket.channel("room:big", {presence: "count", color: "blue"})
+  const presence = new Presence(room, {mode: "full"})
+  assert.equal(presence.mode, "full")
+  room.join()
+  assert.deepEqual(conns[0].last()[4], {color: "blue"}, "a full-mode join")
+})
