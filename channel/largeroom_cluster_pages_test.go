@@ -1,6 +1,7 @@
 package channel_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -66,4 +67,32 @@ func TestPresenceListAcrossCluster(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestCountAfterNodeShutdown: when one node of a cluster shuts down, its
+// members leave every roster, and a count-mode socket on another node
+// counts the keys that are left.
+func TestCountAfterNodeShutdown(t *testing.T) {
+	nodes := startCountCluster(t, 2)
+	const topic = "room:shut"
+	obs, in := wsDial(t, nodes[0].url, "observer")
+	wsSend(t, obs, `["1","1","`+topic+`","phx_join",{"presence":"count"}]`)
+	for i, name := range []string{"a", "b", "c", "a"} {
+		conn, jin := wsDial(t, nodes[i%2].url, name)
+		wsSend(t, conn, `["1","1","`+topic+`","phx_join",{}]`)
+		awaitFrame(t, jin, "join reply", func(f phx.Frame) bool { return f.Event == "phx_reply" })
+	}
+	count := func(want string) {
+		t.Helper()
+		awaitFrame(t, in, "count "+want, func(f phx.Frame) bool {
+			return f.Event == "presence_count" && string(f.Payload) == want
+		})
+	}
+	count(`{"count":3,"entries":4}`)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := nodes[1].srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	count(`{"count":2,"entries":2}`) // a and c on node 0
 }
