@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/presencekit/presence/phx"
 )
@@ -81,4 +82,34 @@ func TestPushPresenceStateRacesRejoinAndLeave(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestQuietRoundKeepsTheWindow: a round of counts that finds no change
+// noted since the last (a quiet round) may still see new numbers, from a
+// change whose note waits for the topic's lock while the round holds it.
+// A socket sent a count less than a window ago, at its join, must then
+// wait for the window to pass: at most one count a window, always.
+func TestQuietRoundKeepsTheWindow(t *testing.T) {
+	ts := newTestServer(t, func(c *Config) { c.PresenceWindow = time.Hour })
+	const topic = "room:quiet"
+	sock := newSocket(ts.srv, nil, nil, map[string]any{"user": "u"})
+	var p phx.Parser
+	sock.dispatch(&p, []byte(`["1","1","`+topic+`","phx_join",{"presence":"count"}]`))
+	if c, n := lastCount(t, sock); n != 1 || c != (presenceCount{1, 1}) {
+		t.Fatalf("first count %+v after %d counts", c, n)
+	}
+	// A change in the engine whose note has not come yet, and a quiet
+	// round meanwhile.
+	trackKeys(t, ts.srv, topic, 0, 1)
+	st := ts.srv.lockState(topic)
+	st.countBusy = false
+	ts.srv.countRoundNow(st)
+	due := st.countDue
+	st.mu.Unlock()
+	if _, n := lastCount(t, sock); n != 1 {
+		t.Fatalf("%d counts within a window of the join's", n)
+	}
+	if !due {
+		t.Fatal("no round is due for the socket that waits")
+	}
 }
