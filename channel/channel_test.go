@@ -25,6 +25,9 @@ type testServer struct {
 	srv  *Server
 	http *httptest.Server
 	url  string
+	// counts holds each count-mode client's last presence_count, for
+	// settleCount.
+	counts map[*client]presenceCount
 }
 
 func newTestServer(t testing.TB, mod func(*Config)) *testServer {

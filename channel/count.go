@@ -129,8 +129,8 @@ func (s *Server) scheduleCountRound(ts *topicState, wait time.Duration) {
 // last count differs from the topic's now: one frame, encoded once and
 // shared. While the topic is busy (it changed since the last round), a
 // socket sent a count less than countEvery ago waits, and a round a window
-// later comes for it; a quiet round reaches everyone. The caller holds
-// ts.mu.
+// later comes for it; a quiet round reaches everyone sent a count at least
+// a window ago. The caller holds ts.mu.
 func (s *Server) countRoundNow(ts *topicState) {
 	if ts.counting == 0 {
 		return
@@ -147,7 +147,10 @@ func (s *Server) countRoundNow(ts *topicState) {
 		if !sub.count || (sub.keys == keys && sub.entries == entries) {
 			continue
 		}
-		if busy && now.Sub(sub.sent) < every {
+		// A quiet round may still see numbers newer than the last note of
+		// a change (its note waits for ts.mu): a socket sent a count less
+		// than a window ago, at its join, waits for the window too.
+		if since := now.Sub(sub.sent); since < s.cfg.PresenceWindow || busy && since < every {
 			waiting = true
 			continue
 		}

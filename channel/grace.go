@@ -377,7 +377,9 @@ func (s *Server) hold(sock *Socket, topics []string) bool {
 		}
 	}
 	unlockResumed()
-	h.topics = topics
+	// A copy: the caller's cleanup still reads topics, and a connection
+	// that resumes the session changes h.topics in place (claim).
+	h.topics = slices.Clone(topics)
 	h.timer = time.AfterFunc(s.cfg.ReconnectGrace, func() { s.expireHeld(h) })
 	h.mu.Unlock()
 	if old != nil {

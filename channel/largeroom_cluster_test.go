@@ -27,6 +27,7 @@ import (
 // of its WebSocket endpoint.
 type clusterNode struct {
 	e   *engine.Engine
+	srv *channel.Server
 	url string
 }
 
@@ -89,7 +90,7 @@ func startCountCluster(t *testing.T, n int) []clusterNode {
 			node.Close()
 			nc.Close()
 		})
-		nodes = append(nodes, clusterNode{e: e, url: "ws" + strings.TrimPrefix(hs.URL, "http")})
+		nodes = append(nodes, clusterNode{e: e, srv: srv, url: "ws" + strings.TrimPrefix(hs.URL, "http")})
 	}
 	return nodes
 }

@@ -215,7 +215,7 @@ func (s *Socket) PushPresenceState(topic string) error {
 		return ErrNotJoined
 	}
 	if !m.count {
-		s.srv.subscribe(m.topic, s, m.joinRef, true, false)
+		s.srv.pushState(s, m)
 	}
 	return nil
 }

@@ -105,6 +105,31 @@ type subscriber struct {
 func (s *Server) subscribe(topic string, sock *Socket, joinRef phx.Ref, state, count bool, first ...[]byte) {
 	ts := s.lockState(topic)
 	defer ts.mu.Unlock()
+	s.subscribeLocked(ts, sock, joinRef, state, count, first...)
+}
+
+// pushState is PushPresenceState's subscribe, for the full-mode join m.
+// PushPresenceState may run on any goroutine, and the read loop may end
+// m meanwhile, by a leave or a rejoin (in count mode, say): it subscribes
+// only while the socket's join of the topic is still m, checked under the
+// topic's lock, so that a socket is never subscribed again to a topic it
+// left, nor in full mode to a topic it joined in count mode.
+func (s *Server) pushState(sock *Socket, m membership) {
+	ts := s.lockState(m.topic)
+	defer ts.mu.Unlock()
+	sock.mu.Lock()
+	now, ok := sock.joined[m.topic]
+	sock.mu.Unlock()
+	if !ok || now.joinRef != m.joinRef || now.count {
+		s.release(ts)
+		return
+	}
+	s.subscribeLocked(ts, sock, m.joinRef, true, false)
+}
+
+// subscribeLocked is subscribe; the caller holds ts.mu.
+func (s *Server) subscribeLocked(ts *topicState, sock *Socket, joinRef phx.Ref, state, count bool, first ...[]byte) {
+	topic := ts.name
 	old, already := ts.subs[sock]
 	sendFirst := func() {
 		for _, f := range first {

@@ -176,7 +176,8 @@ export type LeaveCallback<M extends object> =
 
 export interface PresenceOptions {
   /** "full" (the default, unless the channel's params hold presence:
-   * "count"): the whole roster. "count": counts only. */
+   * "count"): the whole roster. "count": counts only. The join asks for
+   * the mode given: "full" drops a presence: "count" param. */
   mode?: PresenceMode
   /** Default true: a full-mode join refused with presence_too_large
    * rejoins at once in count mode. */

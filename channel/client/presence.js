@@ -458,7 +458,10 @@ export class Presence {
     this.channel = channel
     this.mode = mode
     this.fallback = opts.fallback !== false
+    // The join asks for the mode the Presence follows: an explicit full
+    // mode drops a presence: count param.
     if (mode === "count") channel.params.presence = "count"
+    else if (channel.params.presence === "count") delete channel.params.presence
     this.state = {}
     this.pendingDiffs = []
     this.joinRef = null

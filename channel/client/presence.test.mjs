@@ -932,3 +932,55 @@ test("pages stops with the PresenceError of a page that fails", async t => {
     err => err instanceof PresenceError && err.reason === "invalid_cursor")
   assert.deepEqual(keys, ["a"])
 })
+
+test("two Presences on one channel fall back with one count-mode rejoin, and frames of the refused join are ignored", t => {
+  const {room, presence, events, conns, joinRef} = countSetup(t, {}, {reconnectAfterMs: () => 1000})
+  const second = new Presence(room)
+  reply(conns[0], joinRef, joinRef, "room:big", "error", {reason: TOO_LARGE_REASON, count: 3000, max: 2000})
+  assert.deepEqual([presence.mode, second.mode], ["count", "count"])
+  t.mock.timers.tick(5000)
+  const joins = conns[0].sentEvent("phx_join")
+  assert.equal(joins.length, 2, "one rejoin, however many Presences")
+  const joinRef2 = joins[1][0]
+  reply(conns[0], joinRef2, joinRef2, "room:big", "ok")
+  // A count or a roster sent under the refused join's ref changes nothing.
+  push(conns[0], joinRef, "room:big", "presence_count", {count: 9, entries: 9})
+  push(conns[0], joinRef, "room:big", "presence_state", {ghost: {metas: [{phx_ref: "g"}]}})
+  assert.deepEqual([presence.count, second.count, presence.list()], [0, 0, []])
+  assert.deepEqual(events, [])
+  push(conns[0], joinRef2, "room:big", "presence_count", {count: 3001, entries: 3002})
+  assert.deepEqual([presence.count, presence.entries, second.count, second.entries], [3001, 3002, 3001, 3002])
+})
+
+test("a count-mode Presence rejoins in count mode after every reconnect, and page works again once rejoined", async t => {
+  const {room, presence, conns, joinRef} = countSetup(t, {mode: "count"}, {reconnectAfterMs: () => 100})
+  reply(conns[0], joinRef, joinRef, "room:big", "ok")
+  for (let i = 1; i <= 2; i++) {
+    conns[i - 1].drop(1006)
+    await assert.rejects(presence.page(10), err => err instanceof PresenceError && err.reason === "not_joined")
+    t.mock.timers.tick(100)
+    conns[i].open()
+    const [jr, , , , params] = conns[i].sentEvent("phx_join")[0]
+    assert.deepEqual(params, {color: "blue", presence: "count"})
+    reply(conns[i], jr, jr, "room:big", "ok")
+    assert.equal(room.state, "joined")
+    const p = presence.page(10)
+    const [ref, payload] = pageRequests(conns[i]).at(-1)
+    assert.deepEqual(payload, {limit: 10})
+    reply(conns[i], jr, ref, "room:big", "ok", {presences: {}, next: null, count: 0})
+    assert.equal((await p).count, 0)
+  }
+})
+
+test("an explicit full mode wins over a channel's presence: count param, so mode says what the join asks", t => {
+  t.mock.timers.enable({apis: ["setTimeout", "setInterval"]})
+  const {FakeWebSocket, conns} = fakeTransport()
+  const socket = new Socket("ws://example.test/socket", {transport: FakeWebSocket})
+  socket.connect()
+  conns[0].open()
+  const room = socket.channel("room:big", {presence: "count", color: "blue"})
+  const presence = new Presence(room, {mode: "full"})
+  assert.equal(presence.mode, "full")
+  room.join()
+  assert.deepEqual(conns[0].last()[4], {color: "blue"}, "a full-mode join")
+})
