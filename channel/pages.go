@@ -15,7 +15,8 @@ import (
 //	{"presences": {key: {"metas": [...]}}, "next": c2, "count": K}
 //
 // presences in presence_state's format, up to n keys (1 to 1000, 100 when
-// absent or null) in key order (engine.ListPage: the order keys joined
+// absent or null; fewer when the reply would take more than a quarter of
+// Config.MaxQueueBytes) in key order (engine.ListPage: the order keys joined
 // in), a key's metas never split; next is the cursor of the next page
 // (its text, a JSON string) or null after the last, and after is absent,
 // null or "" for the first page. count is the topic's keys at the page's
@@ -99,10 +100,17 @@ func (s *Server) pageReply(f *phx.Frame, topic string) (frame []byte, reason str
 	if err == nil {
 		ps := s.pages.Get().(*pageScratch)
 		defer s.putPage(ps)
-		if err = s.cfg.Presence.ListPage(&ps.page, topic, after, limit); err == nil {
+		budget := s.pageBudget()
+		for err = s.cfg.Presence.ListPage(&ps.page, topic, after, limit); err == nil; err = s.cfg.Presence.ListPage(&ps.page, topic, after, limit) {
 			ps.response = appendPageResponse(ps.response[:0], &ps.page)
 			ps.framed = phx.AppendReply(ps.framed[:0], true, ps.response)
-			return newFrame(f.JoinRef, f.Ref, f.Topic, "phx_reply", ps.framed), ""
+			if len(ps.framed) <= budget || ps.page.Keys <= 1 {
+				return newFrame(f.JoinRef, f.Ref, f.Topic, "phx_reply", ps.framed), ""
+			}
+			// Too big for the socket's queue to take beside other frames:
+			// the same page, cut to fewer keys. Its next cursor carries on
+			// from the last key it holds, so the walk loses nothing.
+			limit = ps.page.Keys / 2
 		}
 	}
 	switch {
@@ -113,6 +121,11 @@ func (s *Server) pageReply(f *phx.Frame, topic string) (frame []byte, reason str
 	}
 	return nil, reasonMalformed
 }
+
+// pageBudget is the most bytes a presence_list reply may take: a quarter
+// of a socket's queue, so that a page of 1,000 keys with large metas
+// cannot fill the queue and drop the connection.
+func (s *Server) pageBudget() int { return s.cfg.MaxQueueBytes / 4 }
 
 func (s *Server) putPage(ps *pageScratch) {
 	if cap(ps.framed) > maxKeptPage {

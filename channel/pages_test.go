@@ -352,3 +352,61 @@ func TestPresenceListHandlerRefused(t *testing.T) {
 		t.Fatalf("NewServer: %v, want ErrInvalidConfig naming presence_list", err)
 	}
 }
+
+// TestPresenceListPageFitsTheQueue: a page whose reply would take more
+// than a quarter of the socket's queue holds fewer keys than asked, and
+// the walk still lists every key once; the socket is not dropped.
+func TestPresenceListPageFitsTheQueue(t *testing.T) {
+	const queue, keys = 64 << 10, 1000
+	ts := newTestServer(t, func(c *Config) {
+		e, err := engine.New(engine.Config{Capacity: 4096})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Presence = e
+		c.MaxEventsPerSecond = -1
+		c.MaxQueueBytes = queue
+	})
+	meta := []byte(`{"bio":"` + strings.Repeat("x", 200) + `"}`)
+	for i := range keys {
+		if err := ts.srv.Presence().Track(engineSocket(i), "room:big", fmt.Sprint("k", i), meta); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := ts.dial("reader")
+	jr := c.join("room:big", `{"presence":"count","no_track":true}`)
+	seen := map[string]int{}
+	after := "null"
+	for pages := 0; ; pages++ {
+		status, resp := c.page(jr, "room:big", `{"limit":1000,"after":`+after+`}`)
+		if status != "ok" {
+			t.Fatalf("page %d: %s %s", pages, status, resp)
+		}
+		if len(resp) > queue/4 {
+			t.Fatalf("page %d: %d bytes, more than a quarter of the %d-byte queue", pages, len(resp), queue)
+		}
+		var r listReply
+		if err := json.Unmarshal(resp, &r); err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Presences) == 0 || pages > keys {
+			t.Fatalf("page %d holds %d keys", pages, len(r.Presences))
+		}
+		for k := range r.Presences {
+			seen[k]++
+		}
+		if r.Next == nil {
+			break
+		}
+		b, _ := json.Marshal(*r.Next)
+		after = string(b)
+	}
+	for i := range keys {
+		if n := seen[fmt.Sprint("k", i)]; n != 1 {
+			t.Fatalf("k%d seen %d times", i, n)
+		}
+	}
+	if d := ts.srv.Stats().Drops; d != 0 {
+		t.Fatalf("%d drops", d)
+	}
+}
