@@ -36,6 +36,17 @@ type Options struct {
 	Kill     bool          // measure the time to clear a killed node
 	Load     float64       // visibility load, a fraction of the measured maximum
 	Rate     float64       // visibility load in updates/s, instead of Load
+
+	// Scale runs the many-node simulation (scale.go) instead of the
+	// measurements above; the fields below apply to it only.
+	Scale     bool
+	Entries   int           // entries in the whole cluster
+	Topics    int           // topics they are in
+	Share     float64       // fraction of the topics each node's sockets are in
+	Zipf      float64       // topic popularity exponent: the r-th topic holds ∝ 1/r^Zipf
+	Churn     float64       // changes per second during the churn
+	ChurnFor  time.Duration // how long the churn lasts
+	Replicate string        // interest or all
 }
 
 // Flags registers Options' flags on fs. Every flag it registers applies
@@ -48,6 +59,14 @@ func Flags(fs *flag.FlagSet, o *Options) {
 	fs.Float64Var(&o.Load, "cluster-load", 0.5, "visibility is measured under this fraction of the measured maximum update rate")
 	fs.Float64Var(&o.Rate, "cluster-rate", 0, "if set, visibility is measured under this many updates/s instead of -cluster-load")
 	fs.BoolVar(&o.Kill, "cluster-kill", true, "measure the time to clear a killed node at the default heartbeat and down time (about 6 s)")
+	fs.BoolVar(&o.Scale, "cluster-scale", false, "simulate -cluster-nodes nodes on one in-process NATS server, with -cluster-entries in -cluster-topics, churned at -cluster-churn, instead of the measurements above")
+	fs.IntVar(&o.Entries, "cluster-entries", 200000, "-cluster-scale: entries in the whole cluster")
+	fs.IntVar(&o.Topics, "cluster-topics", 2000, "-cluster-scale: topics the entries are in")
+	fs.Float64Var(&o.Share, "cluster-share", 0.02, "-cluster-scale: fraction of the topics each node's sockets are in")
+	fs.Float64Var(&o.Zipf, "cluster-zipf", 0.5, "-cluster-scale: topic popularity, the r-th topic holding about 1/r^zipf of the first's entries (0: all equal)")
+	fs.Float64Var(&o.Churn, "cluster-churn", 5000, "-cluster-scale: changes per second (meta updates, and leaves with rejoins)")
+	fs.DurationVar(&o.ChurnFor, "cluster-churn-for", 10*time.Second, "-cluster-scale: how long the churn lasts")
+	fs.StringVar(&o.Replicate, "cluster-replicate", "interest", "-cluster-scale: interest (a node mirrors only the topics its sockets are in) or all (every node mirrors every entry)")
 }
 
 // ErrInvalidOptions is the error of Options out of range.
@@ -55,6 +74,9 @@ var ErrInvalidOptions = errors.New("invalid cluster options")
 
 // Validate reports Options out of range, as ErrInvalidOptions.
 func (o *Options) Validate() error {
+	if o.Scale {
+		return o.validateScale()
+	}
 	if o.Nodes < 2 || o.Samples < 4 || o.Resync < 1 || o.Duration <= 0 || o.Load < 0 || o.Load > 1 || o.Rate < 0 {
 		return fmt.Errorf("%w: -cluster-nodes must be at least 2, -cluster-samples at least 4, -cluster-load between 0 and 1, -cluster-rate not negative; -cluster-resync and -cluster-duration positive", ErrInvalidOptions)
 	}
@@ -96,6 +118,9 @@ type Report struct {
 // Run starts the cluster in process, measures it and returns the report;
 // m follows its phases, stderr gets what goes wrong under load.
 func Run(ctx context.Context, o Options, m *progress.Meter, stderr io.Writer) (*Report, error) {
+	if o.Scale {
+		return nil, fmt.Errorf("%w: -cluster-scale runs through RunScale", ErrInvalidOptions)
+	}
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
