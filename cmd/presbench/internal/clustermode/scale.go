@@ -30,7 +30,7 @@ type ScaleReport struct {
 	Entries       int     `json:"entries"`
 	Share         float64 `json:"share"`
 	Zipf          float64 `json:"zipf"`
-	TopicsPerNode float64 `json:"topics_per_node"`   // mean
+	TopicsPerNode float64 `json:"topics_per_node"`    // mean
 	MaxTopicNodes int     `json:"max_nodes_in_topic"` // the most popular topic's
 	MaxTopicSize  int     `json:"max_topic_entries"`
 	Capacity      int     `json:"capacity_per_node"`
@@ -47,7 +47,7 @@ type ScaleReport struct {
 	ChurnPerSec          float64 `json:"churn_target_per_sec"`
 	ChurnAchievedPerSec  float64 `json:"churn_per_sec"`
 	ChurnSec             float64 `json:"churn_sec"`
-	Changes              int64   `json:"changes"`             // probes included
+	Changes              int64   `json:"changes"`               // probes included
 	InterestedPerChange  float64 `json:"interested_per_change"` // mean other nodes in the changed topic
 	DeliveriesPerChange  float64 `json:"deliveries_per_change"` // NATS messages delivered to nodes, less the idle rate
 	IdleDeliveriesPerSec float64 `json:"idle_deliveries_per_sec"`
