@@ -45,6 +45,7 @@ type Options struct {
 	Share     float64       // fraction of the topics each node's sockets are in
 	Zipf      float64       // topic popularity exponent: the r-th topic holds ∝ 1/r^Zipf
 	Churn     float64       // changes per second during the churn
+	Moves     float64       // fraction of the changes that move a socket to another topic
 	ChurnFor  time.Duration // how long the churn lasts
 	Replicate string        // interest or all
 }
@@ -65,6 +66,7 @@ func Flags(fs *flag.FlagSet, o *Options) {
 	fs.Float64Var(&o.Share, "cluster-share", 0.02, "-cluster-scale: fraction of the topics each node's sockets are in")
 	fs.Float64Var(&o.Zipf, "cluster-zipf", 0.5, "-cluster-scale: topic popularity, the r-th topic holding about 1/r^zipf of the first's entries (0: all equal)")
 	fs.Float64Var(&o.Churn, "cluster-churn", 5000, "-cluster-scale: changes per second (meta updates, and leaves with rejoins)")
+	fs.Float64Var(&o.Moves, "cluster-moves", 0, "-cluster-scale: fraction of the changes that move a socket to a topic picked at random, its node joining and leaving topics")
 	fs.DurationVar(&o.ChurnFor, "cluster-churn-for", 10*time.Second, "-cluster-scale: how long the churn lasts")
 	fs.StringVar(&o.Replicate, "cluster-replicate", "interest", "-cluster-scale: interest (a node mirrors only the topics its sockets are in) or all (every node mirrors every entry)")
 }

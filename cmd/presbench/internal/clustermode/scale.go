@@ -45,6 +45,7 @@ type ScaleReport struct {
 	RemoteRatioMax     float64 `json:"remote_ratio_max"`
 
 	ChurnPerSec          float64 `json:"churn_target_per_sec"`
+	Moves                float64 `json:"moves"` // fraction of the changes that move a socket to another topic
 	ChurnAchievedPerSec  float64 `json:"churn_per_sec"`
 	ChurnSec             float64 `json:"churn_sec"`
 	Changes              int64   `json:"changes"`               // probes included
@@ -93,19 +94,13 @@ func (o *Options) validateScale() error {
 		return fmt.Errorf("%w: -cluster-zipf must be between 0 and 4", ErrInvalidOptions)
 	case !(o.Churn >= 0 && o.Churn <= 1e6) || o.ChurnFor <= 0:
 		return fmt.Errorf("%w: -cluster-churn must be between 0 and 1e6, -cluster-churn-for positive", ErrInvalidOptions)
+	case !(o.Moves >= 0 && o.Moves <= 1):
+		return fmt.Errorf("%w: -cluster-moves must be between 0 and 1", ErrInvalidOptions)
 	case o.Samples < 4:
 		return fmt.Errorf("%w: -cluster-samples must be at least 4", ErrInvalidOptions)
 	}
 	_, err := replicationConfig(o.Replicate)
 	return err
-}
-
-// simEntry is one entry a node owns: one socket in one topic.
-type simEntry struct {
-	socket engine.SocketID
-	topic  int
-	key    string
-	gen    int
 }
 
 // scaleTopic names topic t.
@@ -131,7 +126,7 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 	m.Phase("plan", nil)
 	p := newPlan(o.Nodes, o.Topics, o.Entries, o.Share, o.Zipf, 1)
 	r := &ScaleReport{Simulation: "scale", Replicate: o.Replicate, Nodes: o.Nodes, Topics: o.Topics, Entries: o.Entries,
-		Share: o.Share, Zipf: o.Zipf, ChurnPerSec: o.Churn}
+		Share: o.Share, Zipf: o.Zipf, ChurnPerSec: o.Churn, Moves: o.Moves}
 	need, ownMax, memberships := 0, 0, 0
 	for nd := range o.Nodes {
 		own := p.ownEntries(nd)
@@ -148,9 +143,14 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 		r.MaxTopicSize = max(r.MaxTopicSize, p.sizes[t])
 	}
 	r.TopicsPerNode = float64(memberships) / float64(o.Nodes)
-	// Room for the probes and a quarter more, all nodes alike: the nodes
-	// compare their engines' limits.
-	r.Capacity, r.LocalCapacity = need+need/4+256, ownMax+ownMax/4+256
+	// Room for the probes and a quarter more (half more where moves take
+	// nodes into more topics), all nodes alike: the nodes compare their
+	// engines' limits.
+	extra := need / 4
+	if o.Moves > 0 && o.Replicate != ReplicateAll {
+		extra = need / 2
+	}
+	r.Capacity, r.LocalCapacity = need+extra+256, ownMax+ownMax/4+256
 
 	m.Phase("start nodes", nil)
 	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, MaxPayload: 8 << 20})
@@ -182,18 +182,8 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 
 	// Join: each node subscribes to each of its topics, then tracks its
 	// entries there.
-	owned := make([][]simEntry, o.Nodes)
-	var global []entryRef // every entry, for the churn to pick from
-	for nd, ows := range p.own {
-		sock := engine.SocketID(1)
-		for _, ow := range ows {
-			for range ow.entries {
-				global = append(global, entryRef{node: int32(nd), idx: int32(len(owned[nd]))})
-				owned[nd] = append(owned[nd], simEntry{socket: sock, topic: ow.topic, key: fmt.Sprintf("u%d", len(global))})
-				sock++
-			}
-		}
-	}
+	pop := newPopulation(p)
+	owned := pop.owned
 	var joined atomic.Int64
 	m.Phase("join", joined.Load)
 	t0 := time.Now()
@@ -225,7 +215,7 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 		return nil, err
 	}
 	m.Phase("wait for every view", nil)
-	if _, err := settle(ctx, nodes, p, time.Until(t0.Add(2*time.Minute))); err != nil {
+	if _, err := settle(ctx, nodes, pop, o.Topics, time.Until(t0.Add(2*time.Minute))); err != nil {
 		return nil, fmt.Errorf("after the join: %w", err)
 	}
 	r.JoinSec = time.Since(t0).Seconds()
@@ -258,7 +248,7 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 		defer close(probesDone)
 		lat, probeErr = probe(nodes, pairs, o.Samples, &stopProbes, &changes, &interested)
 	}()
-	err = churn(ctx, nodes, owned, global, p, o.Churn, o.ChurnFor, &changes, &interested)
+	err = churn(ctx, nodes, pop, o.Topics, o.Churn, o.Moves, o.ChurnFor, &changes, &interested)
 	churned := time.Since(c0)
 	stopProbes.Store(true)
 	<-probesDone
@@ -274,7 +264,7 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 	}
 	m.Phase("settle", nil)
 	s0 := time.Now()
-	checked, err := settle(ctx, nodes, p, time.Minute)
+	checked, err := settle(ctx, nodes, pop, o.Topics, time.Minute)
 	if err != nil {
 		return nil, fmt.Errorf("after the churn: %w", err)
 	}
@@ -294,9 +284,10 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 	}
 
 	var heldSum, wantSum float64
+	wanted := pop.remoteWanted(o.Topics)
 	for nd, bn := range nodes {
 		held := bn.e.Stats().Remote
-		want := p.interestEntries(nd) - p.ownEntries(nd)
+		want := wanted[nd]
 		heldSum += float64(held)
 		wantSum += float64(want)
 		if want > 0 {
@@ -328,9 +319,6 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 	m.Phase("stop nodes", nil)
 	return r, nil
 }
-
-// entryRef names an entry by its node and its index among the node's.
-type entryRef struct{ node, idx int32 }
 
 func probeTopic(k int) string { return fmt.Sprintf("probe:%d", k) }
 
@@ -404,10 +392,11 @@ func delivered(nodes []*benchNode) (n uint64) {
 
 // settle waits until every node's view of each of its topics equals the
 // truth, and returns how many views it compared.
-func settle(ctx context.Context, nodes []*benchNode, p *plan, within time.Duration) (int, error) {
+func settle(ctx context.Context, nodes []*benchNode, pop *population, topics int, within time.Duration) (int, error) {
 	deadline := time.Now().Add(within)
+	members := pop.members(topics)
 	for {
-		bad, nbad, checked := viewsAgainstTruth(engines(nodes), p, scaleTopic)
+		bad, nbad, checked := viewsAgainstTruth(engines(nodes), members, scaleTopic)
 		if nbad == 0 {
 			return checked, nil
 		}
@@ -419,13 +408,23 @@ func settle(ctx context.Context, nodes []*benchNode, p *plan, within time.Durati
 }
 
 // churn changes entries at rate a second for d: each change picks an
-// entry at random, updates its meta, or one time in five untracks it and
-// tracks it again, and tells its node. It counts the changes and the
-// other nodes in each changed topic.
-func churn(ctx context.Context, nodes []*benchNode, owned [][]simEntry, global []entryRef, p *plan, rate float64, d time.Duration, changes, interested *atomic.Int64) error {
+// entry at random and moves its socket to a topic picked at random (a
+// fraction moves of the changes), or else updates its meta, or one time in
+// five untracks it and tracks it again; then it tells the node. A node
+// subscribes to a topic before its first entry there and unsubscribes
+// after its last left. It counts the changes and the other nodes in each
+// changed topic (in both topics of a move).
+func churn(ctx context.Context, nodes []*benchNode, pop *population, topics int, rate, moves float64, d time.Duration, changes, interested *atomic.Int64) error {
 	rng := rand.New(rand.NewPCG(2, 3))
 	start := time.Now()
 	var meta []byte
+	// in counts the nodes in each topic, kept as the moves change them.
+	in := make([]int, topics)
+	for _, c := range pop.counts {
+		for t := range c {
+			in[t]++
+		}
+	}
 	done := int64(0)
 	for {
 		elapsed := time.Since(start)
@@ -433,11 +432,33 @@ func churn(ctx context.Context, nodes []*benchNode, owned [][]simEntry, global [
 			return nil
 		}
 		for due := int64(elapsed.Seconds() * rate); done < due; done++ {
-			ref := global[rng.IntN(len(global))]
-			nd, en := nodes[ref.node], &owned[ref.node][ref.idx]
+			ref := pop.global[rng.IntN(len(pop.global))]
+			nd, en, counts := nodes[ref.node], &pop.owned[ref.node][ref.idx], pop.counts[ref.node]
 			topic := scaleTopic(en.topic)
 			en.gen++
 			meta = metaOf(meta[:0], en.gen)
+			if to := rng.IntN(topics); rng.Float64() < moves && to != en.topic {
+				if counts[to] == 0 {
+					nd.n.Subscribe(scaleTopic(to))
+					in[to]++
+				}
+				counts[to]++
+				nd.e.Untrack(en.socket, topic)
+				nd.n.Changed(topic)
+				if err := nd.e.Track(en.socket, scaleTopic(to), en.key, meta); err != nil {
+					return fmt.Errorf("churn on node %s: %w", nd.n.Name(), err)
+				}
+				nd.n.Changed(scaleTopic(to))
+				interested.Add(int64(in[en.topic] + in[to] - 2))
+				if counts[en.topic]--; counts[en.topic] == 0 {
+					delete(counts, en.topic)
+					nd.n.Unsubscribe(topic)
+					in[en.topic]--
+				}
+				en.topic = to
+				changes.Add(1)
+				continue
+			}
 			if rng.IntN(5) == 0 {
 				nd.e.Untrack(en.socket, topic)
 			}
@@ -446,7 +467,7 @@ func churn(ctx context.Context, nodes []*benchNode, owned [][]simEntry, global [
 			}
 			nd.n.Changed(topic)
 			changes.Add(1)
-			interested.Add(int64(len(p.members[en.topic]) - 1))
+			interested.Add(int64(in[en.topic] - 1))
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -500,8 +521,8 @@ func WriteScaleTable(w io.Writer, r *ScaleReport) error {
 		r.Entries, r.Topics, r.Zipf, r.MaxTopicSize, r.MaxTopicNodes, r.TopicsPerNode, r.Share)
 	fmt.Fprintf(w, "  engine per node: capacity %d, local %d; joined and every view matched in %.2f s\n", r.Capacity, r.LocalCapacity, r.JoinSec)
 	fmt.Fprintf(w, "  remote entries per node: %.0f held, %.0f in its topics: %.2fx (max %.2fx)\n", r.RemoteHeldMean, r.RemoteInterestMean, r.RemoteRatioMean, r.RemoteRatioMax)
-	fmt.Fprintf(w, "  churn: %d changes in %.1f s (%.0f/s, target %.0f/s); %.2f other nodes in the changed topic on average\n",
-		r.Changes, r.ChurnSec, r.ChurnAchievedPerSec, r.ChurnPerSec, r.InterestedPerChange)
+	fmt.Fprintf(w, "  churn: %d changes in %.1f s (%.0f/s, target %.0f/s; moves %g); %.2f other nodes in the changed topics on average\n",
+		r.Changes, r.ChurnSec, r.ChurnAchievedPerSec, r.ChurnPerSec, r.Moves, r.InterestedPerChange)
 	fmt.Fprintf(w, "  NATS deliveries per change: %.2f (idle rate %.0f/s subtracted)\n", r.DeliveriesPerChange, r.IdleDeliveriesPerSec)
 	fmt.Fprintf(w, "  visibility under churn: p50 %.2f ms  p99 %.2f ms  max %.2f ms  (%d samples)\n", r.VisP50ms, r.VisP99ms, r.VisMaxMs, r.VisSamples)
 	fmt.Fprintf(w, "  every view equal to the truth %.0f ms after the churn (%d views)\n", r.SettleMs, r.ViewsChecked)

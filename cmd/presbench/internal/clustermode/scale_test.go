@@ -44,6 +44,21 @@ func TestPlanSpreadsEntriesAndTopics(t *testing.T) {
 	if owned != entries {
 		t.Fatalf("nodes own %d entries, want %d", owned, entries)
 	}
+	pop := newPopulation(p)
+	if len(pop.global) != entries {
+		t.Fatalf("the population holds %d entries, want %d", len(pop.global), entries)
+	}
+	wanted, members := pop.remoteWanted(topics), pop.members(topics)
+	for nd := range nodes {
+		if w := p.interestEntries(nd) - p.ownEntries(nd); wanted[nd] != w {
+			t.Fatalf("node %d must mirror %d remote entries, the plan says %d", nd, wanted[nd], w)
+		}
+	}
+	for tp := range topics {
+		if !slices.Equal(members[tp], p.members[tp]) {
+			t.Fatalf("topic %d: the population's members %v, the plan's %v", tp, members[tp], p.members[tp])
+		}
+	}
 	if q := newPlan(nodes, topics, entries, 0.02, 0.5, 1); !slices.Equal(q.sizes, p.sizes) || !slices.Equal(q.members[7], p.members[7]) {
 		t.Fatal("the same seed gave another plan")
 	}
@@ -84,12 +99,12 @@ func TestTruthCheckFindsAWrongView(t *testing.T) {
 	mirror(es[1], remote+1, "a", ra, `{"g":0}`)
 	mirror(es[1], remote+2, "b", rb, `{"g":0}`)
 	mirror(es[0], remote+3, "c", rc, `{"g":0}`)
-	if bad, n, checked := viewsAgainstTruth(es, p, scaleTopic); n != 0 || checked != 2 {
+	if bad, n, checked := viewsAgainstTruth(es, p.members, scaleTopic); n != 0 || checked != 2 {
 		t.Fatalf("a right cluster: %d bad of %d: %v", n, checked, bad)
 	}
 	check := func(what string) {
 		t.Helper()
-		bad, n, _ := viewsAgainstTruth(es, p, scaleTopic)
+		bad, n, _ := viewsAgainstTruth(es, p.members, scaleTopic)
 		if n != 1 || len(bad) != 1 || bad[0].node != 1 {
 			t.Fatalf("%s: %d bad, %v; want node 1's view", what, n, bad)
 		}
@@ -107,7 +122,7 @@ func TestTruthCheckFindsAWrongView(t *testing.T) {
 	// business here.
 	es[1].Untrack(remote+9, topic)
 	mirror(es[2], remote+1, "a", ra, `{"g":5}`)
-	if bad, n, _ := viewsAgainstTruth(es, p, scaleTopic); n != 0 {
+	if bad, n, _ := viewsAgainstTruth(es, p.members, scaleTopic); n != 0 {
 		t.Fatalf("a node outside the topic was checked: %v", bad)
 	}
 }
@@ -128,6 +143,8 @@ func TestValidateScale(t *testing.T) {
 		func(o *Options) { o.Zipf = -1 },
 		func(o *Options) { o.Churn = -1 },
 		func(o *Options) { o.ChurnFor = 0 },
+		func(o *Options) { o.Moves = -0.1 },
+		func(o *Options) { o.Moves = 1.1 },
 		func(o *Options) { o.Samples = 3 },
 		func(o *Options) { o.Replicate = "some" },
 	} {
@@ -146,7 +163,7 @@ func TestValidateScale(t *testing.T) {
 // entries in 100 topics, each node in a fifth of them, 1 s of churn.
 func smallScale(replicate string) Options {
 	return Options{Scale: true, Nodes: 10, Entries: 2000, Topics: 100, Share: 0.2, Zipf: 0.5,
-		Churn: 1000, ChurnFor: time.Second, Samples: 40, Replicate: replicate}
+		Churn: 1000, Moves: 0.1, ChurnFor: time.Second, Samples: 40, Replicate: replicate}
 }
 
 // TestScaleSmall runs the simulation small: every view equals the truth
@@ -163,7 +180,7 @@ func TestScaleSmall(t *testing.T) {
 	}
 	t.Logf("%+v", *r)
 	switch {
-	case r.ViewsChecked != int(r.TopicsPerNode*float64(o.Nodes)+0.5) || r.ViewsChecked < 10*o.Nodes:
+	case r.ViewsChecked < 10*o.Nodes:
 		t.Fatalf("only %d views checked", r.ViewsChecked)
 	case r.Changes < 100 || r.VisSamples < 4 || r.InterestedPerChange <= 0:
 		t.Fatalf("churn or probes did not run: %+v", *r)

@@ -21,16 +21,16 @@ func (m mismatch) String() string {
 func nodeName(i int) string { return fmt.Sprintf("n%d", i) }
 
 // viewsAgainstTruth compares every node's view of each topic it is in with
-// the truth: the union of the entries the topic's owners (the plan's
-// members, by index into nodes) hold under their
+// the truth: the union of the entries the topic's owners (topicMembers,
+// by index into nodes) hold under their
 // local sockets, each with its key, ref and meta. It returns the views
 // that differ (all of them counted, the first few kept) and how many
 // views it compared. Writers must be stopped for the answer to mean
 // anything; while deltas are still in flight it reports differences.
-func viewsAgainstTruth(nodes []*engine.Engine, p *plan, topicName func(int) string) (bad []mismatch, nbad, checked int) {
+func viewsAgainstTruth(nodes []*engine.Engine, topicMembers [][]int, topicName func(int) string) (bad []mismatch, nbad, checked int) {
 	var snap engine.Snapshot
 	truth := map[string]string{}
-	for t, members := range p.members {
+	for t, members := range topicMembers {
 		topic := topicName(t)
 		clear(truth)
 		for _, nd := range members {
