@@ -115,7 +115,7 @@ const probeSocket engine.SocketID = 1 << 40
 // topics of a plan (Subscribe, then their entries), churn for o.ChurnFor,
 // and at the end every node's view of each of its topics must equal the
 // truth (ErrViewsDiffer otherwise). m follows its phases.
-func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Writer) (*ScaleReport, error) {
+func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Writer) (_ *ScaleReport, err error) {
 	if !o.Scale {
 		return nil, fmt.Errorf("%w: RunScale needs Scale", ErrInvalidOptions)
 	}
@@ -164,6 +164,9 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 	}
 	nodes := make([]*benchNode, 0, o.Nodes)
 	defer func() {
+		if err != nil {
+			fmt.Fprintln(stderr, "cluster when the run failed:", totals(nodes))
+		}
 		for _, nd := range nodes {
 			nd.close()
 		}
@@ -379,6 +382,22 @@ func engines(nodes []*benchNode) []*engine.Engine {
 		es[i] = nd.e
 	}
 	return es
+}
+
+// totals sums the nodes' counters that tell a cluster in trouble.
+func totals(nodes []*benchNode) string {
+	var t cluster.Stats
+	for _, nd := range nodes {
+		st := nd.n.Stats()
+		t.NodesDown += st.NodesDown
+		t.Resyncs += st.Resyncs
+		t.Gaps += st.Gaps
+		t.SlowConsumer += st.SlowConsumer
+		t.RemoteFull += st.RemoteFull
+		t.DeltasApplied += st.DeltasApplied
+	}
+	return fmt.Sprintf("nodes down %d, resyncs %d, gaps %d, slow consumer %d, remote ErrFull %d, deltas applied %d",
+		t.NodesDown, t.Resyncs, t.Gaps, t.SlowConsumer, t.RemoteFull, t.DeltasApplied)
 }
 
 // delivered returns the messages the NATS server delivered to the nodes
