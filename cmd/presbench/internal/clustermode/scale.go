@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +37,15 @@ type ScaleReport struct {
 	Capacity      int     `json:"capacity_per_node"`
 	LocalCapacity int     `json:"local_capacity_per_node"`
 	JoinSec       float64 `json:"join_sec"` // from the first join until every view matched the truth
+	// How long Node.Subscribe took: a node's first join of a topic, which
+	// under interest replication fetches the topic's entries.
+	JoinSubscribeP50ms float64 `json:"join_subscribe_p50_ms"`
+	JoinSubscribeP99ms float64 `json:"join_subscribe_p99_ms"`
+	JoinSubscribeMaxMs float64 `json:"join_subscribe_max_ms"`
+	MoveSubscribes     int     `json:"move_subscribes"` // during the churn
+	MoveSubscribeP50ms float64 `json:"move_subscribe_p50_ms"`
+	MoveSubscribeP99ms float64 `json:"move_subscribe_p99_ms"`
+	MoveSubscribeMaxMs float64 `json:"move_subscribe_max_ms"`
 
 	// Per node, at the end: the remote entries held, against the remote
 	// entries of the topics the node is in (what it must hold).
@@ -70,6 +80,8 @@ type ScaleReport struct {
 	RemoteFull   uint64 `json:"remote_full"`
 	SlowConsumer uint64 `json:"slow_consumer"`
 	NodesDown    uint64 `json:"nodes_down"`
+	// NodesDownInJoin is the part of NodesDown before the churn started.
+	NodesDownInJoin uint64 `json:"nodes_down_in_join"`
 	// The NATS server's count of clients too slow to read their
 	// messages, and the nodes' reconnections.
 	ServerSlowConsumers int64  `json:"server_slow_consumers"`
@@ -192,6 +204,7 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 	t0 := time.Now()
 	errs := make(chan error, o.Nodes)
 	var wg sync.WaitGroup
+	joinSubs := make([][]time.Duration, o.Nodes)
 	for i, nd := range nodes {
 		wg.Add(1)
 		go func() {
@@ -199,7 +212,9 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 			next := 0
 			for _, ow := range p.own[i] {
 				topic := scaleTopic(ow.topic)
+				st := time.Now()
 				nd.n.Subscribe(topic)
+				joinSubs[i] = append(joinSubs[i], time.Since(st))
 				for ; next < len(owned[i]) && owned[i][next].topic == ow.topic; next++ {
 					en := &owned[i][next]
 					if err := nd.e.Track(en.socket, topic, en.key, metaOf(nil, 0)); err != nil {
@@ -222,6 +237,10 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 		return nil, fmt.Errorf("after the join: %w", err)
 	}
 	r.JoinSec = time.Since(t0).Seconds()
+	r.JoinSubscribeP50ms, r.JoinSubscribeP99ms, r.JoinSubscribeMaxMs = quantiles(slices.Concat(joinSubs...))
+	for _, nd := range nodes {
+		r.NodesDownInJoin += nd.n.Stats().NodesDown
+	}
 
 	// The probes' topics: each pair's observer and owner join one.
 	pairs := min(8, o.Nodes/2)
@@ -251,7 +270,8 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 		defer close(probesDone)
 		lat, probeErr = probe(nodes, pairs, o.Samples, &stopProbes, &changes, &interested)
 	}()
-	err = churn(ctx, nodes, pop, o.Topics, o.Churn, o.Moves, o.ChurnFor, &changes, &interested)
+	var moveSubs []time.Duration
+	err = churn(ctx, nodes, pop, o.Topics, o.Churn, o.Moves, o.ChurnFor, &changes, &interested, &moveSubs)
 	churned := time.Since(c0)
 	stopProbes.Store(true)
 	<-probesDone
@@ -280,6 +300,10 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 		r.ChurnAchievedPerSec = float64(r.Changes) / churned.Seconds()
 		r.InterestedPerChange = float64(interested.Load()) / float64(r.Changes)
 		r.DeliveriesPerChange = (float64(delivered(nodes)-d0) - r.IdleDeliveriesPerSec*window.Seconds()) / float64(r.Changes)
+	}
+	if len(moveSubs) > 0 {
+		r.MoveSubscribes = len(moveSubs)
+		r.MoveSubscribeP50ms, r.MoveSubscribeP99ms, r.MoveSubscribeMaxMs = quantiles(moveSubs)
 	}
 	r.VisSamples = len(lat)
 	if len(lat) > 0 {
@@ -431,9 +455,9 @@ func settle(ctx context.Context, nodes []*benchNode, pop *population, topics int
 // fraction moves of the changes), or else updates its meta, or one time in
 // five untracks it and tracks it again; then it tells the node. A node
 // subscribes to a topic before its first entry there and unsubscribes
-// after its last left. It counts the changes and the other nodes in each
+// after its last left, and subs gets how long each Subscribe took. It counts the changes and the other nodes in each
 // changed topic (in both topics of a move).
-func churn(ctx context.Context, nodes []*benchNode, pop *population, topics int, rate, moves float64, d time.Duration, changes, interested *atomic.Int64) error {
+func churn(ctx context.Context, nodes []*benchNode, pop *population, topics int, rate, moves float64, d time.Duration, changes, interested *atomic.Int64, subs *[]time.Duration) error {
 	rng := rand.New(rand.NewPCG(2, 3))
 	start := time.Now()
 	var meta []byte
@@ -458,7 +482,9 @@ func churn(ctx context.Context, nodes []*benchNode, pop *population, topics int,
 			meta = metaOf(meta[:0], en.gen)
 			if to := rng.IntN(topics); rng.Float64() < moves && to != en.topic {
 				if counts[to] == 0 {
+					st := time.Now()
 					nd.n.Subscribe(scaleTopic(to))
+					*subs = append(*subs, time.Since(st))
 					in[to]++
 				}
 				counts[to]++
@@ -539,6 +565,8 @@ func WriteScaleTable(w io.Writer, r *ScaleReport) error {
 	fmt.Fprintf(w, "  %d entries in %d topics (zipf %g; the largest %d entries in %d nodes); %.1f topics a node (share %g)\n",
 		r.Entries, r.Topics, r.Zipf, r.MaxTopicSize, r.MaxTopicNodes, r.TopicsPerNode, r.Share)
 	fmt.Fprintf(w, "  engine per node: capacity %d, local %d; joined and every view matched in %.2f s\n", r.Capacity, r.LocalCapacity, r.JoinSec)
+	fmt.Fprintf(w, "  Subscribe, a node's first join of a topic: at the start p50 %.2f ms  p99 %.2f ms  max %.2f ms; during the churn (%d) p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
+		r.JoinSubscribeP50ms, r.JoinSubscribeP99ms, r.JoinSubscribeMaxMs, r.MoveSubscribes, r.MoveSubscribeP50ms, r.MoveSubscribeP99ms, r.MoveSubscribeMaxMs)
 	fmt.Fprintf(w, "  remote entries per node: %.0f held, %.0f in its topics: %.2fx (max %.2fx)\n", r.RemoteHeldMean, r.RemoteInterestMean, r.RemoteRatioMean, r.RemoteRatioMax)
 	fmt.Fprintf(w, "  churn: %d changes in %.1f s (%.0f/s, target %.0f/s; moves %g); %.2f other nodes in the changed topics on average\n",
 		r.Changes, r.ChurnSec, r.ChurnAchievedPerSec, r.ChurnPerSec, r.Moves, r.InterestedPerChange)
@@ -546,6 +574,6 @@ func WriteScaleTable(w io.Writer, r *ScaleReport) error {
 	fmt.Fprintf(w, "  visibility under churn: p50 %.2f ms  p99 %.2f ms  max %.2f ms  (%d samples)\n", r.VisP50ms, r.VisP99ms, r.VisMaxMs, r.VisSamples)
 	fmt.Fprintf(w, "  every view equal to the truth %.0f ms after the churn (%d views)\n", r.SettleMs, r.ViewsChecked)
 	fmt.Fprintf(w, "  memory: heap in use %.0f MiB, Go sys %.0f MiB, resident %.0f MiB (peak %.0f MiB)\n", mib(r.HeapInuse), mib(r.Sys), mib(r.RSS), mib(r.PeakRSS))
-	_, err := fmt.Fprintf(w, "  gaps %d, resyncs %d, remote ErrFull %d, slow consumer %d (NATS server %d), nodes down %d, reconnects %d\n", r.Gaps, r.Resyncs, r.RemoteFull, r.SlowConsumer, r.ServerSlowConsumers, r.NodesDown, r.Reconnects)
+	_, err := fmt.Fprintf(w, "  gaps %d, resyncs %d, remote ErrFull %d, slow consumer %d (NATS server %d), nodes down %d (%d in the join), reconnects %d\n", r.Gaps, r.Resyncs, r.RemoteFull, r.SlowConsumer, r.ServerSlowConsumers, r.NodesDown, r.NodesDownInJoin, r.Reconnects)
 	return err
 }
