@@ -123,7 +123,10 @@ type metas map[string]struct {
 func TestChannelServersAcrossNodes(t *testing.T) {
 	leakCheck(t)
 	ss := startNATS(t, 2, nil, nil)
-	a, b := startNode(t, ss[0], "a", nil), startNode(t, ss[1], "b", nil)
+	// Interest, as in production: the sockets' joins make the nodes
+	// follow the room.
+	interest := func(c *Config) { c.Replicate, c.Linger = Interest, 100*time.Millisecond }
+	a, b := startNode(t, ss[0], "a", interest), startNode(t, ss[1], "b", interest)
 	urlA, urlB := startChatServer(t, a), startChatServer(t, b)
 
 	alice := dialJoin(t, urlA, "alice", "room:1")
@@ -202,10 +205,14 @@ func TestChannelServersAcrossNodes(t *testing.T) {
 	})
 
 	// A node subscribes to a topic's broadcasts only while its sockets
-	// are in the topic: the stream, sync and reply subscriptions remain.
-	if got := b.nc.NumSubscriptions(); got != 4 {
-		t.Fatalf("b has %d subscriptions with bob in the room, want 4", got)
+	// are in the topic, and to its bucket's deltas until the linger ends:
+	// the stream, sync and reply subscriptions remain.
+	if got := b.nc.NumSubscriptions(); got != 5 {
+		t.Fatalf("b has %d subscriptions with bob in the room, want 5", got)
 	}
 	bob.conn.Close(websocket.StatusNormalClosure, "")
 	waitUntil(t, "b unsubscribes from the room", 5*time.Second, func() bool { return b.nc.NumSubscriptions() == 3 })
+	if st := b.n.Stats(); st.LingerDrops != 1 || st.TopicsMirrored != 0 || st.RemoteEntries != 0 {
+		t.Fatalf("b after the linger: %+v", st)
+	}
 }

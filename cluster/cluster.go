@@ -58,6 +58,7 @@ import (
 	"errors"
 	"log/slog"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -92,6 +93,33 @@ type Config struct {
 	// OnNodeChange, if set, is called when another node's State changes,
 	// on a goroutine of the Node and never under its lock.
 	OnNodeChange func(NodeInfo)
+	// Replicate chooses which remote entries the node mirrors: Interest
+	// (the default) or All.
+	Replicate Replication
+	// Linger: how long a topic's remote entries stay after the last local
+	// socket left it; 0 means 30 s. A socket that joins again within it
+	// finds the topic mirrored and fetches nothing. What lingers costs
+	// what the topic's entries cost the engine.
+	Linger time.Duration
+}
+
+// Replication chooses which remote entries a node mirrors.
+type Replication uint8
+
+// Replications.
+const (
+	Interest Replication = iota // the zero value and default: mirror a topic's remote entries only while a local socket is in it
+	All                         // every node mirrors every entry
+)
+
+func (r Replication) String() string {
+	switch r {
+	case Interest:
+		return "interest"
+	case All:
+		return "all"
+	}
+	return "unknown"
 }
 
 // Defaults of Config.
@@ -100,6 +128,7 @@ const (
 	DefaultHeartbeat     = time.Second
 	DefaultDownAfter     = 5 * time.Second
 	DefaultFlushInterval = 2 * time.Millisecond
+	DefaultLinger        = 30 * time.Second
 )
 
 // ErrInvalidConfig is returned by Start for a bad Config.
@@ -117,10 +146,15 @@ func (c *Config) fill() error {
 		return wrapConfig(bad("Node must be 1 to 64 letters, digits, '-' or '_'"))
 	case c.Prefix != "" && (!prefixRe.MatchString(c.Prefix) || len(c.Prefix) > 128):
 		return wrapConfig(bad("Prefix must be NATS tokens of letters, digits, '-' or '_' separated by dots"))
-	case c.Heartbeat < 0 || c.DownAfter < 0 || c.FlushInterval < 0:
+	case c.Heartbeat < 0 || c.DownAfter < 0 || c.FlushInterval < 0 || c.Linger < 0:
 		return wrapConfig(bad("durations must not be negative"))
 	case c.PendingMsgs < 0 || c.PendingBytes < 0:
 		return wrapConfig(bad("pending limits must not be negative"))
+	case c.Replicate > All:
+		return wrapConfig(bad("Replicate must be Interest or All"))
+	}
+	if c.Linger == 0 {
+		c.Linger = DefaultLinger
 	}
 	if c.Prefix == "" {
 		c.Prefix = DefaultPrefix
@@ -204,12 +238,20 @@ type Stats struct {
 	LimitMismatches                       uint64
 	BroadcastsSent, BroadcastsReceived    uint64
 	BroadcastBytesSent, BroadcastsDropped uint64
+	TopicsMirrored                        int    // topics whose remote entries this node holds now
+	RemoteEntries                         int    // remote entries held now
+	SnapshotFetches                       uint64 // topic fetches done on a first join (and resyncs)
+	LingerDrops                           uint64 // topics dropped after their linger
 }
 
 // subjects names the NATS subjects of one prefix.
 type subjects struct{ prefix string }
 
-func (s subjects) stream(node string) string  { return s.prefix + ".n." + node }
+func (s subjects) stream(node string) string { return s.prefix + ".n." + node }
+func (s subjects) deltas(bucket uint32) string {
+	return s.prefix + ".d." + strconv.FormatUint(uint64(bucket), 10)
+}
+func (s subjects) allDeltas() string          { return s.prefix + ".d.*" }
 func (s subjects) streams() string            { return s.prefix + ".n.*" }
 func (s subjects) syncReq(node string) string { return s.prefix + ".s." + node }
 func (s subjects) reply(node string) string   { return s.prefix + ".r." + node }

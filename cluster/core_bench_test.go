@@ -22,9 +22,11 @@ func BenchmarkApplyRemoteUpdate(b *testing.B) {
 	}
 	c := newCore("b", 1, 1e9, 5e9, e, slog.New(slog.NewTextHandler(io.Discard, nil)), subjects{"p"}, 1, 1)
 	c.emit = func(string, []byte) {}
+	c.replicate, c.nbuckets = All, 1 // one bucket holds the batch's 50 topics
 	msgs := make([][]byte, 2)
 	for v := range msgs {
 		m := appendHeader(nil, kindBatch, "a", 7)
+		m = binary.AppendUvarint(m, 0) // bucket
 		m = binary.AppendUvarint(m, 1)
 		m = binary.AppendUvarint(m, n)
 		for i := range n {
@@ -40,7 +42,7 @@ func BenchmarkApplyRemoteUpdate(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		p.seq = 0 // the same sequence numbers again, with the other metas
+		p.logs[0] = 0 // the same sequence numbers again, with the other metas
 		c.onMessage(msgs[i&1])
 	}
 	b.StopTimer()

@@ -135,10 +135,11 @@ func TestBadMessagesAreCountedAndChangeNothing(t *testing.T) {
 
 func FuzzDecode(f *testing.F) {
 	f.Add(appendBatchForFuzz())
-	f.Add(appendHeartbeat(appendHeader(nil, kindHeartbeat, "a", 1), heartbeat{seq: 3, limits: 1, refTag: 2}))
-	f.Add(appendHeartbeat(appendHeader(nil, kindGoodbye, "a", 1), heartbeat{seq: 3}))
+	f.Add(appendHeartbeat(appendHeader(nil, kindHeartbeat, "a", 1), heartbeat{seqs: []bseq{{0, 3}, {7, 1}}, limits: 1, refTag: 2}))
+	f.Add(appendHeartbeat(appendHeader(nil, kindGoodbye, "a", 1), heartbeat{seqs: []bseq{{1, 3}}}))
 	f.Add(appendSyncReq(appendHeader(nil, kindSyncReq, "a", 1), syncReq{req: 1}))
-	pg := syncPage{req: 1, snap: 1, seq: 1}
+	f.Add(appendSyncReq(appendHeader(nil, kindSyncReq, "a", 1), syncReq{req: 1, buckets: []uint32{3, 9}}))
+	pg := syncPage{req: 1, snap: 1, seqs: []bseq{{2, 1}}}
 	f.Add(appendOp(appendSyncPageHead(appendHeader(nil, kindSyncPage, "a", 1), &pg, 1), &op{kind: opTrack, socket: 1, topic: "t", key: "k", meta: []byte("{}"), ref: 1}))
 	f.Add(appendBroadcast(appendHeader(nil, kindBroadcast, "a", 1), broadcastMsg{topic: "t", event: "e", payload: []byte("{}")}))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -151,7 +152,7 @@ func FuzzDecode(f *testing.F) {
 
 func appendBatchForFuzz() []byte {
 	b := appendHeader(nil, kindBatch, "a", 1)
-	b = append(b, 1, 1)
+	b = append(b, 5, 1, 1)
 	return appendOp(b, &op{kind: opTrack, socket: 1, topic: "t", key: "k", meta: []byte("{}"), ref: 1})
 }
 

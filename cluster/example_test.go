@@ -36,6 +36,9 @@ func Example() {
 	defer ncB.Close()
 	defer nodeB.Close()
 
+	// A socket of b joins the lobby: b mirrors the lobby's entries from
+	// now on (channel.Server calls Subscribe on a join by itself).
+	nodeB.Subscribe("chat:lobby")
 	a.Track(1, "chat:lobby", "alice", []byte(`{"status":"online"}`))
 	nodeA.Changed("chat:lobby") // channel.Server does this by itself
 

@@ -7,6 +7,8 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/presencekit/presence/engine"
@@ -25,6 +27,7 @@ import (
 const (
 	simH = int64(1000) // heartbeat, in fake nanoseconds
 	simD = int64(3000) // down after
+	simL = int64(2000) // linger
 )
 
 var (
@@ -49,6 +52,7 @@ type simNode struct {
 	e     *engine.Engine
 	c     *core
 	dirty map[string]bool
+	subs  map[string]int // local subscribers per topic (join, leave)
 }
 
 type deadInc struct {
@@ -79,10 +83,19 @@ type sim struct {
 	tagInc map[uint64]uint64
 	// tagNode maps an engine RefTag to its node.
 	tagNode map[uint64]int
+	// replicate is each node's Replication, All unless a test says, and
+	// nbuckets the nodes' bucket count.
+	replicate []Replication
+	nbuckets  uint32
 }
 
 func newSim(t fataler, n int) *sim {
-	s := &sim{t: t, subj: subjects{"p"}, isolated: make([]bool, n), tagInc: map[uint64]uint64{}, tagNode: map[uint64]int{}}
+	return newSimWith(t, n, slices.Repeat([]Replication{All}, n), numBuckets)
+}
+
+func newSimWith(t fataler, n int, replicate []Replication, nbuckets uint32) *sim {
+	s := &sim{t: t, subj: subjects{"p"}, isolated: make([]bool, n), tagInc: map[uint64]uint64{}, tagNode: map[uint64]int{},
+		replicate: replicate, nbuckets: nbuckets}
 	for i := range n {
 		s.nodes = append(s.nodes, &simNode{name: simNames[i]})
 		s.lastFrom = append(s.lastFrom, map[uint64]int64{})
@@ -103,9 +116,12 @@ func (s *sim) start(i int) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	nd.e, nd.alive, nd.dirty = e, true, map[string]bool{}
+	nd.e, nd.alive, nd.dirty, nd.subs = e, true, map[string]bool{}, map[string]int{}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	nd.c = newCore(nd.name, nd.inc, simH, simD, e, log, s.subj, 7, nd.tag)
+	nd.c.replicate = s.replicate[i]
+	nd.c.nbuckets = s.nbuckets
+	nd.c.linger = simL
 	nd.c.small = []int{-1, 1, smallTopic}[i] // history only, mixed, whole reads only
 	// Messages of one to a few entries: batches and snapshots in pages.
 	nd.c.batchBytes = []int{1, 40, maxBatchBytes}[i]
@@ -128,7 +144,10 @@ func (s *sim) deliver(k int) {
 		case s.subj.stream(s.nodes[m.from].name):
 		case s.subj.syncReq(nd.name), s.subj.reply(nd.name):
 		default:
-			continue
+			k, ok := s.bucketOf(m.subject)
+			if !ok || !nd.c.follows(k) {
+				continue
+			}
 		}
 		s.lastFrom[x][m.inc] = s.now
 		nd.c.now = s.now
@@ -136,6 +155,16 @@ func (s *sim) deliver(k int) {
 		clear(nd.c.notify)
 		s.check(x)
 	}
+}
+
+// bucketOf returns the bucket whose deltas travel on subject.
+func (s *sim) bucketOf(subject string) (uint32, bool) {
+	v, ok := strings.CutPrefix(subject, s.subj.prefix+".d.")
+	if !ok {
+		return 0, false
+	}
+	k, err := strconv.ParseUint(v, 10, 32)
+	return uint32(k), err == nil
 }
 
 func (s *sim) flush(i int) {
@@ -175,15 +204,62 @@ func (s *sim) entries(x int, topic string, local bool) []string {
 	return out
 }
 
+// join and leave stand for a local socket joining topic on node i, and
+// leaving it.
+func (s *sim) join(i int, topic string) {
+	nd := s.nodes[i]
+	nd.subs[topic]++
+	nd.c.now = s.now
+	nd.c.join(topic)
+	clear(nd.c.notify)
+	s.check(i)
+}
+
+func (s *sim) leave(i int, topic string) {
+	nd := s.nodes[i]
+	if nd.subs[topic] == 0 {
+		return
+	}
+	nd.subs[topic]--
+	nd.c.now = s.now
+	nd.c.leave(topic)
+	s.check(i)
+}
+
 // check asserts what must hold at every step on node x.
 func (s *sim) check(x int) {
 	nd := s.nodes[x]
 	for _, topic := range simTopics {
 		var snap engine.Snapshot
 		nd.e.Snapshot(&snap, topic)
+		held := 0
+		for _, p := range nd.c.peers {
+			for k := range p.want {
+				if k.topic == topic {
+					held++
+				}
+			}
+		}
+		if held != nd.c.rtopics[topic] {
+			s.t.Fatalf("node %s counts %d remote entries in %s, holds %d", nd.name, nd.c.rtopics[topic], topic, held)
+		}
+		// A topic lingers for simL after its last subscriber left, and no
+		// longer than a tick after that.
+		in := nd.c.interest[topic]
+		switch {
+		case nd.c.replicate == All:
+		case nd.subs[topic] > 0 && (in == nil || in.n != nd.subs[topic]):
+			s.t.Fatalf("node %s has %d subscribers of %s, follows it with %+v", nd.name, nd.subs[topic], topic, in)
+		case in != nil && in.n == 0 && s.now > in.until+simH:
+			s.t.Fatalf("node %s still follows %s at %d, linger over at %d", nd.name, topic, s.now, in.until)
+		}
 		for _, e := range snap.Entries {
 			if e.Socket < remoteBase {
 				continue
+			}
+			// Under Interest, only the topics followed are mirrored.
+			if !nd.c.wants(topic) {
+				s.t.Fatalf("node %s mirrors %s of %s, a topic it does not follow", nd.name, e.Key, topic)
 			}
 			tag := e.Ref >> 48
 			inc := s.tagInc[tag]
@@ -247,9 +323,18 @@ func (s *sim) checkConverged() {
 			continue
 		}
 		for _, topic := range simTopics {
+			// A node that follows topic lists every node's entries, and
+			// one that does not (after the linger) its own only.
+			follows := nd.c.replicate == All || nd.subs[topic] > 0
+			if follows != nd.c.wants(topic) {
+				s.t.Fatalf("node %s follows %s: %v, want %v", nd.name, topic, nd.c.wants(topic), follows)
+			}
+			if follows && !nd.c.fetched(topic) {
+				s.t.Fatalf("node %s still fetches %s", nd.name, topic)
+			}
 			var want []string
 			for y, o := range s.nodes {
-				if o.alive {
+				if o.alive && (follows || y == x) {
 					want = append(want, s.entries(y, topic, true)...)
 				}
 			}
@@ -278,7 +363,11 @@ func (s *sim) checkConverged() {
 
 func TestModelRapid(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		s := newSim(t, 3)
+		// Each node mirrors all or by interest; topics share a bucket, or
+		// (most likely with many buckets) do not.
+		modes := rapid.SliceOfN(rapid.SampledFrom([]Replication{Interest, All}), 3, 3).Draw(t, "replicate")
+		nbuckets := rapid.SampledFrom([]uint32{1, 2, numBuckets}).Draw(t, "buckets")
+		s := newSimWith(t, 3, modes, nbuckets)
 		node := rapid.IntRange(0, 2)
 		live := func(t *rapid.T) (int, bool) {
 			i := node.Draw(t, "node")
@@ -319,6 +408,20 @@ func TestModelRapid(t *testing.T) {
 				for _, topic := range simTopics {
 					s.nodes[i].dirty[topic] = true
 				}
+			},
+			"join": func(t *rapid.T) {
+				i, ok := live(t)
+				if !ok {
+					t.Skip("dead")
+				}
+				s.join(i, rapid.SampledFrom(simTopics).Draw(t, "topic"))
+			},
+			"leave": func(t *rapid.T) {
+				i, ok := live(t)
+				if !ok {
+					t.Skip("dead")
+				}
+				s.leave(i, rapid.SampledFrom(simTopics).Draw(t, "topic"))
 			},
 			"flush": func(t *rapid.T) { s.flush(node.Draw(t, "node")) },
 			"deliver": func(t *rapid.T) {

@@ -102,7 +102,11 @@ func startNode(t testing.TB, s *server.Server, name string, mod func(*Config)) *
 
 func startNodeURL(t testing.TB, url, name string, mod func(*Config)) *testNode {
 	t.Helper()
-	return startNodeEngine(t, url, name, engine.Config{Capacity: 20000, MaxPerSocket: 20000, RefTag: tags.Add(1)}, mod)
+	return startNodeEngine(t, url, name, testEngine(), mod)
+}
+
+func testEngine() engine.Config {
+	return engine.Config{Capacity: 20000, MaxPerSocket: 20000, RefTag: tags.Add(1)}
 }
 
 func startNodeEngine(t testing.TB, url, name string, ecfg engine.Config, mods ...func(*Config)) *testNode {
@@ -115,7 +119,9 @@ func startNodeEngine(t testing.TB, url, name string, ecfg engine.Config, mods ..
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Node: name, Prefix: "test", Heartbeat: testH, DownAfter: testD, Logger: quiet}
+	// All unless a test says: most tests check that every node lists
+	// every entry.
+	cfg := Config{Node: name, Prefix: "test", Heartbeat: testH, DownAfter: testD, Logger: quiet, Replicate: All}
 	for _, mod := range mods {
 		if mod != nil {
 			mod(&cfg)
@@ -127,6 +133,25 @@ func startNodeEngine(t testing.TB, url, name string, ecfg engine.Config, mods ..
 	}
 	tn := &testNode{name: name, nc: nc, e: e, n: n}
 	t.Cleanup(func() { n.Close(); nc.Close() })
+	return tn
+}
+
+// replicate sets Config.Replicate.
+func replicate(r Replication) func(*Config) { return func(c *Config) { c.Replicate = r } }
+
+// both runs test under each Replication; under Interest every node
+// subscribes to the topics it must mirror, as channel does on a join.
+func both(t *testing.T, test func(t *testing.T, r Replication)) {
+	for _, r := range []Replication{All, Interest} {
+		t.Run(r.String(), func(t *testing.T) { test(t, r) })
+	}
+}
+
+// follow subscribes tn to topics, as a local socket's join does.
+func (tn *testNode) follow(topics ...string) *testNode {
+	for _, topic := range topics {
+		tn.n.Subscribe(topic)
+	}
 	return tn
 }
 
@@ -267,20 +292,24 @@ func TestNATSLateJoinerGetsFullState(t *testing.T) {
 // bobOnB starts two routed NATS servers, node a (configured by modA) on
 // the first and node b on the second, tracks bob on b and waits until a
 // lists him.
-func bobOnB(t testing.TB, modA func(*Config)) (ss []*server.Server, a, b *testNode) {
+func bobOnB(t testing.TB, r Replication, modA func(*Config)) (ss []*server.Server, a, b *testNode) {
 	t.Helper()
 	ss = startNATS(t, 2, nil, nil)
-	a = startNode(t, ss[0], "a", modA)
-	b = startNode(t, ss[1], "b", nil)
+	a = startNodeEngine(t, ss[0].ClientURL(), "a", testEngine(), modA, replicate(r)).follow("room")
+	b = startNode(t, ss[1], "b", replicate(r))
 	b.track(t, 1, "room", "bob", `{}`)
 	waitUntil(t, "a lists bob", 5*time.Second, func() bool { return a.e.Count("room") == 1 })
 	return ss, a, b
 }
 
 func TestNATSKilledNodeClearedWithinDownAfter(t *testing.T) {
+	both(t, testNATSKilledNodeClearedWithinDownAfter)
+}
+
+func testNATSKilledNodeClearedWithinDownAfter(t *testing.T, r Replication) {
 	leakCheck(t)
 	events := make(chan NodeInfo, 16)
-	_, a, b := bobOnB(t, func(c *Config) { c.OnNodeChange = func(n NodeInfo) { events <- n } })
+	_, a, b := bobOnB(t, r, func(c *Config) { c.OnNodeChange = func(n NodeInfo) { events <- n } })
 	b.kill()
 	took := waitUntil(t, "a drops bob", 10*testD, func() bool { return a.e.Count("room") == 0 })
 	// D + H, one tick of a's clock (H/4) for the check itself, and slack
@@ -335,9 +364,11 @@ func TestNATSOwnStallIsNotPeersSilence(t *testing.T) {
 	}
 }
 
-func TestNATSGoodbyeClearsAtOnce(t *testing.T) {
+func TestNATSGoodbyeClearsAtOnce(t *testing.T) { both(t, testNATSGoodbyeClearsAtOnce) }
+
+func testNATSGoodbyeClearsAtOnce(t *testing.T, r Replication) {
 	leakCheck(t)
-	_, a, b := bobOnB(t, nil)
+	_, a, b := bobOnB(t, r, nil)
 	b.n.Close()
 	took := waitUntil(t, "a drops bob", 10*testD, func() bool { return a.e.Count("room") == 0 })
 	if took >= testD {
@@ -345,12 +376,14 @@ func TestNATSGoodbyeClearsAtOnce(t *testing.T) {
 	}
 }
 
-func TestNATSRestartWithNewIncarnation(t *testing.T) {
+func TestNATSRestartWithNewIncarnation(t *testing.T) { both(t, testNATSRestartWithNewIncarnation) }
+
+func testNATSRestartWithNewIncarnation(t *testing.T, r Replication) {
 	leakCheck(t)
-	ss, a, b := bobOnB(t, nil)
+	ss, a, b := bobOnB(t, r, nil)
 	old := list(a.e, "room", false)
 	b.kill()
-	b2 := startNode(t, ss[1], "b", nil)
+	b2 := startNode(t, ss[1], "b", replicate(r))
 	b2.track(t, 1, "room", "bob2", `{}`)
 	waitUntil(t, "a lists the new incarnation only", 10*testD, func() bool {
 		return converged([]*testNode{a, b2}, "room") && a.e.Count("room") == 1
@@ -486,10 +519,10 @@ func (p *proxy) close() {
 
 // aliceAndBob starts node a on ss[0] and node b on ss[1], tracks alice on
 // a and bob on b, and waits until both nodes list both.
-func aliceAndBob(t testing.TB, ss []*server.Server) (a, b *testNode, both []*testNode) {
+func aliceAndBob(t testing.TB, ss []*server.Server, r Replication) (a, b *testNode, both []*testNode) {
 	t.Helper()
-	a = startNode(t, ss[0], "a", nil)
-	b = startNode(t, ss[1], "b", nil)
+	a = startNode(t, ss[0], "a", replicate(r)).follow("room")
+	b = startNode(t, ss[1], "b", replicate(r)).follow("room")
 	a.track(t, 1, "room", "alice", `{}`)
 	b.track(t, 1, "room", "bob", `{}`)
 	both = []*testNode{a, b}
@@ -497,7 +530,9 @@ func aliceAndBob(t testing.TB, ss []*server.Server) (a, b *testNode, both []*tes
 	return a, b, both
 }
 
-func TestNATSPartitionAndHeal(t *testing.T) {
+func TestNATSPartitionAndHeal(t *testing.T) { both(t, testNATSPartitionAndHeal) }
+
+func testNATSPartitionAndHeal(t *testing.T, r Replication) {
 	leakCheck(t)
 	// Both directions of the only route go through proxies: each server
 	// advertises its proxy as its cluster address.
@@ -512,7 +547,7 @@ func TestNATSPartitionAndHeal(t *testing.T) {
 		return p1.addr()
 	})
 	p1.setTarget(ss[1].ClusterAddr().String())
-	a, b, both := aliceAndBob(t, ss)
+	a, b, both := aliceAndBob(t, ss, r)
 
 	p0.black.Store(true)
 	p1.black.Store(true)
@@ -537,7 +572,7 @@ func leakCheck(t *testing.T) {
 func TestNATSClientFailsOverToAnotherServer(t *testing.T) {
 	leakCheck(t)
 	ss := startNATS(t, 2, nil, nil)
-	a, b, both := aliceAndBob(t, ss)
+	a, b, both := aliceAndBob(t, ss, All)
 
 	// b's server goes away; b's client moves to a's server, which it
 	// learned of from the cluster, and the node carries on.

@@ -24,10 +24,12 @@ type Node struct {
 	subj  subjects
 	epoch time.Time
 
-	mu   sync.Mutex
-	c    *core
-	subs []*nats.Subscription // streams, sync requests, replies
-	lost int                  // messages the subscriptions dropped so far
+	mu    sync.Mutex
+	c     *core
+	subs  []*msub          // streams, sync requests, replies (and deltas under All)
+	dsubs map[uint32]*msub // the deltas of the buckets followed
+	fetch chan struct{}    // closed when a fetch ends, then replaced
+	gen   uint64           // the core's fetchGen that fetch stands for
 
 	ch   engine.Changes // the flusher's, outside mu
 	snap engine.Snapshot
@@ -48,6 +50,13 @@ type Node struct {
 	closed    atomic.Bool
 	closeOnce sync.Once
 	wg        sync.WaitGroup
+}
+
+// msub is a subscription to presence messages and the messages it had
+// dropped when last looked at.
+type msub struct {
+	sub     *nats.Subscription
+	dropped int
 }
 
 type bsub struct {
@@ -81,6 +90,8 @@ func Start(ctx context.Context, conn *nats.Conn, presence *engine.Engine, cfg Co
 		dirty: map[string]struct{}{},
 		kick:  make(chan struct{}, 1),
 		bsubs: map[string]*bsub{},
+		dsubs: map[uint32]*msub{},
+		fetch: make(chan struct{}),
 		bch:   make(chan *nats.Msg, 4096),
 		quit:  make(chan struct{}),
 	}
@@ -88,16 +99,19 @@ func Start(ctx context.Context, conn *nats.Conn, presence *engine.Engine, cfg Co
 	n.c = newCore(cfg.Node, inc, int64(cfg.Heartbeat), int64(cfg.DownAfter), presence, n.log, n.subj,
 		limitsHash(ec.Capacity, ec.LocalCapacity, ec.MaxPerSocket, ec.MaxTopicLen, ec.MaxKeyLen, ec.MaxMetaLen), ec.RefTag)
 	n.c.emit = n.publish
-	for _, subject := range []string{n.subj.streams(), n.subj.syncReq(cfg.Node), n.subj.reply(cfg.Node)} {
-		sub, err := conn.Subscribe(subject, n.onMsg)
-		if err == nil && (cfg.PendingMsgs > 0 || cfg.PendingBytes > 0) {
-			err = sub.SetPendingLimits(orDefault(cfg.PendingMsgs, nats.DefaultSubPendingMsgsLimit), orDefault(cfg.PendingBytes, nats.DefaultSubPendingBytesLimit))
-		}
+	n.c.replicate, n.c.linger = cfg.Replicate, int64(cfg.Linger)
+	n.c.subscribe = n.subscribeBucket
+	subjects := []string{n.subj.streams(), n.subj.syncReq(cfg.Node), n.subj.reply(cfg.Node)}
+	if cfg.Replicate == All {
+		subjects = append(subjects, n.subj.allDeltas())
+	}
+	for _, subject := range subjects {
+		sub, err := n.subscribe(subject)
 		if err != nil {
 			n.unsubscribeAll()
 			return nil, err
 		}
-		n.subs = append(n.subs, sub)
+		n.subs = append(n.subs, &msub{sub: sub})
 	}
 	fctx := ctx
 	if _, ok := ctx.Deadline(); !ok {
@@ -138,6 +152,37 @@ func orDefault(v, d int) int {
 
 func (n *Node) now() int64 { return int64(time.Since(n.epoch)) }
 
+// subscribe subscribes to presence messages on subject.
+func (n *Node) subscribe(subject string) (*nats.Subscription, error) {
+	sub, err := n.nc.Subscribe(subject, n.onMsg)
+	if err == nil && (n.cfg.PendingMsgs > 0 || n.cfg.PendingBytes > 0) {
+		err = sub.SetPendingLimits(orDefault(n.cfg.PendingMsgs, nats.DefaultSubPendingMsgsLimit), orDefault(n.cfg.PendingBytes, nats.DefaultSubPendingBytesLimit))
+		if err != nil {
+			sub.Unsubscribe()
+		}
+	}
+	return sub, err
+}
+
+// subscribeBucket subscribes to a bucket's deltas, or unsubscribes; the
+// core calls it under n.mu. A subscription that fails is logged, and the
+// topics of the bucket fill in at the next resync.
+func (n *Node) subscribeBucket(k uint32, on bool) {
+	if !on {
+		if s := n.dsubs[k]; s != nil {
+			s.sub.Unsubscribe()
+			delete(n.dsubs, k)
+		}
+		return
+	}
+	sub, err := n.subscribe(n.subj.deltas(k))
+	if err != nil {
+		n.log.Warn("cluster: delta subscription failed", "bucket", k, "err", err)
+		return
+	}
+	n.dsubs[k] = &msub{sub: sub}
+}
+
 // lock takes n.mu for the goroutines that read messages and check for
 // silent nodes, and tells the core how long it waited.
 func (n *Node) lock() {
@@ -176,6 +221,11 @@ func (n *Node) drain() ([]string, []NodeInfo) {
 	}
 	events := n.c.events
 	n.c.events = nil
+	if n.gen != n.c.fetchGen {
+		n.gen = n.c.fetchGen
+		close(n.fetch)
+		n.fetch = make(chan struct{})
+	}
 	return topics, events
 }
 
@@ -253,16 +303,26 @@ func (n *Node) flush(topics []string) []string {
 	return topics
 }
 
-func (n *Node) tick() {
-	lost := 0
-	for _, s := range n.subs {
-		if d, err := s.Dropped(); err == nil {
-			lost += d
-		}
+// lostSome reports whether s dropped messages since it was last asked.
+func (s *msub) lostSome() bool {
+	d, err := s.sub.Dropped()
+	if err != nil || d <= s.dropped {
+		return false
 	}
+	s.dropped = d
+	return true
+}
+
+func (n *Node) tick() {
 	n.lock()
-	if lost > n.lost {
-		n.lost = lost
+	lost := false
+	for _, s := range n.subs {
+		lost = s.lostSome() || lost
+	}
+	for _, s := range n.dsubs {
+		lost = s.lostSome() || lost
+	}
+	if lost {
 		n.c.st.slowConsumer++
 		n.log.Warn("cluster: messages were dropped (slow consumer); resyncing")
 		n.c.resyncAll()
@@ -276,6 +336,9 @@ func (n *Node) tick() {
 // Changed tells the node that local presence in topic changed: the
 // change is published within FlushInterval. channel.Server calls it
 // through PresenceChanged; call it after writing the engine directly.
+// Under Interest, a local socket in a topic also needs Subscribe (which
+// channel.Server calls on a join): without it the node publishes its own
+// entries of the topic but mirrors none of the others'.
 func (n *Node) Changed(topic string) {
 	n.dirtyMu.Lock()
 	n.dirty[topic] = struct{}{}
@@ -305,11 +368,57 @@ func (n *Node) Attach(h channel.ClusterHooks) error {
 // PresenceChanged implements channel.Cluster; it is Changed.
 func (n *Node) PresenceChanged(topic string) { n.Changed(topic) }
 
-// Subscribe implements channel.Cluster: it subscribes to topic's
-// broadcasts on the first call for topic and waits until the NATS server
-// confirmed it (at most a second; not at all while disconnected, as the
-// client subscribes again when it reconnects).
+// Subscribe implements channel.Cluster: call it when a local socket joins
+// topic, before its presence_state, and Unsubscribe when it leaves. Under
+// Interest, the first call for a topic not lingering makes the node
+// follow the topic and fetch its entries from the other nodes; Subscribe
+// returns once they are in the engine, or after SyncTimeout (the larger of
+// Heartbeat and DownAfter/4) when a node does not answer, whose entries
+// then come in later. Every call waits for a fetch still under way. It
+// subscribes to topic's broadcasts on the first call for topic and waits
+// until the NATS server confirmed it (at most a second; not at all while
+// disconnected, as the client subscribes again when it reconnects).
 func (n *Node) Subscribe(topic string) {
+	if n.closed.Load() {
+		return
+	}
+	n.mu.Lock()
+	n.c.now = n.now()
+	n.c.join(topic)
+	n.mu.Unlock()
+	n.subscribeBroadcasts(topic)
+	n.awaitFetch(topic)
+}
+
+// awaitFetch waits until topic's entries are fetched, or a sync timeout.
+func (n *Node) awaitFetch(topic string) {
+	var timeout <-chan time.Time
+	for {
+		n.mu.Lock()
+		done := n.c.closed || n.c.fetched(topic)
+		wait := n.fetch
+		n.mu.Unlock()
+		if done {
+			return
+		}
+		if timeout == nil {
+			t := time.NewTimer(time.Duration(n.c.syncTimeout()))
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-wait:
+		case <-timeout:
+			return
+		case <-n.quit:
+			return
+		}
+	}
+}
+
+// subscribeBroadcasts subscribes to topic's broadcasts on the first call
+// for topic.
+func (n *Node) subscribeBroadcasts(topic string) {
 	n.bmu.Lock()
 	if n.closed.Load() {
 		n.bmu.Unlock()
@@ -342,8 +451,13 @@ func (n *Node) Subscribe(topic string) {
 	}
 }
 
-// Unsubscribe implements channel.Cluster.
+// Unsubscribe implements channel.Cluster: it undoes one Subscribe. After
+// the last, topic's remote entries stay for Config.Linger, then go.
 func (n *Node) Unsubscribe(topic string) {
+	n.mu.Lock()
+	n.c.now = n.now()
+	n.c.leave(topic)
+	n.mu.Unlock()
 	n.bmu.Lock()
 	defer n.bmu.Unlock()
 	b := n.bsubs[topic]
@@ -420,6 +534,7 @@ func (n *Node) Stats() Stats {
 	n.mu.Lock()
 	st := n.c.st
 	pending := n.c.pending()
+	mirrored, remote := len(n.c.rtopics), n.c.remoteEntries()
 	n.mu.Unlock()
 	var dropped uint64
 	n.bmu.Lock()
@@ -440,6 +555,7 @@ func (n *Node) Stats() Stats {
 		NodesDown: st.nodesDown, Restarts: st.restarts, LimitMismatches: st.limitMismatches,
 		BroadcastsSent: n.bcSent.Load(), BroadcastsReceived: n.bcRecv.Load(),
 		BroadcastBytesSent: n.bcBytes.Load(), BroadcastsDropped: dropped,
+		TopicsMirrored: mirrored, RemoteEntries: remote, SnapshotFetches: st.fetches, LingerDrops: st.lingerDrops,
 	}
 }
 
@@ -473,8 +589,14 @@ func (n *Node) Close() error {
 
 func (n *Node) unsubscribeAll() {
 	for _, s := range n.subs {
-		s.Unsubscribe()
+		s.sub.Unsubscribe()
 	}
+	n.mu.Lock()
+	for k, s := range n.dsubs {
+		s.sub.Unsubscribe()
+		delete(n.dsubs, k)
+	}
+	n.mu.Unlock()
 	n.bmu.Lock()
 	for t, b := range n.bsubs {
 		b.sub.Unsubscribe()

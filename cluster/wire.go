@@ -10,10 +10,10 @@ import (
 // the bytes. A message that does not decode completely is counted in
 // Stats.BadMessages and ignored.
 const (
-	wireVersion = 1
+	wireVersion = 2
 
-	kindBatch     = 1 // node stream: ordered deltas
-	kindHeartbeat = 2 // node stream: last sequence and limits
+	kindBatch     = 1 // a bucket's subject: one bucket's ordered deltas
+	kindHeartbeat = 2 // node stream: each bucket's last sequence, and limits
 	kindGoodbye   = 3 // node stream: graceful shutdown
 	kindSyncReq   = 4 // to the owner: a snapshot page, please
 	kindSyncPage  = 5 // from the owner: a snapshot page
@@ -161,11 +161,12 @@ func readOp(r *reader) op {
 	return o
 }
 
-// batch is a decoded kindBatch: ops with sequence numbers first,
-// first+1, ...
+// batch is a decoded kindBatch: ops of topics in bucket, with the
+// bucket's sequence numbers first, first+1, ...
 type batch struct {
-	first uint64
-	ops   []op
+	bucket uint32
+	first  uint64
+	ops    []op
 }
 
 func (b *batch) last() uint64 { return b.first + uint64(len(b.ops)) - 1 }
@@ -173,8 +174,19 @@ func (b *batch) last() uint64 { return b.first + uint64(len(b.ops)) - 1 }
 // maxOpsPerMessage bounds what a decoder allocates for one message.
 const maxOpsPerMessage = 1 << 20
 
+// maxBuckets bounds the bucket numbers a decoder accepts.
+const maxBuckets = 1 << 16
+
+func readBucket(r *reader) uint32 {
+	k := r.uvarint()
+	if k >= maxBuckets && r.err == nil {
+		r.err = errBadMessage
+	}
+	return uint32(k)
+}
+
 func readBatch(r *reader) batch {
-	bt := batch{first: r.uvarint()}
+	bt := batch{bucket: readBucket(r), first: r.uvarint()}
 	n := r.uvarint()
 	if n == 0 || n > maxOpsPerMessage || n > uint64(len(r.b)) || bt.first == 0 {
 		r.err = errBadMessage
@@ -187,72 +199,133 @@ func readBatch(r *reader) batch {
 	return bt
 }
 
+// bseq is a bucket's last sequence.
+type bseq struct {
+	bucket uint32
+	seq    uint64
+}
+
+func appendSeqs(b []byte, seqs []bseq) []byte {
+	b = binary.AppendUvarint(b, uint64(len(seqs)))
+	for _, s := range seqs {
+		b = binary.AppendUvarint(b, uint64(s.bucket))
+		b = binary.AppendUvarint(b, s.seq)
+	}
+	return b
+}
+
+func readSeqs(r *reader) []bseq {
+	n := r.uvarint()
+	if n > maxBuckets || n > uint64(len(r.b)) {
+		r.err = errBadMessage
+		return nil
+	}
+	var seqs []bseq
+	if n > 0 {
+		seqs = make([]bseq, 0, n)
+	}
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		seqs = append(seqs, bseq{bucket: readBucket(r), seq: r.uvarint()})
+	}
+	return seqs
+}
+
 // heartbeat is a kindHeartbeat or kindGoodbye.
 type heartbeat struct {
-	seq    uint64 // last sequence published
+	seqs   []bseq // each used bucket's last sequence published
 	limits uint64 // hash of the engine limits
 	refTag uint64
 }
 
 func appendHeartbeat(b []byte, h heartbeat) []byte {
-	b = binary.AppendUvarint(b, h.seq)
+	b = appendSeqs(b, h.seqs)
 	b = binary.AppendUvarint(b, h.limits)
 	return binary.AppendUvarint(b, h.refTag)
 }
 
 func readHeartbeat(r *reader) heartbeat {
-	return heartbeat{seq: r.uvarint(), limits: r.uvarint(), refTag: r.uvarint()}
+	return heartbeat{seqs: readSeqs(r), limits: r.uvarint(), refTag: r.uvarint()}
 }
 
-// syncReq asks an owner for a page of its snapshot snap (0: take a new one)
-// from offset. The header names the requester.
+// syncReq asks an owner for a page of its snapshot snap (0: take a new one
+// of the entries in buckets, or of all its entries if all) from offset.
+// The header names the requester.
 type syncReq struct {
-	req    uint64
-	snap   uint64
-	offset uint64
+	req     uint64
+	snap    uint64
+	offset  uint64
+	all     bool
+	buckets []uint32
 }
 
 func appendSyncReq(b []byte, s syncReq) []byte {
 	b = binary.AppendUvarint(b, s.req)
 	b = binary.AppendUvarint(b, s.snap)
-	return binary.AppendUvarint(b, s.offset)
+	b = binary.AppendUvarint(b, s.offset)
+	b = appendBool(b, s.all)
+	b = binary.AppendUvarint(b, uint64(len(s.buckets)))
+	for _, k := range s.buckets {
+		b = binary.AppendUvarint(b, uint64(k))
+	}
+	return b
+}
+
+func appendBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+func readBool(r *reader) bool {
+	switch r.byte() {
+	case 0:
+		return false
+	case 1:
+		return true
+	}
+	r.err = errBadMessage
+	return false
 }
 
 func readSyncReq(r *reader) syncReq {
-	return syncReq{req: r.uvarint(), snap: r.uvarint(), offset: r.uvarint()}
+	q := syncReq{req: r.uvarint(), snap: r.uvarint(), offset: r.uvarint(), all: readBool(r)}
+	n := r.uvarint()
+	if n > maxBuckets || n > uint64(len(r.b)) {
+		r.err = errBadMessage
+		return q
+	}
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		q.buckets = append(q.buckets, readBucket(r))
+	}
+	return q
 }
 
 // syncPage is a page of an owner's snapshot: entries offset.. of snapshot
-// snap, taken when the owner had published through seq. snap 0 means the
-// snapshot asked for is gone and the requester must start over.
+// snap. The first page (offset 0) carries seqs, the buckets' sequences
+// the snapshot was taken at; a bucket asked for and missing there is at 0.
+// snap 0 means the snapshot asked for is gone and the requester must
+// start over.
 type syncPage struct {
-	req, snap, seq, offset uint64
-	more                   bool
-	entries                []op // all opTrack
+	req, snap, offset uint64
+	seqs              []bseq
+	more              bool
+	entries           []op // all opTrack
 }
 
 func appendSyncPageHead(b []byte, p *syncPage, n int) []byte {
 	b = binary.AppendUvarint(b, p.req)
 	b = binary.AppendUvarint(b, p.snap)
-	b = binary.AppendUvarint(b, p.seq)
 	b = binary.AppendUvarint(b, p.offset)
-	more := byte(0)
-	if p.more {
-		more = 1
-	}
-	b = append(b, more)
+	b = appendSeqs(b, p.seqs)
+	b = appendBool(b, p.more)
 	return binary.AppendUvarint(b, uint64(n))
 }
 
 func readSyncPage(r *reader) syncPage {
-	p := syncPage{req: r.uvarint(), snap: r.uvarint(), seq: r.uvarint(), offset: r.uvarint()}
-	switch r.byte() {
-	case 0:
-	case 1:
-		p.more = true
-	default:
-		r.err = errBadMessage
-	}
+	p := syncPage{req: r.uvarint(), snap: r.uvarint(), offset: r.uvarint()}
+	p.seqs = readSeqs(r)
+	p.more = readBool(r)
 	n := r.uvarint()
 	if n > maxOpsPerMessage || n > uint64(len(r.b)) {
 		r.err = errBadMessage

@@ -1,0 +1,459 @@
+package cluster
+
+import (
+	"cmp"
+	"errors"
+	"slices"
+
+	"github.com/presencekit/presence/engine"
+)
+
+// The receiver's side: other nodes' deltas applied in order, and their
+// snapshots fetched and applied as diffs.
+
+// onMessage handles one message from the node stream, a sync page or a
+// sync request.
+func (c *core) onMessage(data []byte) {
+	if c.closed {
+		return
+	}
+	c.st.bytesReceived += uint64(len(data))
+	r := reader{b: data}
+	h := readHeader(&r)
+	if r.err != nil {
+		c.st.badMessages++
+		return
+	}
+	if h.node == c.name { // this node's own stream, echoed: not decoded
+		if h.inc != c.inc {
+			if c.st.duplicateNames == 0 {
+				c.log.Error("cluster: another node uses this node's name", "node", c.name)
+			}
+			c.st.duplicateNames++
+		}
+		return
+	}
+	switch h.kind {
+	case kindBatch:
+		b := readBatch(&r)
+		if r.done() != nil {
+			c.st.badMessages++
+			return
+		}
+		c.st.batchesReceived++
+		if p := c.peerFor(h); p != nil {
+			c.onBatch(p, b)
+		}
+	case kindHeartbeat, kindGoodbye:
+		hb := readHeartbeat(&r)
+		if r.done() != nil {
+			c.st.badMessages++
+			return
+		}
+		c.st.heartbeatsRecv++
+		if p := c.peerFor(h); p != nil {
+			c.onHeartbeat(p, h.kind, hb)
+		}
+	case kindSyncReq:
+		q := readSyncReq(&r)
+		if r.done() != nil {
+			c.st.badMessages++
+			return
+		}
+		c.onSyncReq(h, q)
+	case kindSyncPage:
+		pg := readSyncPage(&r)
+		if r.done() != nil {
+			c.st.badMessages++
+			return
+		}
+		if p := c.peerFor(h); p != nil {
+			c.onSyncPage(p, pg)
+		}
+	default:
+		c.st.badMessages++
+	}
+}
+
+// peerFor returns the peer a message of the current incarnation came
+// from, handling new nodes and new incarnations; nil means ignore the
+// message.
+func (c *core) peerFor(h header) *peer {
+	p := c.peers[h.node]
+	switch {
+	case p == nil:
+		p = &peer{name: h.node, inc: h.inc, want: map[rkey]rentry{}, socks: map[uint64]*rsock{}, failed: map[rkey]struct{}{},
+			logs: map[uint32]uint64{}, hb: map[uint32]uint64{}, syncSet: map[uint32]struct{}{}}
+		c.peers[h.node] = p
+		p.heard = c.now
+		if h.kind != kindGoodbye {
+			c.resyncPeer(p)
+			c.heartbeat(kindHeartbeat) // so that a joining node hears this one now
+		}
+	case h.inc < p.inc:
+		c.st.stale++
+		return nil
+	case h.inc > p.inc:
+		c.drop(p)
+		c.st.restarts++
+		p.inc, p.left = h.inc, false
+		p.heard = c.now
+		c.log.Info("cluster: node restarted", "node", p.name)
+		if h.kind != kindGoodbye {
+			c.resyncPeer(p)
+		}
+	case p.left:
+		c.st.stale++
+		return nil
+	}
+	p.heard = c.now
+	if p.state == StateDown && h.kind != kindGoodbye {
+		c.log.Info("cluster: node is back", "node", p.name)
+		c.resyncPeer(p)
+	}
+	return p
+}
+
+func (c *core) setState(p *peer, s State) {
+	if p.state == s {
+		return
+	}
+	p.state = s
+	c.events = append(c.events, c.info(p))
+}
+
+func (c *core) info(p *peer) NodeInfo {
+	return NodeInfo{Name: p.name, Incarnation: p.inc, State: p.state, Entries: len(p.want),
+		Pending: len(p.failed), LimitsDiffer: p.limitsDiffer}
+}
+
+// resyncPeer fetches again everything this node follows of p: every
+// bucket under All, else the buckets of the topics followed.
+func (c *core) resyncPeer(p *peer) {
+	if c.replicate == All {
+		p.syncAll = true
+	} else {
+		for k := range c.bcount {
+			p.syncSet[k] = struct{}{}
+		}
+	}
+	c.startSync(p)
+}
+
+// syncBuckets adds buckets to what is fetched from p and asks again.
+func (c *core) syncBuckets(p *peer, buckets ...uint32) {
+	for _, k := range buckets {
+		p.syncSet[k] = struct{}{}
+	}
+	c.startSync(p)
+}
+
+// syncing reports whether p's batches of bucket k wait for a snapshot.
+func (p *peer) syncing(k uint32) bool {
+	if p.syncAll {
+		return true
+	}
+	_, ok := p.syncSet[k]
+	return ok
+}
+
+// startSync asks p for a new snapshot of the buckets being fetched.
+// Their batches keep being buffered. With none, p is up.
+func (c *core) startSync(p *peer) {
+	if !p.syncAll && len(p.syncSet) == 0 {
+		p.req, p.snapID, p.snapSeqs, p.pages = 0, 0, nil, nil
+		c.setState(p, StateUp)
+		return
+	}
+	c.setState(p, StateSyncing)
+	c.ids++
+	p.req, p.snapID, p.snapSeqs, p.pages, p.asked = c.ids, 0, nil, nil, c.now
+	c.st.resyncs++
+	c.askPage(p, 0)
+}
+
+func (c *core) askPage(p *peer, offset uint64) {
+	q := syncReq{req: p.req, snap: p.snapID, offset: offset, all: p.syncAll}
+	if !p.syncAll && p.snapID == 0 {
+		q.buckets = make([]uint32, 0, len(p.syncSet))
+		for k := range p.syncSet {
+			q.buckets = append(q.buckets, k)
+		}
+	}
+	b := appendHeader(nil, kindSyncReq, c.name, c.inc)
+	b = appendSyncReq(b, q)
+	p.asked = c.now
+	c.send(c.subj.syncReq(p.name), b)
+}
+
+func (c *core) onBatch(p *peer, b batch) {
+	if !c.follows(b.bucket) {
+		return // a late batch of a bucket no longer followed
+	}
+	if !p.syncing(b.bucket) {
+		seq := p.logs[b.bucket]
+		switch {
+		case b.first == seq+1:
+			c.apply(p, b.ops)
+			p.logs[b.bucket] = b.last()
+			return
+		case b.last() <= seq:
+			c.st.stale++
+			return
+		}
+		c.st.gaps++
+		c.syncBuckets(p, b.bucket)
+	}
+	c.keep(p, b)
+}
+
+func (c *core) onHeartbeat(p *peer, kind byte, hb heartbeat) {
+	differ := hb.limits != c.limits
+	if differ && !p.limitsDiffer {
+		c.st.limitMismatches++
+		c.log.Warn("cluster: node's engine limits differ from this node's", "node", p.name)
+	}
+	p.limitsDiffer = differ
+	clash := hb.refTag == c.refTag
+	if clash && !p.refTagClash {
+		c.log.Warn("cluster: node uses this node's engine RefTag: phx_refs may collide", "node", p.name)
+	}
+	p.refTagClash = clash
+	if kind == kindGoodbye {
+		c.drop(p)
+		p.left = true
+		c.setState(p, StateDown)
+		return
+	}
+	clear(p.hb)
+	var behind []uint32
+	for _, s := range hb.seqs {
+		p.hb[s.bucket] = s.seq
+		if !c.follows(s.bucket) || p.syncing(s.bucket) {
+			continue
+		}
+		if seq, ok := p.logs[s.bucket]; s.seq > seq {
+			if ok {
+				c.st.gaps++ // batches were lost
+			} // else a bucket followed before p was heard in it
+			behind = append(behind, s.bucket)
+		}
+	}
+	if len(behind) > 0 {
+		c.syncBuckets(p, behind...)
+	}
+}
+
+func (c *core) onSyncPage(p *peer, pg syncPage) {
+	if p.state != StateSyncing || pg.req != p.req {
+		c.st.stale++
+		return
+	}
+	switch {
+	case pg.snap == 0, p.snapID != 0 && pg.snap != p.snapID, pg.offset != uint64(len(p.pages)):
+		c.startSync(p)
+		return
+	}
+	if pg.offset == 0 {
+		p.snapSeqs = pg.seqs
+	}
+	p.snapID = pg.snap
+	p.pages = append(p.pages, pg.entries...)
+	if pg.more {
+		c.askPage(p, uint64(len(p.pages)))
+		return
+	}
+	c.finishSync(p)
+}
+
+// finishSync applies the snapshot of the buckets being fetched as a diff
+// against what p's entries of them are here, so that unchanged entries do
+// not flap, then replays the buffered batches newer than it.
+func (c *core) finishSync(p *peer) {
+	in := func(topic string) bool { return p.syncAll || p.syncing(c.bucketOf(topic)) }
+	next := make(map[rkey]rentry, len(p.pages))
+	for i := range p.pages {
+		o := &p.pages[i]
+		if c.wants(o.topic) && in(o.topic) {
+			next[rkey{o.socket, o.topic}] = rentry{key: o.key, meta: string(o.meta), ref: o.ref}
+		}
+	}
+	for k := range p.want {
+		if _, ok := next[k]; !ok && in(k.topic) {
+			c.untrack(p, k)
+		}
+	}
+	for k, v := range next {
+		if old, ok := p.want[k]; ok && old == v {
+			if _, failed := p.failed[k]; !failed {
+				continue
+			}
+		}
+		c.track(p, k, v, nil)
+	}
+	// The buckets fetched now stand at the snapshot's sequences.
+	if p.syncAll {
+		clear(p.logs)
+	} else {
+		for k := range p.syncSet {
+			delete(p.logs, k)
+		}
+	}
+	for _, s := range p.snapSeqs {
+		if p.syncing(s.bucket) {
+			p.logs[s.bucket] = s.seq
+		}
+	}
+	p.syncAll = false
+	clear(p.syncSet)
+	p.req, p.snapID, p.snapSeqs, p.pages = 0, 0, nil, nil
+	c.st.fetches++
+	c.fetchGen++
+	// A buffer that overflowed was emptied: what it lost shows as a gap
+	// at the next batch or heartbeat.
+	buf := p.buf
+	p.buf, p.bufOps = nil, 0
+	slices.SortFunc(buf, func(a, b batch) int {
+		return cmp.Or(cmp.Compare(a.bucket, b.bucket), cmp.Compare(a.first, b.first))
+	})
+	for _, b := range buf {
+		if !c.follows(b.bucket) {
+			continue
+		}
+		if p.syncing(b.bucket) { // a gap found below: fetched again
+			c.keep(p, b)
+			continue
+		}
+		seq := p.logs[b.bucket]
+		switch {
+		case b.last() <= seq:
+			continue
+		case b.first == seq+1:
+			c.apply(p, b.ops)
+			p.logs[b.bucket] = b.last()
+			continue
+		}
+		// A gap: what is missing is newer than this snapshot.
+		c.st.gaps++
+		p.syncSet[b.bucket] = struct{}{}
+		c.keep(p, b)
+	}
+	c.startSync(p) // up, unless a gap was found
+}
+
+// keep buffers b until the snapshot of its bucket is applied; a buffer
+// over maxBuffered is emptied, and what it lost shows as a gap later.
+func (c *core) keep(p *peer, b batch) {
+	if p.bufOps+len(b.ops) > maxBuffered {
+		p.buf, p.bufOps = nil, 0
+		return
+	}
+	p.buf = append(p.buf, b)
+	p.bufOps += len(b.ops)
+}
+
+// apply applies the ops of the topics this node follows.
+func (c *core) apply(p *peer, ops []op) {
+	for i := range ops {
+		o := &ops[i]
+		if !c.wants(o.topic) {
+			continue
+		}
+		k := rkey{o.socket, o.topic}
+		if o.kind == opTrack {
+			c.track(p, k, rentry{key: o.key, meta: string(o.meta), ref: o.ref}, o.meta)
+		} else {
+			c.untrack(p, k)
+		}
+	}
+	c.st.deltasApplied += uint64(len(ops))
+}
+
+// track records and stores a remote entry; meta, if not nil, is v.meta as
+// bytes.
+func (c *core) track(p *peer, k rkey, v rentry, meta []byte) {
+	if _, ok := p.want[k]; !ok {
+		c.rtopics[k.topic]++
+		rs := p.socks[k.socket]
+		if rs == nil {
+			rs = &rsock{id: c.nextID}
+			c.nextID++
+			p.socks[k.socket] = rs
+		}
+		rs.n++
+	}
+	p.want[k] = v
+	c.store(p, k, v, meta)
+}
+
+// store writes a remote entry into the engine; a refusal is counted,
+// logged (once per node until all its entries are stored), and retried by
+// tick.
+func (c *core) store(p *peer, k rkey, v rentry, meta []byte) {
+	if meta == nil {
+		meta = []byte(v.meta)
+	}
+	res, err := c.e.TrackWithRef(p.socks[k.socket].id, k.topic, v.key, meta, v.ref)
+	if err != nil {
+		if errors.Is(err, engine.ErrFull) {
+			c.st.remoteFull++
+		} else {
+			c.st.remoteRejects++
+		}
+		if _, ok := p.failed[k]; !ok {
+			if len(p.failed) == 0 { // once until all are stored, not per entry
+				c.log.Warn("cluster: remote entries cannot be stored; retrying (see Stats and Nodes)", "node", p.name, "topic", k.topic, "key", v.key, "err", err)
+			}
+			p.failed[k] = struct{}{}
+		}
+		return
+	}
+	delete(p.failed, k)
+	if res != engine.Unchanged {
+		c.notify[k.topic] = struct{}{}
+	}
+}
+
+func (c *core) untrack(p *peer, k rkey) {
+	if _, ok := p.want[k]; !ok {
+		return
+	}
+	delete(p.want, k)
+	delete(p.failed, k)
+	c.lessRemote(k.topic)
+	rs := p.socks[k.socket]
+	if c.e.Untrack(rs.id, k.topic) {
+		c.notify[k.topic] = struct{}{}
+	}
+	if rs.n--; rs.n == 0 {
+		delete(p.socks, k.socket)
+	}
+}
+
+func (c *core) lessRemote(topic string) {
+	if c.rtopics[topic]--; c.rtopics[topic] <= 0 {
+		delete(c.rtopics, topic)
+	}
+}
+
+// drop removes every entry of p from the engine and forgets what p
+// published; a sync in progress ends.
+func (c *core) drop(p *peer) {
+	for k := range p.want {
+		c.notify[k.topic] = struct{}{}
+		c.lessRemote(k.topic)
+	}
+	for _, rs := range p.socks {
+		c.e.UntrackAll(rs.id)
+	}
+	clear(p.want)
+	clear(p.socks)
+	clear(p.failed)
+	clear(p.logs)
+	clear(p.hb)
+	clear(p.syncSet)
+	p.syncAll = false
+	p.req, p.snapID, p.snapSeqs, p.pages = 0, 0, nil, nil
+	p.buf, p.bufOps = nil, 0
+	c.fetchGen++
+}

@@ -1,0 +1,146 @@
+package cluster
+
+import (
+	"slices"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Interest: which remote entries this node mirrors.
+//
+// Topics are hashed into nbuckets buckets. Each node publishes its deltas
+// as one ordered log per bucket, on the bucket's subject, and its
+// heartbeat carries every used bucket's last sequence. Under Interest a
+// node follows a topic while a local socket is in it (join, leave) and for
+// the linger after; it subscribes to the subjects of the buckets of the
+// topics it follows, applies the ops of those topics only, and fetches a
+// topic's entries on the first join from the nodes whose heartbeat shows
+// they published in its bucket, as a snapshot of that bucket: the same
+// ordered logs, gaps and snapshots as under All, per bucket. Under All
+// every bucket is followed.
+//
+// A bucket rather than a subject per topic: a heartbeat can then carry
+// every log's sequence in a bounded size (at most nbuckets pairs), so that
+// a lost last batch of any followed topic shows as a gap within a
+// heartbeat, as it does for the whole log under All. The price is that a
+// batch reaches the nodes that follow another topic of the same bucket:
+// with 1024 buckets and T topics, about T/1024 other topics' followers.
+
+// interest is a topic followed: n local subscribers, and while n is 0,
+// until, when its remote entries go.
+type interest struct {
+	n     int
+	until int64
+}
+
+func (c *core) bucketOf(topic string) uint32 {
+	return uint32(xxhash.Sum64String(topic) % uint64(c.nbuckets))
+}
+
+// follows reports whether this node applies the deltas of bucket k.
+func (c *core) follows(k uint32) bool { return c.replicate == All || c.bcount[k] > 0 }
+
+// wants reports whether this node mirrors topic's remote entries.
+func (c *core) wants(topic string) bool {
+	if c.replicate == All {
+		return true
+	}
+	_, ok := c.interest[topic]
+	return ok
+}
+
+// join records a local subscriber of topic. On the first, unless the
+// topic lingers, the node follows the topic and fetches its entries from
+// the nodes that published in its bucket: fetched tells when they are in.
+func (c *core) join(topic string) {
+	if c.replicate == All {
+		return
+	}
+	if in := c.interest[topic]; in != nil {
+		in.n++
+		return
+	}
+	c.interest[topic] = &interest{n: 1}
+	k := c.bucketOf(topic)
+	if c.bcount[k]++; c.bcount[k] == 1 && c.subscribe != nil {
+		c.subscribe(k, true)
+	}
+	for _, p := range c.peers {
+		if p.state == StateDown || p.syncing(k) {
+			continue // down, or fetching k already: its snapshot holds topic
+		}
+		if p.hb[k] > 0 || p.logs[k] > 0 {
+			c.syncBuckets(p, k)
+		}
+	}
+}
+
+// leave undoes one join; after the last, the topic lingers.
+func (c *core) leave(topic string) {
+	in := c.interest[topic]
+	if in == nil || in.n == 0 {
+		return
+	}
+	if in.n--; in.n == 0 {
+		in.until = c.now + c.linger
+	}
+}
+
+// fetched reports whether topic's entries are in from every live node
+// asked for them.
+func (c *core) fetched(topic string) bool {
+	k := c.bucketOf(topic)
+	for _, p := range c.peers {
+		if p.state != StateDown && p.syncing(k) {
+			return false
+		}
+	}
+	return true
+}
+
+// expireLinger drops the topics whose linger ended.
+func (c *core) expireLinger(now int64) {
+	for topic, in := range c.interest {
+		if in.n == 0 && now >= in.until {
+			c.dropTopic(topic)
+		}
+	}
+}
+
+// dropTopic stops following topic: its remote entries go, and the
+// subscription to its bucket too when no other followed topic is in it.
+func (c *core) dropTopic(topic string) {
+	delete(c.interest, topic)
+	c.st.lingerDrops++
+	for _, p := range c.peers {
+		for k := range p.want {
+			if k.topic == topic {
+				c.untrack(p, k)
+			}
+		}
+	}
+	k := c.bucketOf(topic)
+	if c.bcount[k]--; c.bcount[k] > 0 {
+		return
+	}
+	delete(c.bcount, k)
+	if c.subscribe != nil {
+		c.subscribe(k, false)
+	}
+	for _, p := range c.peers {
+		delete(p.logs, k)
+		if _, ok := p.syncSet[k]; !ok {
+			continue
+		}
+		delete(p.syncSet, k)
+		p.buf = slices.DeleteFunc(p.buf, func(b batch) bool { return b.bucket == k })
+		p.bufOps = 0
+		for _, b := range p.buf {
+			p.bufOps += len(b.ops)
+		}
+		if !p.syncAll && len(p.syncSet) == 0 {
+			c.startSync(p) // nothing left to fetch: up
+		}
+	}
+	c.fetchGen++
+}
