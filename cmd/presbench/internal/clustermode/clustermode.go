@@ -48,6 +48,7 @@ type Options struct {
 	Moves     float64       // fraction of the changes that move a socket to another topic
 	ChurnFor  time.Duration // how long the churn lasts
 	Replicate string        // interest or all
+	Linger    time.Duration // cluster.Config.Linger; 0 is its default
 }
 
 // Flags registers Options' flags on fs. Every flag it registers applies
@@ -68,6 +69,7 @@ func Flags(fs *flag.FlagSet, o *Options) {
 	fs.Float64Var(&o.Churn, "cluster-churn", 5000, "-cluster-scale: changes per second (meta updates, and leaves with rejoins)")
 	fs.Float64Var(&o.Moves, "cluster-moves", 0, "-cluster-scale: fraction of the changes that move a socket to a topic picked at random, its node joining and leaving topics")
 	fs.DurationVar(&o.ChurnFor, "cluster-churn-for", 10*time.Second, "-cluster-scale: how long the churn lasts")
+	fs.DurationVar(&o.Linger, "cluster-linger", 0, "-cluster-scale: how long a node keeps a topic's remote entries after its last socket there left (0: the cluster's default, 30s)")
 	fs.StringVar(&o.Replicate, "cluster-replicate", "interest", "-cluster-scale: interest (a node mirrors only the topics its sockets are in) or all (every node mirrors every entry)")
 }
 

@@ -13,6 +13,9 @@ type population struct {
 	owned  [][]simEntry  // each node's entries
 	global []entryRef    // every entry, for the churn to pick from
 	counts []map[int]int // each node's own entries by topic, the topics it is in
+	// left counts, for each node, the topics it left (unsubscribed from)
+	// and did not join again: each must be dropped after the linger.
+	left []int
 }
 
 // simEntry is one entry a node owns: one socket in one topic.
@@ -27,7 +30,7 @@ type simEntry struct {
 type entryRef struct{ node, idx int32 }
 
 func newPopulation(p *plan) *population {
-	pp := &population{owned: make([][]simEntry, len(p.own)), counts: make([]map[int]int, len(p.own))}
+	pp := &population{owned: make([][]simEntry, len(p.own)), counts: make([]map[int]int, len(p.own)), left: make([]int, len(p.own))}
 	for nd, ows := range p.own {
 		pp.counts[nd] = map[int]int{}
 		sock := engine.SocketID(1)

@@ -2,6 +2,7 @@ package clustermode
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/presencekit/presence/cluster"
 )
@@ -13,13 +14,13 @@ const (
 )
 
 // replicationConfig returns the cluster.Config of a -cluster-replicate
-// mode.
-func replicationConfig(mode string) (cluster.Config, error) {
+// mode and -cluster-linger.
+func replicationConfig(mode string, linger time.Duration) (cluster.Config, error) {
 	switch mode {
 	case ReplicateAll:
-		return cluster.Config{}, nil
+		return cluster.Config{Replicate: cluster.All, Linger: linger}, nil
 	case ReplicateInterest:
-		return cluster.Config{}, fmt.Errorf("%w: -cluster-replicate interest: this build's cluster replicates every entry to every node", ErrInvalidOptions)
+		return cluster.Config{Replicate: cluster.Interest, Linger: linger}, nil
 	}
 	return cluster.Config{}, fmt.Errorf("%w: -cluster-replicate %q: want %s or %s", ErrInvalidOptions, mode, ReplicateInterest, ReplicateAll)
 }

@@ -1,6 +1,7 @@
 package clustermode
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -53,6 +54,17 @@ type ScaleReport struct {
 	RemoteInterestMean float64 `json:"remote_entries_of_its_topics_mean"`
 	RemoteRatioMean    float64 `json:"remote_ratio_mean"`
 	RemoteRatioMax     float64 `json:"remote_ratio_max"`
+	// The nodes' own figures (cluster.Stats), summed or averaged.
+	TopicsMirroredMean float64 `json:"topics_mirrored_mean"`
+	StatsRemoteMean    float64 `json:"stats_remote_entries_mean"`
+	SnapshotFetches    uint64  `json:"snapshot_fetches"`
+	LingerDrops        uint64  `json:"linger_drops"`
+	LingerSec          float64 `json:"linger_sec"`
+	// LingerWaitMs, with a linger of at most 5 s, is the time after the
+	// ratio above was taken until every node held only the remote entries
+	// of its topics.
+	LingerWaitMs float64 `json:"linger_wait_ms"`
+	LingerWaited bool    `json:"linger_waited"`
 
 	ChurnPerSec          float64 `json:"churn_target_per_sec"`
 	Moves                float64 `json:"moves"` // fraction of the changes that move a socket to another topic
@@ -106,12 +118,14 @@ func (o *Options) validateScale() error {
 		return fmt.Errorf("%w: -cluster-zipf must be between 0 and 4", ErrInvalidOptions)
 	case !(o.Churn >= 0 && o.Churn <= 1e6) || o.ChurnFor <= 0:
 		return fmt.Errorf("%w: -cluster-churn must be between 0 and 1e6, -cluster-churn-for positive", ErrInvalidOptions)
+	case o.Linger < 0:
+		return fmt.Errorf("%w: -cluster-linger must not be negative", ErrInvalidOptions)
 	case !(o.Moves >= 0 && o.Moves <= 1):
 		return fmt.Errorf("%w: -cluster-moves must be between 0 and 1", ErrInvalidOptions)
 	case o.Samples < 4:
 		return fmt.Errorf("%w: -cluster-samples must be at least 4", ErrInvalidOptions)
 	}
-	_, err := replicationConfig(o.Replicate)
+	_, err := replicationConfig(o.Replicate, o.Linger)
 	return err
 }
 
@@ -134,11 +148,11 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	ccfg, _ := replicationConfig(o.Replicate)
+	ccfg, _ := replicationConfig(o.Replicate, o.Linger)
 	m.Phase("plan", nil)
 	p := newPlan(o.Nodes, o.Topics, o.Entries, o.Share, o.Zipf, 1)
 	r := &ScaleReport{Simulation: "scale", Replicate: o.Replicate, Nodes: o.Nodes, Topics: o.Topics, Entries: o.Entries,
-		Share: o.Share, Zipf: o.Zipf, ChurnPerSec: o.Churn, Moves: o.Moves}
+		Share: o.Share, Zipf: o.Zipf, ChurnPerSec: o.Churn, Moves: o.Moves, LingerSec: cmp.Or(o.Linger, cluster.DefaultLinger).Seconds()}
 	need, ownMax, memberships := 0, 0, 0
 	for nd := range o.Nodes {
 		own := p.ownEntries(nd)
@@ -284,6 +298,8 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 	for k := range pairs {
 		nodes[k+o.Nodes/2].n.Unsubscribe(probeTopic(k))
 		nodes[k].n.Unsubscribe(probeTopic(k))
+		pop.left[k+o.Nodes/2]++
+		pop.left[k]++
 	}
 	m.Phase("settle", nil)
 	s0 := time.Now()
@@ -325,6 +341,17 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 	if wantSum > 0 {
 		r.RemoteRatioMean = heldSum / wantSum
 	}
+	// With a short linger, wait for it: then every node holds exactly the
+	// remote entries of its topics, the topics its sockets left dropped.
+	if o.Replicate == ReplicateInterest && o.Linger > 0 && o.Linger <= maxLingerWait {
+		m.Phase("linger", nil)
+		l0 := time.Now()
+		if err := lingerDone(ctx, nodes, wanted, pop.left, o.Linger+5*time.Second); err != nil {
+			return nil, err
+		}
+		r.LingerWaitMs, r.LingerWaited = float64(time.Since(l0).Microseconds())/1000, true
+	}
+	mirrored, statsRemote := 0, 0
 	for _, bn := range nodes {
 		st := bn.n.Stats()
 		r.Gaps += st.Gaps
@@ -333,7 +360,13 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 		r.SlowConsumer += st.SlowConsumer
 		r.NodesDown += st.NodesDown
 		r.Reconnects += bn.nc.Stats().Reconnects
+		mirrored += st.TopicsMirrored
+		statsRemote += st.RemoteEntries
+		r.SnapshotFetches += st.SnapshotFetches
+		r.LingerDrops += st.LingerDrops
 	}
+	r.TopicsMirroredMean = float64(mirrored) / float64(o.Nodes)
+	r.StatsRemoteMean = float64(statsRemote) / float64(o.Nodes)
 	if v, err := s.Varz(nil); err == nil {
 		r.ServerSlowConsumers = v.SlowConsumers
 	}
@@ -408,6 +441,29 @@ func engines(nodes []*benchNode) []*engine.Engine {
 	return es
 }
 
+// maxLingerWait is the longest linger a scale run waits for.
+const maxLingerWait = 5 * time.Second
+
+// ErrLingerKept is the error of a scale run whose nodes kept the remote
+// entries of topics they left past the linger.
+var ErrLingerKept = errors.New("a node kept a topic it left past the linger")
+
+// lingerDone waits until each node dropped the topics it left and holds
+// exactly the remote entries it wants.
+func lingerDone(ctx context.Context, nodes []*benchNode, wanted, left []int, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for nd, bn := range nodes {
+		for bn.e.Stats().Remote != wanted[nd] || bn.n.Stats().LingerDrops < uint64(left[nd]) {
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("%w: node %s holds %d remote entries, its topics %d; it dropped %d topics of the %d it left",
+					ErrLingerKept, bn.n.Name(), bn.e.Stats().Remote, wanted[nd], bn.n.Stats().LingerDrops, left[nd])
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
 // totals sums the nodes' counters that tell a cluster in trouble.
 func totals(nodes []*benchNode) string {
 	var t cluster.Stats
@@ -461,8 +517,18 @@ func churn(ctx context.Context, nodes []*benchNode, pop *population, topics int,
 	rng := rand.New(rand.NewPCG(2, 3))
 	start := time.Now()
 	var meta []byte
-	// in counts the nodes in each topic, kept as the moves change them.
+	// in counts the nodes in each topic, kept as the moves change them;
+	// gone holds the topics each node left and has not joined again.
 	in := make([]int, topics)
+	gone := make([]map[int]bool, len(nodes))
+	for i := range gone {
+		gone[i] = map[int]bool{}
+	}
+	defer func() {
+		for i, g := range gone {
+			pop.left[i] += len(g)
+		}
+	}()
 	for _, c := range pop.counts {
 		for t := range c {
 			in[t]++
@@ -482,6 +548,7 @@ func churn(ctx context.Context, nodes []*benchNode, pop *population, topics int,
 			meta = metaOf(meta[:0], en.gen)
 			if to := rng.IntN(topics); rng.Float64() < moves && to != en.topic {
 				if counts[to] == 0 {
+					delete(gone[ref.node], to)
 					st := time.Now()
 					nd.n.Subscribe(scaleTopic(to))
 					*subs = append(*subs, time.Since(st))
@@ -499,6 +566,7 @@ func churn(ctx context.Context, nodes []*benchNode, pop *population, topics int,
 					delete(counts, en.topic)
 					nd.n.Unsubscribe(topic)
 					in[en.topic]--
+					gone[ref.node][en.topic] = true
 				}
 				en.topic = to
 				changes.Add(1)
@@ -568,6 +636,11 @@ func WriteScaleTable(w io.Writer, r *ScaleReport) error {
 	fmt.Fprintf(w, "  Subscribe, a node's first join of a topic: at the start p50 %.2f ms  p99 %.2f ms  max %.2f ms; during the churn (%d) p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
 		r.JoinSubscribeP50ms, r.JoinSubscribeP99ms, r.JoinSubscribeMaxMs, r.MoveSubscribes, r.MoveSubscribeP50ms, r.MoveSubscribeP99ms, r.MoveSubscribeMaxMs)
 	fmt.Fprintf(w, "  remote entries per node: %.0f held, %.0f in its topics: %.2fx (max %.2fx)\n", r.RemoteHeldMean, r.RemoteInterestMean, r.RemoteRatioMean, r.RemoteRatioMax)
+	fmt.Fprintf(w, "  cluster.Stats: %.1f topics mirrored and %.0f remote entries per node; %d snapshot fetches, %d linger drops (linger %gs)\n",
+		r.TopicsMirroredMean, r.StatsRemoteMean, r.SnapshotFetches, r.LingerDrops, r.LingerSec)
+	if r.LingerWaited {
+		fmt.Fprintf(w, "  every node held only the remote entries of its topics %.0f ms later, the linger over\n", r.LingerWaitMs)
+	}
 	fmt.Fprintf(w, "  churn: %d changes in %.1f s (%.0f/s, target %.0f/s; moves %g); %.2f other nodes in the changed topics on average\n",
 		r.Changes, r.ChurnSec, r.ChurnAchievedPerSec, r.ChurnPerSec, r.Moves, r.InterestedPerChange)
 	fmt.Fprintf(w, "  NATS deliveries per change: %.2f (idle rate %.0f/s subtracted)\n", r.DeliveriesPerChange, r.IdleDeliveriesPerSec)

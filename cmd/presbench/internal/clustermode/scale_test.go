@@ -147,6 +147,7 @@ func TestValidateScale(t *testing.T) {
 		func(o *Options) { o.Moves = 1.1 },
 		func(o *Options) { o.Samples = 3 },
 		func(o *Options) { o.Replicate = "some" },
+		func(o *Options) { o.Linger = -time.Second },
 	} {
 		o := good
 		mod(&o)
@@ -188,5 +189,43 @@ func TestScaleSmall(t *testing.T) {
 		t.Fatalf("under full replication a node holds %.0f remote entries, want every other node's", r.RemoteHeldMean)
 	case r.RemoteRatioMean <= 1.2:
 		t.Fatalf("full replication's ratio %.2f: the plan's topics hold as much as the cluster", r.RemoteRatioMean)
+	}
+}
+
+// TestScaleSmallInterest runs the simulation small under interest
+// replication, with sockets moving between topics and a short linger: every
+// view equals the truth at the end, a node holds about the remote entries
+// of its topics and no more (full replication fails this: see
+// TestScaleSmall), the cluster's own Stats agree with the engines, and a
+// change costs about one NATS delivery per interested node.
+func TestScaleSmallInterest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts ten nodes and churns for a second")
+	}
+	o := smallScale(ReplicateInterest)
+	o.Linger = 100 * time.Millisecond
+	r, err := RunScale(context.Background(), o, nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", *r)
+	switch {
+	case r.ViewsChecked < 10*o.Nodes || r.Changes < 100 || r.VisSamples < 4:
+		t.Fatalf("the run did little: %+v", *r)
+	case r.RemoteRatioMean > 1.2:
+		t.Fatalf("a node holds %.2fx the remote entries of its topics, want at most 1.2x", r.RemoteRatioMean)
+	case r.RemoteInterestMean == 0 || r.RemoteHeldMean < r.RemoteInterestMean:
+		t.Fatalf("held %.0f remote entries for %.0f wanted", r.RemoteHeldMean, r.RemoteInterestMean)
+	case r.StatsRemoteMean != r.RemoteInterestMean:
+		// Read after the linger: exactly what the topics hold.
+		t.Fatalf("cluster.Stats reports %.1f remote entries a node after the linger, the topics hold %.1f", r.StatsRemoteMean, r.RemoteInterestMean)
+	case r.SnapshotFetches == 0 || r.MoveSubscribes == 0:
+		t.Fatalf("moves made no first join: %+v", *r)
+	case !r.LingerWaited || r.LingerDrops < 2*5:
+		// At least the probes' topics, five pairs' two nodes each, lingered
+		// and went (RunScale fails if a node keeps one it left).
+		t.Fatalf("%d linger drops, waited %.0f ms", r.LingerDrops, r.LingerWaitMs)
+	case r.DeliveriesPerChange > r.InterestedPerChange+2:
+		t.Fatalf("%.2f NATS deliveries per change for %.2f interested nodes, want at most 2 more", r.DeliveriesPerChange, r.InterestedPerChange)
 	}
 }
