@@ -169,14 +169,16 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 		r.MaxTopicSize = max(r.MaxTopicSize, p.sizes[t])
 	}
 	r.TopicsPerNode = float64(memberships) / float64(o.Nodes)
-	// Room for the probes and a quarter more (half more where moves take
-	// nodes into more topics), all nodes alike: the nodes compare their
-	// engines' limits.
+	// Room for the probes and a quarter more, all nodes alike: the nodes
+	// compare their engines' limits. Under interest, moves take a node
+	// into topics picked at random, of Entries/Topics entries on average:
+	// room for twice the expected, and the largest topic, besides.
 	extra := need / 4
 	if o.Moves > 0 && o.Replicate != ReplicateAll {
-		extra = need / 2
+		perNode := o.Churn * o.Moves * o.ChurnFor.Seconds() / float64(o.Nodes)
+		extra += int(2*perNode*float64(o.Entries)/float64(o.Topics)) + r.MaxTopicSize
 	}
-	r.Capacity, r.LocalCapacity = need+extra+256, ownMax+ownMax/4+256
+	r.Capacity, r.LocalCapacity = min(need+extra, o.Entries)+256, ownMax+ownMax/4+256
 
 	m.Phase("start nodes", nil)
 	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, MaxPayload: 8 << 20})
