@@ -49,6 +49,9 @@ type Options struct {
 	ChurnFor  time.Duration // how long the churn lasts
 	Replicate string        // interest or all
 	Linger    time.Duration // cluster.Config.Linger; 0 is its default
+	// idleFor is how long the idle delivery rate is measured; 0 means
+	// 2 s. Tests shorten it.
+	idleFor time.Duration
 }
 
 // Flags registers Options' flags on fs. Every flag it registers applies

@@ -268,7 +268,7 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 	m.Phase("idle deliveries", nil)
 	d0, i0 := delivered(nodes), time.Now()
 	select {
-	case <-time.After(2 * time.Second):
+	case <-time.After(cmp.Or(o.idleFor, 2*time.Second)):
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}

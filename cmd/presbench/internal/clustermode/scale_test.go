@@ -164,7 +164,7 @@ func TestValidateScale(t *testing.T) {
 // entries in 100 topics, each node in a fifth of them, 1 s of churn.
 func smallScale(replicate string) Options {
 	return Options{Scale: true, Nodes: 10, Entries: 2000, Topics: 100, Share: 0.2, Zipf: 0.5,
-		Churn: 1000, Moves: 0.1, ChurnFor: time.Second, Samples: 40, Replicate: replicate}
+		Churn: 1000, Moves: 0.1, ChurnFor: time.Second, Samples: 40, Replicate: replicate, idleFor: time.Second}
 }
 
 // TestScaleSmall runs the simulation small: every view equals the truth
@@ -174,7 +174,10 @@ func TestScaleSmall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts ten nodes and churns for a second")
 	}
+	// Half the entries and churn of the interest run: every node applies
+	// every change here, slow under the race detector.
 	o := smallScale(ReplicateAll)
+	o.Entries, o.Topics, o.ChurnFor, o.Samples = 1000, 60, 500*time.Millisecond, 10
 	r, err := RunScale(context.Background(), o, nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
