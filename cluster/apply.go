@@ -1,9 +1,11 @@
 package cluster
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"slices"
+	"strings"
 
 	"github.com/presencekit/presence/engine"
 )
@@ -18,11 +20,24 @@ func (c *core) onMessage(data []byte) {
 		return
 	}
 	c.st.bytesReceived += uint64(len(data))
-	r := reader{b: data}
+	// Strings point into data while decoding: a batch's are copied only
+	// where kept, the others' at once.
+	r := reader{b: data, alias: true}
 	h := readHeader(&r)
 	if r.err != nil {
 		c.st.badMessages++
 		return
+	}
+	switch p := c.peers[h.node]; {
+	case p != nil:
+		h.node = p.name
+	case h.node == c.name:
+		h.node = c.name
+	default:
+		h.node = strings.Clone(h.node)
+	}
+	if h.kind != kindBatch {
+		r.alias = false
 	}
 	if h.node == c.name { // this node's own stream, echoed: not decoded
 		if h.inc != c.inc {
@@ -35,7 +50,8 @@ func (c *core) onMessage(data []byte) {
 	}
 	switch h.kind {
 	case kindBatch:
-		b := readBatch(&r)
+		b := readBatch(&r, c.dec)
+		c.dec = b.ops[:0]
 		if r.done() != nil {
 			c.st.badMessages++
 			return
@@ -82,7 +98,7 @@ func (c *core) peerFor(h header) *peer {
 	p := c.peers[h.node]
 	switch {
 	case p == nil:
-		p = &peer{name: h.node, inc: h.inc, want: map[rkey]rentry{}, socks: map[uint64]*rsock{}, failed: map[rkey]struct{}{},
+		p = &peer{name: h.node, inc: h.inc, want: map[rkey]*rentry{}, socks: map[uint64]*rsock{}, failed: map[rkey]struct{}{},
 			logs: map[uint32]uint64{}, hb: map[uint32]uint64{}, syncSet: map[uint32]struct{}{}}
 		c.peers[h.node] = p
 		p.heard = c.now
@@ -161,13 +177,13 @@ func (p *peer) syncing(k uint32) bool {
 // Their batches keep being buffered. With none, p is up.
 func (c *core) startSync(p *peer) {
 	if !p.syncAll && len(p.syncSet) == 0 {
-		p.req, p.snapID, p.snapSeqs, p.pages = 0, 0, nil, nil
+		p.req, p.snapID, p.snapSeqs, p.pages, p.fin = 0, 0, nil, nil, nil
 		c.setState(p, StateUp)
 		return
 	}
 	c.setState(p, StateSyncing)
 	c.ids++
-	p.req, p.snapID, p.snapSeqs, p.pages, p.asked = c.ids, 0, nil, nil, c.now
+	p.req, p.snapID, p.snapSeqs, p.pages, p.fin, p.asked = c.ids, 0, nil, nil, nil, c.now
 	c.st.resyncs++
 	c.askPage(p, 0)
 }
@@ -225,19 +241,24 @@ func (c *core) onHeartbeat(p *peer, kind byte, hb heartbeat) {
 		c.setState(p, StateDown)
 		return
 	}
-	clear(p.hb)
+	// The batches up to the previous heartbeat's sequences had a
+	// heartbeat's time to arrive: one still missing was lost. (Those of
+	// this heartbeat may still be on their way, on other subjects.)
 	var behind []uint32
-	for _, s := range hb.seqs {
-		p.hb[s.bucket] = s.seq
-		if !c.follows(s.bucket) || p.syncing(s.bucket) {
+	for k, prev := range p.hb {
+		if !c.follows(k) || p.syncing(k) {
 			continue
 		}
-		if seq, ok := p.logs[s.bucket]; s.seq > seq {
+		if seq, ok := p.logs[k]; prev > seq {
 			if ok {
 				c.st.gaps++ // batches were lost
 			} // else a bucket followed before p was heard in it
-			behind = append(behind, s.bucket)
+			behind = append(behind, k)
 		}
+	}
+	clear(p.hb)
+	for _, s := range hb.seqs {
+		p.hb[s.bucket] = s.seq
 	}
 	if len(behind) > 0 {
 		c.syncBuckets(p, behind...)
@@ -266,31 +287,100 @@ func (c *core) onSyncPage(p *peer, pg syncPage) {
 	c.finishSync(p)
 }
 
-// finishSync applies the snapshot of the buckets being fetched as a diff
-// against what p's entries of them are here, so that unchanged entries do
-// not flap, then replays the buffered batches newer than it.
+// finishing is a snapshot being applied, a piece at a time.
+type finishing struct {
+	phase int
+	pos   int
+	in    map[rkey]struct{} // the snapshot's entries of the topics followed
+	gone  []rkey            // entries held here and not in the snapshot
+}
+
+// The phases of a finishing.
+const (
+	finIndex   = iota // index the snapshot's entries
+	finUntrack        // untrack what the snapshot does not hold
+	finTrack          // track what changed
+)
+
+// finishSync starts applying the snapshot of the buckets being fetched as
+// a diff against what p's entries of them are here, so that unchanged
+// entries do not flap; step applies it in pieces of c.piece entries, so
+// that the node's lock is free in between for heartbeats and the other
+// nodes' deltas, then replays the buffered batches newer than it. Pages
+// that arrive meanwhile are stale; a new sync of p starts over.
 func (c *core) finishSync(p *peer) {
-	in := func(topic string) bool { return p.syncAll || p.syncing(c.bucketOf(topic)) }
-	next := make(map[rkey]rentry, len(p.pages))
-	for i := range p.pages {
-		o := &p.pages[i]
-		if c.wants(o.topic) && in(o.topic) {
-			next[rkey{o.socket, o.topic}] = rentry{key: o.key, meta: string(o.meta), ref: o.ref}
+	p.req = 0
+	p.fin = &finishing{in: make(map[rkey]struct{}, len(p.pages))}
+	c.busy = true
+}
+
+// step applies a piece of a snapshot being applied; it reports whether
+// more pieces are left.
+func (c *core) step() bool {
+	if !c.busy {
+		return false
+	}
+	for _, p := range c.peers {
+		if p.fin != nil {
+			c.stepPeer(p)
+			return true
 		}
 	}
-	for k := range p.want {
-		if _, ok := next[k]; !ok && in(k.topic) {
-			c.untrack(p, k)
-		}
-	}
-	for k, v := range next {
-		if old, ok := p.want[k]; ok && old == v {
-			if _, failed := p.failed[k]; !failed {
-				continue
+	c.busy = false
+	return false
+}
+
+func (c *core) stepPeer(p *peer) {
+	f := p.fin
+	in := func(topic string) bool { return c.wants(topic) && p.syncing(c.bucketOf(topic)) }
+	end := f.pos + c.piece
+	switch f.phase {
+	case finIndex:
+		for ; f.pos < len(p.pages) && f.pos < end; f.pos++ {
+			if o := &p.pages[f.pos]; in(o.topic) {
+				f.in[rkey{o.socket, o.topic}] = struct{}{}
 			}
 		}
-		c.track(p, k, v, nil)
+		if f.pos == len(p.pages) {
+			for k := range p.want {
+				if _, ok := f.in[k]; !ok && in(k.topic) {
+					f.gone = append(f.gone, k)
+				}
+			}
+			f.phase, f.pos, f.in = finUntrack, 0, nil
+		}
+	case finUntrack:
+		for ; f.pos < len(f.gone) && f.pos < end; f.pos++ {
+			c.untrack(p, f.gone[f.pos])
+		}
+		if f.pos == len(f.gone) {
+			f.phase, f.pos, f.gone = finTrack, 0, nil
+		}
+	case finTrack:
+		for ; f.pos < len(p.pages) && f.pos < end; f.pos++ {
+			o := &p.pages[f.pos]
+			if !in(o.topic) {
+				continue
+			}
+			k := rkey{o.socket, o.topic}
+			if old := p.want[k]; old != nil && old.key == o.key && old.ref == o.ref && bytes.Equal(old.meta, o.meta) {
+				if _, failed := p.failed[k]; !failed {
+					continue
+				}
+			}
+			c.track(p, k, o)
+		}
+		if f.pos == len(p.pages) {
+			p.fin = nil
+			c.endSync(p)
+		}
 	}
+}
+
+// endSync ends a sync whose snapshot is applied: the buckets fetched
+// stand at the snapshot's sequences, and the buffered batches are
+// replayed.
+func (c *core) endSync(p *peer) {
 	// The buckets fetched now stand at the snapshot's sequences.
 	if p.syncAll {
 		clear(p.logs)
@@ -348,7 +438,7 @@ func (c *core) keep(p *peer, b batch) {
 		p.buf, p.bufOps = nil, 0
 		return
 	}
-	p.buf = append(p.buf, b)
+	p.buf = append(p.buf, b.clone())
 	p.bufOps += len(b.ops)
 }
 
@@ -361,7 +451,7 @@ func (c *core) apply(p *peer, ops []op) {
 		}
 		k := rkey{o.socket, o.topic}
 		if o.kind == opTrack {
-			c.track(p, k, rentry{key: o.key, meta: string(o.meta), ref: o.ref}, o.meta)
+			c.track(p, k, o)
 		} else {
 			c.untrack(p, k)
 		}
@@ -369,11 +459,16 @@ func (c *core) apply(p *peer, ops []op) {
 	c.st.deltasApplied += uint64(len(ops))
 }
 
-// track records and stores a remote entry; meta, if not nil, is v.meta as
-// bytes.
-func (c *core) track(p *peer, k rkey, v rentry, meta []byte) {
-	if _, ok := p.want[k]; !ok {
-		c.rtopics[k.topic]++
+// track records and stores a remote entry. o's strings may point into a
+// message: what is kept is copied, and an update of an entry held is
+// written in place, without allocating.
+func (c *core) track(p *peer, k rkey, o *op) {
+	e := p.want[k]
+	if e == nil {
+		e = &rentry{topic: strings.Clone(k.topic), key: strings.Clone(o.key), meta: bytes.Clone(o.meta), ref: o.ref}
+		k.topic = e.topic
+		p.want[k] = e
+		c.rtopics[e.topic]++
 		rs := p.socks[k.socket]
 		if rs == nil {
 			rs = &rsock{id: c.nextID}
@@ -381,19 +476,22 @@ func (c *core) track(p *peer, k rkey, v rentry, meta []byte) {
 			p.socks[k.socket] = rs
 		}
 		rs.n++
+	} else {
+		k.topic = e.topic
+		if e.key != o.key {
+			e.key = strings.Clone(o.key)
+		}
+		e.meta = append(e.meta[:0], o.meta...)
+		e.ref = o.ref
 	}
-	p.want[k] = v
-	c.store(p, k, v, meta)
+	c.store(p, k, e)
 }
 
 // store writes a remote entry into the engine; a refusal is counted,
 // logged (once per node until all its entries are stored), and retried by
-// tick.
-func (c *core) store(p *peer, k rkey, v rentry, meta []byte) {
-	if meta == nil {
-		meta = []byte(v.meta)
-	}
-	res, err := c.e.TrackWithRef(p.socks[k.socket].id, k.topic, v.key, meta, v.ref)
+// tick. k.topic is e.topic.
+func (c *core) store(p *peer, k rkey, e *rentry) {
+	res, err := c.e.TrackWithRef(p.socks[k.socket].id, e.topic, e.key, e.meta, e.ref)
 	if err != nil {
 		if errors.Is(err, engine.ErrFull) {
 			c.st.remoteFull++
@@ -402,28 +500,31 @@ func (c *core) store(p *peer, k rkey, v rentry, meta []byte) {
 		}
 		if _, ok := p.failed[k]; !ok {
 			if len(p.failed) == 0 { // once until all are stored, not per entry
-				c.log.Warn("cluster: remote entries cannot be stored; retrying (see Stats and Nodes)", "node", p.name, "topic", k.topic, "key", v.key, "err", err)
+				c.log.Warn("cluster: remote entries cannot be stored; retrying (see Stats and Nodes)", "node", p.name, "topic", e.topic, "key", e.key, "err", err)
 			}
 			p.failed[k] = struct{}{}
 		}
 		return
 	}
-	delete(p.failed, k)
+	if len(p.failed) > 0 {
+		delete(p.failed, k)
+	}
 	if res != engine.Unchanged {
-		c.notify[k.topic] = struct{}{}
+		c.notify[e.topic] = struct{}{}
 	}
 }
 
 func (c *core) untrack(p *peer, k rkey) {
-	if _, ok := p.want[k]; !ok {
+	e := p.want[k]
+	if e == nil {
 		return
 	}
 	delete(p.want, k)
 	delete(p.failed, k)
-	c.lessRemote(k.topic)
+	c.lessRemote(e.topic)
 	rs := p.socks[k.socket]
-	if c.e.Untrack(rs.id, k.topic) {
-		c.notify[k.topic] = struct{}{}
+	if c.e.Untrack(rs.id, e.topic) {
+		c.notify[e.topic] = struct{}{}
 	}
 	if rs.n--; rs.n == 0 {
 		delete(p.socks, k.socket)
@@ -453,7 +554,7 @@ func (c *core) drop(p *peer) {
 	clear(p.hb)
 	clear(p.syncSet)
 	p.syncAll = false
-	p.req, p.snapID, p.snapSeqs, p.pages = 0, 0, nil, nil
+	p.req, p.snapID, p.snapSeqs, p.pages, p.fin = 0, 0, nil, nil, nil
 	p.buf, p.bufOps = nil, 0
 	c.fetchGen++
 }

@@ -1,35 +1,62 @@
 // Package cluster spreads presence and broadcasts over several servers
-// through core NATS, so that every node's engine lists the whole cluster's
-// presence and a broadcast reaches subscribers on every node.
+// through core NATS, so that a node's engine lists the whole cluster's
+// presence in the topics its sockets are in, and a broadcast reaches
+// subscribers on every node.
 //
 // # Model
 //
 // A node is a name and an incarnation (a new one at every Start). It is
 // the only writer of its own entries, those of its local sockets, and
-// publishes them as an ordered log: batches of deltas with sequence
-// numbers, flushed every Config.FlushInterval, and a heartbeat every
-// Config.Heartbeat carrying its last sequence and a hash of its engine's
-// limits. Other nodes apply the deltas in order into their own engine,
-// under synthetic SocketIDs at and above 1<<63, with the same ref
-// (phx_ref) as on the owner. A gap, a delta out of order or a message lost
-// to a slow consumer makes the receiver ask the owner for a snapshot, by
-// request and reply in pages, which it applies as a diff against what it
-// holds (unchanged entries do not flap) before it replays the deltas that
-// arrived meanwhile. A new incarnation drops the old one's entries first.
-// A node silent for Config.DownAfter is down: every other node removes its
-// entries, and clients see them leave through presence_diff. A node that
-// closes says goodbye and its entries go at once. Across a netsplit each
-// side drops the other's entries after DownAfter, and both resync when it
-// heals.
+// publishes them as ordered logs, one per bucket of topics (a topic's
+// bucket is a hash of its name, one of 1024): batches of deltas with the
+// bucket's sequence numbers, flushed every Config.FlushInterval, on the
+// bucket's subject, and a heartbeat every Config.Heartbeat carrying each
+// bucket's last sequence and a hash of its engine's limits. Other nodes
+// apply the deltas in order into their own engine, under synthetic
+// SocketIDs at and above 1<<63, with the same ref (phx_ref) as on the
+// owner. A gap, a delta out of order or a message lost to a slow consumer
+// makes the receiver ask the owner for a snapshot of the buckets
+// concerned, by request and reply in pages, which it applies as a diff
+// against what it holds (unchanged entries do not flap) before it replays
+// the deltas that arrived meanwhile. A new incarnation drops the old
+// one's entries first. A node silent for Config.DownAfter is down: every
+// other node removes its entries, and clients see them leave through
+// presence_diff. A node that closes says goodbye and its entries go at
+// once. Across a netsplit each side drops the other's entries after
+// DownAfter, and both resync when it heals.
+//
+// # Interest and All
+//
+// Under Config.Replicate = Interest, the default, a node mirrors a
+// topic's remote entries only while one of its sockets is in the topic,
+// which Subscribe and Unsubscribe declare (channel.Server calls them on
+// joins and leaves; a program that writes the engine directly calls them
+// too). The first Subscribe of a topic subscribes to its bucket's
+// subject and fetches the topic's entries from the nodes whose heartbeats
+// show they published in that bucket, and returns once they are in, so
+// that the first joiner's presence_state holds the whole cluster's
+// roster. After the last Unsubscribe the entries stay for Config.Linger,
+// so that a reconnect storm does not fetch them again, then go. A node's
+// own entries are always held and published. A batch reaches the nodes
+// that follow a topic of its bucket: those in the topic, and the few in
+// another topic that hashes to the same bucket.
+//
+// Under All every node mirrors every entry, as one machine holds them:
+// it fits a cluster that exists for availability rather than capacity, a
+// few nodes whose sockets are in most topics anyway, or a program that
+// reads topics no local socket is in. Interest fits everything else: a
+// node holds its own entries and those of the topics its sockets are in,
+// so that adding nodes adds capacity.
 //
 // Reads stay local: List, Count, Snapshot and the diffs of the engine
-// cover the whole cluster and never touch the network.
+// cover the topics the node mirrors and never touch the network.
 //
-// Capacity is the whole cluster's: give the engine a LocalCapacity below
-// its Capacity, so that local sockets cannot take the room of other nodes'
-// entries. A remote entry the engine still refuses is counted
-// (Stats.RemoteFull, NodeInfo.Pending), logged and stored as soon as there
-// is room. Nodes whose engine limits differ are reported
+// The engine's Capacity covers the node's own entries and the remote
+// entries of the topics it mirrors (under All, every node's): give it a
+// LocalCapacity below its Capacity, so that local sockets cannot take the
+// room of other nodes' entries. A remote entry the engine still refuses
+// is counted (Stats.RemoteFull, NodeInfo.Pending), logged and stored as
+// soon as there is room. Nodes whose engine limits differ are reported
 // (Stats.LimitMismatches, NodeInfo.LimitsDiffer).
 //
 // # Broadcasts
@@ -49,7 +76,12 @@
 // broadcasts, and the NATS client's goroutines for its subscriptions. Its
 // state sits behind one lock, under which remote deltas are written into
 // the engine: a burst of them costs engine writes, and readers of the
-// engine never wait for the lock.
+// engine never wait for the lock. A snapshot is written a piece of 1024
+// entries at a time, the lock free in between, so that a node applying a
+// large one keeps heartbeating and applying the other nodes' deltas.
+// Subscribe waits, at most a sync timeout (the larger of Heartbeat and
+// DownAfter/4), for the fetch of a topic's entries; Unsubscribe does not
+// wait.
 package cluster
 
 import (

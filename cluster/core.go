@@ -26,7 +26,10 @@ var _ store = (*engine.Engine)(nil)
 const (
 	// numBuckets is how many buckets topics are hashed into, each an
 	// ordered log with a subject of its own (see interest.go).
-	numBuckets    = 1024
+	numBuckets = 1024
+	// applyPiece bounds the entries of a snapshot applied at once, under
+	// the node's lock: about a millisecond of engine writes.
+	applyPiece    = 1024
 	maxBatchBytes = 64 << 10  // a delta message is cut after this many bytes
 	pageBytes     = 256 << 10 // a snapshot page holds about this many bytes
 	maxBuffered   = 1 << 16   // deltas buffered per node while it syncs
@@ -45,10 +48,12 @@ type rkey struct {
 	topic  string
 }
 
-// rentry is a remote entry as its owner published it.
+// rentry is a remote entry as its owner published it; topic is the
+// string the engine and the maps hold. An update writes it in place.
 type rentry struct {
-	key, meta string
-	ref       uint64
+	topic, key string
+	meta       []byte
+	ref        uint64
 }
 
 // rsock is a remote socket's synthetic ID here and its entry count.
@@ -89,10 +94,11 @@ type peer struct {
 	snapSeqs []bseq
 	asked    int64
 	pages    []op
-	buf      []batch // batches that arrived while syncing, replayed after
+	fin      *finishing // the snapshot being applied, in pieces
+	buf      []batch    // batches that arrived while syncing, replayed after
 	bufOps   int
 
-	want   map[rkey]rentry   // the entries the owner published
+	want   map[rkey]*rentry  // the entries the owner published
 	socks  map[uint64]*rsock // owner's socket -> synthetic socket here
 	failed map[rkey]struct{} // entries of want the engine refused
 }
@@ -143,6 +149,7 @@ type core struct {
 	// maxBatchBytes and pageBytes but in tests.
 	batchBytes, pageBytes int
 	seen                  map[engine.SocketID]struct{}
+	dec                   []op // the ops of the batch being decoded
 	ops                   []byte
 	opsN                  int
 	opsBucket             uint32
@@ -161,6 +168,10 @@ type core struct {
 	rtopics   map[string]int // remote entries held per topic
 	fetchGen  uint64         // bumped when a fetch ends or a peer goes down
 
+	// piece bounds the entries a step applies: applyPiece but in tests.
+	piece int
+	busy  bool // a snapshot is being applied: see step
+
 	closed bool // the node said goodbye: nothing comes in any more
 	peers  map[string]*peer
 	notify map[string]struct{} // topics whose presence changed by remote applies
@@ -173,6 +184,7 @@ func newCore(name string, inc uint64, hb, down int64, e store, log *slog.Logger,
 		name: name, inc: inc, hb: hb, down: down, e: e, log: log, subj: subj,
 		limits: limits, refTag: refTag,
 		nbuckets:   numBuckets,
+		piece:      applyPiece,
 		bseq:       map[uint32]uint64{},
 		linger:     int64(DefaultLinger),
 		interest:   map[string]*interest{},
@@ -258,11 +270,11 @@ func (c *core) tick(now int64) {
 			c.st.nodesDown++
 			c.setState(p, StateDown)
 			continue
-		case p.state == StateSyncing && now-p.asked > c.syncTimeout():
+		case p.state == StateSyncing && p.fin == nil && now-p.asked > c.syncTimeout():
 			c.startSync(p)
 		}
 		for k := range p.failed {
-			c.store(p, k, p.want[k], nil)
+			c.store(p, k, p.want[k])
 		}
 	}
 	c.expireLinger(now)

@@ -39,6 +39,8 @@ func BenchmarkApplyRemoteUpdate(b *testing.B) {
 	c.onMessage(appendHeartbeat(appendHeader(nil, kindHeartbeat, "a", 7), heartbeat{limits: 1, refTag: 2}))
 	p := c.peers["a"]
 	c.finishSync(p)
+	for c.step() {
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {

@@ -40,10 +40,13 @@ func TestResyncDoesNotFlapUnchangedEntries(t *testing.T) {
 		t.Fatalf("b lists %d entries", len(snap.Entries))
 	}
 	cursor := snap.Cursor
-	// Lose a batch that changes bob only, then let a heartbeat reveal the
-	// gap: b resyncs.
+	// Lose a batch that changes bob only, then let the heartbeats reveal
+	// the gap (a batch is missing once the next heartbeat came too): b
+	// resyncs.
 	s.track(0, 2, "room:a", "bob", `{"s":"away"}`)
 	s.net = s.net[:0]
+	s.advance(simH)
+	s.settle()
 	s.advance(simH)
 	s.settle()
 	if st := s.nodes[1].c.st; st.gaps == 0 {

@@ -66,7 +66,7 @@ func (c *core) join(topic string) {
 		c.subscribe(k, true)
 	}
 	for _, p := range c.peers {
-		if p.state == StateDown || p.syncing(k) {
+		if p.state == StateDown || p.syncing(k) && p.fin == nil {
 			continue // down, or fetching k already: its snapshot holds topic
 		}
 		if p.hb[k] > 0 || p.logs[k] > 0 {

@@ -87,6 +87,9 @@ type sim struct {
 	// nbuckets the nodes' bucket count.
 	replicate []Replication
 	nbuckets  uint32
+	// stepwise leaves snapshots being applied to the step action, so
+	// that messages and clock steps come between their pieces.
+	stepwise bool
 }
 
 func newSim(t fataler, n int) *sim {
@@ -122,6 +125,7 @@ func (s *sim) start(i int) {
 	nd.c.replicate = s.replicate[i]
 	nd.c.nbuckets = s.nbuckets
 	nd.c.linger = simL
+	nd.c.piece = []int{1, 2, applyPiece}[i]  // snapshots applied in pieces
 	nd.c.small = []int{-1, 1, smallTopic}[i] // history only, mixed, whole reads only
 	// Messages of one to a few entries: batches and snapshots in pages.
 	nd.c.batchBytes = []int{1, 40, maxBatchBytes}[i]
@@ -152,6 +156,8 @@ func (s *sim) deliver(k int) {
 		s.lastFrom[x][m.inc] = s.now
 		nd.c.now = s.now
 		nd.c.onMessage(m.data)
+		for !s.stepwise && nd.c.step() {
+		}
 		clear(nd.c.notify)
 		s.check(x)
 	}
@@ -295,8 +301,19 @@ func (s *sim) kill(i int, goodbye bool) {
 // quiesce heals the network and lets it settle: flush, deliver everything
 // in order, step the clock, for long enough that dead nodes expire and
 // every sync finishes.
+// stepAll applies what snapshots are being applied on every node.
+func (s *sim) stepAll() {
+	for x, nd := range s.nodes {
+		for nd.alive && nd.c.step() {
+			s.check(x)
+		}
+	}
+}
+
 func (s *sim) quiesce() {
 	clear(s.isolated)
+	s.stepwise = false
+	s.stepAll()
 	for range 2*int(simD/simH) + 6 {
 		for i := range s.nodes {
 			s.flush(i)
@@ -368,6 +385,7 @@ func TestModelRapid(t *testing.T) {
 		modes := rapid.SliceOfN(rapid.SampledFrom([]Replication{Interest, All}), 3, 3).Draw(t, "replicate")
 		nbuckets := rapid.SampledFrom([]uint32{1, 2, numBuckets}).Draw(t, "buckets")
 		s := newSimWith(t, 3, modes, nbuckets)
+		s.stepwise = true
 		node := rapid.IntRange(0, 2)
 		live := func(t *rapid.T) (int, bool) {
 			i := node.Draw(t, "node")
@@ -424,6 +442,15 @@ func TestModelRapid(t *testing.T) {
 				s.leave(i, rapid.SampledFrom(simTopics).Draw(t, "topic"))
 			},
 			"flush": func(t *rapid.T) { s.flush(node.Draw(t, "node")) },
+			"step": func(t *rapid.T) {
+				i, ok := live(t)
+				if !ok {
+					t.Skip("dead")
+				}
+				s.nodes[i].c.step()
+				clear(s.nodes[i].c.notify)
+				s.check(i)
+			},
 			"deliver": func(t *rapid.T) {
 				if len(s.net) == 0 {
 					t.Skip("nothing in flight")

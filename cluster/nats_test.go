@@ -396,11 +396,16 @@ func testNATSRestartWithNewIncarnation(t *testing.T, r Replication) {
 	}
 }
 
-func TestNATSSlowConsumerResyncs(t *testing.T) {
+func TestNATSSlowConsumerResyncs(t *testing.T) { both(t, testNATSSlowConsumerResyncs) }
+
+func testNATSSlowConsumerResyncs(t *testing.T, r Replication) {
 	leakCheck(t)
 	ss := startNATS(t, 1, nil, nil)
-	a := startNode(t, ss[0], "a", nil)
-	c := startNode(t, ss[0], "c", func(cfg *Config) { cfg.PendingMsgs = 4 })
+	a := startNode(t, ss[0], "a", replicate(r))
+	c := startNode(t, ss[0], "c", func(cfg *Config) { cfg.PendingMsgs, cfg.Replicate = 4, r })
+	for i := range 20 {
+		c.follow(fmt.Sprintf("room:%d", i))
+	}
 	// Hold c's subscription goroutine so that its pending queue fills.
 	c.n.mu.Lock()
 	for i := range 400 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,8 +15,9 @@ import (
 )
 
 // Node is this server's member of a cluster. Create it with Start; hand it
-// to channel.Config.Cluster, or call Changed after writing local presence
-// into the engine directly.
+// to channel.Config.Cluster, or, writing local presence into the engine
+// directly, call Subscribe and Unsubscribe as sockets join and leave
+// topics and Changed after each write.
 type Node struct {
 	cfg   Config
 	nc    *nats.Conn
@@ -68,8 +70,9 @@ type bsub struct {
 var _ channel.Cluster = (*Node)(nil)
 
 // Start joins the cluster on conn with the local engine presence: it
-// subscribes first, announces itself, and then fetches the entries of
-// every node it hears. The node runs until Close, or until ctx is done,
+// subscribes first, announces itself, and then fetches from every node it
+// hears the entries it mirrors (under All, all of them; under Interest,
+// those of the topics subscribed). The node runs until Close, or until ctx is done,
 // which closes it as Close does; ctx also bounds the start (10 s when it
 // has no deadline). presence should have its own Config.RefTag (see
 // RefTag) and, to keep room for other nodes' entries, a LocalCapacity
@@ -175,6 +178,9 @@ func (n *Node) subscribeBucket(k uint32, on bool) {
 		}
 		return
 	}
+	if n.c.closed {
+		return // Close unsubscribed everything: a late join subscribes nothing
+	}
 	sub, err := n.subscribe(n.subj.deltas(k))
 	if err != nil {
 		n.log.Warn("cluster: delta subscription failed", "bucket", k, "err", err)
@@ -202,7 +208,17 @@ func (n *Node) publish(subject string, data []byte) {
 func (n *Node) onMsg(m *nats.Msg) {
 	n.lock()
 	n.c.now = n.now()
+	driving := !n.c.busy
 	n.c.onMessage(m.Data)
+	// A snapshot is applied a piece at a time, the lock free in between:
+	// the node keeps heartbeating and applying other nodes' deltas. The
+	// goroutine whose message started it drives it.
+	for driving && n.c.step() {
+		n.mu.Unlock()
+		runtime.Gosched()
+		n.lock()
+		n.c.now = n.now()
+	}
 	notify, events := n.drain()
 	n.mu.Unlock()
 	n.report(notify, events)

@@ -1,8 +1,12 @@
 package cluster
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
+	"slices"
+	"strings"
+	"unsafe"
 )
 
 // The wire format. Every message starts with a version byte and a kind
@@ -44,10 +48,12 @@ func appendString(b []byte, s string) []byte {
 }
 
 // reader decodes a message; the first error sticks and every later read
-// returns zero values.
+// returns zero values. With alias, strings point into the message instead
+// of copies: they must not outlive it.
 type reader struct {
-	b   []byte
-	err error
+	b     []byte
+	err   error
+	alias bool
 }
 
 func (r *reader) uvarint() uint64 {
@@ -91,7 +97,13 @@ func (r *reader) bytes() []byte {
 	return s
 }
 
-func (r *reader) string() string { return string(r.bytes()) }
+func (r *reader) string() string {
+	b := r.bytes()
+	if r.alias && len(b) > 0 {
+		return unsafe.String(&b[0], len(b))
+	}
+	return string(b)
+}
 
 // done reports the error, if any, and whether the message had trailing
 // bytes.
@@ -185,14 +197,15 @@ func readBucket(r *reader) uint32 {
 	return uint32(k)
 }
 
-func readBatch(r *reader) batch {
+// readBatch decodes a batch into ops, reused.
+func readBatch(r *reader, ops []op) batch {
 	bt := batch{bucket: readBucket(r), first: r.uvarint()}
 	n := r.uvarint()
 	if n == 0 || n > maxOpsPerMessage || n > uint64(len(r.b)) || bt.first == 0 {
 		r.err = errBadMessage
 		return bt
 	}
-	bt.ops = make([]op, 0, n)
+	bt.ops = slices.Grow(ops[:0], int(n))
 	for i := uint64(0); i < n && r.err == nil; i++ {
 		bt.ops = append(bt.ops, readOp(r))
 	}
@@ -367,4 +380,15 @@ func readBroadcast(r *reader) broadcastMsg {
 		}
 	}
 	return m
+}
+
+// clone copies b's ops out of the message they were decoded from.
+func (b batch) clone() batch {
+	ops := make([]op, len(b.ops))
+	for i, o := range b.ops {
+		o.topic, o.key, o.meta = strings.Clone(o.topic), strings.Clone(o.key), bytes.Clone(o.meta)
+		ops[i] = o
+	}
+	b.ops = ops
+	return b
 }

@@ -21,15 +21,17 @@ import (
 // clusterOptions are the flags that make this server one node of a
 // cluster. With none of them it runs alone, with no NATS.
 type clusterOptions struct {
-	node        string
-	natsURL     string
-	natsListen  string
-	natsCluster string
-	natsRoutes  string
-	heartbeat   time.Duration
-	downAfter   time.Duration
-	capacity    int
-	localCap    int
+	node         string
+	natsURL      string
+	natsListen   string
+	natsCluster  string
+	natsRoutes   string
+	heartbeat    time.Duration
+	downAfter    time.Duration
+	replicateAll bool
+	linger       time.Duration
+	capacity     int
+	localCap     int
 }
 
 func clusterFlags(fs *flag.FlagSet) *clusterOptions {
@@ -41,9 +43,18 @@ func clusterFlags(fs *flag.FlagSet) *clusterOptions {
 	fs.StringVar(&o.natsRoutes, "nats-routes", "", "routes of the embedded NATS server to the others' -nats-cluster, as nats://HOST:PORT,...")
 	fs.DurationVar(&o.heartbeat, "node-heartbeat", cluster.DefaultHeartbeat, "how often a node says it is alive")
 	fs.DurationVar(&o.downAfter, "node-down-after", cluster.DefaultDownAfter, "how long a silent node stays up before its users are removed")
-	fs.IntVar(&o.capacity, "capacity", 4096, "presence entries the engine holds, the whole cluster's together")
+	fs.BoolVar(&o.replicateAll, "node-replicate-all", false, "mirror every node's entries, not only those of the rooms this node's connections are in")
+	fs.DurationVar(&o.linger, "node-linger", cluster.DefaultLinger, "how long a room's entries of other nodes stay after this node's last connection left it")
+	fs.IntVar(&o.capacity, "capacity", 4096, "presence entries the engine holds: this node's and those of the rooms it mirrors")
 	fs.IntVar(&o.localCap, "local-capacity", 0, "of those, entries this node's own connections may hold; 0 means half of -capacity in a cluster, all of it alone")
 	return o
+}
+
+func (o *clusterOptions) replicate() cluster.Replication {
+	if o.replicateAll {
+		return cluster.All
+	}
+	return cluster.Interest
 }
 
 func (o *clusterOptions) enabled() bool { return o.natsURL != "" || o.natsListen != "" }
@@ -105,7 +116,8 @@ func (o *clusterOptions) start(ctx context.Context, presence *engine.Engine) (*c
 		return nil, nil, fmt.Errorf("connecting to NATS at %s: %w", url, err)
 	}
 	node, err := cluster.Start(ctx, nc, presence, cluster.Config{
-		Node: o.node, Heartbeat: o.heartbeat, DownAfter: o.downAfter,
+		Node: o.node, Heartbeat: o.heartbeat, DownAfter: o.downAfter, Linger: o.linger,
+		Replicate: o.replicate(),
 		OnNodeChange: func(n cluster.NodeInfo) {
 			slog.Info("cluster: node changed", "node", n.Name, "state", n.State.String(), "entries", n.Entries)
 		},

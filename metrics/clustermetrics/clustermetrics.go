@@ -116,4 +116,10 @@ var statsMetrics = []metric{
 	counter("broadcasts_received_total", "Broadcasts received from other nodes.", func(s *cluster.Stats) uint64 { return s.BroadcastsReceived }),
 	counter("broadcast_bytes_sent_total", "Bytes of broadcasts published.", func(s *cluster.Stats) uint64 { return s.BroadcastBytesSent }),
 	counter("broadcasts_dropped_total", "Broadcasts the NATS client dropped for a slow consumer.", func(s *cluster.Stats) uint64 { return s.BroadcastsDropped }),
+	{Name: "presence_cluster_topics_mirrored", Help: "Topics whose remote entries this node holds now.",
+		Value: func(s *cluster.Stats) float64 { return float64(s.TopicsMirrored) }},
+	{Name: "presence_cluster_remote_entries", Help: "Remote entries held now.",
+		Value: func(s *cluster.Stats) float64 { return float64(s.RemoteEntries) }},
+	counter("snapshot_fetches_total", "Snapshot fetches done, on first joins and resyncs.", func(s *cluster.Stats) uint64 { return s.SnapshotFetches }),
+	counter("linger_drops_total", "Topics whose remote entries were dropped after their linger.", func(s *cluster.Stats) uint64 { return s.LingerDrops }),
 }

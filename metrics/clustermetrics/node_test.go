@@ -68,6 +68,7 @@ func TestTwoNodesOverNATS(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	b.Subscribe("room:x") // a socket of b joins: b mirrors room:x
 	if err := ea.Track(1, "room:x", "alice", []byte(`{"name":"Alice"}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -86,6 +87,15 @@ func TestTwoNodesOverNATS(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(only(cb, "presence_cluster_heartbeats_received_total")); got < 1 {
 		t.Errorf("b: heartbeats received %v, want at least 1", got)
+	}
+	if got := testutil.ToFloat64(only(cb, "presence_cluster_topics_mirrored")); got != 1 {
+		t.Errorf("b: topics mirrored %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(only(cb, "presence_cluster_remote_entries")); got != 1 {
+		t.Errorf("b: remote entries %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(only(ca, "presence_cluster_remote_entries")); got != 0 {
+		t.Errorf("a: remote entries %v, want 0: no socket of a is in room:x", got)
 	}
 }
 

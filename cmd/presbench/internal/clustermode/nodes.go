@@ -65,6 +65,7 @@ func startBenchNode(s *server.Server, name string, capacity int, cfg cluster.Con
 		return nil, err
 	}
 	cfg.Node, cfg.Logger = name, quietLog
+	cfg.Replicate = cluster.All // the mode measures full replication: no socket joins
 	n, err := cluster.Start(context.Background(), nc, e, cfg)
 	if err != nil {
 		return nil, err
