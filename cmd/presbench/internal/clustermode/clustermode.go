@@ -122,11 +122,6 @@ type Report struct {
 	DownAfterSec      float64 `json:"down_after_sec"`
 }
 
-// fullReplication returns the nodes' config in Run: every node mirrors every
-// entry, as the figures of Run have always measured; RunScale measures
-// interest replication.
-func fullReplication() cluster.Config { return cluster.Config{Replicate: cluster.All} }
-
 // Run starts the cluster in process, measures it and returns the report;
 // m follows its phases, stderr gets what goes wrong under load.
 func Run(ctx context.Context, o Options, m *progress.Meter, stderr io.Writer) (*Report, error) {
@@ -154,7 +149,7 @@ func Run(ctx context.Context, o Options, m *progress.Meter, stderr io.Writer) (*
 		}
 	}()
 	for i := range o.Nodes {
-		nd, err := startBenchNode(ss[i], fmt.Sprintf("n%d", i), capacity, fullReplication())
+		nd, err := startBenchNode(ss[i], fmt.Sprintf("n%d", i), capacity, cluster.Config{})
 		if err != nil {
 			return nil, err
 		}
@@ -363,7 +358,7 @@ func Run(ctx context.Context, o Options, m *progress.Meter, stderr io.Writer) (*
 		want += nd.e.Stats().Local
 	}
 	rs := time.Now()
-	late, err := startBenchNode(ss[o.Nodes], "late", capacity, fullReplication())
+	late, err := startBenchNode(ss[o.Nodes], "late", capacity, cluster.Config{})
 	if err != nil {
 		return nil, err
 	}
