@@ -249,7 +249,7 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 		return nil, err
 	}
 	m.Phase("wait for every view", nil)
-	if _, err := settle(ctx, nodes, pop, o.Topics, time.Until(t0.Add(2*time.Minute))); err != nil {
+	if _, err := settle(ctx, nodes, pop, o.Topics, o.Replicate == ReplicateAll, time.Until(t0.Add(2*time.Minute))); err != nil {
 		return nil, fmt.Errorf("after the join: %w", err)
 	}
 	r.JoinSec = time.Since(t0).Seconds()
@@ -305,7 +305,7 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 	}
 	m.Phase("settle", nil)
 	s0 := time.Now()
-	checked, err := settle(ctx, nodes, pop, o.Topics, time.Minute)
+	checked, err := settle(ctx, nodes, pop, o.Topics, o.Replicate == ReplicateAll, time.Minute)
 	if err != nil {
 		return nil, fmt.Errorf("after the churn: %w", err)
 	}
@@ -491,13 +491,14 @@ func delivered(nodes []*benchNode) (n uint64) {
 	return n
 }
 
-// settle waits until every node's view of each of its topics equals the
-// truth, and returns how many views it compared.
-func settle(ctx context.Context, nodes []*benchNode, pop *population, topics int, within time.Duration) (int, error) {
+// settle waits until every node's view of each of its topics (with
+// everyone, of every topic) equals the truth, and returns how many views it
+// compared.
+func settle(ctx context.Context, nodes []*benchNode, pop *population, topics int, everyone bool, within time.Duration) (int, error) {
 	deadline := time.Now().Add(within)
 	members := pop.members(topics)
 	for {
-		bad, nbad, checked := viewsAgainstTruth(engines(nodes), members, scaleTopic)
+		bad, nbad, checked := viewsAgainstTruth(engines(nodes), members, everyone, scaleTopic)
 		if nbad == 0 {
 			return checked, nil
 		}

@@ -99,12 +99,12 @@ func TestTruthCheckFindsAWrongView(t *testing.T) {
 	mirror(es[1], remote+1, "a", ra, `{"g":0}`)
 	mirror(es[1], remote+2, "b", rb, `{"g":0}`)
 	mirror(es[0], remote+3, "c", rc, `{"g":0}`)
-	if bad, n, checked := viewsAgainstTruth(es, p.members, scaleTopic); n != 0 || checked != 2 {
+	if bad, n, checked := viewsAgainstTruth(es, p.members, false, scaleTopic); n != 0 || checked != 2 {
 		t.Fatalf("a right cluster: %d bad of %d: %v", n, checked, bad)
 	}
 	check := func(what string) {
 		t.Helper()
-		bad, n, _ := viewsAgainstTruth(es, p.members, scaleTopic)
+		bad, n, _ := viewsAgainstTruth(es, p.members, false, scaleTopic)
 		if n != 1 || len(bad) != 1 || bad[0].node != 1 {
 			t.Fatalf("%s: %d bad, %v; want node 1's view", what, n, bad)
 		}
@@ -122,8 +122,13 @@ func TestTruthCheckFindsAWrongView(t *testing.T) {
 	// business here.
 	es[1].Untrack(remote+9, topic)
 	mirror(es[2], remote+1, "a", ra, `{"g":5}`)
-	if bad, n, _ := viewsAgainstTruth(es, p.members, scaleTopic); n != 0 {
+	if bad, n, _ := viewsAgainstTruth(es, p.members, false, scaleTopic); n != 0 {
 		t.Fatalf("a node outside the topic was checked: %v", bad)
+	}
+	// Under full replication it is: n2 holds a with a stale meta, and
+	// nothing of b and c.
+	if bad, n, checked := viewsAgainstTruth(es, p.members, true, scaleTopic); n != 1 || checked != 3 || bad[0].node != 2 {
+		t.Fatalf("everyone: %d bad of %d: %v; want node 2's view", n, checked, bad)
 	}
 }
 

@@ -21,15 +21,20 @@ func (m mismatch) String() string {
 func nodeName(i int) string { return fmt.Sprintf("n%d", i) }
 
 // viewsAgainstTruth compares every node's view of each topic it is in with
-// the truth: the union of the entries the topic's owners (topicMembers,
+// the truth (with everyone, every node's view of every topic, as full
+// replication promises): the union of the entries the topic's owners (topicMembers,
 // by index into nodes) hold under their
 // local sockets, each with its key, ref and meta. It returns the views
 // that differ (all of them counted, the first few kept) and how many
 // views it compared. Writers must be stopped for the answer to mean
 // anything; while deltas are still in flight it reports differences.
-func viewsAgainstTruth(nodes []*engine.Engine, topicMembers [][]int, topicName func(int) string) (bad []mismatch, nbad, checked int) {
+func viewsAgainstTruth(nodes []*engine.Engine, topicMembers [][]int, everyone bool, topicName func(int) string) (bad []mismatch, nbad, checked int) {
 	var snap engine.Snapshot
 	truth := map[string]string{}
+	all := make([]int, len(nodes))
+	for i := range all {
+		all[i] = i
+	}
 	for t, members := range topicMembers {
 		topic := topicName(t)
 		clear(truth)
@@ -41,7 +46,11 @@ func viewsAgainstTruth(nodes []*engine.Engine, topicMembers [][]int, topicName f
 				}
 			}
 		}
-		for _, nd := range members {
+		viewers := members
+		if everyone {
+			viewers = all
+		}
+		for _, nd := range viewers {
 			nodes[nd].Snapshot(&snap, topic)
 			checked++
 			same := len(snap.Entries) == len(truth)
