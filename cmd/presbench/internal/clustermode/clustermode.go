@@ -3,12 +3,18 @@
 // cluster.Node, measured on the cluster package's own figures: replicated
 // update throughput, visibility latency idle and under load, List
 // allocations, heartbeats, a late joiner's resync and, with Kill, the time
-// to clear a node killed without goodbye.
+// to clear a node killed without goodbye. Those nodes replicate every
+// entry.
+//
+// With Scale, RunScale simulates many nodes (a hundred and more) on one
+// NATS server in this process: a plan of Zipf-like topics, nodes that join
+// them with Subscribe, churn, and in the end every node's view of its
+// topics checked against the truth, under interest replication or full.
 //
 // # Concurrency
 //
-// Run may be called from one goroutine at a time; it starts and stops
-// every goroutine and server it uses.
+// Run and RunScale may be called from one goroutine at a time; each starts
+// and stops every goroutine and server it uses.
 package clustermode
 
 import (
