@@ -16,6 +16,9 @@ go test -race ./...
 # The same without the race detector, and with the all-atomic payload copy.
 go test -count=1 ./...
 go test -count=1 -tags presence_atomic ./shard/... ./engine/...
+# The cluster's model (joins, leaves, lingers, losses, kills, partitions)
+# with more cases than the default 100.
+go test -count=1 -run 'TestModelRapid$' ./cluster/ -args -rapid.checks=5000
 # The plain-copy words (shard/words_fast.go) exist only without -race: their
 # stress and linearizability tests again, with longer histories.
 go test -count=1 -run 'Stress|Linearizable|NoSpurious|Torn|Bounded|SocketEntriesUnder' ./engine/ -args -lin.ops=1000

@@ -22,9 +22,17 @@ import (
 // A bucket rather than a subject per topic: a heartbeat can then carry
 // every log's sequence in a bounded size (at most nbuckets pairs), so that
 // a lost last batch of any followed topic shows as a gap within a
-// heartbeat, as it does for the whole log under All. The price is that a
-// batch reaches the nodes that follow another topic of the same bucket:
-// with 1024 buckets and T topics, about T/1024 other topics' followers.
+// heartbeat, as it does for the whole log under All: a batch is lost
+// when it is still missing at the heartbeat after the one that announced
+// it. The price is that a batch reaches the nodes that follow another
+// topic of the same bucket: with 1024 buckets and T topics, the followers
+// of about T/1024 other topics.
+//
+// Memory: a heartbeat holds at most 1024 pairs (5 KiB on the wire), one
+// per bucket its node ever published in, and a node keeps per peer the
+// last heartbeat's pairs and the sequences of the buckets it follows: at
+// most about 40 KiB a peer, that much only once the peer has published in
+// every bucket.
 
 // interest is a topic followed: n local subscribers, and while n is 0,
 // until, when its remote entries go.

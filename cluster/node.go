@@ -403,7 +403,9 @@ func (n *Node) Subscribe(topic string) {
 	n.c.join(topic)
 	n.mu.Unlock()
 	n.subscribeBroadcasts(topic)
-	n.awaitFetch(topic)
+	if n.nc.IsConnected() { // else no answer can come: the entries come after the reconnection
+		n.awaitFetch(topic)
+	}
 }
 
 // awaitFetch waits until topic's entries are fetched, or a sync timeout.

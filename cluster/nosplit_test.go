@@ -23,6 +23,13 @@ func TestNATSMirrorNeverDropsAnUpdatedEntry(t *testing.T) {
 	// flush publishes a diff, not a full sync.
 	a := startNodeEngine(t, ss[0].ClientURL(), "a", engine.Config{Capacity: 64, History: 1 << 16, RefTag: tags.Add(1)})
 	b := startNode(t, ss[0], "b", nil)
+	// b's first sync of a is over before a tracks: a snapshot applies its
+	// entries in no particular order, and the mirror's join order is read
+	// below.
+	waitUntil(t, "b sees a up", 5*time.Second, func() bool {
+		nodes := b.n.Nodes()
+		return len(nodes) == 1 && nodes[0].State == StateUp
+	})
 	const sockets = 6
 	for s := engine.SocketID(1); s <= sockets; s++ {
 		a.track(t, s, "room", fmt.Sprint("user", s), `{"v":0}`)
@@ -74,7 +81,7 @@ func TestNATSMirrorNeverDropsAnUpdatedEntry(t *testing.T) {
 		if err := inJoinOrder(snap.Entries, sockets); err != nil {
 			stop.Store(true)
 			wg.Wait()
-			t.Fatalf("read %d on the mirror: %v", reads, err)
+			t.Fatalf("read %d on the mirror: %v (%+v)", reads, err, b.n.Stats())
 		}
 		if s := string(snap.Entries[0].Meta); s != last {
 			last = s
@@ -87,6 +94,7 @@ func TestNATSMirrorNeverDropsAnUpdatedEntry(t *testing.T) {
 	}
 	stop.Store(true)
 	wg.Wait()
+	a.n.Changed("room") // the writer's last updates, after its last Changed
 	if applied < 20 {
 		t.Fatalf("the mirror applied only %d distinct versions of the first entry in %d updates", applied, updates.Load())
 	}
