@@ -32,12 +32,13 @@ async function node(args) {
   return s
 }
 
-// connect joins chat:lobby on a server as name and keeps a Presence.
-async function connect(server, name) {
+// connect joins room (chat:lobby unless given) on a server as name and
+// keeps a Presence.
+async function connect(server, name, room = "chat:lobby") {
   const socket = new Socket(server.socketURL, {transport: WebSocket, params: {name}, reconnectAfterMs: () => 60000})
   sockets.push(socket)
   socket.connect()
-  const channel = socket.channel("chat:lobby")
+  const channel = socket.channel(room)
   const presence = new Presence(channel)
   const client = {socket, channel, presence, msgs: [], leaves: []}
   presence.onLeave((key, current) => { if (current.metas.length === 0) client.leaves.push({key, at: Date.now()}) })
@@ -101,6 +102,27 @@ test("three nodes each embedding NATS: killing any one leaves the others working
   const users = []
   for (let i = 0; i < 3; i++) users.push(await connect(started[i], `u${i}`))
   for (const u of users) await waitFor("everyone to list everyone", () => keys(u).join() === "u0,u1,u2", 10000)
+
+  // Sockets on n0 and n1 also join chat:other; n2's are in chat:lobby
+  // alone, so n2 mirrors the lobby's remote entries and none of the other
+  // room's.
+  const others = [await connect(started[0], "o0", "chat:other"), await connect(started[1], "o1", "chat:other"),
+    await connect(started[1], "o2", "chat:other")]
+  await waitFor("n0's socket in chat:other to list the other room", () => keys(others[0]).join() === "o0,o1,o2", 10000)
+  const vars = async s => await (await fetch(s.url + "/debug/vars")).json()
+  await waitFor("n0 to mirror both rooms", async () => (await vars(started[0])).cluster.stats.TopicsMirrored === 2, 5000)
+  // n1 publishes in order: once n2 sees u1's status, which n1 changed
+  // after its sockets joined chat:other, a node mirroring everything would
+  // hold chat:other's entries too.
+  users[1].channel.push("set_status", {status: "away"})
+  await waitFor("u2 to see u1 away", () =>
+    users[2].presence.list((k, {metas}) => k === "u1" ? metas[0].status : null).includes("away"), 5000)
+  const c = await vars(started[2])
+  assert.equal(c.cluster.stats.TopicsMirrored, 1, "n2 mirrors chat:lobby alone")
+  assert.equal(c.cluster.stats.RemoteEntries, 2, "n2 holds u0 and u1, the lobby's remote entries, and none of chat:other")
+  assert.equal(c.presence.Remote, 2, "n2's engine holds the lobby's two remote entries alone")
+  assert.equal(c.presence.Local, 1)
+  for (const o of others) o.channel.leave()
 
   // Kill the first node, the one the others' routes were given first.
   await started[0].kill()

@@ -61,6 +61,13 @@ func TestParseFlagsPresetsAndOverrides(t *testing.T) {
 	if o.cluster.Kill || o.cluster.Nodes != 3 {
 		t.Fatalf("cluster: %+v", o.cluster)
 	}
+	o, err = parseFlags([]string{"-mode", "cluster", "-cluster-scale", "-cluster-nodes", "100"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.cluster.Scale || o.cluster.Nodes != 100 || o.cluster.Entries != 200000 || o.cluster.Topics != 2000 || o.cluster.Churn != 5000 || o.cluster.Replicate != "interest" {
+		t.Fatalf("cluster scale: %+v", o.cluster)
+	}
 }
 
 // usageError runs args and checks that presbench refused them in one line
@@ -103,6 +110,9 @@ func TestBadFlagsOneLineWithHint(t *testing.T) {
 		{[]string{"-mode", "cluster", "-cluster-kill", "false"}, "-cluster-kill=false"},
 		{[]string{"-quiet", "-progress"}, "-quiet and -progress"},
 		{[]string{"-mode", "cluster", "-cluster-nodes", "1"}, "cluster-nodes"},
+		{[]string{"-mode", "cluster", "-cluster-scale", "-cluster-share", "0"}, "-cluster-share"},
+		{[]string{"-mode", "cluster", "-cluster-scale", "-cluster-replicate", "some"}, `-cluster-replicate "some"`},
+		{[]string{"-cluster-scale"}, "-cluster-scale (-mode cluster)"},
 		{[]string{"-mode", "cluster", "-duration", "1s"}, "-cluster-duration"},
 		{[]string{"-mode", "server", "-mix", "list=100"}, "-mix (-mode engine)"},
 		{[]string{"-mode", "server", "-compare", "-sockets", "4"}, "-compare (-mode engine), -sockets (-mode engine)"},

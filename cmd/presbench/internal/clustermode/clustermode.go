@@ -3,12 +3,18 @@
 // cluster.Node, measured on the cluster package's own figures: replicated
 // update throughput, visibility latency idle and under load, List
 // allocations, heartbeats, a late joiner's resync and, with Kill, the time
-// to clear a node killed without goodbye.
+// to clear a node killed without goodbye. Those nodes replicate every
+// entry.
+//
+// With Scale, RunScale simulates many nodes (a hundred and more) on one
+// NATS server in this process: a plan of Zipf-like topics, nodes that join
+// them with Subscribe, churn, and in the end every node's view of its
+// topics checked against the truth, under interest replication or full.
 //
 // # Concurrency
 //
-// Run may be called from one goroutine at a time; it starts and stops
-// every goroutine and server it uses.
+// Run and RunScale may be called from one goroutine at a time; each starts
+// and stops every goroutine and server it uses.
 package clustermode
 
 import (
@@ -36,6 +42,22 @@ type Options struct {
 	Kill     bool          // measure the time to clear a killed node
 	Load     float64       // visibility load, a fraction of the measured maximum
 	Rate     float64       // visibility load in updates/s, instead of Load
+
+	// Scale runs the many-node simulation (scale.go) instead of the
+	// measurements above; the fields below apply to it only.
+	Scale     bool
+	Entries   int           // entries in the whole cluster
+	Topics    int           // topics they are in
+	Share     float64       // fraction of the topics each node's sockets are in
+	Zipf      float64       // topic popularity exponent: the r-th topic holds ∝ 1/r^Zipf
+	Churn     float64       // changes per second during the churn
+	Moves     float64       // fraction of the changes that move a socket to another topic
+	ChurnFor  time.Duration // how long the churn lasts
+	Replicate string        // interest or all
+	Linger    time.Duration // cluster.Config.Linger; 0 is its default
+	// idleFor is how long the idle delivery rate is measured; 0 means
+	// 2 s. Tests shorten it.
+	idleFor time.Duration
 }
 
 // Flags registers Options' flags on fs. Every flag it registers applies
@@ -48,6 +70,16 @@ func Flags(fs *flag.FlagSet, o *Options) {
 	fs.Float64Var(&o.Load, "cluster-load", 0.5, "visibility is measured under this fraction of the measured maximum update rate")
 	fs.Float64Var(&o.Rate, "cluster-rate", 0, "if set, visibility is measured under this many updates/s instead of -cluster-load")
 	fs.BoolVar(&o.Kill, "cluster-kill", true, "measure the time to clear a killed node at the default heartbeat and down time (about 6 s)")
+	fs.BoolVar(&o.Scale, "cluster-scale", false, "simulate -cluster-nodes nodes on one in-process NATS server, with -cluster-entries in -cluster-topics, churned at -cluster-churn, instead of the measurements above")
+	fs.IntVar(&o.Entries, "cluster-entries", 200000, "-cluster-scale: entries in the whole cluster")
+	fs.IntVar(&o.Topics, "cluster-topics", 2000, "-cluster-scale: topics the entries are in")
+	fs.Float64Var(&o.Share, "cluster-share", 0.02, "-cluster-scale: fraction of the topics each node's sockets are in")
+	fs.Float64Var(&o.Zipf, "cluster-zipf", 0.5, "-cluster-scale: topic popularity, the r-th topic holding about 1/r^zipf of the first's entries (0: all equal)")
+	fs.Float64Var(&o.Churn, "cluster-churn", 5000, "-cluster-scale: changes per second (meta updates, and leaves with rejoins)")
+	fs.Float64Var(&o.Moves, "cluster-moves", 0, "-cluster-scale: fraction of the changes that move a socket to a topic picked at random, its node joining and leaving topics")
+	fs.DurationVar(&o.ChurnFor, "cluster-churn-for", 10*time.Second, "-cluster-scale: how long the churn lasts")
+	fs.DurationVar(&o.Linger, "cluster-linger", 0, "-cluster-scale: how long a node keeps a topic's remote entries after its last socket there left (0: the cluster's default, 30s)")
+	fs.StringVar(&o.Replicate, "cluster-replicate", "interest", "-cluster-scale: interest (a node mirrors only the topics its sockets are in) or all (every node mirrors every entry)")
 }
 
 // ErrInvalidOptions is the error of Options out of range.
@@ -55,6 +87,9 @@ var ErrInvalidOptions = errors.New("invalid cluster options")
 
 // Validate reports Options out of range, as ErrInvalidOptions.
 func (o *Options) Validate() error {
+	if o.Scale {
+		return o.validateScale()
+	}
 	if o.Nodes < 2 || o.Samples < 4 || o.Resync < 1 || o.Duration <= 0 || o.Load < 0 || o.Load > 1 || o.Rate < 0 {
 		return fmt.Errorf("%w: -cluster-nodes must be at least 2, -cluster-samples at least 4, -cluster-load between 0 and 1, -cluster-rate not negative; -cluster-resync and -cluster-duration positive", ErrInvalidOptions)
 	}
@@ -96,6 +131,9 @@ type Report struct {
 // Run starts the cluster in process, measures it and returns the report;
 // m follows its phases, stderr gets what goes wrong under load.
 func Run(ctx context.Context, o Options, m *progress.Meter, stderr io.Writer) (*Report, error) {
+	if o.Scale {
+		return nil, fmt.Errorf("%w: -cluster-scale runs through RunScale", ErrInvalidOptions)
+	}
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
