@@ -169,6 +169,13 @@ func (c *core) endBatch() {
 	c.st.batchesSent++
 	c.ops, c.opsN = c.ops[:0], 0
 	c.send(c.subj.deltas(c.opsBucket), b)
+	if c.first == 1 {
+		// The bucket's first batch: a node that does not follow the
+		// bucket yet learns from a heartbeat that this node publishes
+		// in it, so that its first join of a topic of the bucket asks
+		// this node now, not a heartbeat later. At most once a bucket.
+		c.heartbeat(kindHeartbeat)
+	}
 }
 
 // seqsOf lists the sequences of the buckets used among buckets, or of
