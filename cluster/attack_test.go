@@ -3,6 +3,7 @@ package cluster
 import (
 	"slices"
 	"testing"
+	"time"
 )
 
 // Attacks on the interest guarantees, in the model: each names the
@@ -23,5 +24,20 @@ func TestJoinSeesEntryOfBucketFirstPublishedSinceLastHeartbeat(t *testing.T) {
 	want := s.entries(0, "room:a", true)
 	if got := s.entries(1, "room:a", false); !slices.Equal(got, want) {
 		t.Fatalf("b lists %q after its first join, want %q", got, want)
+	}
+}
+
+// A node's first join right after its Start, before it heard the other
+// nodes, still holds their entries when Subscribe returns.
+func TestNATSJoinRightAfterStartHoldsTheCluster(t *testing.T) {
+	leakCheck(t)
+	ss := startNATS(t, 1, nil, nil)
+	a := startNode(t, ss[0], "a", replicate(Interest))
+	a.track(t, 1, "room:s", "alice", `{}`)
+	waitUntil(t, "a publishes", 5*time.Second, func() bool { return a.n.Stats().DeltasSent == 1 })
+	b := startNode(t, ss[0], "b", replicate(Interest))
+	b.n.Subscribe("room:s")
+	if got, want := list(b.e, "room:s", false), list(a.e, "room:s", true); !slices.Equal(got, want) {
+		t.Fatalf("b lists %q when its first Subscribe returns, want %q", got, want)
 	}
 }
