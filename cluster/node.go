@@ -32,6 +32,9 @@ type Node struct {
 	dsubs map[uint32]*msub // the deltas of the buckets followed
 	fetch chan struct{}    // closed when a fetch ends, then replaced
 	gen   uint64           // the core's fetchGen that fetch stands for
+	// heardBy is a Heartbeat after the first heartbeat: every live node
+	// has been heard by then.
+	heardBy int64
 
 	ch   engine.Changes // the flusher's, outside mu
 	snap engine.Snapshot
@@ -128,6 +131,7 @@ func Start(ctx context.Context, conn *nats.Conn, presence *engine.Engine, cfg Co
 	}
 	n.mu.Lock()
 	n.c.tick(n.now()) // the first heartbeat: the others sync this node and answer
+	n.heardBy = n.now() + int64(cfg.Heartbeat)
 	n.mu.Unlock()
 	n.wg.Add(2)
 	go n.run()
@@ -390,7 +394,9 @@ func (n *Node) PresenceChanged(topic string) { n.Changed(topic) }
 // follow the topic and fetch its entries from the other nodes; Subscribe
 // returns once they are in the engine, or after SyncTimeout (the larger of
 // Heartbeat and DownAfter/4) when a node does not answer, whose entries
-// then come in later. Every call waits for a fetch still under way. It
+// then come in later. Every call waits for a fetch still under way. A
+// call within the first Heartbeat after Start waits until that heartbeat
+// has passed, so that the nodes not yet heard from are asked too. It
 // subscribes to topic's broadcasts on the first call for topic and waits
 // until the NATS server confirmed it (at most a second; not at all while
 // disconnected, as the client subscribes again when it reconnects).
@@ -409,11 +415,15 @@ func (n *Node) Subscribe(topic string) {
 }
 
 // awaitFetch waits until topic's entries are fetched, or a sync timeout.
+// Within the first Heartbeat after Start it also waits until that
+// heartbeat has passed: every live node has been heard by then, and is
+// being asked for the topic's entries.
 func (n *Node) awaitFetch(topic string) {
-	var timeout <-chan time.Time
+	var timeout, heard <-chan time.Time
 	for {
 		n.mu.Lock()
-		done := n.c.closed || n.c.fetched(topic)
+		early := n.now() < n.heardBy
+		done := n.c.closed || !early && n.c.fetched(topic)
 		wait := n.fetch
 		n.mu.Unlock()
 		if done {
@@ -424,8 +434,14 @@ func (n *Node) awaitFetch(topic string) {
 			defer t.Stop()
 			timeout = t.C
 		}
+		if early && heard == nil {
+			t := time.NewTimer(time.Duration(n.heardBy - n.now()))
+			defer t.Stop()
+			heard = t.C
+		}
 		select {
 		case <-wait:
+		case <-heard:
 		case <-timeout:
 			return
 		case <-n.quit:
