@@ -41,3 +41,43 @@ func TestNATSJoinRightAfterStartHoldsTheCluster(t *testing.T) {
 		t.Fatalf("b lists %q when its first Subscribe returns, want %q", got, want)
 	}
 }
+
+// deliverFirst delivers the first message on subject still in the network.
+func (s *sim) deliverFirst(subject string) {
+	for k, m := range s.net {
+		if m.subject == subject {
+			s.deliver(k)
+			return
+		}
+	}
+	s.t.Fatalf("no message on %s", subject)
+}
+
+// A heartbeat that comes right after the regular one, as after a first
+// batch in a bucket, judges no batch lost: those the regular one announced
+// have a heartbeat's time to arrive.
+func TestEarlyHeartbeatJudgesNoGap(t *testing.T) {
+	s := newSimWith(t, 2, []Replication{Interest, Interest}, numBuckets)
+	s.settle()
+	s.advance(simH)
+	s.settle()
+	s.join(1, "room:a")
+	s.track(0, 1, "room:a", "alice", `{"v":1}`)
+	s.settle()
+	s.advance(simH)
+	s.settle()
+	b := s.nodes[1].c
+	gaps, resyncs := b.st.gaps, b.st.resyncs
+	s.track(0, 1, "room:a", "alice", `{"v":2}`) // on its way
+	s.advance(simH)                             // a's regular heartbeat announces it
+	s.deliverFirst(s.subj.stream("a"))
+	s.track(0, 2, otherBucket("room:a"), "yan", `{}`) // a's first batch there, and a heartbeat
+	s.deliverFirst(s.subj.stream("a"))
+	if b.st.gaps != gaps || b.st.resyncs != resyncs {
+		t.Fatalf("b counted %d gaps and started %d resyncs for a batch still on its way", b.st.gaps-gaps, b.st.resyncs-resyncs)
+	}
+	s.settle()
+	if got, want := s.entries(1, "room:a", false), s.entries(0, "room:a", true); !slices.Equal(got, want) {
+		t.Fatalf("b lists %q, want %q", got, want)
+	}
+}
