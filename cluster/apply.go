@@ -241,6 +241,18 @@ func (c *core) onHeartbeat(p *peer, kind byte, hb heartbeat) {
 		c.setState(p, StateDown)
 		return
 	}
+	if len(p.hb) > 0 && c.now-p.hbAt < c.hb/2 {
+		// An early heartbeat (after a first batch in a bucket, or to
+		// greet a new node): the batches the previous one announced
+		// may still be on their way. It only adds the buckets new to
+		// it, and the next heartbeat judges against the previous one.
+		for _, s := range hb.seqs {
+			if _, ok := p.hb[s.bucket]; !ok {
+				p.hb[s.bucket] = s.seq
+			}
+		}
+		return
+	}
 	// The batches up to the previous heartbeat's sequences had a
 	// heartbeat's time to arrive: one still missing was lost. (Those of
 	// this heartbeat may still be on their way, on other subjects.)
@@ -260,6 +272,7 @@ func (c *core) onHeartbeat(p *peer, kind byte, hb heartbeat) {
 	for _, s := range hb.seqs {
 		p.hb[s.bucket] = s.seq
 	}
+	p.hbAt = c.now
 	if len(behind) > 0 {
 		c.syncBuckets(p, behind...)
 	}

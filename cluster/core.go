@@ -82,8 +82,10 @@ type peer struct {
 	// logs holds, per followed bucket, the last sequence applied; a
 	// followed bucket missing is at 0.
 	logs map[uint32]uint64
-	// hb holds each bucket's last sequence as its last heartbeat said.
-	hb map[uint32]uint64
+	// hb holds each bucket's last sequence as its last heartbeat said,
+	// received at hbAt.
+	hb   map[uint32]uint64
+	hbAt int64
 
 	// While syncing: the buckets being fetched (every one if syncAll),
 	// whose batches are buffered meanwhile.
