@@ -1,9 +1,12 @@
 package cluster
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/presencekit/presence/engine"
 )
 
 // Attacks on the interest guarantees, in the model: each names the
@@ -79,5 +82,92 @@ func TestEarlyHeartbeatJudgesNoGap(t *testing.T) {
 	s.settle()
 	if got, want := s.entries(1, "room:a", false), s.entries(0, "room:a", true); !slices.Equal(got, want) {
 		t.Fatalf("b lists %q, want %q", got, want)
+	}
+}
+
+// sameBucket returns a topic other than topic in topic's bucket.
+func sameBucket(topic string) string {
+	c := &core{nbuckets: numBuckets}
+	for i := 0; ; i++ {
+		if o := fmt.Sprintf("room:z%d", i); c.bucketOf(o) == c.bucketOf(topic) {
+			return o
+		}
+	}
+}
+
+// flapStore counts the writes a core makes to topic's entries.
+type flapStore struct {
+	store
+	topic  string
+	writes int
+}
+
+func (f *flapStore) TrackWithRef(s engine.SocketID, topic, key string, meta []byte, ref uint64) (engine.TrackResult, error) {
+	res, err := f.store.TrackWithRef(s, topic, key, meta, ref)
+	if topic == f.topic && res != engine.Unchanged {
+		f.writes++
+	}
+	return res, err
+}
+
+func (f *flapStore) Untrack(s engine.SocketID, topic string) bool {
+	if topic == f.topic {
+		f.writes++
+	}
+	return f.store.Untrack(s, topic)
+}
+
+func (f *flapStore) UntrackAll(s engine.SocketID) int {
+	f.writes++
+	return f.store.UntrackAll(s)
+}
+
+// Two topics in one bucket, one followed throughout and one joined, left
+// and lingering out: the entries of the one left go after its linger, its
+// later deltas stay away, and the followed one is never written again.
+func TestTwoTopicsOneBucketLingerNoFlap(t *testing.T) {
+	s := newSimWith(t, 2, []Replication{Interest, Interest}, numBuckets)
+	s.settle()
+	s.advance(simH)
+	s.settle()
+	t1, t2 := "room:a", sameBucket("room:a")
+	s.track(0, 1, t1, "alice", `{}`)
+	s.track(0, 2, t2, "yan", `{"v":1}`)
+	s.settle()
+	s.join(1, t1)
+	s.settle()
+	b := s.nodes[1]
+	fs := &flapStore{store: b.c.e, topic: t1}
+	b.c.e = fs
+	if got := s.entries(1, t2, false); len(got) != 0 {
+		t.Fatalf("b lists %q in %s, a topic it is not in", got, t2)
+	}
+	s.join(1, t2) // fetches the bucket again
+	s.settle()
+	if got, want := s.entries(1, t2, false), s.entries(0, t2, true); !slices.Equal(got, want) {
+		t.Fatalf("b lists %q in %s after joining, want %q", got, t2, want)
+	}
+	s.leave(1, t2)
+	s.track(0, 2, t2, "yan", `{"v":2}`) // within the linger
+	s.settle()
+	for range 3 * simL / (simH / 2) {
+		s.advance(simH / 2)
+		s.settle()
+		s.track(0, 2, t2, "yan", fmt.Sprintf(`{"v":%d}`, s.now)) // after it too
+		s.settle()
+	}
+	if got := s.entries(1, t2, false); len(got) != 0 {
+		t.Fatalf("b lists %q in %s after its linger", got, t2)
+	}
+	if got, want := s.entries(1, t1, false), s.entries(0, t1, true); !slices.Equal(got, want) {
+		t.Fatalf("b lists %q in %s, want %q", got, t1, want)
+	}
+	if fs.writes != 0 {
+		t.Fatalf("b wrote %s's unchanged entries %d times", t1, fs.writes)
+	}
+	s.join(1, t2) // after the linger: fetched again
+	s.settle()
+	if got, want := s.entries(1, t2, false), s.entries(0, t2, true); !slices.Equal(got, want) {
+		t.Fatalf("b lists %q in %s after joining again, want %q", got, t2, want)
 	}
 }
