@@ -3,8 +3,11 @@ package cluster
 import (
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/presencekit/presence/engine"
 )
@@ -169,5 +172,108 @@ func TestTwoTopicsOneBucketLingerNoFlap(t *testing.T) {
 	s.settle()
 	if got, want := s.entries(1, t2, false), s.entries(0, t2, true); !slices.Equal(got, want) {
 		t.Fatalf("b lists %q in %s after joining again, want %q", got, t2, want)
+	}
+}
+
+// silentPeer announces, on conn, a node "z" that published in topic's
+// bucket and never answers a sync request.
+func silentPeer(t *testing.T, conn *nats.Conn, topic string) {
+	t.Helper()
+	c := &core{nbuckets: numBuckets}
+	b := appendHeader(nil, kindHeartbeat, "z", 1)
+	b = appendHeartbeat(b, heartbeat{seqs: []bseq{{c.bucketOf(topic), 3}}, refTag: 99})
+	if err := conn.Publish(subjects{"test"}.stream("z"), b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Close while Subscribe waits for a node that does not answer: Subscribe
+// returns at once, and calls on the closed node do nothing.
+func TestNATSCloseDuringSubscribeFetch(t *testing.T) {
+	leakCheck(t)
+	ss := startNATS(t, 1, nil, nil)
+	b := startNode(t, ss[0], "b", func(c *Config) { c.Replicate, c.DownAfter = Interest, 40*time.Second }) // sync timeout 10 s
+	silentPeer(t, b.nc, "room:c")
+	waitUntil(t, "b hears z", 5*time.Second, func() bool { return len(b.n.Nodes()) == 1 })
+	resyncs := b.n.Stats().Resyncs
+	done := make(chan struct{})
+	go func() { b.n.Subscribe("room:c"); close(done) }()
+	waitUntil(t, "b asks z", 5*time.Second, func() bool { return b.n.Stats().Resyncs > resyncs })
+	select {
+	case <-done:
+		t.Fatal("Subscribe returned while z had not answered")
+	default:
+	}
+	start := time.Now()
+	if err := b.n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Subscribe still waits after Close")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Close took %v", d)
+	}
+	b.n.Subscribe("room:d") // closed: nothing happens, nothing waits
+	b.n.Unsubscribe("room:d")
+	b.n.Unsubscribe("room:c")
+	b.n.Publish("room:c", "ev", nil)
+	b.n.Changed("room:c")
+	if st := b.n.Stats(); st.TopicsMirrored != 0 || st.RemoteEntries != 0 {
+		t.Fatalf("a closed node mirrors %d topics, %d entries", st.TopicsMirrored, st.RemoteEntries)
+	}
+	b.n.mu.Lock()
+	dsubs := len(b.n.dsubs)
+	b.n.mu.Unlock()
+	b.n.bmu.Lock()
+	bsubs := len(b.n.bsubs)
+	b.n.bmu.Unlock()
+	if dsubs != 0 || bsubs != 0 {
+		t.Fatalf("a closed node holds %d delta and %d broadcast subscriptions", dsubs, bsubs)
+	}
+}
+
+// Many goroutines subscribe to and unsubscribe from one topic while one
+// subscriber stays: the topic stays followed, with its entries and its
+// broadcast subscription; after the last leave and the linger, all go.
+func TestNATSConcurrentSubscribeRefcount(t *testing.T) {
+	leakCheck(t)
+	ss := startNATS(t, 1, nil, nil)
+	a := startNode(t, ss[0], "a", replicate(Interest))
+	b := startNode(t, ss[0], "b", func(c *Config) { c.Replicate, c.Linger = Interest, 30*time.Millisecond })
+	a.track(t, 1, "room:r", "alice", `{}`)
+	b.follow("room:r")
+	waitUntil(t, "b lists alice", 5*time.Second, func() bool { return b.e.Count("room:r") == 1 })
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				b.n.Subscribe("room:r")
+				b.n.Unsubscribe("room:r")
+			}
+		}()
+	}
+	wg.Wait()
+	time.Sleep(60 * time.Millisecond) // past a linger: nothing may go
+	b.n.mu.Lock()
+	in := b.n.c.interest["room:r"]
+	b.n.mu.Unlock()
+	b.n.bmu.Lock()
+	bs := b.n.bsubs["room:r"]
+	b.n.bmu.Unlock()
+	if in == nil || in.n != 1 || bs == nil || bs.n != 1 || b.e.Count("room:r") != 1 {
+		t.Fatalf("after the churn: interest %+v, broadcast subscription %+v, %d entries", in, bs, b.e.Count("room:r"))
+	}
+	b.n.Unsubscribe("room:r")
+	waitUntil(t, "b drops room:r", 5*time.Second, func() bool { return b.e.Count("room:r") == 0 })
+	b.n.bmu.Lock()
+	left := len(b.n.bsubs)
+	b.n.bmu.Unlock()
+	if left != 0 {
+		t.Fatal("the broadcast subscription stayed")
 	}
 }
