@@ -277,3 +277,43 @@ func TestNATSConcurrentSubscribeRefcount(t *testing.T) {
 		t.Fatal("the broadcast subscription stayed")
 	}
 }
+
+// First joins of other topics, one after each piece of a snapshot being
+// applied, as in a reconnect storm: the snapshot still gets applied, and
+// the first topic's fetch ends, instead of starting over at each join.
+func TestJoinsDuringSnapshotPiecesDoNotStarveIt(t *testing.T) {
+	s := newSimWith(t, 2, []Replication{Interest, Interest}, numBuckets)
+	s.settle()
+	s.advance(simH)
+	s.settle()
+	const joins = 80
+	for i := range 40 {
+		s.track(0, engine.SocketID(i+1), "room:big", fmt.Sprintf("u%d", i), `{}`)
+	}
+	for i := range joins {
+		s.track(0, 100, fmt.Sprintf("room:n%d", i), "n", `{}`)
+	}
+	s.settle()
+	s.advance(simH)
+	s.settle()
+	s.stepwise = true
+	b := s.nodes[1]
+	s.join(1, "room:big")
+	s.settle()
+	for i := range joins {
+		b.c.step() // one piece (b applies 2 entries a piece)
+		s.join(1, fmt.Sprintf("room:n%d", i))
+		s.settle()
+	}
+	if !b.c.fetched("room:big") || b.e.Count("room:big") != 40 {
+		t.Fatalf("after %d joins, one a piece: room:big fetched %v, %d of 40 entries", joins, b.c.fetched("room:big"), b.e.Count("room:big"))
+	}
+	s.stepwise = false
+	s.stepAll()
+	s.settle()
+	for i := range joins {
+		if topic := fmt.Sprintf("room:n%d", i); !b.c.fetched(topic) || b.e.Count(topic) != 1 {
+			t.Fatalf("%s: fetched %v, %d entries", topic, b.c.fetched(topic), b.e.Count(topic))
+		}
+	}
+}
