@@ -99,7 +99,7 @@ func (c *core) peerFor(h header) *peer {
 	switch {
 	case p == nil:
 		p = &peer{name: h.node, inc: h.inc, want: map[rkey]*rentry{}, socks: map[uint64]*rsock{}, failed: map[rkey]struct{}{},
-			logs: map[uint32]uint64{}, hb: map[uint32]uint64{}, syncSet: map[uint32]struct{}{}}
+			logs: map[uint32]uint64{}, hb: map[uint32]uint64{}, syncSet: map[uint32]struct{}{}, next: map[uint32]struct{}{}}
 		c.peers[h.node] = p
 		p.heard = c.now
 		if h.kind != kindGoodbye {
@@ -156,8 +156,15 @@ func (c *core) resyncPeer(p *peer) {
 	c.startSync(p)
 }
 
-// syncBuckets adds buckets to what is fetched from p and asks again.
+// syncBuckets adds buckets to what is fetched from p and asks again, or,
+// while a snapshot is on its way or being applied, once it is in.
 func (c *core) syncBuckets(p *peer, buckets ...uint32) {
+	if p.state == StateSyncing && (p.req != 0 || p.fin != nil) {
+		for _, k := range buckets {
+			p.next[k] = struct{}{}
+		}
+		return
+	}
 	for _, k := range buckets {
 		p.syncSet[k] = struct{}{}
 	}
@@ -166,6 +173,15 @@ func (c *core) syncBuckets(p *peer, buckets ...uint32) {
 
 // syncing reports whether p's batches of bucket k wait for a snapshot.
 func (p *peer) syncing(k uint32) bool {
+	if _, ok := p.next[k]; ok {
+		return true
+	}
+	return p.current(k)
+}
+
+// current reports whether bucket k is in the snapshot being fetched or
+// applied.
+func (p *peer) current(k uint32) bool {
 	if p.syncAll {
 		return true
 	}
@@ -173,9 +189,13 @@ func (p *peer) syncing(k uint32) bool {
 	return ok
 }
 
-// startSync asks p for a new snapshot of the buckets being fetched.
-// Their batches keep being buffered. With none, p is up.
+// startSync asks p for a new snapshot of the buckets being fetched and
+// of those next. Their batches keep being buffered. With none, p is up.
 func (c *core) startSync(p *peer) {
+	for k := range p.next {
+		p.syncSet[k] = struct{}{}
+	}
+	clear(p.next)
 	if !p.syncAll && len(p.syncSet) == 0 {
 		p.req, p.snapID, p.snapSeqs, p.pages, p.fin = 0, 0, nil, nil, nil
 		c.setState(p, StateUp)
@@ -345,7 +365,7 @@ func (c *core) step() bool {
 
 func (c *core) stepPeer(p *peer) {
 	f := p.fin
-	in := func(topic string) bool { return c.wants(topic) && p.syncing(c.bucketOf(topic)) }
+	in := func(topic string) bool { return c.wants(topic) && p.current(c.bucketOf(topic)) }
 	end := f.pos + c.piece
 	switch f.phase {
 	case finIndex:
@@ -403,7 +423,7 @@ func (c *core) endSync(p *peer) {
 		}
 	}
 	for _, s := range p.snapSeqs {
-		if p.syncing(s.bucket) {
+		if p.current(s.bucket) {
 			p.logs[s.bucket] = s.seq
 		}
 	}
@@ -566,6 +586,7 @@ func (c *core) drop(p *peer) {
 	clear(p.logs)
 	clear(p.hb)
 	clear(p.syncSet)
+	clear(p.next)
 	p.syncAll = false
 	p.req, p.snapID, p.snapSeqs, p.pages, p.fin = 0, 0, nil, nil, nil
 	p.buf, p.bufOps = nil, 0

@@ -89,8 +89,13 @@ type peer struct {
 
 	// While syncing: the buckets being fetched (every one if syncAll),
 	// whose batches are buffered meanwhile.
-	syncAll  bool
-	syncSet  map[uint32]struct{}
+	syncAll bool
+	syncSet map[uint32]struct{}
+	// next holds the buckets to fetch once the snapshot on its way or
+	// being applied is in: starting it over for each would throw it
+	// away, and first joins in a row would never let one end. Their
+	// batches are buffered meanwhile too.
+	next     map[uint32]struct{}
 	req      uint64 // the request being answered
 	snapID   uint64
 	snapSeqs []bseq

@@ -74,7 +74,7 @@ func (c *core) join(topic string) {
 		c.subscribe(k, true)
 	}
 	for _, p := range c.peers {
-		if p.state == StateDown || p.syncing(k) && p.fin == nil {
+		if _, queued := p.next[k]; p.state == StateDown || queued || p.current(k) && p.fin == nil {
 			continue // down, or fetching k already: its snapshot holds topic
 		}
 		if p.hb[k] > 0 || p.logs[k] > 0 {
@@ -137,10 +137,13 @@ func (c *core) dropTopic(topic string) {
 	}
 	for _, p := range c.peers {
 		delete(p.logs, k)
-		if _, ok := p.syncSet[k]; !ok {
+		_, now := p.syncSet[k]
+		_, next := p.next[k]
+		if !now && !next {
 			continue
 		}
 		delete(p.syncSet, k)
+		delete(p.next, k)
 		p.buf = slices.DeleteFunc(p.buf, func(b batch) bool { return b.bucket == k })
 		p.bufOps = 0
 		for _, b := range p.buf {
