@@ -317,3 +317,51 @@ func TestJoinsDuringSnapshotPiecesDoNotStarveIt(t *testing.T) {
 		}
 	}
 }
+
+// A first join while another node's large snapshot is being applied, in
+// pieces: its fetch, from a third node, ends on its own, while the large
+// one is still being applied, rather than queued behind it.
+func TestNATSJoinDuringOthersSnapshotPieces(t *testing.T) {
+	leakCheck(t)
+	ss := startNATS(t, 1, nil, nil)
+	ecfg := engine.Config{Capacity: 40000, MaxPerSocket: 40000}
+	slow := func(c *Config) { c.Replicate, c.DownAfter = Interest, 8*time.Second } // sync timeout 2 s
+	ecfg.RefTag = tags.Add(1)
+	a := startNodeEngine(t, ss[0].ClientURL(), "a", ecfg, slow)
+	ecfg.RefTag = tags.Add(1)
+	b := startNodeEngine(t, ss[0].ClientURL(), "b", ecfg, slow)
+	ecfg.RefTag = tags.Add(1)
+	c := startNodeEngine(t, ss[0].ClientURL(), "c", ecfg, slow)
+	const big = 10000
+	for i := range big {
+		if err := c.e.Track(engine.SocketID(i+1), "room:big", fmt.Sprintf("u%d", i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.n.Changed("room:big")
+	a.track(t, 1, "room:small", "alice", `{}`)
+	waitUntil(t, "a and c publish", 5*time.Second, func() bool {
+		return c.n.Stats().DeltasSent == big && a.n.Stats().DeltasSent == 1
+	})
+	b.n.mu.Lock()
+	b.n.c.piece = 1 // a long application of c's snapshot
+	b.n.mu.Unlock()
+	bigDone := make(chan struct{})
+	go func() { b.n.Subscribe("room:big"); close(bigDone) }()
+	applying := func() bool {
+		b.n.mu.Lock()
+		defer b.n.mu.Unlock()
+		p := b.n.c.peers["c"]
+		return p != nil && p.fin != nil
+	}
+	waitUntil(t, "b applies c's snapshot", 5*time.Second, applying)
+	b.n.Subscribe("room:small")
+	still := applying()
+	if got := b.e.Count("room:small"); got != 1 || !still {
+		t.Fatalf("Subscribe(room:small) returned with %d of 1 entries; c's snapshot still being applied: %v", got, still)
+	}
+	<-bigDone
+	if got := b.e.Count("room:big"); got != big {
+		t.Fatalf("b lists %d of room:big's %d entries", got, big)
+	}
+}
