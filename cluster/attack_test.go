@@ -332,7 +332,7 @@ func TestNATSJoinDuringOthersSnapshotPieces(t *testing.T) {
 	b := startNodeEngine(t, ss[0].ClientURL(), "b", ecfg, slow)
 	ecfg.RefTag = tags.Add(1)
 	c := startNodeEngine(t, ss[0].ClientURL(), "c", ecfg, slow)
-	const big = 10000
+	const big = 5000
 	for i := range big {
 		if err := c.e.Track(engine.SocketID(i+1), "room:big", fmt.Sprintf("u%d", i), nil); err != nil {
 			t.Fatal(err)
@@ -342,6 +342,11 @@ func TestNATSJoinDuringOthersSnapshotPieces(t *testing.T) {
 	a.track(t, 1, "room:small", "alice", `{}`)
 	waitUntil(t, "a and c publish", 5*time.Second, func() bool {
 		return c.n.Stats().DeltasSent == big && a.n.Stats().DeltasSent == 1
+	})
+	waitUntil(t, "b's first Heartbeat passed", 5*time.Second, func() bool {
+		b.n.mu.Lock()
+		defer b.n.mu.Unlock()
+		return b.n.now() >= b.n.heardBy
 	})
 	b.n.mu.Lock()
 	b.n.c.piece = 1 // a long application of c's snapshot
@@ -355,12 +360,16 @@ func TestNATSJoinDuringOthersSnapshotPieces(t *testing.T) {
 		return p != nil && p.fin != nil
 	}
 	waitUntil(t, "b applies c's snapshot", 5*time.Second, applying)
+	t0 := time.Now()
 	b.n.Subscribe("room:small")
 	still := applying()
+	t.Logf("Subscribe(room:small) took %v", time.Since(t0))
 	if got := b.e.Count("room:small"); got != 1 || !still {
 		t.Fatalf("Subscribe(room:small) returned with %d of 1 entries; c's snapshot still being applied: %v", got, still)
 	}
+	t0 = time.Now()
 	<-bigDone
+	t.Logf("room:big done %v later", time.Since(t0))
 	if got := b.e.Count("room:big"); got != big {
 		t.Fatalf("b lists %d of room:big's %d entries", got, big)
 	}

@@ -73,12 +73,16 @@
 //
 // All methods of Node may be called from any goroutine. A Node runs a
 // goroutine that publishes local changes and keeps time, one that delivers
-// broadcasts, and the NATS client's goroutines for its subscriptions. Its
+// broadcasts, one that applies snapshots, and the NATS client's goroutines
+// for its subscriptions. Its
 // state sits behind one lock, under which remote deltas are written into
 // the engine: a burst of them costs engine writes, and readers of the
 // engine never wait for the lock. A snapshot is written a piece of 1024
 // entries at a time, the lock free in between, so that a node applying a
-// large one keeps heartbeating and applying the other nodes' deltas.
+// large one keeps heartbeating, applying the other nodes' deltas and
+// fetching the entries of a first join from the others. Buckets asked for
+// while a node's snapshot is on its way or being applied are fetched from
+// it right after, so that first joins in a row do not start it over.
 // Subscribe waits, at most a sync timeout (the larger of Heartbeat and
 // DownAfter/4), for the fetch of a topic's entries; Unsubscribe does not
 // wait.

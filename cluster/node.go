@@ -42,6 +42,8 @@ type Node struct {
 	dirtyMu sync.Mutex
 	dirty   map[string]struct{}
 	kick    chan struct{}
+	// applyKick wakes the goroutine that applies snapshots in pieces.
+	applyKick chan struct{}
 
 	hooks atomic.Pointer[channel.ClusterHooks]
 
@@ -92,14 +94,15 @@ func Start(ctx context.Context, conn *nats.Conn, presence *engine.Engine, cfg Co
 	ec := presence.Config()
 	n := &Node{
 		cfg: cfg, nc: conn, e: presence, log: cfg.Logger, subj: subjects{cfg.Prefix},
-		epoch: time.Now(),
-		dirty: map[string]struct{}{},
-		kick:  make(chan struct{}, 1),
-		bsubs: map[string]*bsub{},
-		dsubs: map[uint32]*msub{},
-		fetch: make(chan struct{}),
-		bch:   make(chan *nats.Msg, 4096),
-		quit:  make(chan struct{}),
+		epoch:     time.Now(),
+		dirty:     map[string]struct{}{},
+		kick:      make(chan struct{}, 1),
+		applyKick: make(chan struct{}, 1),
+		bsubs:     map[string]*bsub{},
+		dsubs:     map[uint32]*msub{},
+		fetch:     make(chan struct{}),
+		bch:       make(chan *nats.Msg, 4096),
+		quit:      make(chan struct{}),
 	}
 	inc := uint64(time.Now().UnixNano())
 	n.c = newCore(cfg.Node, inc, int64(cfg.Heartbeat), int64(cfg.DownAfter), presence, n.log, n.subj,
@@ -133,9 +136,10 @@ func Start(ctx context.Context, conn *nats.Conn, presence *engine.Engine, cfg Co
 	n.c.tick(n.now()) // the first heartbeat: the others sync this node and answer
 	n.heardBy = n.now() + int64(cfg.Heartbeat)
 	n.mu.Unlock()
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.run()
 	go n.deliver()
+	go n.applier()
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -212,20 +216,47 @@ func (n *Node) publish(subject string, data []byte) {
 func (n *Node) onMsg(m *nats.Msg) {
 	n.lock()
 	n.c.now = n.now()
-	driving := !n.c.busy
 	n.c.onMessage(m.Data)
-	// A snapshot is applied a piece at a time, the lock free in between:
-	// the node keeps heartbeating and applying other nodes' deltas. The
-	// goroutine whose message started it drives it.
-	for driving && n.c.step() {
-		n.mu.Unlock()
-		runtime.Gosched()
-		n.lock()
-		n.c.now = n.now()
-	}
+	busy := n.c.busy
 	notify, events := n.drain()
 	n.mu.Unlock()
 	n.report(notify, events)
+	if busy {
+		select {
+		case n.applyKick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// applier applies snapshots a piece at a time, the lock free in between:
+// the node keeps heartbeating and applying other nodes' deltas, and the
+// subscription that carries snapshot pages keeps reading them, so that
+// the fetch of a first join does not queue behind a large snapshot. Each
+// piece's changes are reported, and each fetch's end, as it comes.
+func (n *Node) applier() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.quit:
+			return
+		case <-n.applyKick:
+		}
+		for more := true; more; {
+			n.lock()
+			n.c.now = n.now()
+			more = n.c.step()
+			notify, events := n.drain()
+			n.mu.Unlock()
+			n.report(notify, events)
+			select {
+			case <-n.quit:
+				return
+			default:
+			}
+			runtime.Gosched()
+		}
+	}
 }
 
 // drain takes the topics to notify and the node events; the caller holds
