@@ -374,3 +374,51 @@ func TestNATSJoinDuringOthersSnapshotPieces(t *testing.T) {
 		t.Fatalf("b lists %d of room:big's %d entries", got, big)
 	}
 }
+
+// dropFirst removes the first message on subject from the network.
+func (s *sim) dropFirst(subject string) simMsg {
+	for k, m := range s.net {
+		if m.subject == subject {
+			s.net = slices.Delete(s.net, k, k+1)
+			return m
+		}
+	}
+	s.t.Fatalf("no message on %s", subject)
+	return simMsg{}
+}
+
+// A lost batch of a followed bucket is repaired within two heartbeats,
+// the entries it did not touch are not written again, and the batch, when
+// it turns up after all, changes nothing.
+func TestLostBatchRepairedWithoutFlap(t *testing.T) {
+	s := newSimWith(t, 2, []Replication{Interest, Interest}, numBuckets)
+	s.settle()
+	s.advance(simH)
+	s.settle()
+	s.join(1, "room:a")
+	s.track(0, 1, "room:a", "alice", `{"v":1}`)
+	s.track(0, 2, "room:a", "bob", `{}`)
+	s.settle()
+	b := s.nodes[1]
+	fs := &flapStore{store: b.c.e, topic: "room:a"}
+	b.c.e = fs
+	s.track(0, 1, "room:a", "alice", `{"v":2}`)
+	lost := s.dropFirst(s.subj.deltas(b.c.bucketOf("room:a")))
+	s.settle()
+	for range 2 {
+		s.advance(simH)
+		s.settle()
+	}
+	want := s.entries(0, "room:a", true)
+	if got := s.entries(1, "room:a", false); !slices.Equal(got, want) {
+		t.Fatalf("b lists %q two heartbeats after the loss, want %q", got, want)
+	}
+	if fs.writes != 1 {
+		t.Fatalf("b wrote room:a %d times for one update", fs.writes)
+	}
+	s.net = append(s.net, lost) // the lost batch turns up, late
+	s.settle()
+	if got := s.entries(1, "room:a", false); !slices.Equal(got, want) || fs.writes != 1 {
+		t.Fatalf("after the late batch b lists %q (%d writes), want %q", got, fs.writes, want)
+	}
+}
