@@ -422,3 +422,46 @@ func TestLostBatchRepairedWithoutFlap(t *testing.T) {
 		t.Fatalf("after the late batch b lists %q (%d writes), want %q", got, fs.writes, want)
 	}
 }
+
+// Many topics whose lingers end at once all go in one tick, and a topic
+// still followed keeps its entries.
+func TestManyTopicsLingerOutAtOnce(t *testing.T) {
+	s := newSimWith(t, 2, []Replication{Interest, Interest}, numBuckets)
+	s.settle()
+	s.advance(simH)
+	s.settle()
+	const topics = 40
+	for i := range topics {
+		s.track(0, engine.SocketID(2*i+1), fmt.Sprintf("room:m%d", i), "u", `{}`)
+		s.track(0, engine.SocketID(2*i+2), fmt.Sprintf("room:m%d", i), "v", `{}`)
+	}
+	s.track(0, 100, "room:keep", "k", `{}`)
+	s.settle()
+	s.join(1, "room:keep")
+	for i := range topics {
+		s.join(1, fmt.Sprintf("room:m%d", i))
+	}
+	s.settle()
+	b := s.nodes[1].c
+	if got := b.remoteEntries(); got != 2*topics+1 {
+		t.Fatalf("b mirrors %d entries, want %d", got, 2*topics+1)
+	}
+	for i := range topics {
+		s.leave(1, fmt.Sprintf("room:m%d", i))
+	}
+	s.advance(simL)
+	s.settle()
+	if got := b.remoteEntries(); got != 1 || b.st.lingerDrops != topics || s.nodes[1].e.Count("room:keep") != 1 {
+		t.Fatalf("after the lingers: %d remote entries, %d drops, room:keep %d", got, b.st.lingerDrops, s.nodes[1].e.Count("room:keep"))
+	}
+	for i := range topics {
+		if k := b.bucketOf(fmt.Sprintf("room:m%d", i)); b.follows(k) && k != b.bucketOf("room:keep") {
+			t.Fatalf("bucket %d still followed", k)
+		}
+	}
+	s.track(0, 100, "room:keep", "k", `{"v":2}`)
+	s.settle()
+	if got, want := s.entries(1, "room:keep", false), s.entries(0, "room:keep", true); !slices.Equal(got, want) {
+		t.Fatalf("b lists %q, want %q", got, want)
+	}
+}

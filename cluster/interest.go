@@ -108,26 +108,44 @@ func (c *core) fetched(topic string) bool {
 
 // expireLinger drops the topics whose linger ended.
 func (c *core) expireLinger(now int64) {
+	var gone map[string]struct{}
 	for topic, in := range c.interest {
 		if in.n == 0 && now >= in.until {
-			c.dropTopic(topic)
+			if gone == nil {
+				gone = map[string]struct{}{}
+			}
+			gone[topic] = struct{}{}
 		}
+	}
+	if gone != nil {
+		c.dropTopics(gone)
 	}
 }
 
-// dropTopic stops following topic: its remote entries go, and the
-// subscription to its bucket too when no other followed topic is in it.
-func (c *core) dropTopic(topic string) {
-	delete(c.interest, topic)
-	c.st.lingerDrops++
+// dropTopics stops following the topics gone: their remote entries go, in
+// one pass over the remote entries however many topics go at once (after
+// a mass disconnect, thousands), and the subscription to a bucket too when
+// no other followed topic is in it.
+func (c *core) dropTopics(gone map[string]struct{}) {
+	for topic := range gone {
+		delete(c.interest, topic)
+		c.st.lingerDrops++
+	}
 	for _, p := range c.peers {
 		for k := range p.want {
-			if k.topic == topic {
+			if _, ok := gone[k.topic]; ok {
 				c.untrack(p, k)
 			}
 		}
 	}
-	k := c.bucketOf(topic)
+	for topic := range gone {
+		c.unfollow(c.bucketOf(topic))
+	}
+	c.fetchGen++
+}
+
+// unfollow undoes the following of bucket k by one topic.
+func (c *core) unfollow(k uint32) {
 	if c.bcount[k]--; c.bcount[k] > 0 {
 		return
 	}
@@ -153,5 +171,4 @@ func (c *core) dropTopic(topic string) {
 			c.startSync(p) // nothing left to fetch: up
 		}
 	}
-	c.fetchGen++
 }
