@@ -161,6 +161,7 @@ type core struct {
 	opsN                  int
 	opsBucket             uint32
 	first                 uint64
+	opened                bool // a bucket's first batch went out since the last heartbeat
 	snaps                 []*ownSnap
 	ids                   uint64 // snapshot and request ids
 	nextID                engine.SocketID

@@ -349,7 +349,7 @@ func (n *Node) flush(topics []string) []string {
 		n.mu.Unlock()
 	}
 	n.mu.Lock()
-	n.c.endBatch()
+	n.c.endFlush()
 	n.mu.Unlock()
 	return topics
 }
