@@ -33,7 +33,9 @@
 // joins and leaves; a program that writes the engine directly calls them
 // too). The first Subscribe of a topic subscribes to its bucket's
 // subject and fetches the topic's entries from the nodes whose heartbeats
-// show they published in that bucket, and returns once they are in, so
+// show they published in that bucket (a node heartbeats at once after a
+// flush that published in a bucket for the first time), and returns once
+// they are in, so
 // that the first joiner's presence_state holds the whole cluster's
 // roster. After the last Unsubscribe the entries stay for Config.Linger,
 // so that a reconnect storm does not fetch them again, then go. A node's
