@@ -465,3 +465,60 @@ func TestManyTopicsLingerOutAtOnce(t *testing.T) {
 		t.Fatalf("b lists %q, want %q", got, want)
 	}
 }
+
+// keys lists the keys topic holds on e, sorted.
+func keys(e *engine.Engine, topic string) []string {
+	var snap engine.Snapshot
+	e.Snapshot(&snap, topic)
+	var out []string
+	for _, ent := range snap.Entries {
+		out = append(out, string(ent.Key))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// A first join while the owner keeps writing the topic fast: when
+// Subscribe returns, every key is there, and the views converge once the
+// writes stop.
+func TestNATSFirstJoinWhileOwnerWritesFast(t *testing.T) {
+	leakCheck(t)
+	ss := startNATS(t, 2, nil, nil)
+	a := startNode(t, ss[0], "a", replicate(Interest))
+	b := startNode(t, ss[1], "b", replicate(Interest))
+	const users = 100
+	for i := range users {
+		a.track(t, engine.SocketID(i+1), "room:f", fmt.Sprintf("u%03d", i), `{}`)
+	}
+	waitUntil(t, "a publishes", 5*time.Second, func() bool { return a.n.Stats().DeltasSent >= users })
+	stop := make(chan struct{})
+	writing := make(chan struct{})
+	go func() {
+		defer close(writing)
+		for i := 0; i < 20000; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			s := engine.SocketID(i%users + 1)
+			if err := a.e.Track(s, "room:f", fmt.Sprintf("u%03d", i%users), []byte(fmt.Sprintf(`{"n":%d}`, i))); err != nil {
+				t.Error(err)
+				return
+			}
+			a.n.Changed("room:f")
+			if i%50 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	time.Sleep(20 * time.Millisecond) // let the writes run
+	b.n.Subscribe("room:f")
+	got := keys(b.e, "room:f")
+	close(stop)
+	<-writing
+	if want := keys(a.e, "room:f"); !slices.Equal(got, want) {
+		t.Fatalf("b lists %d keys when Subscribe returns, want %d", len(got), len(want))
+	}
+	waitUntil(t, "a and b converge", 5*time.Second, func() bool { return converged([]*testNode{a, b}, "room:f") })
+}
