@@ -343,10 +343,12 @@ func TestNATSJoinDuringOthersSnapshotPieces(t *testing.T) {
 	waitUntil(t, "a and c publish", 5*time.Second, func() bool {
 		return c.n.Stats().DeltasSent == big && a.n.Stats().DeltasSent == 1
 	})
-	waitUntil(t, "b's first Heartbeat passed", 5*time.Second, func() bool {
+	waitUntil(t, "b's first Heartbeat passed, and b heard that a and c publish", 5*time.Second, func() bool {
 		b.n.mu.Lock()
 		defer b.n.mu.Unlock()
-		return b.n.now() >= b.n.heardBy
+		pa, pc := b.n.c.peers["a"], b.n.c.peers["c"]
+		return b.n.now() >= b.n.heardBy && pa != nil && pc != nil &&
+			pa.hb[b.n.c.bucketOf("room:small")] > 0 && pc.hb[b.n.c.bucketOf("room:big")] > 0
 	})
 	b.n.mu.Lock()
 	b.n.c.piece = 1 // a long application of c's snapshot
@@ -490,7 +492,12 @@ func TestNATSFirstJoinWhileOwnerWritesFast(t *testing.T) {
 	for i := range users {
 		a.track(t, engine.SocketID(i+1), "room:f", fmt.Sprintf("u%03d", i), `{}`)
 	}
-	waitUntil(t, "a publishes", 5*time.Second, func() bool { return a.n.Stats().DeltasSent >= users })
+	waitUntil(t, "a publishes, and b heard it", 5*time.Second, func() bool {
+		b.n.mu.Lock()
+		defer b.n.mu.Unlock()
+		p := b.n.c.peers["a"]
+		return p != nil && p.hb[b.n.c.bucketOf("room:f")] > 0
+	})
 	stop := make(chan struct{})
 	writing := make(chan struct{})
 	go func() {
