@@ -529,3 +529,22 @@ func TestNATSFirstJoinWhileOwnerWritesFast(t *testing.T) {
 	}
 	waitUntil(t, "a and b converge", 5*time.Second, func() bool { return converged([]*testNode{a, b}, "room:f") })
 }
+
+// A join that races an owner's first batch in the bucket, published before
+// the joiner subscribed and so never delivered to it: the heartbeat that
+// follows the batch makes the joiner fetch it at once, not two heartbeats
+// later.
+func TestJoinRacingFirstBatchFetchesAtItsHeartbeat(t *testing.T) {
+	s := newSimWith(t, 2, []Replication{Interest, Interest}, numBuckets)
+	s.settle()
+	s.advance(simH)
+	s.settle()
+	s.track(0, 1, "room:a", "alice", `{}`) // the batch, and a heartbeat
+	s.join(1, "room:a")                    // before b heard either
+	s.dropFirst(s.subj.deltas(s.nodes[1].c.bucketOf("room:a")))
+	s.settle() // the heartbeat; the clock stands still
+	want := s.entries(0, "room:a", true)
+	if got := s.entries(1, "room:a", false); !slices.Equal(got, want) {
+		t.Fatalf("b lists %q after a's heartbeat, want %q", got, want)
+	}
+}
