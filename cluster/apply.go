@@ -261,6 +261,23 @@ func (c *core) onHeartbeat(p *peer, kind byte, hb heartbeat) {
 		c.setState(p, StateDown)
 		return
 	}
+	// A bucket p published in for the first time, which this node
+	// began to follow since p's previous heartbeat: p's first batches
+	// there may have gone out before this node subscribed, and never
+	// come. It is fetched now, not when the next heartbeat judges it.
+	var fresh []uint32
+	for _, s := range hb.seqs {
+		k := s.bucket
+		if _, seen := p.hb[k]; seen || !c.follows(k) || p.syncing(k) {
+			continue
+		}
+		if _, ok := p.logs[k]; ok {
+			continue
+		}
+		if at, ok := c.followedAt[k]; ok && at >= p.hbAt {
+			fresh = append(fresh, k)
+		}
+	}
 	if len(p.hb) > 0 && c.now-p.hbAt < c.hb/2 {
 		// An early heartbeat (after a first batch in a bucket, or to
 		// greet a new node): the batches the previous one announced
@@ -270,6 +287,9 @@ func (c *core) onHeartbeat(p *peer, kind byte, hb heartbeat) {
 			if _, ok := p.hb[s.bucket]; !ok {
 				p.hb[s.bucket] = s.seq
 			}
+		}
+		if len(fresh) > 0 {
+			c.syncBuckets(p, fresh...)
 		}
 		return
 	}
@@ -293,7 +313,7 @@ func (c *core) onHeartbeat(p *peer, kind byte, hb heartbeat) {
 		p.hb[s.bucket] = s.seq
 	}
 	p.hbAt = c.now
-	if len(behind) > 0 {
+	if behind = append(behind, fresh...); len(behind) > 0 {
 		c.syncBuckets(p, behind...)
 	}
 }

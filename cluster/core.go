@@ -171,6 +171,8 @@ type core struct {
 	linger    int64
 	interest  map[string]*interest
 	bcount    map[uint32]int // followed topics per bucket
+	// followedAt holds when each followed bucket began to be followed.
+	followedAt map[uint32]int64
 	// subscribe, if set, subscribes to a bucket's deltas or unsubscribes.
 	subscribe func(bucket uint32, on bool)
 	rtopics   map[string]int // remote entries held per topic
@@ -197,6 +199,7 @@ func newCore(name string, inc uint64, hb, down int64, e store, log *slog.Logger,
 		linger:     int64(DefaultLinger),
 		interest:   map[string]*interest{},
 		bcount:     map[uint32]int{},
+		followedAt: map[uint32]int64{},
 		rtopics:    map[string]int{},
 		pub:        map[string]map[engine.SocketID]pubEntry{},
 		cursors:    map[string]engine.Cursor{},

@@ -70,8 +70,11 @@ func (c *core) join(topic string) {
 	}
 	c.interest[topic] = &interest{n: 1}
 	k := c.bucketOf(topic)
-	if c.bcount[k]++; c.bcount[k] == 1 && c.subscribe != nil {
-		c.subscribe(k, true)
+	if c.bcount[k]++; c.bcount[k] == 1 {
+		c.followedAt[k] = c.now
+		if c.subscribe != nil {
+			c.subscribe(k, true)
+		}
 	}
 	for _, p := range c.peers {
 		if _, queued := p.next[k]; p.state == StateDown || queued || p.current(k) && p.fin == nil {
@@ -150,6 +153,7 @@ func (c *core) unfollow(k uint32) {
 		return
 	}
 	delete(c.bcount, k)
+	delete(c.followedAt, k)
 	if c.subscribe != nil {
 		c.subscribe(k, false)
 	}
