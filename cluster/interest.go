@@ -24,7 +24,12 @@ import (
 // a lost last batch of any followed topic shows as a gap within a
 // heartbeat, as it does for the whole log under All: a batch is lost
 // when it is still missing at the heartbeat after the one that announced
-// it. The price is that a batch reaches the nodes that follow another
+// it. A heartbeat that comes within half a period of the previous one (a
+// node heartbeats at once after a flush that opened a bucket, and to greet
+// a new node) judges nothing, so that the batches still on their way are
+// not taken for lost. A bucket a node opens after this node began to
+// follow it is fetched from it at the heartbeat that shows it: its first
+// batches may have gone out before this node subscribed. The price is that a batch reaches the nodes that follow another
 // topic of the same bucket: with 1024 buckets and T topics, the followers
 // of about T/1024 other topics.
 //
