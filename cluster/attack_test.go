@@ -548,3 +548,30 @@ func TestJoinRacingFirstBatchFetchesAtItsHeartbeat(t *testing.T) {
 		t.Fatalf("b lists %q after a's heartbeat, want %q", got, want)
 	}
 }
+
+// A first join while a peer restarts, before this node heard the new
+// incarnation: the new incarnation answers, and what the join lists is
+// its entries, with no ghost of the old one.
+func TestJoinDuringPeerRestartNoGhost(t *testing.T) {
+	s := newSimWith(t, 2, []Replication{Interest, Interest}, numBuckets)
+	s.settle()
+	s.advance(simH)
+	s.settle()
+	s.track(0, 1, "room:a", "alice", `{"old":1}`)
+	s.track(0, 2, "room:a", "bob", `{}`)
+	s.settle()
+	s.advance(simH)
+	s.settle()
+	s.kill(0, false)
+	s.net = nil // the old incarnation's last words are lost
+	s.start(0)
+	s.net = nil // and the new one's first heartbeat too
+	s.track(0, 1, "room:a", "alice", `{"new":1}`)
+	s.net = nil         // and its first batch
+	s.join(1, "room:a") // asks "a": the new incarnation answers
+	s.settle()
+	want := s.entries(0, "room:a", true)
+	if got := s.entries(1, "room:a", false); !slices.Equal(got, want) {
+		t.Fatalf("b lists %q after its join, want %q", got, want)
+	}
+}
