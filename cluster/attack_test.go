@@ -3,12 +3,14 @@ package cluster
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/presencekit/presence/channel"
 	"github.com/presencekit/presence/engine"
 )
 
@@ -573,5 +575,43 @@ func TestJoinDuringPeerRestartNoGhost(t *testing.T) {
 	want := s.entries(0, "room:a", true)
 	if got := s.entries(1, "room:a", false); !slices.Equal(got, want) {
 		t.Fatalf("b lists %q after its join, want %q", got, want)
+	}
+}
+
+// Topics of any length the engine allows, and the empty topic, join and
+// broadcast without breaking the node's NATS connection: a subject longer
+// than the server's control line would make it close the connection.
+func TestNATSLongAndEmptyTopicsKeepTheConnection(t *testing.T) {
+	leakCheck(t)
+	ss := startNATS(t, 1, nil, nil)
+	ecfg := testEngine()
+	ecfg.MaxTopicLen = 65536
+	a := startNodeEngine(t, ss[0].ClientURL(), "a", ecfg, replicate(Interest))
+	ecfg.RefTag = tags.Add(1)
+	b := startNodeEngine(t, ss[0].ClientURL(), "b", ecfg, replicate(Interest))
+	var mu sync.Mutex
+	got := map[string]int{}
+	if err := b.n.Attach(channel.ClusterHooks{Broadcast: func(topic, event string, _ []byte) {
+		mu.Lock()
+		got[topic]++
+		mu.Unlock()
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("x", 60000)
+	b.n.Subscribe("") // the engine refuses it; the cluster must not break
+	b.n.Subscribe(long)
+	a.track(t, 1, long, "alice", `{}`)
+	waitUntil(t, "b lists alice", 5*time.Second, func() bool { return b.e.Count(long) == 1 })
+	a.n.Publish(long, "ev", nil)
+	a.n.Publish("", "ev", nil)
+	a.n.Publish(long[1:], "ev", nil) // a topic b is not in
+	waitUntil(t, "b gets both broadcasts", 5*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return got[long] == 1 && got[""] == 1
+	})
+	if !a.nc.IsConnected() || !b.nc.IsConnected() {
+		t.Fatalf("connections: a %v (%v), b %v (%v)", a.nc.Status(), a.nc.LastError(), b.nc.Status(), b.nc.LastError())
 	}
 }
