@@ -294,8 +294,19 @@ func (s subjects) streams() string            { return s.prefix + ".n.*" }
 func (s subjects) syncReq(node string) string { return s.prefix + ".s." + node }
 func (s subjects) reply(node string) string   { return s.prefix + ".r." + node }
 
+// maxTopicToken bounds the bytes of a topic that a broadcast subject
+// carries, as base64. A longer topic, and the empty one (an empty token
+// makes no subject), travel on a subject named by the topic's hash: a
+// subject beyond the NATS server's control line (4 KiB by default) makes
+// it close the connection. A broadcast carries its topic, so that a node
+// subscribed to a hash that two topics share delivers each to its own.
+const maxTopicToken = 192
+
 // broadcast encodes the topic, which may hold any character, as one token.
 func (s subjects) broadcast(topic string) string {
+	if len(topic) == 0 || len(topic) > maxTopicToken {
+		return s.prefix + ".bh." + strconv.FormatUint(xxhash.Sum64String(topic), 16)
+	}
 	var b strings.Builder
 	b.Grow(len(s.prefix) + 3 + len(topic)*4/3 + 4)
 	b.WriteString(s.prefix)
