@@ -99,7 +99,7 @@ func (c *core) peerFor(h header) *peer {
 	switch {
 	case p == nil:
 		p = &peer{name: h.node, inc: h.inc, want: map[rkey]*rentry{}, socks: map[uint64]*rsock{}, failed: map[rkey]struct{}{},
-			logs: map[uint32]uint64{}, hb: map[uint32]uint64{}, syncSet: map[uint32]struct{}{}}
+			logs: map[uint32]uint64{}, hb: map[uint32]uint64{}, syncSet: map[uint32]struct{}{}, next: map[uint32]struct{}{}}
 		c.peers[h.node] = p
 		p.heard = c.now
 		if h.kind != kindGoodbye {
@@ -156,8 +156,15 @@ func (c *core) resyncPeer(p *peer) {
 	c.startSync(p)
 }
 
-// syncBuckets adds buckets to what is fetched from p and asks again.
+// syncBuckets adds buckets to what is fetched from p and asks again, or,
+// while a snapshot is on its way or being applied, once it is in.
 func (c *core) syncBuckets(p *peer, buckets ...uint32) {
+	if p.state == StateSyncing && (p.req != 0 || p.fin != nil) {
+		for _, k := range buckets {
+			p.next[k] = struct{}{}
+		}
+		return
+	}
 	for _, k := range buckets {
 		p.syncSet[k] = struct{}{}
 	}
@@ -166,6 +173,15 @@ func (c *core) syncBuckets(p *peer, buckets ...uint32) {
 
 // syncing reports whether p's batches of bucket k wait for a snapshot.
 func (p *peer) syncing(k uint32) bool {
+	if _, ok := p.next[k]; ok {
+		return true
+	}
+	return p.current(k)
+}
+
+// current reports whether bucket k is in the snapshot being fetched or
+// applied.
+func (p *peer) current(k uint32) bool {
 	if p.syncAll {
 		return true
 	}
@@ -173,9 +189,13 @@ func (p *peer) syncing(k uint32) bool {
 	return ok
 }
 
-// startSync asks p for a new snapshot of the buckets being fetched.
-// Their batches keep being buffered. With none, p is up.
+// startSync asks p for a new snapshot of the buckets being fetched and
+// of those next. Their batches keep being buffered. With none, p is up.
 func (c *core) startSync(p *peer) {
+	for k := range p.next {
+		p.syncSet[k] = struct{}{}
+	}
+	clear(p.next)
 	if !p.syncAll && len(p.syncSet) == 0 {
 		p.req, p.snapID, p.snapSeqs, p.pages, p.fin = 0, 0, nil, nil, nil
 		c.setState(p, StateUp)
@@ -241,6 +261,38 @@ func (c *core) onHeartbeat(p *peer, kind byte, hb heartbeat) {
 		c.setState(p, StateDown)
 		return
 	}
+	// A bucket p published in for the first time, which this node
+	// began to follow since p's previous heartbeat: p's first batches
+	// there may have gone out before this node subscribed, and never
+	// come. It is fetched now, not when the next heartbeat judges it.
+	var fresh []uint32
+	for _, s := range hb.seqs {
+		k := s.bucket
+		if _, seen := p.hb[k]; seen || !c.follows(k) || p.syncing(k) {
+			continue
+		}
+		if _, ok := p.logs[k]; ok {
+			continue
+		}
+		if at, ok := c.followedAt[k]; ok && at >= p.hbAt {
+			fresh = append(fresh, k)
+		}
+	}
+	if len(p.hb) > 0 && c.now-p.hbAt < c.hb/2 {
+		// An early heartbeat (after a first batch in a bucket, or to
+		// greet a new node): the batches the previous one announced
+		// may still be on their way. It only adds the buckets new to
+		// it, and the next heartbeat judges against the previous one.
+		for _, s := range hb.seqs {
+			if _, ok := p.hb[s.bucket]; !ok {
+				p.hb[s.bucket] = s.seq
+			}
+		}
+		if len(fresh) > 0 {
+			c.syncBuckets(p, fresh...)
+		}
+		return
+	}
 	// The batches up to the previous heartbeat's sequences had a
 	// heartbeat's time to arrive: one still missing was lost. (Those of
 	// this heartbeat may still be on their way, on other subjects.)
@@ -260,7 +312,8 @@ func (c *core) onHeartbeat(p *peer, kind byte, hb heartbeat) {
 	for _, s := range hb.seqs {
 		p.hb[s.bucket] = s.seq
 	}
-	if len(behind) > 0 {
+	p.hbAt = c.now
+	if behind = append(behind, fresh...); len(behind) > 0 {
 		c.syncBuckets(p, behind...)
 	}
 }
@@ -332,7 +385,7 @@ func (c *core) step() bool {
 
 func (c *core) stepPeer(p *peer) {
 	f := p.fin
-	in := func(topic string) bool { return c.wants(topic) && p.syncing(c.bucketOf(topic)) }
+	in := func(topic string) bool { return c.wants(topic) && p.current(c.bucketOf(topic)) }
 	end := f.pos + c.piece
 	switch f.phase {
 	case finIndex:
@@ -390,7 +443,7 @@ func (c *core) endSync(p *peer) {
 		}
 	}
 	for _, s := range p.snapSeqs {
-		if p.syncing(s.bucket) {
+		if p.current(s.bucket) {
 			p.logs[s.bucket] = s.seq
 		}
 	}
@@ -553,6 +606,7 @@ func (c *core) drop(p *peer) {
 	clear(p.logs)
 	clear(p.hb)
 	clear(p.syncSet)
+	clear(p.next)
 	p.syncAll = false
 	p.req, p.snapID, p.snapSeqs, p.pages, p.fin = 0, 0, nil, nil, nil
 	p.buf, p.bufOps = nil, 0

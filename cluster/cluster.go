@@ -33,7 +33,9 @@
 // joins and leaves; a program that writes the engine directly calls them
 // too). The first Subscribe of a topic subscribes to its bucket's
 // subject and fetches the topic's entries from the nodes whose heartbeats
-// show they published in that bucket, and returns once they are in, so
+// show they published in that bucket (a node heartbeats at once after a
+// flush that published in a bucket for the first time), and returns once
+// they are in, so
 // that the first joiner's presence_state holds the whole cluster's
 // roster. After the last Unsubscribe the entries stay for Config.Linger,
 // so that a reconnect storm does not fetch them again, then go. A node's
@@ -73,12 +75,16 @@
 //
 // All methods of Node may be called from any goroutine. A Node runs a
 // goroutine that publishes local changes and keeps time, one that delivers
-// broadcasts, and the NATS client's goroutines for its subscriptions. Its
+// broadcasts, one that applies snapshots, and the NATS client's goroutines
+// for its subscriptions. Its
 // state sits behind one lock, under which remote deltas are written into
 // the engine: a burst of them costs engine writes, and readers of the
 // engine never wait for the lock. A snapshot is written a piece of 1024
 // entries at a time, the lock free in between, so that a node applying a
-// large one keeps heartbeating and applying the other nodes' deltas.
+// large one keeps heartbeating, applying the other nodes' deltas and
+// fetching the entries of a first join from the others. Buckets asked for
+// while a node's snapshot is on its way or being applied are fetched from
+// it right after, so that first joins in a row do not start it over.
 // Subscribe waits, at most a sync timeout (the larger of Heartbeat and
 // DownAfter/4), for the fetch of a topic's entries; Unsubscribe does not
 // wait.
@@ -288,8 +294,19 @@ func (s subjects) streams() string            { return s.prefix + ".n.*" }
 func (s subjects) syncReq(node string) string { return s.prefix + ".s." + node }
 func (s subjects) reply(node string) string   { return s.prefix + ".r." + node }
 
+// maxTopicToken bounds the bytes of a topic that a broadcast subject
+// carries, as base64. A longer topic, and the empty one (an empty token
+// makes no subject), travel on a subject named by the topic's hash: a
+// subject beyond the NATS server's control line (4 KiB by default) makes
+// it close the connection. A broadcast carries its topic, so that a node
+// subscribed to a hash that two topics share delivers each to its own.
+const maxTopicToken = 192
+
 // broadcast encodes the topic, which may hold any character, as one token.
 func (s subjects) broadcast(topic string) string {
+	if len(topic) == 0 || len(topic) > maxTopicToken {
+		return s.prefix + ".bh." + strconv.FormatUint(xxhash.Sum64String(topic), 16)
+	}
 	var b strings.Builder
 	b.Grow(len(s.prefix) + 3 + len(topic)*4/3 + 4)
 	b.WriteString(s.prefix)

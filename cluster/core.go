@@ -82,13 +82,20 @@ type peer struct {
 	// logs holds, per followed bucket, the last sequence applied; a
 	// followed bucket missing is at 0.
 	logs map[uint32]uint64
-	// hb holds each bucket's last sequence as its last heartbeat said.
-	hb map[uint32]uint64
+	// hb holds each bucket's last sequence as its last heartbeat said,
+	// received at hbAt.
+	hb   map[uint32]uint64
+	hbAt int64
 
 	// While syncing: the buckets being fetched (every one if syncAll),
 	// whose batches are buffered meanwhile.
-	syncAll  bool
-	syncSet  map[uint32]struct{}
+	syncAll bool
+	syncSet map[uint32]struct{}
+	// next holds the buckets to fetch once the snapshot on its way or
+	// being applied is in: starting it over for each would throw it
+	// away, and first joins in a row would never let one end. Their
+	// batches are buffered meanwhile too.
+	next     map[uint32]struct{}
 	req      uint64 // the request being answered
 	snapID   uint64
 	snapSeqs []bseq
@@ -154,6 +161,7 @@ type core struct {
 	opsN                  int
 	opsBucket             uint32
 	first                 uint64
+	opened                bool // a bucket's first batch went out since the last heartbeat
 	snaps                 []*ownSnap
 	ids                   uint64 // snapshot and request ids
 	nextID                engine.SocketID
@@ -163,6 +171,8 @@ type core struct {
 	linger    int64
 	interest  map[string]*interest
 	bcount    map[uint32]int // followed topics per bucket
+	// followedAt holds when each followed bucket began to be followed.
+	followedAt map[uint32]int64
 	// subscribe, if set, subscribes to a bucket's deltas or unsubscribes.
 	subscribe func(bucket uint32, on bool)
 	rtopics   map[string]int // remote entries held per topic
@@ -189,6 +199,7 @@ func newCore(name string, inc uint64, hb, down int64, e store, log *slog.Logger,
 		linger:     int64(DefaultLinger),
 		interest:   map[string]*interest{},
 		bcount:     map[uint32]int{},
+		followedAt: map[uint32]int64{},
 		rtopics:    map[string]int{},
 		pub:        map[string]map[engine.SocketID]pubEntry{},
 		cursors:    map[string]engine.Cursor{},

@@ -24,7 +24,12 @@ import (
 // a lost last batch of any followed topic shows as a gap within a
 // heartbeat, as it does for the whole log under All: a batch is lost
 // when it is still missing at the heartbeat after the one that announced
-// it. The price is that a batch reaches the nodes that follow another
+// it. A heartbeat that comes within half a period of the previous one (a
+// node heartbeats at once after a flush that opened a bucket, and to greet
+// a new node) judges nothing, so that the batches still on their way are
+// not taken for lost. A bucket a node opens after this node began to
+// follow it is fetched from it at the heartbeat that shows it: its first
+// batches may have gone out before this node subscribed. The price is that a batch reaches the nodes that follow another
 // topic of the same bucket: with 1024 buckets and T topics, the followers
 // of about T/1024 other topics.
 //
@@ -70,11 +75,14 @@ func (c *core) join(topic string) {
 	}
 	c.interest[topic] = &interest{n: 1}
 	k := c.bucketOf(topic)
-	if c.bcount[k]++; c.bcount[k] == 1 && c.subscribe != nil {
-		c.subscribe(k, true)
+	if c.bcount[k]++; c.bcount[k] == 1 {
+		c.followedAt[k] = c.now
+		if c.subscribe != nil {
+			c.subscribe(k, true)
+		}
 	}
 	for _, p := range c.peers {
-		if p.state == StateDown || p.syncing(k) && p.fin == nil {
+		if _, queued := p.next[k]; p.state == StateDown || queued || p.current(k) && p.fin == nil {
 			continue // down, or fetching k already: its snapshot holds topic
 		}
 		if p.hb[k] > 0 || p.logs[k] > 0 {
@@ -108,39 +116,61 @@ func (c *core) fetched(topic string) bool {
 
 // expireLinger drops the topics whose linger ended.
 func (c *core) expireLinger(now int64) {
+	var gone map[string]struct{}
 	for topic, in := range c.interest {
 		if in.n == 0 && now >= in.until {
-			c.dropTopic(topic)
+			if gone == nil {
+				gone = map[string]struct{}{}
+			}
+			gone[topic] = struct{}{}
 		}
+	}
+	if gone != nil {
+		c.dropTopics(gone)
 	}
 }
 
-// dropTopic stops following topic: its remote entries go, and the
-// subscription to its bucket too when no other followed topic is in it.
-func (c *core) dropTopic(topic string) {
-	delete(c.interest, topic)
-	c.st.lingerDrops++
+// dropTopics stops following the topics gone: their remote entries go, in
+// one pass over the remote entries however many topics go at once (after
+// a mass disconnect, thousands), and the subscription to a bucket too when
+// no other followed topic is in it.
+func (c *core) dropTopics(gone map[string]struct{}) {
+	for topic := range gone {
+		delete(c.interest, topic)
+		c.st.lingerDrops++
+	}
 	for _, p := range c.peers {
 		for k := range p.want {
-			if k.topic == topic {
+			if _, ok := gone[k.topic]; ok {
 				c.untrack(p, k)
 			}
 		}
 	}
-	k := c.bucketOf(topic)
+	for topic := range gone {
+		c.unfollow(c.bucketOf(topic))
+	}
+	c.fetchGen++
+}
+
+// unfollow undoes the following of bucket k by one topic.
+func (c *core) unfollow(k uint32) {
 	if c.bcount[k]--; c.bcount[k] > 0 {
 		return
 	}
 	delete(c.bcount, k)
+	delete(c.followedAt, k)
 	if c.subscribe != nil {
 		c.subscribe(k, false)
 	}
 	for _, p := range c.peers {
 		delete(p.logs, k)
-		if _, ok := p.syncSet[k]; !ok {
+		_, now := p.syncSet[k]
+		_, next := p.next[k]
+		if !now && !next {
 			continue
 		}
 		delete(p.syncSet, k)
+		delete(p.next, k)
 		p.buf = slices.DeleteFunc(p.buf, func(b batch) bool { return b.bucket == k })
 		p.bufOps = 0
 		for _, b := range p.buf {
@@ -150,5 +180,4 @@ func (c *core) dropTopic(topic string) {
 			c.startSync(p) // nothing left to fetch: up
 		}
 	}
-	c.fetchGen++
 }

@@ -32,6 +32,9 @@ type Node struct {
 	dsubs map[uint32]*msub // the deltas of the buckets followed
 	fetch chan struct{}    // closed when a fetch ends, then replaced
 	gen   uint64           // the core's fetchGen that fetch stands for
+	// heardBy is a Heartbeat after the first heartbeat: every live node
+	// has been heard by then.
+	heardBy int64
 
 	ch   engine.Changes // the flusher's, outside mu
 	snap engine.Snapshot
@@ -39,6 +42,8 @@ type Node struct {
 	dirtyMu sync.Mutex
 	dirty   map[string]struct{}
 	kick    chan struct{}
+	// applyKick wakes the goroutine that applies snapshots in pieces.
+	applyKick chan struct{}
 
 	hooks atomic.Pointer[channel.ClusterHooks]
 
@@ -89,14 +94,15 @@ func Start(ctx context.Context, conn *nats.Conn, presence *engine.Engine, cfg Co
 	ec := presence.Config()
 	n := &Node{
 		cfg: cfg, nc: conn, e: presence, log: cfg.Logger, subj: subjects{cfg.Prefix},
-		epoch: time.Now(),
-		dirty: map[string]struct{}{},
-		kick:  make(chan struct{}, 1),
-		bsubs: map[string]*bsub{},
-		dsubs: map[uint32]*msub{},
-		fetch: make(chan struct{}),
-		bch:   make(chan *nats.Msg, 4096),
-		quit:  make(chan struct{}),
+		epoch:     time.Now(),
+		dirty:     map[string]struct{}{},
+		kick:      make(chan struct{}, 1),
+		applyKick: make(chan struct{}, 1),
+		bsubs:     map[string]*bsub{},
+		dsubs:     map[uint32]*msub{},
+		fetch:     make(chan struct{}),
+		bch:       make(chan *nats.Msg, 4096),
+		quit:      make(chan struct{}),
 	}
 	inc := uint64(time.Now().UnixNano())
 	n.c = newCore(cfg.Node, inc, int64(cfg.Heartbeat), int64(cfg.DownAfter), presence, n.log, n.subj,
@@ -128,10 +134,12 @@ func Start(ctx context.Context, conn *nats.Conn, presence *engine.Engine, cfg Co
 	}
 	n.mu.Lock()
 	n.c.tick(n.now()) // the first heartbeat: the others sync this node and answer
+	n.heardBy = n.now() + int64(cfg.Heartbeat)
 	n.mu.Unlock()
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.run()
 	go n.deliver()
+	go n.applier()
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -208,20 +216,47 @@ func (n *Node) publish(subject string, data []byte) {
 func (n *Node) onMsg(m *nats.Msg) {
 	n.lock()
 	n.c.now = n.now()
-	driving := !n.c.busy
 	n.c.onMessage(m.Data)
-	// A snapshot is applied a piece at a time, the lock free in between:
-	// the node keeps heartbeating and applying other nodes' deltas. The
-	// goroutine whose message started it drives it.
-	for driving && n.c.step() {
-		n.mu.Unlock()
-		runtime.Gosched()
-		n.lock()
-		n.c.now = n.now()
-	}
+	busy := n.c.busy
 	notify, events := n.drain()
 	n.mu.Unlock()
 	n.report(notify, events)
+	if busy {
+		select {
+		case n.applyKick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// applier applies snapshots a piece at a time, the lock free in between:
+// the node keeps heartbeating and applying other nodes' deltas, and the
+// subscription that carries snapshot pages keeps reading them, so that
+// the fetch of a first join does not queue behind a large snapshot. Each
+// piece's changes are reported, and each fetch's end, as it comes.
+func (n *Node) applier() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.quit:
+			return
+		case <-n.applyKick:
+		}
+		for more := true; more; {
+			n.lock()
+			n.c.now = n.now()
+			more = n.c.step()
+			notify, events := n.drain()
+			n.mu.Unlock()
+			n.report(notify, events)
+			select {
+			case <-n.quit:
+				return
+			default:
+			}
+			runtime.Gosched()
+		}
+	}
 }
 
 // drain takes the topics to notify and the node events; the caller holds
@@ -314,7 +349,7 @@ func (n *Node) flush(topics []string) []string {
 		n.mu.Unlock()
 	}
 	n.mu.Lock()
-	n.c.endBatch()
+	n.c.endFlush()
 	n.mu.Unlock()
 	return topics
 }
@@ -390,7 +425,9 @@ func (n *Node) PresenceChanged(topic string) { n.Changed(topic) }
 // follow the topic and fetch its entries from the other nodes; Subscribe
 // returns once they are in the engine, or after SyncTimeout (the larger of
 // Heartbeat and DownAfter/4) when a node does not answer, whose entries
-// then come in later. Every call waits for a fetch still under way. It
+// then come in later. Every call waits for a fetch still under way. A
+// call within the first Heartbeat after Start waits until that heartbeat
+// has passed, so that the nodes not yet heard from are asked too. It
 // subscribes to topic's broadcasts on the first call for topic and waits
 // until the NATS server confirmed it (at most a second; not at all while
 // disconnected, as the client subscribes again when it reconnects).
@@ -409,11 +446,15 @@ func (n *Node) Subscribe(topic string) {
 }
 
 // awaitFetch waits until topic's entries are fetched, or a sync timeout.
+// Within the first Heartbeat after Start it also waits until that
+// heartbeat has passed: every live node has been heard by then, and is
+// being asked for the topic's entries.
 func (n *Node) awaitFetch(topic string) {
-	var timeout <-chan time.Time
+	var timeout, heard <-chan time.Time
 	for {
 		n.mu.Lock()
-		done := n.c.closed || n.c.fetched(topic)
+		early := n.now() < n.heardBy
+		done := n.c.closed || !early && n.c.fetched(topic)
 		wait := n.fetch
 		n.mu.Unlock()
 		if done {
@@ -424,8 +465,14 @@ func (n *Node) awaitFetch(topic string) {
 			defer t.Stop()
 			timeout = t.C
 		}
+		if early && heard == nil {
+			t := time.NewTimer(time.Duration(n.heardBy - n.now()))
+			defer t.Stop()
+			heard = t.C
+		}
 		select {
 		case <-wait:
+		case <-heard:
 		case <-timeout:
 			return
 		case <-n.quit:

@@ -16,7 +16,19 @@ func (c *core) flushLocal(topics []string) {
 	for _, t := range topics {
 		c.diffTopic(t)
 	}
+	c.endFlush()
+}
+
+// endFlush publishes the last batch of a flush, and a heartbeat if the
+// flush opened buckets: a node that does not follow such a bucket yet
+// learns that this node publishes in it, so that its first join of a
+// topic of the bucket asks this node now, not a heartbeat later. One
+// heartbeat however many buckets were opened; at most one a bucket.
+func (c *core) endFlush() {
 	c.endBatch()
+	if c.opened {
+		c.heartbeat(kindHeartbeat)
+	}
 }
 
 func (c *core) diffTopic(topic string) {
@@ -169,6 +181,9 @@ func (c *core) endBatch() {
 	c.st.batchesSent++
 	c.ops, c.opsN = c.ops[:0], 0
 	c.send(c.subj.deltas(c.opsBucket), b)
+	if c.first == 1 {
+		c.opened = true // the bucket's first batch: see endFlush
+	}
 }
 
 // seqsOf lists the sequences of the buckets used among buckets, or of
@@ -194,6 +209,7 @@ func (c *core) heartbeat(kind byte) {
 	c.endBatch() // the heartbeat's sequences must have been published
 	b := appendHeader(nil, kind, c.name, c.inc)
 	b = appendHeartbeat(b, heartbeat{seqs: c.seqsOf(true, nil), limits: c.limits, refTag: c.refTag})
+	c.opened = false
 	c.st.heartbeatsSent++
 	c.send(c.subj.stream(c.name), b)
 }
