@@ -1,7 +1,9 @@
 package shard
 
 import (
+	"bytes"
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -208,7 +210,8 @@ func TestRepairedReadsAreSnapshots(t *testing.T) {
 						t.Fatalf("read %d: entry %d missing or out of order", reads, j)
 					}
 					b = rest
-					if _, err := fmt.Sscanf(string(r.Meta), `{"v":%d}`, &vs[j]); err != nil {
+					var err error
+					if vs[j], err = metaVersion(r.Meta); err != nil {
 						t.Fatalf("torn meta %s", r.Meta)
 					}
 					top = max(top, vs[j])
@@ -318,7 +321,8 @@ func TestRepairedReadsWithJoinsAndLeaves(t *testing.T) {
 					}
 					b = rest
 					var v int
-					if _, err := fmt.Sscanf(string(r.Meta), `{"v":%d}`, &v); err != nil {
+					var err error
+					if v, err = metaVersion(r.Meta); err != nil {
 						t.Fatalf("torn meta %s", r.Meta)
 					}
 					switch {
@@ -383,4 +387,14 @@ func TestRepairRefusesLeaveAndRejoin(t *testing.T) {
 	if _, ok := sh.appendAsOf(&w, JSON, "t", hash, ti, head); !ok || string(w.Bytes()) != want {
 		t.Fatalf("rebuilt across an update in place: %s, %v; want %s", w.Bytes(), ok, want)
 	}
+}
+
+// metaVersion reads v from a meta {"v":v}; fmt.Sscanf costs these tests
+// most of their time under the race detector.
+func metaVersion(meta []byte) (int, error) {
+	const open, end = `{"v":`, `}`
+	if !bytes.HasPrefix(meta, []byte(open)) || !bytes.HasSuffix(meta, []byte(end)) {
+		return 0, fmt.Errorf("meta %s is not {\"v\":n}", meta)
+	}
+	return strconv.Atoi(string(meta[len(open) : len(meta)-len(end)]))
 }
