@@ -193,7 +193,7 @@ func (c *core) seqsOf(all bool, buckets []uint32) []bseq {
 func (c *core) heartbeat(kind byte) {
 	c.endBatch() // the heartbeat's sequences must have been published
 	b := appendHeader(nil, kind, c.name, c.inc)
-	b = appendHeartbeat(b, heartbeat{seqs: c.seqsOf(true, nil), limits: c.limits, refTag: c.refTag})
+	b = appendHeartbeat(b, heartbeat{seqs: c.seqsOf(true, nil), limits: c.limits, refTag: c.refTag, buckets: c.nbuckets})
 	c.st.heartbeatsSent++
 	c.send(c.subj.stream(c.name), b)
 }
@@ -206,6 +206,9 @@ func (c *core) goodbye() {
 }
 
 func (c *core) onSyncReq(h header, q syncReq) {
+	if q.nbuckets != c.nbuckets {
+		return // its buckets hold other topics: see onHeartbeat
+	}
 	var s *ownSnap
 	if q.snap == 0 {
 		s = c.takeSnap(q.all, q.buckets)
