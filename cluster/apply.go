@@ -104,7 +104,7 @@ func (c *core) peerFor(h header) *peer {
 		p.heard = c.now
 		if h.kind != kindGoodbye {
 			c.resyncPeer(p)
-			c.heartbeat(kindHeartbeat) // so that a joining node hears this one now
+			c.heartbeatSoon() // so that a joining node hears this one soon
 		}
 	case h.inc < p.inc:
 		c.st.stale++
@@ -117,6 +117,7 @@ func (c *core) peerFor(h header) *peer {
 		c.log.Info("cluster: node restarted", "node", p.name)
 		if h.kind != kindGoodbye {
 			c.resyncPeer(p)
+			c.heartbeatSoon() // a new incarnation knows no node yet
 		}
 	case p.left:
 		c.st.stale++

@@ -11,7 +11,10 @@
 // bucket is a hash of its name, one of Config.Buckets): batches of deltas with the
 // bucket's sequence numbers, flushed every Config.FlushInterval, on the
 // bucket's subject, and a heartbeat every Config.Heartbeat carrying each
-// bucket's last sequence and a hash of its engine's limits. Other nodes
+// bucket's last sequence and a hash of its engine's limits; a node that
+// hears a new node or incarnation heartbeats a tenth of a Heartbeat later,
+// once for all the newcomers heard meanwhile, so that they hear it soon
+// and nodes starting together do not flood each other. Other nodes
 // apply the deltas in order into their own engine, under synthetic
 // SocketIDs at and above 1<<63, with the same ref (phx_ref) as on the
 // owner. A gap, a delta out of order or a message lost to a slow consumer
