@@ -38,7 +38,11 @@ type ScaleReport struct {
 	MaxTopicSize  int     `json:"max_topic_entries"`
 	Capacity      int     `json:"capacity_per_node"`
 	LocalCapacity int     `json:"local_capacity_per_node"`
-	JoinSec       float64 `json:"join_sec"` // from the first join until every view matched the truth
+	// From the first node's start until every node saw every other up,
+	// and the heartbeats the nodes sent meanwhile.
+	StartSec        float64 `json:"start_sec"`
+	StartHeartbeats uint64  `json:"start_heartbeats"`
+	JoinSec         float64 `json:"join_sec"` // from the first join until every view matched the truth
 	// How long Node.Subscribe took: a node's first join of a topic, which
 	// under interest replication fetches the topic's entries.
 	JoinSubscribeP50ms float64 `json:"join_subscribe_p50_ms"`
@@ -208,6 +212,7 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 		}
 	}()
 	ecfg := engine.Config{Capacity: r.Capacity, LocalCapacity: r.LocalCapacity, MaxTopicLen: 32, MaxKeyLen: 16, MaxMetaLen: 32}
+	started := time.Now()
 	for i := range o.Nodes {
 		nd, err := startScaleNode(s, nodeName(i), ecfg, ccfg)
 		if err != nil {
@@ -217,6 +222,10 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 	}
 	if err := allUp(ctx, nodes, 30*time.Second); err != nil {
 		return nil, err
+	}
+	r.StartSec = time.Since(started).Seconds()
+	for _, nd := range nodes {
+		r.StartHeartbeats += nd.n.Stats().HeartbeatsSent
 	}
 
 	// Join: each node subscribes to each of its topics, then tracks its
@@ -655,6 +664,7 @@ func WriteScaleTable(w io.Writer, r *ScaleReport) error {
 	fmt.Fprintf(w, "cluster simulation: %d nodes on one NATS server in one process, replicate %s, %d buckets\n", r.Nodes, r.Replicate, r.Buckets)
 	fmt.Fprintf(w, "  %d entries in %d topics (zipf %g; the largest %d entries in %d nodes); %.1f topics a node (share %g)\n",
 		r.Entries, r.Topics, r.Zipf, r.MaxTopicSize, r.MaxTopicNodes, r.TopicsPerNode, r.Share)
+	fmt.Fprintf(w, "  started, every node seeing every other up, in %.2f s, with %d heartbeats sent (%.1f a node)\n", r.StartSec, r.StartHeartbeats, float64(r.StartHeartbeats)/float64(max(r.Nodes, 1)))
 	fmt.Fprintf(w, "  engine per node: capacity %d, local %d; joined and every view matched in %.2f s\n", r.Capacity, r.LocalCapacity, r.JoinSec)
 	fmt.Fprintf(w, "  Subscribe, a node's first join of a topic: at the start p50 %.2f ms  p99 %.2f ms  max %.2f ms; during the churn (%d) p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
 		r.JoinSubscribeP50ms, r.JoinSubscribeP99ms, r.JoinSubscribeMaxMs, r.MoveSubscribes, r.MoveSubscribeP50ms, r.MoveSubscribeP99ms, r.MoveSubscribeMaxMs)

@@ -264,8 +264,8 @@ func TestScaleBuckets(t *testing.T) {
 		t.Fatalf("the run did little: %+v", *r)
 	case r.DeliveriesPerChange < r.InterestedPerChange+2:
 		t.Fatalf("%.2f NATS deliveries per change for %.2f interested nodes: one bucket should reach every node", r.DeliveriesPerChange, r.InterestedPerChange)
-	case r.HeartbeatBytes <= 0:
-		t.Fatalf("heartbeat bytes %.0f", r.HeartbeatBytes)
+	case r.HeartbeatBytes <= 0 || r.StartHeartbeats < uint64(o.Nodes):
+		t.Fatalf("heartbeat bytes %.0f, %d heartbeats at the start", r.HeartbeatBytes, r.StartHeartbeats)
 	}
 	var b bytes.Buffer
 	if err := WriteScaleTable(&b, r); err != nil || !strings.Contains(b.String(), ", 1 buckets") {
