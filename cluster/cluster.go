@@ -8,8 +8,8 @@
 // A node is a name and an incarnation (a new one at every Start). It is
 // the only writer of its own entries, those of its local sockets, and
 // publishes them as ordered logs, one per bucket of topics (a topic's
-// bucket is a hash of its name, one of Config.Buckets): batches of deltas with the
-// bucket's sequence numbers, flushed every Config.FlushInterval, on the
+// bucket is a hash of its name, one of Config.Buckets): batches of deltas
+// with the bucket's sequence numbers, flushed every Config.FlushInterval, on the
 // bucket's subject, and a heartbeat every Config.Heartbeat carrying each
 // bucket's last sequence and a hash of its engine's limits; a node that
 // hears a new node or incarnation heartbeats a tenth of a Heartbeat later,
@@ -155,8 +155,8 @@ type Config struct {
 	// topics/Buckets other topics. The price is the heartbeat: about 5
 	// bytes per bucket the node ever published in, sent to every node
 	// every Heartbeat (about 5 KiB at 1024, 320 KiB at 65,536 once each
-	// bucket was used),
-	// and up to about 40 bytes per such bucket and peer held here.
+	// bucket was used), and up to about 40 bytes per such bucket and peer
+	// held here.
 	Buckets int
 }
 
