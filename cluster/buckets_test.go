@@ -138,3 +138,22 @@ func testBucketsDiffer(t *testing.T, r Replication) {
 		t.Fatalf("c: %d limit mismatches, %d remote entries; want 2 and 0", st.LimitMismatches, st.RemoteEntries)
 	}
 }
+
+// An owner does not answer a sync request of a node with another bucket
+// count, which a node may send before it heard the owner's heartbeat: its
+// buckets hold other topics, and a snapshot of them applied as a diff
+// would remove entries the requester holds.
+func TestSyncRequestOfAnotherBucketCount(t *testing.T) {
+	f := &flock{t: t, subj: subjects{"p"}}
+	f.start()
+	owner := f.cores[0]
+	owner.nbuckets = 8
+	f.net = nil
+	for _, n := range []uint32{numBuckets, 8} {
+		q := appendSyncReq(appendHeader(nil, kindSyncReq, "x", 1), syncReq{req: 1, buckets: []uint32{3}, nbuckets: n})
+		owner.onMessage(q)
+	}
+	if len(f.net) != 1 || owner.st.snapshotsServed != 1 {
+		t.Fatalf("the owner sent %d messages, served %d snapshots: want one, to the request of its own count", len(f.net), owner.st.snapshotsServed)
+	}
+}
