@@ -22,7 +22,7 @@ func TestRemoteUpdateAllocatesNothing(t *testing.T) {
 	c := newCore("b", 1, 1e9, 5e9, e, slog.New(slog.NewTextHandler(io.Discard, nil)), subjects{"p"}, 1, 1)
 	c.emit = func(string, []byte) {}
 	c.replicate = All
-	c.onMessage(appendHeartbeat(appendHeader(nil, kindHeartbeat, "a", 7), heartbeat{limits: 1, refTag: 2}))
+	c.onMessage(appendHeartbeat(appendHeader(nil, kindHeartbeat, "a", 7), heartbeat{limits: 1, refTag: 2, buckets: c.nbuckets}))
 	p := c.peers["a"]
 	c.finishSync(p)
 	for c.step() {

@@ -104,7 +104,7 @@ func (c *core) peerFor(h header) *peer {
 		p.heard = c.now
 		if h.kind != kindGoodbye {
 			c.resyncPeer(p)
-			c.heartbeat(kindHeartbeat) // so that a joining node hears this one now
+			c.heartbeatSoon() // so that a joining node hears this one soon
 		}
 	case h.inc < p.inc:
 		c.st.stale++
@@ -117,6 +117,7 @@ func (c *core) peerFor(h header) *peer {
 		c.log.Info("cluster: node restarted", "node", p.name)
 		if h.kind != kindGoodbye {
 			c.resyncPeer(p)
+			c.heartbeatSoon() // a new incarnation knows no node yet
 		}
 	case p.left:
 		c.st.stale++
@@ -140,7 +141,7 @@ func (c *core) setState(p *peer, s State) {
 
 func (c *core) info(p *peer) NodeInfo {
 	return NodeInfo{Name: p.name, Incarnation: p.inc, State: p.state, Entries: len(p.want),
-		Pending: len(p.failed), LimitsDiffer: p.limitsDiffer}
+		Pending: len(p.failed), LimitsDiffer: p.limitsDiffer || p.bucketsDiffer}
 }
 
 // resyncPeer fetches again everything this node follows of p: every
@@ -196,6 +197,10 @@ func (c *core) startSync(p *peer) {
 		p.syncSet[k] = struct{}{}
 	}
 	clear(p.next)
+	if p.bucketsDiffer { // nothing of it is mirrored: see onHeartbeat
+		p.syncAll = false
+		clear(p.syncSet)
+	}
 	if !p.syncAll && len(p.syncSet) == 0 {
 		p.req, p.snapID, p.snapSeqs, p.pages, p.fin = 0, 0, nil, nil, nil
 		c.setState(p, StateUp)
@@ -209,7 +214,7 @@ func (c *core) startSync(p *peer) {
 }
 
 func (c *core) askPage(p *peer, offset uint64) {
-	q := syncReq{req: p.req, snap: p.snapID, offset: offset, all: p.syncAll}
+	q := syncReq{req: p.req, snap: p.snapID, offset: offset, all: p.syncAll, nbuckets: c.nbuckets}
 	if !p.syncAll && p.snapID == 0 {
 		q.buckets = make([]uint32, 0, len(p.syncSet))
 		for k := range p.syncSet {
@@ -223,8 +228,8 @@ func (c *core) askPage(p *peer, offset uint64) {
 }
 
 func (c *core) onBatch(p *peer, b batch) {
-	if !c.follows(b.bucket) {
-		return // a late batch of a bucket no longer followed
+	if !c.follows(b.bucket) || p.bucketsDiffer {
+		return // a late batch of a bucket no longer followed, or p's buckets hold other topics
 	}
 	if !p.syncing(b.bucket) {
 		seq := p.logs[b.bucket]
@@ -259,6 +264,23 @@ func (c *core) onHeartbeat(p *peer, kind byte, hb heartbeat) {
 		c.drop(p)
 		p.left = true
 		c.setState(p, StateDown)
+		return
+	}
+	// A node that hashes topics into another number of buckets publishes
+	// and fetches other topics under each bucket: nothing of it is
+	// mirrored, and it is reported as its limits differing.
+	if differ := hb.buckets != c.nbuckets; differ != p.bucketsDiffer {
+		p.bucketsDiffer = differ
+		if !differ {
+			c.resyncPeer(p)
+		} else {
+			c.st.limitMismatches++
+			c.log.Warn("cluster: node hashes topics into another number of buckets (Config.Buckets): its entries are not mirrored", "node", p.name, "buckets", hb.buckets, "here", c.nbuckets)
+			c.drop(p)
+			c.startSync(p)
+		}
+	}
+	if p.bucketsDiffer {
 		return
 	}
 	// A bucket p published in for the first time, which this node

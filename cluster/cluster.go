@@ -8,10 +8,13 @@
 // A node is a name and an incarnation (a new one at every Start). It is
 // the only writer of its own entries, those of its local sockets, and
 // publishes them as ordered logs, one per bucket of topics (a topic's
-// bucket is a hash of its name, one of 1024): batches of deltas with the
-// bucket's sequence numbers, flushed every Config.FlushInterval, on the
+// bucket is a hash of its name, one of Config.Buckets): batches of deltas
+// with the bucket's sequence numbers, flushed every Config.FlushInterval, on the
 // bucket's subject, and a heartbeat every Config.Heartbeat carrying each
-// bucket's last sequence and a hash of its engine's limits. Other nodes
+// bucket's last sequence and a hash of its engine's limits; a node that
+// hears a new node or incarnation heartbeats a tenth of a Heartbeat later,
+// once for all the newcomers heard meanwhile, so that they hear it soon
+// and nodes starting together do not flood each other. Other nodes
 // apply the deltas in order into their own engine, under synthetic
 // SocketIDs at and above 1<<63, with the same ref (phx_ref) as on the
 // owner. A gap, a delta out of order or a message lost to a slow consumer
@@ -42,6 +45,15 @@
 // own entries are always held and published. A batch reaches the nodes
 // that follow a topic of its bucket: those in the topic, and the few in
 // another topic that hashes to the same bucket.
+//
+// Config.Buckets trades those stray deliveries against heartbeat size:
+// with T topics a batch also reaches the followers of about T/Buckets
+// other topics, while each heartbeat, sent to every node every
+// Heartbeat, carries about 5 bytes per bucket its node ever published
+// in. The default, 1024, keeps heartbeats within 5 KiB; a cluster of
+// many nodes and many more topics than buckets delivers fewer stray
+// batches with more. Every node must use the same count: one with
+// another is reported and not mirrored.
 //
 // Under All every node mirrors every entry, as one machine holds them:
 // it fits a cluster that exists for availability rather than capacity, a
@@ -139,6 +151,19 @@ type Config struct {
 	// finds the topic mirrored and fetches nothing. What lingers costs
 	// what the topic's entries cost the engine.
 	Linger time.Duration
+	// Buckets is how many buckets topics are hashed into, each an ordered
+	// log on a NATS subject of its own (see Interest and All in the
+	// package doc); 0 means 1024. A power of two from 1 to 65,536, the
+	// same on every node: a node with another count is reported
+	// (NodeInfo.LimitsDiffer, Stats.LimitMismatches) and nothing of it is
+	// mirrored. More buckets mean fewer stray deliveries under Interest: a
+	// batch reaches, besides its topic's followers, those of about
+	// topics/Buckets other topics. The price is the heartbeat: about 5
+	// bytes per bucket the node ever published in, sent to every node
+	// every Heartbeat (about 5 KiB at 1024, 320 KiB at 65,536 once each
+	// bucket was used), and up to about 40 bytes per such bucket and peer
+	// held here.
+	Buckets int
 }
 
 // Replication chooses which remote entries a node mirrors.
@@ -167,6 +192,7 @@ const (
 	DefaultDownAfter     = 5 * time.Second
 	DefaultFlushInterval = 2 * time.Millisecond
 	DefaultLinger        = 30 * time.Second
+	DefaultBuckets       = numBuckets
 )
 
 // ErrInvalidConfig is returned by Start for a bad Config.
@@ -190,6 +216,11 @@ func (c *Config) fill() error {
 		return wrapConfig(bad("pending limits must not be negative"))
 	case c.Replicate > All:
 		return wrapConfig(bad("Replicate must be Interest or All"))
+	case c.Buckets < 0 || c.Buckets > maxBuckets || c.Buckets&(c.Buckets-1) != 0:
+		return wrapConfig(bad("Buckets must be a power of two from 1 to 65536"))
+	}
+	if c.Buckets == 0 {
+		c.Buckets = DefaultBuckets
 	}
 	if c.Linger == 0 {
 		c.Linger = DefaultLinger

@@ -78,7 +78,9 @@ type peer struct {
 	left         bool  // said goodbye: later messages of inc are stale
 	heard        int64 // when a message of inc last arrived
 	limitsDiffer bool
-	refTagClash  bool
+	// bucketsDiffer: its Config.Buckets is not this node's (onHeartbeat).
+	bucketsDiffer bool
+	refTagClash   bool
 	// logs holds, per followed bucket, the last sequence applied; a
 	// followed bucket missing is at 0.
 	logs map[uint32]uint64

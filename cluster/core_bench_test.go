@@ -36,7 +36,7 @@ func BenchmarkApplyRemoteUpdate(b *testing.B) {
 		msgs[v] = m
 	}
 	// Make a known and up, as after a sync.
-	c.onMessage(appendHeartbeat(appendHeader(nil, kindHeartbeat, "a", 7), heartbeat{limits: 1, refTag: 2}))
+	c.onMessage(appendHeartbeat(appendHeader(nil, kindHeartbeat, "a", 7), heartbeat{limits: 1, refTag: 2, buckets: c.nbuckets}))
 	p := c.peers["a"]
 	c.finishSync(p)
 	for c.step() {

@@ -8,7 +8,7 @@ import (
 
 // Interest: which remote entries this node mirrors.
 //
-// Topics are hashed into nbuckets buckets. Each node publishes its deltas
+// Topics are hashed into nbuckets buckets (Config.Buckets). Each node publishes its deltas
 // as one ordered log per bucket, on the bucket's subject, and its
 // heartbeat carries every used bucket's last sequence. Under Interest a
 // node follows a topic while a local socket is in it (join, leave) and for
@@ -30,14 +30,14 @@ import (
 // not taken for lost. A bucket a node opens after this node began to
 // follow it is fetched from it at the heartbeat that shows it: its first
 // batches may have gone out before this node subscribed. The price is that a batch reaches the nodes that follow another
-// topic of the same bucket: with 1024 buckets and T topics, the followers
-// of about T/1024 other topics.
+// topic of the same bucket: with B buckets and T topics, the followers
+// of about T/B other topics.
 //
-// Memory: a heartbeat holds at most 1024 pairs (5 KiB on the wire), one
-// per bucket its node ever published in, and a node keeps per peer the
-// last heartbeat's pairs and the sequences of the buckets it follows: at
-// most about 40 KiB a peer, that much only once the peer has published in
-// every bucket.
+// Memory: a heartbeat holds at most B pairs (5 KiB on the wire at the
+// default 1024), one per bucket its node ever published in, and a node
+// keeps per peer the last heartbeat's pairs and the sequences of the
+// buckets it follows: at most about 40 bytes a bucket a peer (40 KiB at
+// 1024), that much only once the peer has published in every bucket.
 
 // interest is a topic followed: n local subscribers, and while n is 0,
 // until, when its remote entries go.

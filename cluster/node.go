@@ -108,7 +108,7 @@ func Start(ctx context.Context, conn *nats.Conn, presence *engine.Engine, cfg Co
 	n.c = newCore(cfg.Node, inc, int64(cfg.Heartbeat), int64(cfg.DownAfter), presence, n.log, n.subj,
 		limitsHash(ec.Capacity, ec.LocalCapacity, ec.MaxPerSocket, ec.MaxTopicLen, ec.MaxKeyLen, ec.MaxMetaLen), ec.RefTag)
 	n.c.emit = n.publish
-	n.c.replicate, n.c.linger = cfg.Replicate, int64(cfg.Linger)
+	n.c.replicate, n.c.linger, n.c.nbuckets = cfg.Replicate, int64(cfg.Linger), uint32(cfg.Buckets)
 	n.c.subscribe = n.subscribeBucket
 	subjects := []string{n.subj.streams(), n.subj.syncReq(cfg.Node), n.subj.reply(cfg.Node)}
 	if cfg.Replicate == All {

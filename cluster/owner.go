@@ -208,11 +208,18 @@ func (c *core) seqsOf(all bool, buckets []uint32) []bseq {
 func (c *core) heartbeat(kind byte) {
 	c.endBatch() // the heartbeat's sequences must have been published
 	b := appendHeader(nil, kind, c.name, c.inc)
-	b = appendHeartbeat(b, heartbeat{seqs: c.seqsOf(true, nil), limits: c.limits, refTag: c.refTag})
+	b = appendHeartbeat(b, heartbeat{seqs: c.seqsOf(true, nil), limits: c.limits, refTag: c.refTag, buckets: c.nbuckets})
 	c.opened = false
 	c.st.heartbeatsSent++
 	c.send(c.subj.stream(c.name), b)
 }
+
+// heartbeatSoon brings the next heartbeat forward to a tenth of a
+// heartbeat from now, or keeps it if it comes sooner, so that a joining
+// node hears this one well before DownAfter, and the newcomers heard
+// meanwhile share that heartbeat: N nodes starting together cost about 2N
+// heartbeats, not N², each delivered to every node.
+func (c *core) heartbeatSoon() { c.nextHB = min(c.nextHB, c.now+c.hb/10) }
 
 // goodbye tells the others this node is leaving: they drop its entries at
 // once.
@@ -222,6 +229,9 @@ func (c *core) goodbye() {
 }
 
 func (c *core) onSyncReq(h header, q syncReq) {
+	if q.nbuckets != c.nbuckets {
+		return // its buckets hold other topics: see onHeartbeat
+	}
 	var s *ownSnap
 	if q.snap == 0 {
 		s = c.takeSnap(q.all, q.buckets)

@@ -14,7 +14,7 @@ import (
 // the bytes. A message that does not decode completely is counted in
 // Stats.BadMessages and ignored.
 const (
-	wireVersion = 2
+	wireVersion = 3
 
 	kindBatch     = 1 // a bucket's subject: one bucket's ordered deltas
 	kindHeartbeat = 2 // node stream: each bucket's last sequence, and limits
@@ -245,30 +245,44 @@ func readSeqs(r *reader) []bseq {
 
 // heartbeat is a kindHeartbeat or kindGoodbye.
 type heartbeat struct {
-	seqs   []bseq // each used bucket's last sequence published
-	limits uint64 // hash of the engine limits
-	refTag uint64
+	seqs    []bseq // each used bucket's last sequence published
+	limits  uint64 // hash of the engine limits
+	refTag  uint64
+	buckets uint32 // Config.Buckets: topics hash alike only where it agrees
 }
 
 func appendHeartbeat(b []byte, h heartbeat) []byte {
 	b = appendSeqs(b, h.seqs)
 	b = binary.AppendUvarint(b, h.limits)
-	return binary.AppendUvarint(b, h.refTag)
+	b = binary.AppendUvarint(b, h.refTag)
+	return binary.AppendUvarint(b, uint64(h.buckets))
 }
 
 func readHeartbeat(r *reader) heartbeat {
-	return heartbeat{seqs: readSeqs(r), limits: r.uvarint(), refTag: r.uvarint()}
+	return heartbeat{seqs: readSeqs(r), limits: r.uvarint(), refTag: r.uvarint(), buckets: readBucketCount(r)}
+}
+
+// readBucketCount reads a Config.Buckets: 1 to maxBuckets.
+func readBucketCount(r *reader) uint32 {
+	n := r.uvarint()
+	if (n == 0 || n > maxBuckets) && r.err == nil {
+		r.err = errBadMessage
+	}
+	return uint32(n)
 }
 
 // syncReq asks an owner for a page of its snapshot snap (0: take a new one
 // of the entries in buckets, or of all its entries if all) from offset.
-// The header names the requester.
+// The header names the requester; nbuckets is its Config.Buckets, and an
+// owner with another one does not answer, since its buckets hold other
+// topics.
 type syncReq struct {
-	req     uint64
-	snap    uint64
-	offset  uint64
-	all     bool
-	buckets []uint32
+	req      uint64
+	snap     uint64
+	offset   uint64
+	all      bool
+	buckets  []uint32
+	nbuckets uint32
 }
 
 func appendSyncReq(b []byte, s syncReq) []byte {
@@ -280,7 +294,7 @@ func appendSyncReq(b []byte, s syncReq) []byte {
 	for _, k := range s.buckets {
 		b = binary.AppendUvarint(b, uint64(k))
 	}
-	return b
+	return binary.AppendUvarint(b, uint64(s.nbuckets))
 }
 
 func appendBool(b []byte, v bool) []byte {
@@ -311,6 +325,7 @@ func readSyncReq(r *reader) syncReq {
 	for i := uint64(0); i < n && r.err == nil; i++ {
 		q.buckets = append(q.buckets, readBucket(r))
 	}
+	q.nbuckets = readBucketCount(r)
 	return q
 }
 

@@ -55,6 +55,7 @@ type Options struct {
 	ChurnFor  time.Duration // how long the churn lasts
 	Replicate string        // interest or all
 	Linger    time.Duration // cluster.Config.Linger; 0 is its default
+	Buckets   int           // cluster.Config.Buckets; 0 is its default
 	// idleFor is how long the idle delivery rate is measured; 0 means
 	// 2 s. Tests shorten it.
 	idleFor time.Duration
@@ -79,6 +80,7 @@ func Flags(fs *flag.FlagSet, o *Options) {
 	fs.Float64Var(&o.Moves, "cluster-moves", 0, "-cluster-scale: fraction of the changes that move a socket to a topic picked at random, its node joining and leaving topics")
 	fs.DurationVar(&o.ChurnFor, "cluster-churn-for", 10*time.Second, "-cluster-scale: how long the churn lasts")
 	fs.DurationVar(&o.Linger, "cluster-linger", 0, "-cluster-scale: how long a node keeps a topic's remote entries after its last socket there left (0: the cluster's default, 30s)")
+	fs.IntVar(&o.Buckets, "cluster-buckets", 0, "-cluster-scale: buckets the topics hash into, a power of two from 1 to 65536 (0: the cluster's default, 1024): more mean fewer deltas delivered to nodes not in their topic, and larger heartbeats")
 	fs.StringVar(&o.Replicate, "cluster-replicate", "interest", "-cluster-scale: interest (a node mirrors only the topics its sockets are in) or all (every node mirrors every entry)")
 }
 
@@ -89,6 +91,9 @@ var ErrInvalidOptions = errors.New("invalid cluster options")
 func (o *Options) Validate() error {
 	if o.Scale {
 		return o.validateScale()
+	}
+	if o.Buckets != 0 {
+		return fmt.Errorf("%w: -cluster-buckets applies to -cluster-scale only", ErrInvalidOptions)
 	}
 	if o.Nodes < 2 || o.Samples < 4 || o.Resync < 1 || o.Duration <= 0 || o.Load < 0 || o.Load > 1 || o.Rate < 0 {
 		return fmt.Errorf("%w: -cluster-nodes must be at least 2, -cluster-samples at least 4, -cluster-load between 0 and 1, -cluster-rate not negative; -cluster-resync and -cluster-duration positive", ErrInvalidOptions)

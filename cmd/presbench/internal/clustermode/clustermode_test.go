@@ -20,6 +20,7 @@ func TestValidate(t *testing.T) {
 		func(o *Options) { o.Duration = 0 },
 		func(o *Options) { o.Load = 1.5 },
 		func(o *Options) { o.Rate = -1 },
+		func(o *Options) { o.Buckets = 8 }, // -cluster-scale only
 	} {
 		o := good
 		mod(&o)

@@ -27,6 +27,7 @@ import (
 type ScaleReport struct {
 	Simulation    string  `json:"simulation"` // "scale"
 	Replicate     string  `json:"replicate"`
+	Buckets       int     `json:"buckets"` // cluster.Config.Buckets
 	Nodes         int     `json:"nodes"`
 	Topics        int     `json:"topics"`
 	Entries       int     `json:"entries"`
@@ -37,7 +38,11 @@ type ScaleReport struct {
 	MaxTopicSize  int     `json:"max_topic_entries"`
 	Capacity      int     `json:"capacity_per_node"`
 	LocalCapacity int     `json:"local_capacity_per_node"`
-	JoinSec       float64 `json:"join_sec"` // from the first join until every view matched the truth
+	// From the first node's start until every node saw every other up,
+	// and the heartbeats the nodes sent meanwhile.
+	StartSec        float64 `json:"start_sec"`
+	StartHeartbeats uint64  `json:"start_heartbeats"`
+	JoinSec         float64 `json:"join_sec"` // from the first join until every view matched the truth
 	// How long Node.Subscribe took: a node's first join of a topic, which
 	// under interest replication fetches the topic's entries.
 	JoinSubscribeP50ms float64 `json:"join_subscribe_p50_ms"`
@@ -74,7 +79,11 @@ type ScaleReport struct {
 	InterestedPerChange  float64 `json:"interested_per_change"` // mean other nodes in the changed topic
 	DeliveriesPerChange  float64 `json:"deliveries_per_change"` // NATS messages delivered to nodes, less the idle rate
 	IdleDeliveriesPerSec float64 `json:"idle_deliveries_per_sec"`
-	SettleMs             float64 `json:"settle_ms"` // after the churn, until every view matched the truth
+	// Idle, the nodes deliver heartbeats alone: their bytes a second,
+	// and the mean size of one.
+	IdleBytesPerSec float64 `json:"idle_delivered_bytes_per_sec"`
+	HeartbeatBytes  float64 `json:"heartbeat_bytes"`
+	SettleMs        float64 `json:"settle_ms"` // after the churn, until every view matched the truth
 
 	VisSamples int     `json:"visibility_samples"` // under the churn
 	VisP50ms   float64 `json:"visibility_p50_ms"`
@@ -124,6 +133,8 @@ func (o *Options) validateScale() error {
 		return fmt.Errorf("%w: -cluster-moves must be between 0 and 1", ErrInvalidOptions)
 	case o.Samples < 4:
 		return fmt.Errorf("%w: -cluster-samples must be at least 4", ErrInvalidOptions)
+	case o.Buckets < 0 || o.Buckets > 1<<16 || o.Buckets&(o.Buckets-1) != 0:
+		return fmt.Errorf("%w: -cluster-buckets must be a power of two from 1 to 65536, or 0", ErrInvalidOptions)
 	}
 	_, err := replicationConfig(o.Replicate, o.Linger)
 	return err
@@ -149,9 +160,10 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 		return nil, err
 	}
 	ccfg, _ := replicationConfig(o.Replicate, o.Linger)
+	ccfg.Buckets = o.Buckets
 	m.Phase("plan", nil)
 	p := newPlan(o.Nodes, o.Topics, o.Entries, o.Share, o.Zipf, 1)
-	r := &ScaleReport{Simulation: "scale", Replicate: o.Replicate, Nodes: o.Nodes, Topics: o.Topics, Entries: o.Entries,
+	r := &ScaleReport{Simulation: "scale", Replicate: o.Replicate, Buckets: cmp.Or(o.Buckets, cluster.DefaultBuckets), Nodes: o.Nodes, Topics: o.Topics, Entries: o.Entries,
 		Share: o.Share, Zipf: o.Zipf, ChurnPerSec: o.Churn, Moves: o.Moves, LingerSec: cmp.Or(o.Linger, cluster.DefaultLinger).Seconds()}
 	need, ownMax, memberships := 0, 0, 0
 	for nd := range o.Nodes {
@@ -200,6 +212,7 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 		}
 	}()
 	ecfg := engine.Config{Capacity: r.Capacity, LocalCapacity: r.LocalCapacity, MaxTopicLen: 32, MaxKeyLen: 16, MaxMetaLen: 32}
+	started := time.Now()
 	for i := range o.Nodes {
 		nd, err := startScaleNode(s, nodeName(i), ecfg, ccfg)
 		if err != nil {
@@ -209,6 +222,10 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 	}
 	if err := allUp(ctx, nodes, 30*time.Second); err != nil {
 		return nil, err
+	}
+	r.StartSec = time.Since(started).Seconds()
+	for _, nd := range nodes {
+		r.StartHeartbeats += nd.n.Stats().HeartbeatsSent
 	}
 
 	// Join: each node subscribes to each of its topics, then tracks its
@@ -266,13 +283,17 @@ func RunScale(ctx context.Context, o Options, m *progress.Meter, stderr io.Write
 	}
 
 	m.Phase("idle deliveries", nil)
-	d0, i0 := delivered(nodes), time.Now()
+	d0, b0, i0 := delivered(nodes), deliveredBytes(nodes), time.Now()
 	select {
 	case <-time.After(cmp.Or(o.idleFor, 2*time.Second)):
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	r.IdleDeliveriesPerSec = float64(delivered(nodes)-d0) / time.Since(i0).Seconds()
+	idleMsgs, idleBytes, idleSec := delivered(nodes)-d0, deliveredBytes(nodes)-b0, time.Since(i0).Seconds()
+	r.IdleDeliveriesPerSec, r.IdleBytesPerSec = float64(idleMsgs)/idleSec, float64(idleBytes)/idleSec
+	if idleMsgs > 0 {
+		r.HeartbeatBytes = float64(idleBytes) / float64(idleMsgs)
+	}
 
 	// The churn, with visibility probes alongside.
 	var changes, interested atomic.Int64
@@ -491,6 +512,14 @@ func delivered(nodes []*benchNode) (n uint64) {
 	return n
 }
 
+// deliveredBytes returns the bytes of those messages.
+func deliveredBytes(nodes []*benchNode) (n uint64) {
+	for _, nd := range nodes {
+		n += nd.nc.Stats().InBytes
+	}
+	return n
+}
+
 // settle waits until every node's view of each of its topics (with
 // everyone, of every topic) equals the truth, and returns how many views it
 // compared.
@@ -632,9 +661,10 @@ func probe(nodes []*benchNode, pairs, samples int, stop *atomic.Bool, changes, i
 // WriteScaleTable writes r for a person.
 func WriteScaleTable(w io.Writer, r *ScaleReport) error {
 	mib := func(b int64) float64 { return float64(b) / (1 << 20) }
-	fmt.Fprintf(w, "cluster simulation: %d nodes on one NATS server in one process, replicate %s\n", r.Nodes, r.Replicate)
+	fmt.Fprintf(w, "cluster simulation: %d nodes on one NATS server in one process, replicate %s, %d buckets\n", r.Nodes, r.Replicate, r.Buckets)
 	fmt.Fprintf(w, "  %d entries in %d topics (zipf %g; the largest %d entries in %d nodes); %.1f topics a node (share %g)\n",
 		r.Entries, r.Topics, r.Zipf, r.MaxTopicSize, r.MaxTopicNodes, r.TopicsPerNode, r.Share)
+	fmt.Fprintf(w, "  started, every node seeing every other up, in %.2f s, with %d heartbeats sent (%.1f a node)\n", r.StartSec, r.StartHeartbeats, float64(r.StartHeartbeats)/float64(max(r.Nodes, 1)))
 	fmt.Fprintf(w, "  engine per node: capacity %d, local %d; joined and every view matched in %.2f s\n", r.Capacity, r.LocalCapacity, r.JoinSec)
 	fmt.Fprintf(w, "  Subscribe, a node's first join of a topic: at the start p50 %.2f ms  p99 %.2f ms  max %.2f ms; during the churn (%d) p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
 		r.JoinSubscribeP50ms, r.JoinSubscribeP99ms, r.JoinSubscribeMaxMs, r.MoveSubscribes, r.MoveSubscribeP50ms, r.MoveSubscribeP99ms, r.MoveSubscribeMaxMs)
@@ -647,6 +677,7 @@ func WriteScaleTable(w io.Writer, r *ScaleReport) error {
 	fmt.Fprintf(w, "  churn: %d changes in %.1f s (%.0f/s, target %.0f/s; moves %g); %.2f other nodes in the changed topics on average\n",
 		r.Changes, r.ChurnSec, r.ChurnAchievedPerSec, r.ChurnPerSec, r.Moves, r.InterestedPerChange)
 	fmt.Fprintf(w, "  NATS deliveries per change: %.2f (idle rate %.0f/s subtracted)\n", r.DeliveriesPerChange, r.IdleDeliveriesPerSec)
+	fmt.Fprintf(w, "  idle, heartbeats only: %.0f KiB/s delivered, %.0f bytes a heartbeat\n", r.IdleBytesPerSec/1024, r.HeartbeatBytes)
 	fmt.Fprintf(w, "  visibility under churn: p50 %.2f ms  p99 %.2f ms  max %.2f ms  (%d samples)\n", r.VisP50ms, r.VisP99ms, r.VisMaxMs, r.VisSamples)
 	fmt.Fprintf(w, "  every view equal to the truth %.0f ms after the churn (%d views)\n", r.SettleMs, r.ViewsChecked)
 	fmt.Fprintf(w, "  memory: heap in use %.0f MiB, Go sys %.0f MiB, resident %.0f MiB (peak %.0f MiB)\n", mib(r.HeapInuse), mib(r.Sys), mib(r.RSS), mib(r.PeakRSS))

@@ -1,10 +1,12 @@
 package clustermode
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -153,6 +155,9 @@ func TestValidateScale(t *testing.T) {
 		func(o *Options) { o.Samples = 3 },
 		func(o *Options) { o.Replicate = "some" },
 		func(o *Options) { o.Linger = -time.Second },
+		func(o *Options) { o.Buckets = -1 },
+		func(o *Options) { o.Buckets = 3 },
+		func(o *Options) { o.Buckets = 1 << 17 },
 	} {
 		o := good
 		mod(&o)
@@ -204,8 +209,7 @@ func TestScaleSmall(t *testing.T) {
 // replication, with sockets moving between topics and a short linger: every
 // view equals the truth at the end, a node holds about the remote entries
 // of its topics and no more (full replication fails this: see
-// TestScaleSmall), the cluster's own Stats agree with the engines, and a
-// change costs about one NATS delivery per interested node.
+// TestScaleSmall), and the cluster's own Stats agree with the engines.
 func TestScaleSmallInterest(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts ten nodes and churns for a second")
@@ -233,7 +237,58 @@ func TestScaleSmallInterest(t *testing.T) {
 		// At least the probes' topics, five pairs' two nodes each, lingered
 		// and went (RunScale fails if a node keeps one it left).
 		t.Fatalf("%d linger drops, waited %.0f ms", r.LingerDrops, r.LingerWaitMs)
+	}
+}
+
+// TestScaleSmallInterestDeliveries: in steady churn, with no socket moving
+// to a topic new to its node (whose first join fetches the topic, and
+// whose first batch in a bucket is announced by a heartbeat), a change
+// costs at most the interested nodes + 2 NATS deliveries.
+func TestScaleSmallInterestDeliveries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts ten nodes and churns for a second")
+	}
+	o := smallScale(ReplicateInterest)
+	o.Moves = 0
+	r, err := RunScale(context.Background(), o, nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", *r)
+	switch {
+	case r.ViewsChecked < 10*o.Nodes || r.Changes < 100:
+		t.Fatalf("the run did little: %+v", *r)
 	case r.DeliveriesPerChange > r.InterestedPerChange+2:
 		t.Fatalf("%.2f NATS deliveries per change for %.2f interested nodes, want at most 2 more", r.DeliveriesPerChange, r.InterestedPerChange)
+	}
+}
+
+// TestScaleBuckets runs the simulation small with -cluster-buckets 1:
+// every node follows the one bucket, so a change reaches every node that
+// follows any topic, far more than the nodes in its topic, and every view
+// still equals the truth at the end.
+func TestScaleBuckets(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts six nodes and churns")
+	}
+	o := smallScale(ReplicateInterest)
+	o.Nodes, o.Entries, o.Topics, o.Moves, o.ChurnFor, o.Samples = 6, 600, 60, 0, 500*time.Millisecond, 10
+	o.Buckets = 1
+	r, err := RunScale(context.Background(), o, nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", *r)
+	switch {
+	case r.Buckets != 1 || r.ViewsChecked < o.Nodes || r.Changes < 100:
+		t.Fatalf("the run did little: %+v", *r)
+	case r.DeliveriesPerChange < r.InterestedPerChange+2:
+		t.Fatalf("%.2f NATS deliveries per change for %.2f interested nodes: one bucket should reach every node", r.DeliveriesPerChange, r.InterestedPerChange)
+	case r.HeartbeatBytes <= 0 || r.StartHeartbeats < uint64(o.Nodes):
+		t.Fatalf("heartbeat bytes %.0f, %d heartbeats at the start", r.HeartbeatBytes, r.StartHeartbeats)
+	}
+	var b bytes.Buffer
+	if err := WriteScaleTable(&b, r); err != nil || !strings.Contains(b.String(), ", 1 buckets") {
+		t.Fatalf("the table does not name the bucket count: %v\n%s", err, b.String())
 	}
 }
