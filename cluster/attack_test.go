@@ -183,7 +183,7 @@ func silentPeer(t *testing.T, conn *nats.Conn, topic string) {
 	t.Helper()
 	c := &core{nbuckets: numBuckets}
 	b := appendHeader(nil, kindHeartbeat, "z", 1)
-	b = appendHeartbeat(b, heartbeat{seqs: []bseq{{c.bucketOf(topic), 3}}, refTag: 99})
+	b = appendHeartbeat(b, heartbeat{seqs: []bseq{{c.bucketOf(topic), 3}}, refTag: 99, buckets: c.nbuckets})
 	if err := conn.Publish(subjects{"test"}.stream("z"), b); err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,7 @@ var _ store = (*engine.Engine)(nil)
 const (
 	// numBuckets is how many buckets topics are hashed into, each an
 	// ordered log with a subject of its own (see interest.go).
-	numBuckets = 1024
+	numBuckets = 8192
 	// applyPiece bounds the entries of a snapshot applied at once, under
 	// the node's lock: about a millisecond of engine writes.
 	applyPiece    = 1024

@@ -138,10 +138,10 @@ func TestBadMessagesAreCountedAndChangeNothing(t *testing.T) {
 
 func FuzzDecode(f *testing.F) {
 	f.Add(appendBatchForFuzz())
-	f.Add(appendHeartbeat(appendHeader(nil, kindHeartbeat, "a", 1), heartbeat{seqs: []bseq{{0, 3}, {7, 1}}, limits: 1, refTag: 2}))
-	f.Add(appendHeartbeat(appendHeader(nil, kindGoodbye, "a", 1), heartbeat{seqs: []bseq{{1, 3}}}))
-	f.Add(appendSyncReq(appendHeader(nil, kindSyncReq, "a", 1), syncReq{req: 1}))
-	f.Add(appendSyncReq(appendHeader(nil, kindSyncReq, "a", 1), syncReq{req: 1, buckets: []uint32{3, 9}}))
+	f.Add(appendHeartbeat(appendHeader(nil, kindHeartbeat, "a", 1), heartbeat{seqs: []bseq{{0, 3}, {7, 1}}, limits: 1, refTag: 2, buckets: numBuckets}))
+	f.Add(appendHeartbeat(appendHeader(nil, kindGoodbye, "a", 1), heartbeat{seqs: []bseq{{1, 3}}, buckets: numBuckets}))
+	f.Add(appendSyncReq(appendHeader(nil, kindSyncReq, "a", 1), syncReq{req: 1, nbuckets: numBuckets}))
+	f.Add(appendSyncReq(appendHeader(nil, kindSyncReq, "a", 1), syncReq{req: 1, buckets: []uint32{3, 9}, nbuckets: numBuckets}))
 	pg := syncPage{req: 1, snap: 1, seqs: []bseq{{2, 1}}}
 	f.Add(appendOp(appendSyncPageHead(appendHeader(nil, kindSyncPage, "a", 1), &pg, 1), &op{kind: opTrack, socket: 1, topic: "t", key: "k", meta: []byte("{}"), ref: 1}))
 	f.Add(appendBroadcast(appendHeader(nil, kindBroadcast, "a", 1), broadcastMsg{topic: "t", event: "e", payload: []byte("{}")}))

@@ -33,11 +33,11 @@ import (
 // topic of the same bucket: with B buckets and T topics, the followers
 // of about T/B other topics.
 //
-// Memory: a heartbeat holds at most B pairs (5 KiB on the wire at the
-// default 1024), one per bucket its node ever published in, and a node
+// Memory: a heartbeat holds at most B pairs (40 KiB on the wire at the
+// default 8192), one per bucket its node ever published in, and a node
 // keeps per peer the last heartbeat's pairs and the sequences of the
-// buckets it follows: at most about 40 bytes a bucket a peer (40 KiB at
-// 1024), that much only once the peer has published in every bucket.
+// buckets it follows: at most about 40 bytes a bucket a peer (320 KiB at
+// 8192), that much only once the peer has published in every bucket.
 
 // interest is a topic followed: n local subscribers, and while n is 0,
 // until, when its remote entries go.

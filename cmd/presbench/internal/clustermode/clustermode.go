@@ -80,7 +80,7 @@ func Flags(fs *flag.FlagSet, o *Options) {
 	fs.Float64Var(&o.Moves, "cluster-moves", 0, "-cluster-scale: fraction of the changes that move a socket to a topic picked at random, its node joining and leaving topics")
 	fs.DurationVar(&o.ChurnFor, "cluster-churn-for", 10*time.Second, "-cluster-scale: how long the churn lasts")
 	fs.DurationVar(&o.Linger, "cluster-linger", 0, "-cluster-scale: how long a node keeps a topic's remote entries after its last socket there left (0: the cluster's default, 30s)")
-	fs.IntVar(&o.Buckets, "cluster-buckets", 0, "-cluster-scale: buckets the topics hash into, a power of two from 1 to 65536 (0: the cluster's default, 1024): more mean fewer deltas delivered to nodes not in their topic, and larger heartbeats")
+	fs.IntVar(&o.Buckets, "cluster-buckets", 0, "-cluster-scale: buckets the topics hash into, a power of two from 1 to 65536 (0: the cluster's default, 8192): more mean fewer deltas delivered to nodes not in their topic, and larger heartbeats")
 	fs.StringVar(&o.Replicate, "cluster-replicate", "interest", "-cluster-scale: interest (a node mirrors only the topics its sockets are in) or all (every node mirrors every entry)")
 }
 
