@@ -239,9 +239,19 @@ func TestCountModeAcrossCluster(t *testing.T) {
 		awaitCount(want())
 		delays = append(delays, time.Since(start))
 	}
+	// The observer's node has applied the last leave; the others may
+	// apply it a moment later.
 	for i, n := range nodes {
-		if k, e := n.e.CountKeys(topic); (countPayload{k, e}) != last {
-			t.Fatalf("node %d counts %d keys, %d entries; the observer was told %+v", i, k, e, last)
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			k, e := n.e.CountKeys(topic)
+			if (countPayload{k, e}) == last {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d counts %d keys, %d entries; the observer was told %+v", i, k, e, last)
+			}
+			time.Sleep(time.Millisecond)
 		}
 	}
 	slices.Sort(delays)
