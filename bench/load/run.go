@@ -155,6 +155,11 @@ func (r *run) closeAll() {
 	clients := r.clients
 	r.clients = nil
 	r.mu.Unlock()
+	CloseAll(clients)
+}
+
+// CloseAll closes clients, 64 at a time, and returns when all are closed.
+func CloseAll(clients []Client) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
 	for _, c := range clients {

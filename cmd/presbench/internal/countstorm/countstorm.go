@@ -229,16 +229,5 @@ func (s *storm) closeAll() {
 	clients := s.clients
 	s.clients = nil
 	s.mu.Unlock()
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	for _, c := range clients {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.Close()
-			<-sem
-		}()
-	}
-	wg.Wait()
+	load.CloseAll(clients)
 }
