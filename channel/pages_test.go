@@ -304,6 +304,10 @@ func BenchmarkPresenceListPage(b *testing.B) {
 		if reason != "" {
 			b.Fatal(reason)
 		}
+		// 20,000 keys make 200 full pages: each holds 100 keys.
+		if n := bytes.Count(frame, []byte(`{"metas":`)); n != 100 {
+			b.Fatalf("a page holds %d keys, want 100", n)
+		}
 		cursor = nextCursor(b, frame)
 	}
 	b.StopTimer()
