@@ -23,6 +23,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -81,6 +82,14 @@ func Flags(fs *flag.FlagSet, o *Options) {
 	fs.DurationVar(&o.ChurnFor, "cluster-churn-for", 10*time.Second, "-cluster-scale: how long the churn lasts")
 	fs.DurationVar(&o.Linger, "cluster-linger", 0, "-cluster-scale: how long a node keeps a topic's remote entries after its last socket there left (0: the cluster's default, 30s)")
 	fs.IntVar(&o.Buckets, "cluster-buckets", 0, "-cluster-scale: buckets the topics hash into, a power of two from 1 to 65536 (0: the cluster's default, 8192): more mean fewer deltas delivered to nodes not in their topic, and larger heartbeats")
+	fs.Func("nodes", "the simulation with this many nodes: -cluster-scale -cluster-nodes N", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return err
+		}
+		o.Nodes, o.Scale = n, true
+		return nil
+	})
 	fs.StringVar(&o.Replicate, "cluster-replicate", "interest", "-cluster-scale: interest (a node mirrors only the topics its sockets are in) or all (every node mirrors every entry)")
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"io"
 	"slices"
 	"strings"
@@ -290,5 +291,22 @@ func TestScaleBuckets(t *testing.T) {
 	var b bytes.Buffer
 	if err := WriteScaleTable(&b, r); err != nil || !strings.Contains(b.String(), ", 1 buckets") {
 		t.Fatalf("the table does not name the bucket count: %v\n%s", err, b.String())
+	}
+}
+
+// TestNodesFlagIsTheSimulation: -nodes N, as in "-mode cluster -nodes
+// 100", asks for the simulation with N nodes.
+func TestNodesFlagIsTheSimulation(t *testing.T) {
+	fs := flag.NewFlagSet("presbench", flag.ContinueOnError)
+	var o Options
+	Flags(fs, &o)
+	if err := fs.Parse([]string{"-nodes", "100"}); err != nil {
+		t.Fatal(err)
+	}
+	if !o.Scale || o.Nodes != 100 {
+		t.Fatalf("-nodes 100 gave Scale %v, Nodes %d", o.Scale, o.Nodes)
+	}
+	if err := fs.Parse([]string{"-nodes", "many"}); err == nil {
+		t.Fatal("-nodes many was accepted")
 	}
 }
