@@ -5,11 +5,13 @@
 // # Memory
 //
 // New allocates everything up front: Capacity slots shared by all topics,
-// split into hashed shards, and as much memory again for rendered topics:
-// each topic's entries are also kept as List writes them, in join order, in
-// blocks of at least 1 KiB, so that List, Diff and a full sync copy a few
-// blocks instead of one entry at a time (for 512 entries, about 1.6x the
-// cost of one copy of the output instead of 6x). When the blocks run out, a
+// split into hashed shards, and as much memory again for rendered topics,
+// plus a quarter of that in big blocks: each topic's entries are also kept
+// as List writes them, in join order, in blocks of 1 KiB (more if an entry
+// can be longer), and of about 8 KiB once the topic fills half of one, so
+// that List, Diff and a full sync copy a few blocks instead of one entry at
+// a time (for 512 entries, about 1.2x the cost of one copy of the output
+// instead of 6x). When the blocks run out, a
 // topic is read one entry at a time (Stats.RenderFallbacks counts the
 // times, Stats.UnrenderedTopics the topics read so now) until blocks are
 // free again and it has seen as many writes as it has entries, when it is
@@ -17,8 +19,9 @@
 // reserves a key record for paging (see Paging): 76 bytes (32 read by
 // pages, 32 for writers, 8 for the entry's link to its key, 4 in its topic
 // record), about 88 with the Go heap's rounding; New reserved 1,122 bytes
-// an entry before key records and reserves 1,210 with them (TestSizing,
-// 2^20 entries). After New, Track, Untrack, UntrackAll, Count, CountKeys,
+// an entry before key records, 1,210 with them, and 1,317 with big blocks
+// (TestSizing, 2^20 entries; resident memory grows only as entries use
+// it). After New, Track, Untrack, UntrackAll, Count, CountKeys,
 // List, ListPage, Diff, Snapshot and the incremental diff allocate
 // nothing (AppendList, AppendListPage, AppendDiff and AppendChanges only
 // when dst must grow, and ListPage only to grow its Page).

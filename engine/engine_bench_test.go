@@ -141,6 +141,66 @@ func BenchmarkTrackUntrack(b *testing.B) {
 	}
 }
 
+// BenchmarkTrackResize changes the meta of one of 512 members on every
+// call between a short and a long version, so that each update in place
+// moves the entries after it within their block.
+func BenchmarkTrackResize(b *testing.B) {
+	const n = 512
+	e := benchEngine(b)
+	fill(b, e, "room", 0, n)
+	keys := make([]string, n)
+	var metas [n][2][]byte
+	for i := range n {
+		keys[i] = benchKey(i + 1)
+		metas[i] = [2][]byte{benchMetaV(i+1, 0), fmt.Appendf(nil, `{"name":"user_%d","status":"away for a longer while","joined_at":"2026-11-28T04:00:00Z"}`, i+1)}
+	}
+	b.ReportAllocs()
+	calls, updated := 0, 0
+	for b.Loop() {
+		m := calls * 7 % n
+		out, _, err := e.TrackRef(SocketID(m+1), "room", keys[m], metas[m][calls/n&1])
+		if err != nil {
+			b.Fatal(err)
+		}
+		if out == Updated {
+			updated++
+		}
+		calls++
+	}
+	if updated != calls {
+		b.Fatalf("%d of %d Tracks updated", updated, calls)
+	}
+}
+
+// BenchmarkChurnMiddle untracks one of 512 members, from anywhere in the
+// topic, and tracks it again, at the end.
+func BenchmarkChurnMiddle(b *testing.B) {
+	const n = 512
+	e := benchEngine(b)
+	fill(b, e, "room", 0, n)
+	keys := make([]string, n)
+	metas := make([][]byte, n)
+	for i := range n {
+		keys[i], metas[i] = benchKey(i+1), benchMeta(i+1)
+	}
+	b.ReportAllocs()
+	calls := 0
+	for b.Loop() {
+		m := calls * 7 % n
+		if !e.Untrack(SocketID(m+1), "room") {
+			b.Fatal("Untrack found nothing")
+		}
+		out, _, err := e.TrackRef(SocketID(m+1), "room", keys[m], metas[m])
+		if err != nil || out != Added {
+			b.Fatalf("Track = %v, %v; want Added", out, err)
+		}
+		calls++
+	}
+	if c := e.Count("room"); c != n {
+		b.Fatalf("Count = %d after the loop, want %d", c, n)
+	}
+}
+
 // BenchmarkUntrackAll tracks a socket in 8 topics and disconnects it.
 func BenchmarkUntrackAll(b *testing.B) {
 	topics := make([]string, 8)

@@ -154,6 +154,10 @@ type Pool struct {
 	// out, 1 + the writes to it before it tries to render again; 0 for
 	// every other topic. Guarded by the shard lock.
 	renderWait []int32
+	// bigAfter is, for a rendered topic in small blocks that found too few
+	// big ones, the members it needs before it tries again. Guarded by the
+	// shard lock.
+	bigAfter   []int32
 	freeTopics *stack
 
 	keys keyStore // the topics' key records (keys.go)
@@ -161,11 +165,15 @@ type Pool struct {
 	owners owners
 	shards []Shard
 
-	blockBytes  int // data bytes of a block; 0 when no topic is rendered
-	blockStride int // words
-	nblocks     int
+	blockBytes  int // data bytes of a unit, a small block; 0 when no topic is rendered
+	blockStride int // words of a unit
+	nblocks     int // units, smallBlocks and then those of the big blocks
+	smallBlocks int
 	blocks      []uint64
-	freeBlocks  *stack
+	freeBlocks  *stack // free units
+	bigUnits    int    // units in a big block; 0 when there are none
+	bigBytes    int    // data bytes of a big block
+	freeBig     *stack // free big blocks, by first unit / bigUnits
 
 	_ [64]byte
 	// used counts entries: all of them in the low 32 bits, those of local
@@ -221,6 +229,7 @@ func NewPool(cfg Config) *Pool {
 	p.topics = make([]uint64, topics*p.topicStride)
 	p.topicTail = make([]int32, topics)
 	p.renderWait = make([]int32, topics)
+	p.bigAfter = make([]int32, topics)
 	p.freeTopics = newStack(topics)
 
 	p.owners.init(cfg.Slots, cfg.MaxPerSocket, cfg.Seed, p.info)

@@ -4,30 +4,46 @@ import "github.com/presencekit/presence/jsonwriter"
 
 // Rendered topics. Besides its slots, a topic keeps its entries as List
 // writes them, in join order and separated by commas, in a chain of
-// fixed-size blocks, so that a List copies a few blocks instead of one
-// entry at a time: one copy per entry costs at least 4.5x a copy of the
-// whole output, however the entries are laid out (bench/peers, the chain
-// and index floors), and one copy per block about 1.5x. Writers keep the
-// blocks in step with the slots inside the topic's read window; a reader
-// that finds the topic rendered copies its blocks and validates the window
-// as it does for slots.
+// blocks, so that a List copies a few blocks instead of one entry at a
+// time: one copy per entry costs at least 4.5x a copy of the whole output,
+// however the entries are laid out (bench/peers, the chain and index
+// floors), one copy per block of 1 KiB about 1.5x, and per block of 8 KiB
+// about 1.2x. Writers keep the blocks in step with the slots inside the
+// topic's read window; a reader that finds the topic rendered copies its
+// blocks and validates the window as it does for slots.
+//
+// A block is a unit of 1 KiB (more when an entry can be longer), or a big
+// block of about 8 KiB. A topic's blocks are units until it fills half a
+// big block; then it is rendered again into big blocks, so that a large
+// topic costs a List few copies, while a small one never holds more than a
+// unit it does not fill. An update that changes an entry's length, or a
+// removal, moves the entries after it in their block: up to a big block's
+// bytes, and as many members relabelled, in a large topic.
 //
 // The blocks are a second copy of what the slots hold, taken from a pool of
-// their own that NewPool sizes to the slots' memory. When it runs dry, a
-// topic that needs a block gives all of its blocks back and is read from
-// its slots. It tries to render itself again after as many writes to it as
-// it has entries, and after as many again each time blocks are still
-// short, so that the attempts, O(entries) each, cost O(1) a write.
+// their own: as many units as the slots' memory holds, and a quarter as
+// much again in big blocks. When it runs dry, a topic that needs a block
+// gives all of its blocks back and is read from its slots. It tries to
+// render itself again after as many writes to it as it has entries, and
+// after as many again each time blocks are still short, so that the
+// attempts, O(entries) each, cost O(1) a write.
 
 // Block words.
 const (
 	blockUsed = iota // bytes of data, with the commas
 	blockNext        // next block of the topic, block+1
+	blockCap         // bytes of data the block can hold
 	blockHdr         // data follows
 )
 
 const (
 	minBlockBytes = 1 << 10
+	// bigBlockBytes is about what a big block holds: a few units side by
+	// side under one header. Copying a topic of 50 KiB in pieces of 1 KiB
+	// costs 1.6x one copy of it, in pieces of 8 KiB 1.2x (bench/peers,
+	// AMD EPYC), since each memmove pays a start-up and the prefetcher
+	// restarts at each piece.
+	bigBlockBytes = 8 << 10
 	// maxBlockBytes bounds a block, so that a move within one never
 	// reaches the sizes at which memmove uses non-temporal stores; entries
 	// too large for it leave every topic to its slots.
@@ -39,12 +55,17 @@ func maxRendered(cfg *Config) int {
 	return len(`{"key":""`) + 6*cfg.MaxKey + len(`,"meta":}`) + cfg.MaxMeta
 }
 
-// initBlocks sizes and allocates the block pool.
+// initBlocks sizes and allocates the block pool: units of blockBytes, as
+// many as the slots' memory holds, and a quarter as much again in big
+// blocks of bigUnits units side by side under one header, for topics that
+// fill at least half of one. When no unit is free, a big block is cut into
+// units, which never join again; so a topic gets a unit whenever it would
+// have without big blocks.
 func (p *Pool) initBlocks() {
 	need := (maxRendered(&p.cfg) + 7) &^ 7
 	if p.cfg.RenderBlocks < 0 || need > maxBlockBytes {
 		p.blockBytes = 0
-		p.freeBlocks = newStack(0)
+		p.freeBlocks, p.freeBig = newStack(0), newStack(0)
 		return
 	}
 	p.blockBytes = max(need, minBlockBytes)
@@ -55,25 +76,90 @@ func (p *Pool) initBlocks() {
 	// Whole cache lines, so that blocks of topics in different shards never
 	// share one.
 	p.blockStride = lineWords(blockHdr + p.blockBytes/8)
-	p.blocks = make([]uint64, n*p.blockStride)
-	p.freeBlocks = newStack(n)
-	p.nblocks = n
-}
-
-func (p *Pool) block(b int32) []uint64 {
-	return p.blocks[int(b)*p.blockStride : (int(b)+1)*p.blockStride]
-}
-
-// newBlock takes an empty block, or returns -1.
-func (s *Shard) newBlock() int32 {
-	b, ok := s.p.freeBlocks.pop()
-	if !ok {
-		return -1
+	p.bigBytes = p.blockBytes
+	big := 0
+	if k := bigBlockBytes / (p.blockStride * 8); k >= 2 {
+		big = n / 4 / k
+		p.bigUnits = k
+		p.bigBytes = min(k*p.blockStride*8-blockHdr*8, maxBlockBytes)
 	}
-	blk := s.p.block(b)
+	p.smallBlocks = n
+	p.nblocks = n + big*p.bigUnits
+	p.blocks = make([]uint64, p.nblocks*p.blockStride)
+	p.freeBlocks = newStackOf(p.nblocks, n)
+	p.freeBig = newStack(big)
+}
+
+// block returns block b's header and data, for a writer: b is in one of
+// its topics' chains, or it has just taken b.
+func (p *Pool) block(b int32) []uint64 {
+	off := int(b) * p.blockStride
+	return p.blocks[off : off+blockHdr+int(p.blocks[off+blockCap]+7)/8]
+}
+
+// blockToRead returns as many words as block b can span, for a reader that
+// may follow a stale link: it validates what it read afterwards.
+func (p *Pool) blockToRead(b int32) []uint64 {
+	off := int(b) * p.blockStride
+	return p.blocks[off:min(off+max(p.bigUnits, 1)*p.blockStride, len(p.blocks))]
+}
+
+// newBlock takes an empty block, big if big and one is free, or returns -1.
+func (s *Shard) newBlock(big bool) int32 {
+	p := s.p
+	if big && p.bigUnits > 0 {
+		if sb, ok := p.freeBig.pop(); ok {
+			return s.initBlock(p.bigBlock(sb), p.bigBytes)
+		}
+	}
+	if b, ok := p.freeBlocks.pop(); ok {
+		return s.initBlock(b, p.blockBytes)
+	}
+	if p.bigUnits > 0 {
+		if sb, ok := p.freeBig.pop(); ok {
+			u := p.bigBlock(sb)
+			for i := int32(p.bigUnits) - 1; i > 0; i-- {
+				p.freeBlocks.push(u + i)
+			}
+			return s.initBlock(u, p.blockBytes)
+		}
+	}
+	return -1
+}
+
+func (s *Shard) initBlock(b int32, size int) int32 {
+	blk := s.p.blocks[int(b)*s.p.blockStride:]
 	store(&blk[blockUsed], 0)
 	store(&blk[blockNext], 0)
+	store(&blk[blockCap], uint64(size))
 	return b
+}
+
+// freeBlock gives block b back.
+func (s *Shard) freeBlock(b int32) {
+	p := s.p
+	if p.isBig(b) {
+		p.freeBig.push((b - int32(p.smallBlocks)) / int32(p.bigUnits))
+		return
+	}
+	p.freeBlocks.push(b)
+}
+
+// bigBlock returns the first unit of big block sb.
+func (p *Pool) bigBlock(sb int32) int32 { return int32(p.smallBlocks) + sb*int32(p.bigUnits) }
+
+// blockSize returns how many bytes of data a block holds at most.
+func blockSize(blk []uint64) int { return int(blk[blockCap]) }
+
+// isBig reports whether block b is a big one, for a writer.
+func (p *Pool) isBig(b int32) bool {
+	return p.blocks[int(b)*p.blockStride+blockCap] > uint64(p.blockBytes)
+}
+
+// wantBig reports whether a topic of entries entries of about entryLen
+// bytes each fills half a big block.
+func (p *Pool) wantBig(entries, entryLen int) bool {
+	return p.bigUnits > 0 && entries*(entryLen+1) >= p.bigBytes/2
 }
 
 // rendered reports whether topic record rec is rendered.
@@ -103,7 +189,7 @@ func (s *Shard) blockAppend(b int32, entry []byte) int32 {
 	if used > 0 {
 		at++
 	}
-	if at+len(entry) > s.p.blockBytes {
+	if at+len(entry) > blockSize(blk) {
 		return -1
 	}
 	data := blk[blockHdr:]
@@ -135,7 +221,7 @@ func (s *Shard) renderAdded(t, i int32) {
 	if !rendered(rec) {
 		if entriesOf(rec[topicCount]) == 1 && p.renderWait[t] == 0 {
 			// A new topic.
-			if !s.renderTopic(t) {
+			if !s.renderTopic(t, false) {
 				s.p.unrendered.Add(1)
 				s.renderLater(t, 1)
 			}
@@ -151,7 +237,24 @@ func (s *Shard) renderAdded(t, i int32) {
 		in.blk, in.boff = last+1, at
 		return
 	}
-	b := s.newBlock()
+	head := int32(rec[topicBlocks]) - 1
+	bigHead, count := p.isBig(head), entriesOf(rec[topicCount])
+	b := s.newBlock(bigHead || p.isBig(last) || p.wantBig(count, len(entry)))
+	if b >= 0 && !bigHead && p.isBig(b) {
+		// The topic outgrew small blocks: render it again in big ones,
+		// from b on. That happens once while it keeps a big first block,
+		// and after a shortage not before it has doubled: O(1) a write.
+		if count < int(p.bigAfter[t]) {
+			s.freeBlock(b)
+		} else if s.renderBig(t, b) {
+			s.freeChain(head)
+			return
+		} else {
+			p.bigAfter[t] = int32(min(2*count, p.cfg.Slots+1))
+		}
+		b = s.newBlock(false)
+		entry = s.renderEntry(i)
+	}
 	if b < 0 {
 		s.unrender(t)
 		return
@@ -160,9 +263,10 @@ func (s *Shard) renderAdded(t, i int32) {
 	store(&p.block(last)[blockNext], uint64(b+1))
 }
 
-// renderTopic renders every member of topic t into new blocks, or leaves
-// the topic as it is and reports false if there are not enough.
-func (s *Shard) renderTopic(t int32) bool {
+// renderTopic renders every member of topic t into new blocks, big ones
+// if big and there are, or leaves the topic as it is and reports false if
+// there are not enough blocks.
+func (s *Shard) renderTopic(t int32, big bool) bool {
 	p := s.p
 	if p.blockBytes == 0 {
 		return true
@@ -178,7 +282,7 @@ func (s *Shard) renderTopic(t int32) bool {
 			at = s.blockAppend(last, entry)
 		}
 		if at < 0 {
-			b := s.newBlock()
+			b := s.newBlock(big)
 			if b < 0 {
 				s.freeChain(head)
 				return false
@@ -196,6 +300,43 @@ func (s *Shard) renderTopic(t int32) bool {
 	if head >= 0 {
 		store(&rec[topicBlocks], uint64(head+1))
 	}
+	return true
+}
+
+// renderBig renders rendered topic t again, into big block b and as many
+// more blocks as it takes, big ones if there are. It takes them all before
+// it moves an entry, so that if there are not enough it gives them back,
+// b too, and reports false with the topic as it was.
+func (s *Shard) renderBig(t, b int32) bool {
+	p := s.p
+	rec := p.topic(t)
+	last, used := b, -1
+	for j := rec[topicHead]; j != 0; j = p.slot(int32(j - 1))[slotNext] {
+		at := used + 1
+		if at+int(p.info[j-1].rlen) > blockSize(p.block(last)) {
+			n := s.newBlock(true)
+			if n < 0 {
+				s.freeChain(b)
+				return false
+			}
+			store(&p.block(last)[blockNext], uint64(n+1))
+			last, at = n, 0
+		}
+		used = at + int(p.info[j-1].rlen)
+	}
+	// blockAppend fills them as the lengths above did.
+	last = b
+	for j := rec[topicHead]; j != 0; j = p.slot(int32(j - 1))[slotNext] {
+		in := &p.info[j-1]
+		entry := s.renderEntry(int32(j - 1))
+		at := s.blockAppend(last, entry)
+		if at < 0 {
+			last = int32(p.block(last)[blockNext]) - 1
+			at = s.blockAppend(last, entry)
+		}
+		in.blk, in.boff = last+1, at
+	}
+	store(&rec[topicBlocks], uint64(b+1))
 	return true
 }
 
@@ -221,8 +362,9 @@ func (s *Shard) retryRender(t int32) {
 	if p.renderWait[t]--; p.renderWait[t] > 1 {
 		return
 	}
-	count := entriesOf(p.topic(t)[topicCount])
-	if count > 0 && s.renderTopic(t) {
+	rec := p.topic(t)
+	count := entriesOf(rec[topicCount])
+	if count > 0 && s.renderTopic(t, p.wantBig(count, len(s.renderEntry(int32(rec[topicHead]-1))))) {
 		p.renderWait[t] = 0
 		p.slowTopics.Add(-1)
 		return
@@ -233,6 +375,7 @@ func (s *Shard) retryRender(t int32) {
 // forgetRender drops topic t's wait, when the topic is removed.
 func (s *Shard) forgetRender(t int32) {
 	p := s.p
+	p.bigAfter[t] = 0
 	if p.renderWait[t] != 0 {
 		p.renderWait[t] = 0
 		p.slowTopics.Add(-1)
@@ -243,7 +386,7 @@ func (s *Shard) forgetRender(t int32) {
 func (s *Shard) freeChain(b int32) {
 	for b >= 0 {
 		next := int32(s.p.block(b)[blockNext]) - 1
-		s.p.freeBlocks.push(b)
+		s.freeBlock(b)
 		b = next
 	}
 }
@@ -252,6 +395,7 @@ func (s *Shard) freeChain(b int32) {
 func (s *Shard) unrender(t int32) {
 	rec := s.p.topic(t)
 	s.p.unrendered.Add(1)
+	s.p.bigAfter[t] = 0
 	head := int32(rec[topicBlocks]) - 1
 	store(&rec[topicBlocks], 0)
 	s.freeChain(head)
@@ -273,26 +417,19 @@ func (s *Shard) renderUpdated(t int32, rec []uint64, i int32) {
 	entry := s.renderEntry(i)
 	in.rlen = int32(len(entry))
 	end := off + oldLen
-	if used-oldLen+len(entry) > p.blockBytes {
+	if size := blockSize(blk); used-oldLen+len(entry) > size {
 		// Too long for the block: the members after i go to a block of
 		// their own, and then i too if it still does not fit.
 		if end < used {
-			n := s.newBlock()
-			if n < 0 {
+			if !s.splitTail(b, p.slot(i)[slotNext]) {
 				s.unrender(t)
 				return
 			}
-			nb := p.block(n)
-			s.moveBetween(nb[blockHdr:], 0, blk[blockHdr:], end+1, used-end-1)
-			store(&nb[blockUsed], uint64(used-end-1))
-			store(&nb[blockNext], blk[blockNext])
-			store(&blk[blockNext], uint64(n+1))
-			s.relabel(p.slot(i)[slotNext], b, n, -(end + 1))
 			used = end
 			store(&blk[blockUsed], uint64(used))
 		}
-		if off+len(entry) > p.blockBytes {
-			m := s.newBlock()
+		if off+len(entry) > size {
+			m := s.newBlock(false)
 			if m < 0 {
 				s.unrender(t)
 				return
@@ -314,6 +451,58 @@ func (s *Shard) renderUpdated(t int32, rec []uint64, i int32) {
 	if delta != 0 {
 		store(&blk[blockUsed], uint64(used+delta))
 	}
+}
+
+// splitTail moves the members of block b from slot from-1 on, to the end
+// of the block, to new blocks linked after it, of b's size if there are
+// enough, else units. It takes them all before it moves an entry, so that
+// if there are not enough it gives them back and reports false with the
+// topic as it was.
+func (s *Shard) splitTail(b int32, from uint64) bool {
+	p := s.p
+	big := p.isBig(b)
+	first := s.newBlock(big)
+	if first < 0 {
+		return false
+	}
+	last, fill := first, -1
+	for j := from; j != 0 && p.info[j-1].blk == b+1; j = p.slot(int32(j - 1))[slotNext] {
+		at := fill + 1
+		if l := int(p.info[j-1].rlen); at+l > blockSize(p.block(last)) {
+			n := s.newBlock(big)
+			if n < 0 {
+				s.freeChain(first)
+				return false
+			}
+			store(&p.block(last)[blockNext], uint64(n+1))
+			last, at = n, 0
+		}
+		fill = at + int(p.info[j-1].rlen)
+	}
+	blk := p.block(b)
+	store(&p.block(last)[blockNext], blk[blockNext])
+	store(&blk[blockNext], uint64(first+1))
+	// Move them run by run: the members are back to back with their commas
+	// in b, so a run fills its block as the lengths above did.
+	for j, n := from, first; j != 0 && p.info[j-1].blk == b+1; n = int32(p.block(n)[blockNext]) - 1 {
+		nb := p.block(n)
+		start, end, members := int(p.info[j-1].boff), 0, 0
+		for k := j; k != 0 && p.info[k-1].blk == b+1; k = p.slot(int32(k - 1))[slotNext] {
+			e := int(p.info[k-1].boff) + int(p.info[k-1].rlen)
+			if e-start > blockSize(nb) {
+				break
+			}
+			end, members = e, members+1
+		}
+		s.moveBetween(nb[blockHdr:], 0, blk[blockHdr:], start, end-start)
+		store(&nb[blockUsed], uint64(end-start))
+		for ; members > 0; members-- {
+			in := &p.info[j-1]
+			in.blk, in.boff = n+1, in.boff-int32(start)
+			j = p.slot(int32(j - 1))[slotNext]
+		}
+	}
+	return true
 }
 
 // renderRemoved takes slot i's entry out of topic t's blocks; prev and next
@@ -341,7 +530,7 @@ func (s *Shard) renderRemoved(t, i int32, prev int32, next uint64) {
 			link = &p.block(prevBlock)[blockNext]
 		}
 		store(link, blk[blockNext])
-		p.freeBlocks.push(b)
+		s.freeBlock(b)
 		return
 	}
 	// Cut the entry and the comma before it, or after it if it was first.
@@ -360,7 +549,7 @@ func (s *Shard) renderRemoved(t, i int32, prev int32, next uint64) {
 	// leave a topic in many small blocks.
 	if n := int32(blk[blockNext]) - 1; n >= 0 {
 		nb := p.block(n)
-		if nu := int(nb[blockUsed]); used+1+nu <= p.blockBytes {
+		if nu := int(nb[blockUsed]); used+1+nu <= blockSize(blk) {
 			putByte(data, used, ',')
 			s.moveBetween(data, used+1, nb[blockHdr:], 0, nu)
 			store(&blk[blockUsed], uint64(used+1+nu))
@@ -371,13 +560,13 @@ func (s *Shard) renderRemoved(t, i int32, prev int32, next uint64) {
 				j = p.slot(int32(j - 1))[slotNext]
 			}
 			s.relabel(j, n, b, used+1)
-			p.freeBlocks.push(n)
+			s.freeBlock(n)
 			return
 		}
 	}
 	if prevBlock >= 0 && prevBlock != b {
 		pb := p.block(prevBlock)
-		if pu := int(pb[blockUsed]); pu+1+used <= p.blockBytes {
+		if pu := int(pb[blockUsed]); pu+1+used <= blockSize(pb) {
 			putByte(pb[blockHdr:], pu, ',')
 			s.moveBetween(pb[blockHdr:], pu+1, data, 0, used)
 			store(&pb[blockUsed], uint64(pu+1+used))
@@ -385,7 +574,7 @@ func (s *Shard) renderRemoved(t, i int32, prev int32, next uint64) {
 			// b's first member follows prev, which was the last of the
 			// block before.
 			s.relabel(next, b, prevBlock, pu+1)
-			p.freeBlocks.push(b)
+			s.freeBlock(b)
 		}
 	}
 }
@@ -394,14 +583,14 @@ func (s *Shard) renderRemoved(t, i int32, prev int32, next uint64) {
 // their links held; the caller validates the read window.
 func (s *Shard) copyBlocks(w *jsonwriter.Writer, head uint64) bool {
 	p := s.p
-	nb, size := uint64(p.nblocks), p.blockBytes
+	nb := uint64(p.nblocks)
 	first := true
 	for steps := 0; head != 0; steps++ {
 		if head > nb || steps >= p.nblocks {
 			return false // torn link
 		}
-		blk := p.block(int32(head - 1))
-		used := min(int(load(&blk[blockUsed])), size)
+		blk := p.blockToRead(int32(head - 1))
+		used := min(int(load(&blk[blockUsed])), p.bigBytes, (len(blk)-blockHdr)*8)
 		head = load(&blk[blockNext])
 		if used == 0 {
 			continue

@@ -128,7 +128,7 @@ func TestRenderedBlocksFollowTheMembers(t *testing.T) {
 		socket    uint64
 		key, meta string
 	}
-	for _, blocks := range []int{-1, 1, 3, 8, 0} {
+	for _, blocks := range []int{-1, 1, 3, 8, 32, 48, 0} {
 		t.Run(fmt.Sprint("blocks=", blocks), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(blocks+2), 7))
 			p := NewPool(Config{Slots: 64, Shards: 1, MaxTopic: 8, MaxKey: 16, MaxMeta: 600, History: 64, Seed: 5, RenderBlocks: blocks})
@@ -237,6 +237,12 @@ func TestRenderedBlocksFollowTheMembers(t *testing.T) {
 					}
 					free++
 				}
+				for {
+					if _, ok := p.freeBig.pop(); !ok {
+						break
+					}
+					free += p.bigUnits
+				}
 				if free != p.nblocks {
 					t.Fatalf("%d of %d blocks free once every topic is empty", free, p.nblocks)
 				}
@@ -250,14 +256,38 @@ func TestRenderedBlocksFollowTheMembers(t *testing.T) {
 // and untrack and track them again: every read must be whole entries, each
 // one version of its meta, each member once.
 func TestRenderedReadsAreNeverTorn(t *testing.T) {
-	p := NewPool(Config{Slots: 64, Shards: 1, MaxTopic: 8, MaxKey: 16, MaxMeta: 600, History: 64, Seed: 9})
+	tornReads(t, NewPool(Config{Slots: 64, Shards: 1, MaxTopic: 8, MaxKey: 16, MaxMeta: 600, History: 64, Seed: 9}), 4, 3000)
+}
+
+// TestBigBlockReadsAreNeverTorn is TestRenderedReadsAreNeverTorn with a
+// topic that grows into big blocks and out of them again, from a pool so
+// short that some renders fail, big blocks are cut into units and tails
+// split into units.
+func TestBigBlockReadsAreNeverTorn(t *testing.T) {
+	p := NewPool(Config{Slots: 128, Shards: 1, MaxTopic: 8, MaxKey: 16, MaxMeta: 600, History: 64, Seed: 9, RenderBlocks: 28})
+	if p.bigUnits == 0 || p.freeBig.next == nil || len(p.freeBig.next) == 0 {
+		t.Fatal("the pool has no big blocks")
+	}
+	tornReads(t, p, 30, 1000)
+	if c := p.Counts(); c.Unrendered == 0 {
+		t.Error("the pool never ran short")
+	}
+}
+
+// tornReads reads topic t's JSON while two writers, each with perWriter
+// members, update them to lengths that split and merge blocks, and
+// untrack and track them again: every read must be whole entries, each one
+// version of its meta, each member once.
+func tornReads(t *testing.T, p *Pool, perWriter, reads int) {
+	t.Helper()
 	h := p.HashTopic("t")
 	sh := p.ShardFor(h)
 	// A version's letter fixes its length, from 10 to 580 bytes.
 	meta := func(v int) []byte {
 		return fmt.Appendf(nil, `{"v":"%s"}`, strings.Repeat(string(rune('a'+v%20)), 10+30*(v%20)))
 	}
-	for s := uint64(1); s <= 8; s++ {
+	members := 2 * perWriter
+	for s := uint64(1); s <= uint64(members); s++ {
 		if _, _, err := sh.Track(s, "t", h, fmt.Sprint("k", s), false, meta(int(s)), 0); err != nil {
 			t.Fatal(err)
 		}
@@ -272,7 +302,7 @@ func TestRenderedReadsAreNeverTorn(t *testing.T) {
 					return
 				default:
 				}
-				s := uint64(1 + wr*4 + v%4)
+				s := uint64(1 + wr*perWriter + v%perWriter)
 				if v%5 == 0 {
 					sh.Untrack(s, "t", h)
 				}
@@ -284,7 +314,7 @@ func TestRenderedReadsAreNeverTorn(t *testing.T) {
 		})
 	}
 	var w jsonwriter.Writer
-	for range 3000 {
+	for range reads {
 		w.Reset(nil, jsonwriter.Unbounded)
 		w.Byte('[')
 		n, _ := sh.AppendEntries(&w, JSON, "t", h)
@@ -304,7 +334,7 @@ func TestRenderedReadsAreNeverTorn(t *testing.T) {
 			}
 			seen[e.Key] = true
 		}
-		if len(got) != n || n < 6 || n > 8 {
+		if len(got) != n || n < members-2 || n > members {
 			t.Fatalf("read %d entries, AppendEntries said %d", len(got), n)
 		}
 	}
@@ -355,5 +385,132 @@ func TestTopicRendersAgainOnceBlocksAreFree(t *testing.T) {
 	}
 	if n := p.Counts().UnrenderedTopics; n != 0 {
 		t.Fatalf("UnrenderedTopics = %d once a is rendered", n)
+	}
+}
+
+// TestBigBlocks follows one topic into big blocks and through each way a
+// shortage can go: a render into big blocks that finds too few blocks
+// leaves the topic in its units and waits for it to double, a free big
+// block is cut into units when none is left, and every unit comes back.
+func TestBigBlocks(t *testing.T) {
+	p := NewPool(Config{Slots: 512, Shards: 1, MaxTopic: 8, MaxKey: 16, MaxMeta: 100, History: 64, Seed: 3, RenderBlocks: 64})
+	s := &p.shards[0]
+	if p.bigUnits < 2 || len(p.freeBig.next) != 2 {
+		t.Fatalf("%d units a big block, %d big blocks; want 2 big blocks", p.bigUnits, len(p.freeBig.next))
+	}
+	meta := []byte(`{"m":"` + strings.Repeat("x", 70) + `"}`) // entries of 100 bytes
+	var sockets uint64
+	track := func(topic string, n int) {
+		t.Helper()
+		for range n {
+			sockets++
+			if _, _, err := s.Track(sockets, topic, p.HashTopic(topic), fmt.Sprintf("k%04d", sockets), false, meta, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	head := func(topic string) int32 {
+		t.Helper()
+		if !checkBlocks(t, s, topic) {
+			t.Fatalf("%s is not rendered", topic)
+		}
+		return int32(p.topic(s.findTopic(topic, p.HashTopic(topic)))[topicBlocks]) - 1
+	}
+	chain := func(topic string) (blocks, big int) {
+		for b := head(topic); b >= 0; b = int32(p.block(b)[blockNext]) - 1 {
+			blocks++
+			if p.isBig(b) {
+				big++
+			}
+		}
+		return blocks, big
+	}
+
+	// Small topics stay in units; one past half a big block goes big.
+	track("a", 20)
+	if n, big := chain("a"); big != 0 || n != 2 {
+		t.Fatalf("a: %d blocks, %d big; want 2 units", n, big)
+	}
+	track("a", 30)
+	if n, big := chain("a"); big != 1 || n != 1 {
+		t.Fatalf("a: %d blocks, %d big; want one big block", n, big)
+	}
+
+	// With the other big block held, b grows in units; with it free again
+	// and no unit left, b's render into big blocks finds too few and
+	// leaves b as it was, waiting until it has doubled.
+	held, ok := p.freeBig.pop()
+	if !ok {
+		t.Fatal("no big block is free")
+	}
+	track("b", 100)
+	if n, big := chain("b"); big != 0 || n < 10 {
+		t.Fatalf("b: %d blocks, %d big; want units", n, big)
+	}
+	p.freeBig.push(held)
+	var units []int32
+	for {
+		u, ok := p.freeBlocks.pop()
+		if !ok {
+			break
+		}
+		units = append(units, u)
+	}
+	n0, _ := chain("b")
+	for i := 0; ; i++ {
+		track("b", 1)
+		if n, _ := chain("b"); n > n0 {
+			break
+		}
+		if i > 20 {
+			t.Fatal("b never needed another block")
+		}
+	}
+	bt := s.findTopic("b", p.HashTopic("b"))
+	if _, big := chain("b"); big != 0 || p.bigAfter[bt] == 0 || int(p.bigAfter[bt]) != 2*entriesOf(p.topic(bt)[topicCount]) {
+		t.Fatalf("b: %d big blocks, waits until %d members; want none, and twice its %d", big, p.bigAfter[bt], entriesOf(p.topic(bt)[topicCount]))
+	}
+	// The free big block was cut into units for b's new block.
+	if _, ok := p.freeBig.pop(); ok {
+		t.Fatal("a big block is still free")
+	}
+	for _, u := range units {
+		p.freeBlocks.push(u)
+	}
+	for sock := uint64(1); sock <= 50; sock++ {
+		s.Untrack(sock, "a", p.HashTopic("a"))
+	}
+	// Before b has doubled, a free big block stays free.
+	track("b", 20)
+	if _, big := chain("b"); big != 0 {
+		t.Fatal("b went big before it doubled")
+	}
+	if sb, ok := p.freeBig.pop(); !ok {
+		t.Fatal("b took the free big block")
+	} else {
+		p.freeBig.push(sb)
+	}
+
+	// Once every topic is empty, every unit is free.
+	for sock := uint64(1); sock <= sockets; sock++ {
+		for _, topic := range []string{"a", "b"} {
+			s.Untrack(sock, topic, p.HashTopic(topic))
+		}
+	}
+	free := 0
+	for {
+		if _, ok := p.freeBlocks.pop(); !ok {
+			break
+		}
+		free++
+	}
+	for {
+		if _, ok := p.freeBig.pop(); !ok {
+			break
+		}
+		free += p.bigUnits
+	}
+	if free != p.nblocks {
+		t.Fatalf("%d of %d units free once every topic is empty", free, p.nblocks)
 	}
 }

@@ -58,7 +58,7 @@ func (s *Shard) init(p *Pool, id, buckets int) {
 	s.hist.init(p, p.cfg.History)
 	if p.blockBytes > 0 {
 		s.scratch = make([]byte, 0, p.blockBytes)
-		s.moveBuf = make([]byte, p.blockBytes)
+		s.moveBuf = make([]byte, p.bigBytes)
 	}
 }
 

@@ -12,12 +12,15 @@ type stack struct {
 	next []atomic.Uint32 // next[i] is the index+1 below i
 }
 
-func newStack(n int) *stack {
+func newStack(n int) *stack { return newStackOf(n, n) }
+
+// newStackOf returns a stack of indices below n that holds 0 to held-1.
+func newStackOf(n, held int) *stack {
 	s := &stack{next: make([]atomic.Uint32, n)}
-	for i := 0; i < n-1; i++ {
+	for i := 0; i < held-1; i++ {
 		s.next[i].Store(uint32(i + 2))
 	}
-	if n > 0 {
+	if held > 0 {
 		s.head.Store(1)
 	}
 	return s
