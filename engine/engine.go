@@ -8,13 +8,13 @@
 // split into hashed shards, and as much memory again for rendered topics,
 // plus a quarter of that in big blocks: each topic's entries are also kept
 // as List writes them, in join order, in blocks of 1 KiB (more if an entry
-// can be longer), and of about 8 KiB once the topic fills half of one, so
-// that List, Diff and a full sync copy a few blocks instead of one entry at
-// a time (for 512 entries, about 1.2x the cost of one copy of the output
-// instead of 6x). When the blocks run out, a
-// topic is read one entry at a time (Stats.RenderFallbacks counts the
-// times, Stats.UnrenderedTopics the topics read so now) until blocks are
-// free again and it has seen as many writes as it has entries, when it is
+// can be longer), and of about 8 KiB once the topic fills a quarter of
+// one, so that List, Diff and a full sync copy a few blocks instead of one
+// entry at a time (for 512 entries, about 1.2x the cost of one copy of the
+// output instead of 6x). When the blocks run out, a topic is read one
+// entry at a time (Stats.RenderFallbacks counts the times,
+// Stats.UnrenderedTopics the topics read so now) until blocks are free
+// again and it has seen as many writes as it has entries, when it is
 // rendered again; Config.NoRenderedTopics turns them off. Each entry also
 // reserves a key record for paging (see Paging): 76 bytes (32 read by
 // pages, 32 for writers, 8 for the entry's link to its key, 4 in its topic

@@ -426,7 +426,8 @@ func TestBigBlocks(t *testing.T) {
 		return blocks, big
 	}
 
-	// Small topics stay in units; one past half a big block goes big.
+	// Small topics stay in units; one past a quarter of a big block, when
+	// it needs another block, goes big.
 	track("a", 20)
 	if n, big := chain("a"); big != 0 || n != 2 {
 		t.Fatalf("a: %d blocks, %d big; want 2 units", n, big)
