@@ -257,3 +257,98 @@ func (s *sim) heldOf(x int, tag uint64) int {
 	}
 	return n
 }
+
+// A gap found while a snapshot is being applied, in a bucket being
+// fetched (found at the replay) or in another followed bucket (found at
+// once), makes the node fetch those buckets again after it, and only
+// those: not every bucket, nor the other buckets it follows.
+func TestGapDuringApplyRefetchesItsBucketsOnly(t *testing.T) {
+	for _, mode := range []Replication{Interest, All} {
+		t.Run(mode.String(), func(t *testing.T) {
+			s := newSimWith(t, 2, []Replication{mode, Interest}, numBuckets)
+			c, owner := s.nodes[0], s.nodes[1]
+			ka, kb, kc := c.c.bucketOf("room:a"), c.c.bucketOf("room:b"), c.c.bucketOf("room:c")
+			if ka == kb || kb == kc || ka == kc {
+				t.Fatal("the topics share buckets")
+			}
+			s.settle()
+			for i := range 20 {
+				s.track(1, engine.SocketID(i+1), "room:a", fmt.Sprintf("u%d", i), `{}`)
+			}
+			s.track(1, 1, "room:b", "bob", `{}`)
+			s.track(1, 1, "room:c", "carol", `{}`)
+			s.settle()
+			s.advance(simH)
+			s.settle()
+			s.stepwise = true
+			if mode == Interest {
+				s.join(0, "room:b")
+				s.join(0, "room:c")
+				for i := 0; !c.c.fetched("room:b") || !c.c.fetched("room:c"); i++ {
+					if i > 8 {
+						t.Fatal("c never fetched room:b and room:c")
+					}
+					s.settle()
+					for c.c.step() {
+					}
+				}
+				if c.e.Count("room:b") != 1 || c.e.Count("room:c") != 1 {
+					t.Fatalf("c holds %d of room:b, %d of room:c", c.e.Count("room:b"), c.e.Count("room:c"))
+				}
+				s.join(0, "room:a") // fetches room:a's bucket alone
+			} else {
+				s.kill(0, true)
+				s.settle()
+				s.start(0) // fetches every bucket
+			}
+			var p *peer
+			for ticks := 0; p == nil || p.fin == nil; p = c.c.peers[owner.name] {
+				if len(s.net) == 0 {
+					if ticks++; ticks > 8 {
+						t.Fatal("c never received the owner's snapshot")
+					}
+					s.advance(simH / 2)
+					continue
+				}
+				s.deliver(0)
+			}
+			c.c.step() // c applies the snapshot, a piece at a time
+			// The owner's next batches in room:a and room:b are lost, and
+			// the ones after arrive.
+			s.settle()
+			s.track(1, 1, "room:a", "u0", `{"v":1}`)
+			s.track(1, 1, "room:b", "bob", `{"v":1}`)
+			s.net = s.net[:0]
+			gaps := c.c.st.gaps
+			s.track(1, 1, "room:a", "u0", `{"v":2}`)
+			s.track(1, 1, "room:b", "bob", `{"v":2}`)
+			s.settle()
+			if p.fin == nil {
+				t.Fatal("the snapshot was applied before the batches came")
+			}
+			for c.c.step() {
+			}
+			var asked []syncReq
+			for _, m := range s.net {
+				if m.from == 0 && m.subject == s.subj.syncReq(owner.name) {
+					r := reader{b: m.data}
+					readHeader(&r)
+					asked = append(asked, readSyncReq(&r))
+				}
+			}
+			if c.c.st.gaps != gaps+2 || len(asked) != 1 || asked[0].all {
+				t.Fatalf("%d gaps, c asks %+v: want 2 gaps and one request of room:a's and room:b's buckets", c.c.st.gaps-gaps, asked)
+			}
+			got := slices.Sorted(slices.Values(asked[0].buckets))
+			if want := slices.Sorted(slices.Values([]uint32{ka, kb})); !slices.Equal(got, want) {
+				t.Fatalf("c asks for buckets %v, want %v (room:a's and room:b's; room:c's is %d)", got, want, kc)
+			}
+			s.quiesce()
+			for _, topic := range []string{"room:a", "room:b", "room:c"} {
+				if got, want := s.entries(0, topic, false), s.entries(1, topic, true); !slices.Equal(got, want) {
+					t.Fatalf("c lists %q in %s, want %q", got, topic, want)
+				}
+			}
+		})
+	}
+}
