@@ -421,7 +421,8 @@ func TestNATSBigSnapshotDoesNotStall(t *testing.T) {
 	t.Logf("%d heartbeats of c, largest gap %v; the application took %v, over %d probes of c's lock, which waited %v at the longest; b's deltas applied during a's snapshot: %v",
 		len(beats), worst, took, to-from, held, bApplied)
 	// Applied in one piece, the snapshot holds the lock throughout: one
-	// probe waits for nearly all of it.
+	// probe waits for most of it (85% to 99% measured); in pieces, for
+	// 2% to 15%.
 	if held > took/2 {
 		t.Errorf("a probe waited %v for c's lock, more than half the application's %v: it was not applied in pieces", held, took)
 	}
