@@ -362,12 +362,18 @@ func (c *core) onSyncPage(p *peer, pg syncPage) {
 	c.finishSync(p)
 }
 
-// finishing is a snapshot being applied, a piece at a time.
+// finishing is a snapshot being applied, a piece at a time, and then the
+// batches buffered meanwhile, replayed a piece at a time too.
 type finishing struct {
 	phase int
 	pos   int
 	in    map[rkey]struct{} // the snapshot's entries of the topics followed
 	gone  []rkey            // entries held here and not in the snapshot
+	// replay holds the buffered batches being replayed, by bucket and
+	// sequence; pos is the next one, and left counts the ops from it on,
+	// which count against maxBuffered with p.buf.
+	replay []batch
+	left   int
 }
 
 // The phases of a finishing.
@@ -375,22 +381,26 @@ const (
 	finIndex   = iota // index the snapshot's entries
 	finUntrack        // untrack what the snapshot does not hold
 	finTrack          // track what changed
+	finReplay         // replay the batches buffered
 )
 
 // finishSync starts applying the snapshot of the buckets being fetched as
 // a diff against what p's entries of them are here, so that unchanged
 // entries do not flap; step applies it in pieces of c.piece entries, so
 // that the node's lock is free in between for heartbeats and the other
-// nodes' deltas, then replays the buffered batches newer than it. Pages
-// that arrive meanwhile are stale; a new sync of p starts over.
+// nodes' deltas, then replays the buffered batches newer than it, in
+// pieces of c.piece ops too. The buckets fetched stay syncing until the
+// replay is over: their batches that arrive meanwhile are buffered
+// behind it and replayed in order after it. Pages that arrive meanwhile
+// are stale; a new sync of p starts over.
 func (c *core) finishSync(p *peer) {
 	p.req = 0
 	p.fin = &finishing{in: make(map[rkey]struct{}, len(p.pages))}
 	c.busy = true
 }
 
-// step applies a piece of a snapshot being applied; it reports whether
-// more pieces are left.
+// step applies a piece of a snapshot being applied, or of its replay; it
+// reports whether more pieces are left.
 func (c *core) step() bool {
 	if !c.busy {
 		return false
@@ -446,17 +456,17 @@ func (c *core) stepPeer(p *peer) {
 			c.track(p, k, o)
 		}
 		if f.pos == len(p.pages) {
-			p.fin = nil
-			c.endSync(p)
+			c.startReplay(p)
 		}
+	case finReplay:
+		c.replayPiece(p)
 	}
 }
 
-// endSync ends a sync whose snapshot is applied: the buckets fetched
-// stand at the snapshot's sequences, and the buffered batches are
-// replayed.
-func (c *core) endSync(p *peer) {
-	// The buckets fetched now stand at the snapshot's sequences.
+// startReplay ends the application of a snapshot: the buckets fetched
+// stand at the snapshot's sequences, and the replay of the batches
+// buffered begins.
+func (c *core) startReplay(p *peer) {
 	if p.syncAll {
 		clear(p.logs)
 	} else {
@@ -469,47 +479,108 @@ func (c *core) endSync(p *peer) {
 			p.logs[s.bucket] = s.seq
 		}
 	}
+	p.snapID, p.snapSeqs, p.pages = 0, nil, nil
+	p.fin.phase, p.fin.pos = finReplay, 0
+	if !c.takeReplay(p) {
+		c.endSync(p)
+	}
+}
+
+// takeReplay moves the buffered batches to replay now into the replay,
+// sorted by bucket and sequence: all but those of the buckets to fetch
+// next, which wait for their own snapshot. It reports whether it took
+// any.
+func (c *core) takeReplay(p *peer) bool {
+	f := p.fin
+	f.replay, f.pos, f.left = f.replay[:0], 0, 0
+	kept := p.buf[:0]
+	for _, b := range p.buf {
+		switch _, next := p.next[b.bucket]; {
+		case !c.follows(b.bucket):
+		case next:
+			kept = append(kept, b)
+		default:
+			f.replay = append(f.replay, b)
+			f.left += len(b.ops)
+		}
+	}
+	clear(p.buf[len(kept):])
+	p.buf = kept
+	p.bufOps = 0
+	for _, b := range kept {
+		p.bufOps += len(b.ops)
+	}
+	slices.SortFunc(f.replay, func(a, b batch) int {
+		return cmp.Or(cmp.Compare(a.bucket, b.bucket), cmp.Compare(a.first, b.first))
+	})
+	return len(f.replay) > 0
+}
+
+// replayPiece replays up to c.piece ops of the buffered batches, in
+// order. A bucket's sequence moves with each op applied, so that a batch
+// cut between two pieces goes on from where it stopped. Once the batches
+// taken are replayed, those buffered meanwhile are taken in turn; with
+// none, the sync ends.
+func (c *core) replayPiece(p *peer) {
+	f := p.fin
+	for budget := c.piece; budget > 0 && f.pos < len(f.replay); budget-- {
+		b := &f.replay[f.pos]
+		k := b.bucket
+		_, next := p.next[k]
+		seq := p.logs[k]
+		switch {
+		case !c.follows(k) || b.last() <= seq:
+			// No longer followed, or stale.
+		case next:
+			// Fetched again (asked for meanwhile, or a gap below): it
+			// waits for that snapshot.
+			p.buf = append(p.buf, *b)
+			p.bufOps += len(b.ops)
+		case b.first > seq+1:
+			// A gap: what is missing is newer than the snapshot.
+			c.st.gaps++
+			p.next[k] = struct{}{}
+			p.buf = append(p.buf, *b)
+			p.bufOps += len(b.ops)
+		default:
+			from := int(seq + 1 - b.first)
+			to := min(len(b.ops), from+budget)
+			c.apply(p, b.ops[from:to])
+			p.logs[k] = b.first + uint64(to) - 1
+			if budget -= to - from - 1; to < len(b.ops) {
+				return // the rest of b in the next piece
+			}
+		}
+		f.left -= len(b.ops)
+		f.replay[f.pos] = batch{}
+		f.pos++
+	}
+	if f.pos == len(f.replay) && !c.takeReplay(p) {
+		c.endSync(p)
+	}
+}
+
+// endSync ends a sync whose snapshot is applied and whose buffered
+// batches are replayed; the buckets asked for meanwhile are fetched next.
+func (c *core) endSync(p *peer) {
+	p.fin = nil
 	p.syncAll = false
 	clear(p.syncSet)
 	p.req, p.snapID, p.snapSeqs, p.pages = 0, 0, nil, nil
 	c.st.fetches++
 	c.fetchGen++
-	// A buffer that overflowed was emptied: what it lost shows as a gap
-	// at the next batch or heartbeat.
-	buf := p.buf
-	p.buf, p.bufOps = nil, 0
-	slices.SortFunc(buf, func(a, b batch) int {
-		return cmp.Or(cmp.Compare(a.bucket, b.bucket), cmp.Compare(a.first, b.first))
-	})
-	for _, b := range buf {
-		if !c.follows(b.bucket) {
-			continue
-		}
-		if p.syncing(b.bucket) { // a gap found below: fetched again
-			c.keep(p, b)
-			continue
-		}
-		seq := p.logs[b.bucket]
-		switch {
-		case b.last() <= seq:
-			continue
-		case b.first == seq+1:
-			c.apply(p, b.ops)
-			p.logs[b.bucket] = b.last()
-			continue
-		}
-		// A gap: what is missing is newer than this snapshot.
-		c.st.gaps++
-		p.syncSet[b.bucket] = struct{}{}
-		c.keep(p, b)
-	}
-	c.startSync(p) // up, unless a gap was found
+	c.startSync(p) // up, unless buckets wait to be fetched
 }
 
-// keep buffers b until the snapshot of its bucket is applied; a buffer
-// over maxBuffered is emptied, and what it lost shows as a gap later.
+// keep buffers b until the snapshot of its bucket is applied and
+// replayed; a buffer over maxBuffered ops, with the replay under way, is
+// emptied, and what it lost shows as a gap later.
 func (c *core) keep(p *peer, b batch) {
-	if p.bufOps+len(b.ops) > maxBuffered {
+	replaying := 0
+	if p.fin != nil && p.fin.phase == finReplay {
+		replaying = p.fin.left
+	}
+	if p.bufOps+replaying+len(b.ops) > maxBuffered {
 		p.buf, p.bufOps = nil, 0
 		return
 	}

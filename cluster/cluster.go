@@ -21,7 +21,7 @@
 // makes the receiver ask the owner for a snapshot of the buckets
 // concerned, by request and reply in pages, which it applies as a diff
 // against what it holds (unchanged entries do not flap) before it replays
-// the deltas that arrived meanwhile. A new incarnation drops the old
+// the deltas that arrived meanwhile, newer than the snapshot. A new incarnation drops the old
 // one's entries first. A node silent for Config.DownAfter is down: every
 // other node removes its entries, and clients see them leave through
 // presence_diff. A node that closes says goodbye and its entries go at
@@ -96,9 +96,14 @@
 // engine never wait for the lock. A snapshot is written a piece of 1024
 // entries at a time, the lock free in between, so that a node applying a
 // large one keeps heartbeating, applying the other nodes' deltas and
-// fetching the entries of a first join from the others. Buckets asked for
-// while a node's snapshot is on its way or being applied are fetched from
-// it right after, so that first joins in a row do not start it over.
+// fetching the entries of a first join from the others; the deltas
+// buffered meanwhile (at most 65,536 per node) are then replayed 1024 at
+// a time too. The buckets fetched count as syncing until the replay is
+// over: their deltas that arrive during it wait behind it, in order, and
+// a gap it finds fetches those buckets again, and only those. Buckets
+// asked for while a node's snapshot is on its way or being applied are
+// fetched from it right after, so that first joins in a row do not start
+// it over.
 // Subscribe waits, at most a sync timeout (the larger of Heartbeat and
 // DownAfter/4), for the fetch of a topic's entries; Unsubscribe does not
 // wait.

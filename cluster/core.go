@@ -27,13 +27,17 @@ const (
 	// numBuckets is how many buckets topics are hashed into, each an
 	// ordered log with a subject of its own (see interest.go).
 	numBuckets = 8192
-	// applyPiece bounds the entries of a snapshot applied at once, under
-	// the node's lock: about a millisecond of engine writes.
+	// applyPiece bounds the entries of a snapshot, or the buffered ops
+	// replayed after it, applied at once under the node's lock: about a
+	// millisecond of engine writes.
 	applyPiece    = 1024
 	maxBatchBytes = 64 << 10  // a delta message is cut after this many bytes
 	pageBytes     = 256 << 10 // a snapshot page holds about this many bytes
-	maxBuffered   = 1 << 16   // deltas buffered per node while it syncs
-	maxSnaps      = 16        // snapshots an owner keeps for paging
+	// maxBuffered bounds the deltas buffered per node while it syncs,
+	// those being replayed included: 80 bytes an op plus its topic, key
+	// and meta, so about 12 MiB per syncing node at 100 bytes of them.
+	maxBuffered = 1 << 16
+	maxSnaps    = 16 // snapshots an owner keeps for paging
 )
 
 // pubEntry is a local entry as this node last published it.
@@ -103,7 +107,7 @@ type peer struct {
 	snapSeqs []bseq
 	asked    int64
 	pages    []op
-	fin      *finishing // the snapshot being applied, in pieces
+	fin      *finishing // the snapshot being applied, then the replay, in pieces
 	buf      []batch    // batches that arrived while syncing, replayed after
 	bufOps   int
 
@@ -182,7 +186,7 @@ type core struct {
 
 	// piece bounds the entries a step applies: applyPiece but in tests.
 	piece int
-	busy  bool // a snapshot is being applied: see step
+	busy  bool // a snapshot is being applied or replayed after: see step
 
 	closed bool // the node said goodbye: nothing comes in any more
 	peers  map[string]*peer

@@ -229,11 +229,12 @@ func (n *Node) onMsg(m *nats.Msg) {
 	}
 }
 
-// applier applies snapshots a piece at a time, the lock free in between:
-// the node keeps heartbeating and applying other nodes' deltas, and the
-// subscription that carries snapshot pages keeps reading them, so that
-// the fetch of a first join does not queue behind a large snapshot. Each
-// piece's changes are reported, and each fetch's end, as it comes.
+// applier applies snapshots, and the deltas buffered while they came, a
+// piece at a time, the lock free in between: the node keeps heartbeating
+// and applying other nodes' deltas, and the subscription that carries
+// snapshot pages keeps reading them, so that the fetch of a first join
+// does not queue behind a large snapshot. Each piece's changes are
+// reported, and each fetch's end, as it comes.
 func (n *Node) applier() {
 	defer n.wg.Done()
 	for {
