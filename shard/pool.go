@@ -174,6 +174,7 @@ type Pool struct {
 	bigUnits    int    // units in a big block; 0 when there are none
 	bigBytes    int    // data bytes of a big block
 	freeBig     *stack // free big blocks, by first unit / bigUnits
+	maxEntry    int    // bytes of the longest rendered entry
 
 	_ [64]byte
 	// used counts entries: all of them in the low 32 bits, those of local

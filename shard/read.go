@@ -359,7 +359,7 @@ func (s *Shard) appendEntries(w *jsonwriter.Writer, f Form, topic string, hash u
 	rec := p.topic(t)
 	count := entriesOf(load(&rec[topicCount]))
 	if head := load(&rec[topicBlocks]); f == JSON && head != 0 {
-		ok := s.copyBlocks(w, head)
+		ok := s.copyBlocks(w, head, count)
 		return count, h, t, ok && load(&rec[topicSeq]) == tseq
 	}
 	idx := load(&rec[topicHead])

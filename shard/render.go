@@ -69,6 +69,7 @@ func (p *Pool) initBlocks() {
 		return
 	}
 	p.blockBytes = max(need, minBlockBytes)
+	p.maxEntry = maxRendered(&p.cfg)
 	n := p.cfg.RenderBlocks
 	if n == 0 {
 		n = p.cfg.Slots*p.slotStride*8/p.blockBytes + p.cfg.Shards
@@ -581,12 +582,15 @@ func (s *Shard) renderRemoved(t, i int32, prev int32, next uint64) {
 	}
 }
 
-// copyBlocks writes the blocks chained from head+1 and reports whether
-// their links held; the caller validates the read window.
-func (s *Shard) copyBlocks(w *jsonwriter.Writer, head uint64) bool {
+// copyBlocks writes the blocks chained from head+1, of a topic of count
+// entries, and reports whether their links held; the caller validates the
+// read window. A chain a writer tore is cut where it holds more bytes than
+// count entries can, so that a stale loop of big blocks never grows w far.
+func (s *Shard) copyBlocks(w *jsonwriter.Writer, head uint64, count int) bool {
 	p := s.p
 	nb := uint64(p.nblocks)
 	first := true
+	left := count * (p.maxEntry + 1)
 	for steps := 0; head != 0; steps++ {
 		if head > nb || steps >= p.nblocks {
 			return false // torn link
@@ -600,6 +604,9 @@ func (s *Shard) copyBlocks(w *jsonwriter.Writer, head uint64) bool {
 		c := 1
 		if first {
 			c = 0
+		}
+		if left -= c + used; left < 0 {
+			return false // torn: more than count entries
 		}
 		b := w.Extend(c + used)
 		if b == nil {

@@ -515,3 +515,33 @@ func TestBigBlocks(t *testing.T) {
 		t.Fatalf("%d of %d units free once every topic is empty", free, p.nblocks)
 	}
 }
+
+// TestTornChainIsCut reads a topic whose block chain a writer left looping
+// (as a stale link can, between a reader's loads): the read must fail
+// without writing more than the topic's entries can hold.
+func TestTornChainIsCut(t *testing.T) {
+	p := NewPool(Config{Slots: 512, Shards: 1, MaxTopic: 8, MaxKey: 16, MaxMeta: 100, History: 64, Seed: 3, RenderBlocks: 64})
+	s := &p.shards[0]
+	h := p.HashTopic("t")
+	meta := []byte(`{"m":"` + strings.Repeat("x", 70) + `"}`)
+	for i := range 60 {
+		if _, _, err := s.Track(uint64(i+1), "t", h, fmt.Sprintf("k%04d", i), false, meta, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := p.topic(s.findTopic("t", h))
+	head := rec[topicBlocks]
+	if p.block(int32(head-1))[blockNext] != 0 || !p.isBig(int32(head-1)) {
+		t.Fatal("want the topic in one big block")
+	}
+	p.block(int32(head - 1))[blockNext] = head // a loop
+	var w jsonwriter.Writer
+	count := entriesOf(rec[topicCount])
+	if s.copyBlocks(&w, head, count) {
+		t.Fatal("a looping chain read as whole")
+	}
+	if most := count * (p.maxEntry + 1); len(w.Bytes()) > most {
+		t.Fatalf("wrote %d bytes for %d entries of at most %d bytes", len(w.Bytes()), count, p.maxEntry)
+	}
+	p.block(int32(head - 1))[blockNext] = 0
+}
