@@ -100,7 +100,12 @@
 // buffered meanwhile (at most 65,536 per node) are then replayed 1024 at
 // a time too. The buckets fetched count as syncing until the replay is
 // over: their deltas that arrive during it wait behind it, in order, and
-// a gap it finds fetches those buckets again, and only those. Buckets
+// a gap it finds fetches those buckets again, and only those. An owner
+// serves a snapshot without copying it under the lock: taking it notes
+// each topic's published map, which the owner copies before it next
+// changes it, and each page request encodes about a page (256 KiB) of
+// entries, so that the lock is held per page, not for the whole
+// snapshot. Buckets
 // asked for while a node's snapshot is on its way or being applied are
 // fetched from it right after, so that first joins in a row do not start
 // it over.

@@ -66,14 +66,6 @@ type rsock struct {
 	n  int
 }
 
-// ownSnap is a copy of this node's published entries, served in pages.
-type ownSnap struct {
-	id      uint64
-	seqs    []bseq
-	taken   int64
-	entries []op
-}
-
 // peer is what this node knows of another node.
 type peer struct {
 	name         string
@@ -169,8 +161,12 @@ type core struct {
 	first                 uint64
 	opened                bool // a bucket's first batch went out since the last heartbeat
 	snaps                 []*ownSnap
-	ids                   uint64 // snapshot and request ids
-	nextID                engine.SocketID
+	// shared holds the topics whose map in pub a snapshot still reads
+	// (see serve.go), while reading counts such snapshots.
+	shared  map[string]struct{}
+	reading int
+	ids     uint64 // snapshot and request ids
+	nextID  engine.SocketID
 
 	// What this node follows: see interest.go.
 	replicate Replication
@@ -213,6 +209,7 @@ func newCore(name string, inc uint64, hb, down int64, e store, log *slog.Logger,
 		batchBytes: maxBatchBytes,
 		pageBytes:  pageBytes,
 		seen:       map[engine.SocketID]struct{}{},
+		shared:     map[string]struct{}{},
 		nextID:     remoteBase,
 		peers:      map[string]*peer{},
 		notify:     map[string]struct{}{},
@@ -296,7 +293,7 @@ func (c *core) tick(now int64) {
 	}
 	c.expireLinger(now)
 	for len(c.snaps) > 0 && now-c.snaps[0].taken > 4*c.syncTimeout() {
-		c.snaps = c.snaps[1:]
+		c.evictSnap()
 	}
 }
 
