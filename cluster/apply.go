@@ -456,9 +456,21 @@ func (c *core) stepPeer(p *peer) {
 			// (their batches wait for the replay): a key pulled is
 			// held, and none is added that the scan could miss.
 			f.phase, f.pos = finGone, 0
-			f.held, f.stop = iter.Pull(maps.Keys(p.want))
 		}
 	case finGone:
+		if f.held == nil {
+			if len(p.want) <= c.piece { // in one step, as most are
+				for k := range p.want {
+					if _, ok := f.in[k]; !ok && in(k.topic) {
+						f.gone = append(f.gone, k)
+					}
+				}
+				f.work = len(p.want)
+				f.phase, f.pos, f.in = finUntrack, 0, nil
+				break
+			}
+			f.held, f.stop = iter.Pull(maps.Keys(p.want))
+		}
 		for f.work = 0; f.work < c.piece; f.work++ {
 			k, ok := f.held()
 			if !ok {
