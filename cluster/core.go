@@ -37,7 +37,10 @@ const (
 	// those being replayed included: 80 bytes an op plus its topic, key
 	// and meta, so about 12 MiB per syncing node at 100 bytes of them.
 	maxBuffered = 1 << 16
-	maxSnaps    = 16 // snapshots an owner keeps for paging
+	// maxSnaps bounds the snapshots an owner keeps for paging, each
+	// with the pages it served (its entries' size on the wire) until
+	// 4 sync timeouts after it was taken.
+	maxSnaps = 16
 )
 
 // pubEntry is a local entry as this node last published it.
