@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"cmp"
 	"errors"
+	"iter"
+	"maps"
 	"slices"
 	"strings"
 
@@ -202,12 +204,14 @@ func (c *core) startSync(p *peer) {
 		clear(p.syncSet)
 	}
 	if !p.syncAll && len(p.syncSet) == 0 {
+		p.fin.close()
 		p.req, p.snapID, p.snapSeqs, p.pages, p.fin = 0, 0, nil, nil, nil
 		c.setState(p, StateUp)
 		return
 	}
 	c.setState(p, StateSyncing)
 	c.ids++
+	p.fin.close()
 	p.req, p.snapID, p.snapSeqs, p.pages, p.fin, p.asked = c.ids, 0, nil, nil, nil, c.now
 	c.st.resyncs++
 	c.askPage(p, 0)
@@ -368,7 +372,15 @@ type finishing struct {
 	phase int
 	pos   int
 	in    map[rkey]struct{} // the snapshot's entries of the topics followed
-	gone  []rkey            // entries held here and not in the snapshot
+	// held pulls the keys of the entries held from the peer, a piece at
+	// a time, to find those not in the snapshot; stop ends it.
+	held func() (rkey, bool)
+	stop func()
+	gone []rkey // entries held here and not in the snapshot
+	// work counts the entries the last step of the snapshot's
+	// application went through: at most a piece (the replay's steps
+	// are bounded by their budget).
+	work int
 	// replay holds the buffered batches being replayed, by bucket and
 	// sequence; pos is the next one, and left counts the ops from it on,
 	// which count against maxBuffered with p.buf.
@@ -376,10 +388,20 @@ type finishing struct {
 	left   int
 }
 
+// close ends the scan of the entries held, if one is under way; f may be
+// nil.
+func (f *finishing) close() {
+	if f != nil && f.stop != nil {
+		f.stop()
+		f.held, f.stop = nil, nil
+	}
+}
+
 // The phases of a finishing.
 const (
 	finIndex   = iota // index the snapshot's entries
-	finUntrack        // untrack what the snapshot does not hold
+	finGone           // find the entries held that the snapshot does not hold
+	finUntrack        // untrack them
 	finTrack          // track what changed
 	finReplay         // replay the batches buffered
 )
@@ -395,6 +417,7 @@ const (
 // are stale; a new sync of p starts over.
 func (c *core) finishSync(p *peer) {
 	p.req = 0
+	p.fin.close()
 	p.fin = &finishing{in: make(map[rkey]struct{}, len(p.pages))}
 	c.busy = true
 }
@@ -426,18 +449,44 @@ func (c *core) stepPeer(p *peer) {
 				f.in[rkey{o.socket, o.topic}] = struct{}{}
 			}
 		}
+		f.work = f.pos - (end - c.piece)
 		if f.pos == len(p.pages) {
-			for k := range p.want {
-				if _, ok := f.in[k]; !ok && in(k.topic) {
-					f.gone = append(f.gone, k)
+			// The entries held are looked at a piece at a time too.
+			// Between pieces, those of the buckets fetched may only go
+			// (their batches wait for the replay): a key pulled is
+			// held, and none is added that the scan could miss.
+			f.phase, f.pos = finGone, 0
+		}
+	case finGone:
+		if f.held == nil {
+			if len(p.want) <= c.piece { // in one step, as most are
+				for k := range p.want {
+					if _, ok := f.in[k]; !ok && in(k.topic) {
+						f.gone = append(f.gone, k)
+					}
 				}
+				f.work = len(p.want)
+				f.phase, f.pos, f.in = finUntrack, 0, nil
+				break
 			}
-			f.phase, f.pos, f.in = finUntrack, 0, nil
+			f.held, f.stop = iter.Pull(maps.Keys(p.want))
+		}
+		for f.work = 0; f.work < c.piece; f.work++ {
+			k, ok := f.held()
+			if !ok {
+				f.close()
+				f.phase, f.pos, f.in = finUntrack, 0, nil
+				break
+			}
+			if _, ok := f.in[k]; !ok && in(k.topic) {
+				f.gone = append(f.gone, k)
+			}
 		}
 	case finUntrack:
 		for ; f.pos < len(f.gone) && f.pos < end; f.pos++ {
 			c.untrack(p, f.gone[f.pos])
 		}
+		f.work = f.pos - (end - c.piece)
 		if f.pos == len(f.gone) {
 			f.phase, f.pos, f.gone = finTrack, 0, nil
 		}
@@ -455,6 +504,7 @@ func (c *core) stepPeer(p *peer) {
 			}
 			c.track(p, k, o)
 		}
+		f.work = f.pos - (end - c.piece)
 		if f.pos == len(p.pages) {
 			c.startReplay(p)
 		}
@@ -563,6 +613,7 @@ func (c *core) replayPiece(p *peer) {
 // endSync ends a sync whose snapshot is applied and whose buffered
 // batches are replayed; the buckets asked for meanwhile are fetched next.
 func (c *core) endSync(p *peer) {
+	p.fin.close()
 	p.fin = nil
 	p.syncAll = false
 	clear(p.syncSet)
@@ -701,6 +752,7 @@ func (c *core) drop(p *peer) {
 	clear(p.syncSet)
 	clear(p.next)
 	p.syncAll = false
+	p.fin.close()
 	p.req, p.snapID, p.snapSeqs, p.pages, p.fin = 0, 0, nil, nil, nil
 	p.buf, p.bufOps = nil, 0
 	c.fetchGen++

@@ -94,13 +94,20 @@
 // state sits behind one lock, under which remote deltas are written into
 // the engine: a burst of them costs engine writes, and readers of the
 // engine never wait for the lock. A snapshot is written a piece of 1024
-// entries at a time, the lock free in between, so that a node applying a
-// large one keeps heartbeating, applying the other nodes' deltas and
+// entries at a time, the lock free in between (and so is the search
+// for the entries held that it drops), so that a node applying a large one
+// keeps heartbeating, applying the other nodes' deltas and
 // fetching the entries of a first join from the others; the deltas
 // buffered meanwhile (at most 65,536 per node) are then replayed 1024 at
 // a time too. The buckets fetched count as syncing until the replay is
 // over: their deltas that arrive during it wait behind it, in order, and
-// a gap it finds fetches those buckets again, and only those. Buckets
+// a gap it finds fetches those buckets again, and only those. An owner
+// serves a snapshot without copying it under the lock: taking it notes
+// each topic's published map, which the owner copies before it next
+// changes it, and each page request encodes about a page (256 KiB) of
+// entries, kept until the snapshot expires so that a page asked twice is
+// the same, so that the lock is held per page, not for the whole
+// snapshot. Buckets
 // asked for while a node's snapshot is on its way or being applied are
 // fetched from it right after, so that first joins in a row do not start
 // it over.

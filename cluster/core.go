@@ -37,7 +37,10 @@ const (
 	// those being replayed included: 80 bytes an op plus its topic, key
 	// and meta, so about 12 MiB per syncing node at 100 bytes of them.
 	maxBuffered = 1 << 16
-	maxSnaps    = 16 // snapshots an owner keeps for paging
+	// maxSnaps bounds the snapshots an owner keeps for paging, each
+	// with the pages it served (its entries' size on the wire) until
+	// 4 sync timeouts after it was taken.
+	maxSnaps = 16
 )
 
 // pubEntry is a local entry as this node last published it.
@@ -64,14 +67,6 @@ type rentry struct {
 type rsock struct {
 	id engine.SocketID
 	n  int
-}
-
-// ownSnap is a copy of this node's published entries, served in pages.
-type ownSnap struct {
-	id      uint64
-	seqs    []bseq
-	taken   int64
-	entries []op
 }
 
 // peer is what this node knows of another node.
@@ -169,8 +164,12 @@ type core struct {
 	first                 uint64
 	opened                bool // a bucket's first batch went out since the last heartbeat
 	snaps                 []*ownSnap
-	ids                   uint64 // snapshot and request ids
-	nextID                engine.SocketID
+	// shared holds the topics whose map in pub a snapshot still reads
+	// (see serve.go), while reading counts such snapshots.
+	shared  map[string]struct{}
+	reading int
+	ids     uint64 // snapshot and request ids
+	nextID  engine.SocketID
 
 	// What this node follows: see interest.go.
 	replicate Replication
@@ -213,6 +212,7 @@ func newCore(name string, inc uint64, hb, down int64, e store, log *slog.Logger,
 		batchBytes: maxBatchBytes,
 		pageBytes:  pageBytes,
 		seen:       map[engine.SocketID]struct{}{},
+		shared:     map[string]struct{}{},
 		nextID:     remoteBase,
 		peers:      map[string]*peer{},
 		notify:     map[string]struct{}{},
@@ -296,7 +296,7 @@ func (c *core) tick(now int64) {
 	}
 	c.expireLinger(now)
 	for len(c.snaps) > 0 && now-c.snaps[0].taken > 4*c.syncTimeout() {
-		c.snaps = c.snaps[1:]
+		c.evictSnap()
 	}
 }
 

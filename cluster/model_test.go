@@ -295,6 +295,9 @@ func (s *sim) kill(i int, goodbye bool) {
 		nd.c.goodbye()
 	}
 	nd.alive = false
+	for _, p := range nd.c.peers {
+		p.fin.close() // a dead node's scan of the entries held goes with it
+	}
 	s.dead = append(s.dead, deadInc{node: i, inc: nd.inc, tag: nd.tag, at: s.now})
 }
 

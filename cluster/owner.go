@@ -2,13 +2,12 @@ package cluster
 
 import (
 	"encoding/binary"
-	"slices"
 
 	"github.com/presencekit/presence/engine"
 )
 
-// The owner's side: this node's entries published as an ordered log, and
-// snapshots of them served in pages.
+// The owner's side: this node's entries published as an ordered log (the
+// snapshots of them are served by serve.go).
 
 // flushLocal publishes what changed in the local entries of topics since
 // they were last published, as one or more ordered batches.
@@ -89,6 +88,9 @@ func (c *core) diffChanges(topic string, ch *engine.Changes) {
 		delete(c.seen, j.Socket)
 		m = c.publish(topic, m, j)
 	}
+	if len(c.seen) > 0 {
+		m = c.own(topic, m)
+	}
 	for s := range c.seen {
 		delete(m, s)
 		c.addOp(&op{kind: opUntrack, socket: uint64(s), topic: topic})
@@ -118,6 +120,8 @@ func (c *core) publish(topic string, m map[engine.SocketID]pubEntry, ent *engine
 	if m == nil {
 		m = map[engine.SocketID]pubEntry{}
 		c.pub[topic] = m
+	} else {
+		m = c.own(topic, m)
 	}
 	pe := pubEntry{ref: ent.Ref, key: string(ent.Key), meta: string(ent.Meta)}
 	m[ent.Socket] = pe
@@ -139,8 +143,9 @@ func (c *core) diffEntries(topic string, entries []engine.Entry) {
 		c.seen[ent.Socket] = struct{}{}
 		m = c.publish(topic, m, ent)
 	}
-	for s := range m {
+	for s := range m { // the map as it was: own may give m a copy below
 		if _, ok := c.seen[s]; !ok {
+			m = c.own(topic, m)
 			delete(m, s)
 			c.addOp(&op{kind: opUntrack, socket: uint64(s), topic: topic})
 		}
@@ -226,70 +231,4 @@ func (c *core) heartbeatSoon() { c.nextHB = min(c.nextHB, c.now+c.hb/10) }
 func (c *core) goodbye() {
 	c.endBatch()
 	c.heartbeat(kindGoodbye)
-}
-
-func (c *core) onSyncReq(h header, q syncReq) {
-	if q.nbuckets != c.nbuckets {
-		return // its buckets hold other topics: see onHeartbeat
-	}
-	var s *ownSnap
-	if q.snap == 0 {
-		s = c.takeSnap(q.all, q.buckets)
-	} else {
-		for _, x := range c.snaps {
-			if x.id == q.snap {
-				s = x
-			}
-		}
-	}
-	pg := syncPage{req: q.req}
-	var body []byte
-	n := 0
-	if s != nil && q.offset <= uint64(len(s.entries)) {
-		pg.snap, pg.offset = s.id, q.offset
-		if q.offset == 0 {
-			pg.seqs = s.seqs
-		}
-		for i := q.offset; i < uint64(len(s.entries)) && (n == 0 || len(body) < c.pageBytes); i++ {
-			body = appendOp(body, &s.entries[i])
-			n++
-		}
-		pg.more = q.offset+uint64(n) < uint64(len(s.entries))
-	}
-	b := appendHeader(make([]byte, 0, len(body)+64), kindSyncPage, c.name, c.inc)
-	b = appendSyncPageHead(b, &pg, n)
-	b = append(b, body...)
-	c.send(c.subj.reply(h.node), b)
-}
-
-// takeSnap copies the published entries of the topics in buckets, or of
-// every topic if all, which are exactly those through the buckets'
-// sequences, since both change together.
-func (c *core) takeSnap(all bool, buckets []uint32) *ownSnap {
-	c.endBatch()
-	c.ids++
-	s := &ownSnap{id: c.ids, seqs: c.seqsOf(all, buckets), taken: c.now}
-	var in map[uint32]struct{}
-	if !all {
-		in = make(map[uint32]struct{}, len(buckets))
-		for _, k := range buckets {
-			in[k] = struct{}{}
-		}
-	}
-	for topic, m := range c.pub {
-		if !all {
-			if _, ok := in[c.bucketOf(topic)]; !ok {
-				continue
-			}
-		}
-		for sock, pe := range m {
-			s.entries = append(s.entries, op{kind: opTrack, socket: uint64(sock), topic: topic, key: pe.key, meta: []byte(pe.meta), ref: pe.ref})
-		}
-	}
-	if len(c.snaps) == maxSnaps {
-		c.snaps = slices.Delete(c.snaps, 0, 1)
-	}
-	c.snaps = append(c.snaps, s)
-	c.st.snapshotsServed++
-	return s
 }

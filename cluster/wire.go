@@ -141,16 +141,23 @@ type op struct {
 }
 
 func appendOp(b []byte, o *op) []byte {
+	if o.kind == opTrack {
+		return appendTrack(b, o.socket, o.topic, o.key, o.meta, o.ref)
+	}
 	b = append(b, o.kind)
 	b = binary.AppendUvarint(b, o.socket)
-	b = appendString(b, o.topic)
-	if o.kind == opTrack {
-		b = appendString(b, o.key)
-		b = binary.AppendUvarint(b, uint64(len(o.meta)))
-		b = append(b, o.meta...)
-		b = binary.AppendUvarint(b, o.ref)
-	}
-	return b
+	return appendString(b, o.topic)
+}
+
+// appendTrack appends a track op, its meta held as a string or as bytes.
+func appendTrack[M string | []byte](b []byte, socket uint64, topic, key string, meta M, ref uint64) []byte {
+	b = append(b, opTrack)
+	b = binary.AppendUvarint(b, socket)
+	b = appendString(b, topic)
+	b = appendString(b, key)
+	b = binary.AppendUvarint(b, uint64(len(meta)))
+	b = append(b, meta...)
+	return binary.AppendUvarint(b, ref)
 }
 
 func readOp(r *reader) op {
