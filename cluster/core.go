@@ -39,7 +39,10 @@ const (
 	maxBuffered = 1 << 16
 	// maxSnaps bounds the snapshots an owner keeps for paging, each
 	// with the pages it served (its entries' size on the wire) until
-	// 4 sync timeouts after it was taken.
+	// 4 sync timeouts after it was taken. A new one replaces one served
+	// whole or abandoned; while all are being read a request for a new
+	// one goes unanswered, and its receiver asks again after its sync
+	// timeout.
 	maxSnaps = 16
 )
 
@@ -296,7 +299,7 @@ func (c *core) tick(now int64) {
 	}
 	c.expireLinger(now)
 	for len(c.snaps) > 0 && now-c.snaps[0].taken > 4*c.syncTimeout() {
-		c.evictSnap()
+		c.evictSnap(0)
 	}
 }
 

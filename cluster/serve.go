@@ -34,6 +34,7 @@ type ownSnap struct {
 	id    uint64
 	seqs  []bseq
 	taken int64
+	asked int64 // when a page of it was last asked for
 	pages []servedPage
 	read  int // entries encoded into pages
 	total int // entries in all
@@ -62,13 +63,20 @@ func (c *core) onSyncReq(h header, q syncReq) {
 		return // its buckets hold other topics: see onHeartbeat
 	}
 	var s *ownSnap
-	if q.snap == 0 {
-		s = c.takeSnap(q.all, q.buckets)
-	} else {
+	switch {
+	case q.snap != 0:
 		for _, x := range c.snaps {
 			if x.id == q.snap {
-				s = x
+				s, x.asked = x, c.now
 			}
+		}
+	case q.offset == 0:
+		if s = c.takeSnap(q.all, q.buckets); s == nil {
+			// Every snapshot kept is being read: no answer, and the
+			// receiver asks again after its sync timeout, by when one
+			// is served or abandoned. Answering it as unknown would
+			// make it ask again at once.
+			return
 		}
 	}
 	pg := syncPage{req: q.req}
@@ -144,11 +152,15 @@ func (c *core) readPage(s *ownSnap) *servedPage {
 }
 
 // takeSnap takes a snapshot of the published entries of the topics in
-// buckets, or of every topic if all: see the top of this file.
+// buckets, or of every topic if all: see the top of this file. With
+// maxSnaps kept and each being read, it takes none and returns nil.
 func (c *core) takeSnap(all bool, buckets []uint32) *ownSnap {
+	if len(c.snaps) == maxSnaps && !c.evictIdle() {
+		return nil
+	}
 	c.endBatch()
 	c.ids++
-	s := &ownSnap{id: c.ids, seqs: c.seqsOf(all, buckets), taken: c.now}
+	s := &ownSnap{id: c.ids, seqs: c.seqsOf(all, buckets), taken: c.now, asked: c.now}
 	var in map[uint32]struct{}
 	if !all {
 		in = make(map[uint32]struct{}, len(buckets))
@@ -169,9 +181,6 @@ func (c *core) takeSnap(all bool, buckets []uint32) *ownSnap {
 	if len(s.topics) > 0 {
 		c.reading++
 	}
-	if len(c.snaps) == maxSnaps {
-		c.evictSnap()
-	}
 	c.snaps = append(c.snaps, s)
 	c.st.snapshotsServed++
 	return s
@@ -186,12 +195,28 @@ func (c *core) doneReading(s *ownSnap) {
 	}
 }
 
-// evictSnap forgets the oldest snapshot.
-func (c *core) evictSnap() {
-	if s := c.snaps[0]; len(s.topics) > 0 {
+// evictIdle forgets the oldest snapshot that no receiver reads any more:
+// served to its last page, or not asked for within a sync timeout (its
+// receiver has asked for a new one since). It reports whether it found
+// one. Forgetting a snapshot still being read instead would make its
+// receiver start over, taking a snapshot that forgets another's: with
+// more receivers than maxSnaps at once, none would ever end.
+func (c *core) evictIdle() bool {
+	for i, s := range c.snaps {
+		if len(s.pages) > 0 && s.read == s.total || c.now-s.asked > c.syncTimeout() {
+			c.evictSnap(i)
+			return true
+		}
+	}
+	return false
+}
+
+// evictSnap forgets snapshot i.
+func (c *core) evictSnap(i int) {
+	if s := c.snaps[i]; len(s.topics) > 0 {
 		c.doneReading(s)
 	}
-	c.snaps = slices.Delete(c.snaps, 0, 1)
+	c.snaps = slices.Delete(c.snaps, i, i+1)
 }
 
 // own returns topic's published map m, to be changed: a copy of it if a

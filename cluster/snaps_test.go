@@ -1,0 +1,136 @@
+package cluster
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/presencekit/presence/engine"
+)
+
+// snapFlock is an owner and receivers on one fake clock and one
+// in-memory transport that delivers in order (FIFO), the receivers
+// mirroring everything: enough to sync many receivers from one owner at
+// once.
+type snapFlock struct {
+	t     *testing.T
+	subj  subjects
+	now   int64
+	cores []*core
+	net   []simMsg
+}
+
+func (f *snapFlock) start(replicate Replication) *core {
+	i := len(f.cores)
+	e, err := engine.New(engine.Config{Capacity: 4096, MaxPerSocket: 64, RefTag: uint64(i + 1)})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	c := newCore(fmt.Sprintf("n%d", i), uint64(i+1), flockH, flockD, e, quiet, f.subj, 7, uint64(i+1))
+	c.replicate = replicate
+	c.emit = func(subject string, data []byte) {
+		f.net = append(f.net, simMsg{from: i, subject: subject, data: slices.Clone(data)})
+	}
+	f.cores = append(f.cores, c)
+	c.tick(f.now)
+	return c
+}
+
+// deliver delivers at most n messages, in order, applying snapshots
+// whole; it reports whether the network is quiet.
+func (f *snapFlock) deliver(n int) bool {
+	for ; n > 0 && len(f.net) > 0; n-- {
+		m := f.net[0]
+		f.net = f.net[1:]
+		for x, c := range f.cores {
+			if x == m.from {
+				continue
+			}
+			if m.subject == f.subj.stream(f.cores[m.from].name) || m.subject == f.subj.syncReq(c.name) || m.subject == f.subj.reply(c.name) ||
+				c.replicate == All && strings.HasPrefix(m.subject, f.subj.prefix+".d.") {
+				c.now = f.now
+				c.onMessage(m.data)
+				for c.step() {
+				}
+			}
+		}
+	}
+	return len(f.net) == 0
+}
+
+func (f *snapFlock) tick() {
+	f.now += flockTick
+	for _, c := range f.cores {
+		c.tick(f.now)
+	}
+}
+
+// More receivers than the owner keeps snapshots for (maxSnaps), syncing
+// a snapshot of several pages from it at once, all get it: a new
+// snapshot does not throw away one a receiver is still reading, which
+// would make that receiver start over and throw away another's, for
+// ever.
+func TestMoreReceiversThanSnapshotsAllSync(t *testing.T) {
+	const receivers, entries = maxSnaps + 4, 60
+	f := &snapFlock{t: t, subj: subjects{"p"}}
+	owner := f.start(Interest)
+	owner.pageBytes = 100 // a few entries a page: a dozen pages
+	for i := range entries {
+		if err := owner.e.(*engine.Engine).Track(engine.SocketID(i+1), "room", fmt.Sprintf("u%d", i), []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owner.flushLocal([]string{"room"})
+	for range receivers {
+		f.start(All)
+	}
+	synced := func() int {
+		n := 0
+		for _, c := range f.cores[1:] {
+			if p := c.peers[owner.name]; p != nil && p.state == StateUp && len(p.want) == entries {
+				n++
+			}
+		}
+		return n
+	}
+	// Each receiver reads about a dozen pages, so a few thousand messages
+	// a round are plenty; a receiver refused waits a sync timeout (five
+	// ticks) and asks again.
+	for round := 0; round < 60 && synced() < receivers; round++ {
+		f.deliver(5_000)
+		f.tick()
+	}
+	if got := synced(); got < receivers {
+		t.Fatalf("%d of %d receivers hold the owner's %d entries; the owner served %d snapshots", got, receivers, entries, owner.st.snapshotsServed)
+	}
+	if len(owner.snaps) > maxSnaps {
+		t.Fatalf("the owner keeps %d snapshots, more than %d", len(owner.snaps), maxSnaps)
+	}
+}
+
+// A request for a new snapshot at an offset other than 0, which no
+// receiver makes, is answered as an unknown snapshot and takes none: a
+// snapshot taken for it could never be served, and would push out one
+// that is being read.
+func TestNewSnapshotAskedPastItsStartTakesNone(t *testing.T) {
+	f := &snapFlock{t: t, subj: subjects{"p"}}
+	owner := f.start(Interest)
+	if err := owner.e.(*engine.Engine).Track(1, "room", "u", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	owner.flushLocal([]string{"room"})
+	f.net = f.net[:0]
+	owner.onSyncReq(header{kind: kindSyncReq, node: "r", inc: 1}, syncReq{req: 3, offset: 5, all: true, nbuckets: owner.nbuckets})
+	if len(owner.snaps) != 0 || owner.reading != 0 || len(owner.shared) != 0 {
+		t.Fatalf("the owner keeps %d snapshots, %d being read, %d topics shared; want none", len(owner.snaps), owner.reading, len(owner.shared))
+	}
+	if len(f.net) != 1 {
+		t.Fatalf("%d answers, want 1", len(f.net))
+	}
+	r := reader{b: f.net[0].data}
+	readHeader(&r)
+	if pg := readSyncPage(&r); r.done() != nil || pg.snap != 0 || pg.req != 3 || len(pg.entries) != 0 {
+		t.Fatalf("answered %+v (%v); want an unknown snapshot", pg, r.err)
+	}
+}
