@@ -345,7 +345,9 @@ func (c *core) onHeartbeat(p *peer, kind byte, hb heartbeat) {
 }
 
 func (c *core) onSyncPage(p *peer, pg syncPage) {
-	if p.state != StateSyncing || pg.req != p.req {
+	// p.req is 0 while no request is out (a snapshot being applied or
+	// replayed after): no page is awaited then, whatever its req.
+	if p.state != StateSyncing || p.req == 0 || pg.req != p.req {
 		c.st.stale++
 		return
 	}

@@ -134,3 +134,43 @@ func TestNewSnapshotAskedPastItsStartTakesNone(t *testing.T) {
 		t.Fatalf("answered %+v (%v); want an unknown snapshot", pg, r.err)
 	}
 }
+
+// A sync page with request 0, which no request of this node carries,
+// is stale whatever the phase of a sync: while a snapshot is applied or
+// its buffered batches replayed (the request answered, so 0), it would
+// otherwise be taken for the snapshot's next page, or start another
+// snapshot that throws away the replay and the batches in it.
+func TestSyncPageOfRequestZeroIsStale(t *testing.T) {
+	const n = 3000
+	for _, phase := range []int{finIndex, finReplay} {
+		t.Run(fmt.Sprint(phase), func(t *testing.T) {
+			s, c, p, _ := bigReplay(t, n)
+			for p.fin == nil || p.fin.phase < phase {
+				if !c.c.step() {
+					t.Fatal("the sync ended early")
+				}
+			}
+			owner := s.nodes[2]
+			pg := syncPage{req: 0, snap: p.snapID, offset: uint64(len(p.pages))}
+			if phase == finReplay {
+				pg.snap, pg.offset = 99, 0
+			}
+			b := appendHeader(nil, kindSyncPage, owner.name, owner.inc)
+			b = appendSyncPageHead(b, &pg, 1)
+			b = appendTrack(b, 999_999, "room:0", "ghost", `{}`, owner.tag<<48|1)
+			fin, stale := p.fin, c.c.st.stale
+			c.c.onMessage(b)
+			if p.fin != fin || c.c.st.stale != stale+1 {
+				t.Fatalf("a page of request 0 was taken: applying the same %v, stale %d more", p.fin == fin, c.c.st.stale-stale)
+			}
+			for c.c.step() {
+			}
+			for i := range replayTopics {
+				topic := fmt.Sprintf("room:%d", i)
+				if got, want := s.entries(0, topic, false), s.entries(2, topic, true); !slices.Equal(got, want) {
+					t.Fatalf("c lists %d entries in %s, the owner %d, or they differ", len(got), topic, len(want))
+				}
+			}
+		})
+	}
+}
