@@ -39,10 +39,11 @@ const (
 	maxBuffered = 1 << 16
 	// maxSnaps bounds the snapshots an owner keeps for paging, each
 	// with the pages it served (its entries' size on the wire) until
-	// 4 sync timeouts after it was taken. A new one replaces one served
-	// whole or abandoned; while all are being read a request for a new
-	// one goes unanswered, and its receiver asks again after its sync
-	// timeout.
+	// 4 sync timeouts after it was taken. A node's request for a new
+	// one forgets those taken for it before; a new one also replaces
+	// one served whole or abandoned, and while all are being read a
+	// request for a new one goes unanswered: its receiver asks again
+	// after its sync timeout.
 	maxSnaps = 16
 )
 

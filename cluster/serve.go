@@ -34,7 +34,8 @@ type ownSnap struct {
 	id    uint64
 	seqs  []bseq
 	taken int64
-	asked int64 // when a page of it was last asked for
+	asked int64  // when a page of it was last asked for
+	node  string // the node it was taken for
 	pages []servedPage
 	read  int // entries encoded into pages
 	total int // entries in all
@@ -71,6 +72,9 @@ func (c *core) onSyncReq(h header, q syncReq) {
 			}
 		}
 	case q.offset == 0:
+		// A node reads one snapshot of this node at a time: asking for
+		// a new one, it gave up those it asked for before.
+		c.forgetSnapsOf(h.node)
 		if s = c.takeSnap(q.all, q.buckets); s == nil {
 			// Every snapshot kept is being read: no answer, and the
 			// receiver asks again after its sync timeout, by when one
@@ -78,6 +82,7 @@ func (c *core) onSyncReq(h header, q syncReq) {
 			// make it ask again at once.
 			return
 		}
+		s.node = h.node
 	}
 	pg := syncPage{req: q.req}
 	var sp *servedPage
@@ -209,6 +214,15 @@ func (c *core) evictIdle() bool {
 		}
 	}
 	return false
+}
+
+// forgetSnapsOf forgets the snapshots taken for node.
+func (c *core) forgetSnapsOf(node string) {
+	for i := len(c.snaps) - 1; i >= 0; i-- {
+		if c.snaps[i].node == node {
+			c.evictSnap(i)
+		}
+	}
 }
 
 // evictSnap forgets snapshot i.

@@ -174,3 +174,42 @@ func TestSyncPageOfRequestZeroIsStale(t *testing.T) {
 		})
 	}
 }
+
+// A receiver that starts its sync over many times in a row (a slow
+// consumer resyncs at every tick) leaves the owner no snapshot of it but
+// its last: another receiver is served at once, not after a sync
+// timeout.
+func TestRestartedSyncsDoNotCrowdOutOthers(t *testing.T) {
+	f := &snapFlock{t: t, subj: subjects{"p"}}
+	owner := f.start(Interest)
+	owner.pageBytes = 100
+	for i := range 60 {
+		if err := owner.e.(*engine.Engine).Track(engine.SocketID(i+1), "room", fmt.Sprintf("u%d", i), []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owner.flushLocal([]string{"room"})
+	a := f.start(All)
+	f.deliver(1000)
+	pa := a.peers[owner.name]
+	if pa == nil || pa.state != StateUp {
+		t.Fatal("a did not sync the owner")
+	}
+	for range maxSnaps + 1 {
+		a.resyncPeer(pa)
+		f.deliver(1) // the request: the owner takes a snapshot and answers its first page
+		f.net = f.net[:0]
+	}
+	if len(owner.snaps) != 1 {
+		t.Fatalf("the owner keeps %d snapshots for a, which reads one at a time", len(owner.snaps))
+	}
+	b := f.start(All)
+	for range 2 { // the owner greets b a tenth of a heartbeat later, within a tick
+		f.deliver(100_000)
+		f.tick()
+	}
+	f.deliver(100_000)
+	if pb := b.peers[owner.name]; pb == nil || pb.state != StateUp || len(pb.want) != 60 {
+		t.Fatalf("b did not get the owner's entries without waiting: %+v", pb)
+	}
+}
