@@ -508,6 +508,40 @@ func TestModelRapid(t *testing.T) {
 				}
 				s.start(i)
 			},
+			"resync": func(t *rapid.T) {
+				// Messages lost to a slow consumer: every sync starts
+				// over, abandoning snapshots being read and applied.
+				i, ok := live(t)
+				if !ok {
+					t.Skip("dead")
+				}
+				s.nodes[i].c.resyncAll()
+				s.check(i)
+			},
+			"forgePage": func(t *rapid.T) {
+				// A page no request of the node carries.
+				i, ok := live(t)
+				if !ok {
+					t.Skip("dead")
+				}
+				j := node.Draw(t, "from")
+				o := s.nodes[j]
+				if j == i || !o.alive {
+					t.Skip("self or dead")
+				}
+				nd := s.nodes[i]
+				pg := syncPage{req: 0, snap: rapid.Uint64Range(0, 3).Draw(t, "snap"), offset: rapid.Uint64Range(0, 2).Draw(t, "offset")}
+				if p := nd.c.peers[o.name]; p != nil && rapid.Bool().Draw(t, "current") {
+					pg.snap, pg.offset = p.snapID, uint64(len(p.pages))
+				}
+				b := appendHeader(nil, kindSyncPage, o.name, o.inc)
+				b = appendSyncPageHead(b, &pg, 1)
+				b = appendTrack(b, 77, simTopics[0], "ghost", `{}`, o.tag<<48|1)
+				nd.c.now = s.now
+				nd.c.onMessage(b)
+				clear(nd.c.notify)
+				s.check(i)
+			},
 			"partition": func(t *rapid.T) { s.isolated[node.Draw(t, "node")] = true },
 			"heal":      func(t *rapid.T) { clear(s.isolated) },
 		})
