@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -211,5 +212,63 @@ func TestRestartedSyncsDoNotCrowdOutOthers(t *testing.T) {
 	f.deliver(100_000)
 	if pb := b.peers[owner.name]; pb == nil || pb.state != StateUp || len(pb.want) != 60 {
 		t.Fatalf("b did not get the owner's entries without waiting: %+v", pb)
+	}
+}
+
+// A snapshot whose receiver never reads it to the end does not pin the
+// maps it froze: once it expires, or its receiver asks for a new one, it
+// lets them go, no topic is shared any more, and the owner's changes
+// write its maps in place again instead of copying them.
+func TestUnreadSnapshotReleasesItsMaps(t *testing.T) {
+	for _, end := range []string{"expired", "asked again"} {
+		t.Run(end, func(t *testing.T) {
+			f := &snapFlock{t: t, subj: subjects{"p"}}
+			owner := f.start(Interest)
+			owner.pageBytes = 100
+			e := owner.e.(*engine.Engine)
+			for i := range 60 {
+				if err := e.Track(engine.SocketID(i+1), "room", fmt.Sprintf("u%d", i), []byte(`{}`)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			owner.flushLocal([]string{"room"})
+			ask := func() {
+				owner.onSyncReq(header{kind: kindSyncReq, node: "r", inc: 1}, syncReq{req: 1, all: true, nbuckets: owner.nbuckets})
+			}
+			ask() // its first page only: the rest is never asked for
+			s := owner.snaps[0]
+			frozen := reflect.ValueOf(s.topics[0].m).UnsafePointer()
+			change := func(meta string) {
+				if err := e.Track(1, "room", "u0", []byte(meta)); err != nil {
+					t.Fatal(err)
+				}
+				owner.flushLocal([]string{"room"})
+			}
+			change(`{"v":1}`) // copies the frozen map
+			if reflect.ValueOf(owner.pub["room"]).UnsafePointer() == frozen {
+				t.Fatal("the owner changed the map a snapshot reads")
+			}
+			switch end {
+			case "expired":
+				owner.tick(owner.now + 4*owner.syncTimeout() + 1)
+				if len(owner.snaps) != 0 {
+					t.Fatalf("%d snapshots kept after they expired", len(owner.snaps))
+				}
+			case "asked again":
+				ask()
+				if len(owner.snaps) != 1 || owner.snaps[0] == s {
+					t.Fatal("the receiver's first snapshot is kept")
+				}
+				owner.tick(owner.now + 4*owner.syncTimeout() + 1)
+			}
+			if s.topics != nil || s.keys != nil || owner.reading != 0 || len(owner.shared) != 0 {
+				t.Fatalf("the forgotten snapshot still holds %d maps; %d snapshots reading, %d topics shared", len(s.topics), owner.reading, len(owner.shared))
+			}
+			before := reflect.ValueOf(owner.pub["room"]).UnsafePointer()
+			change(`{"v":2}`)
+			if reflect.ValueOf(owner.pub["room"]).UnsafePointer() != before {
+				t.Fatal("the owner still copies a map no snapshot reads")
+			}
+		})
 	}
 }
