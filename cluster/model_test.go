@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -235,6 +236,7 @@ func (s *sim) leave(i int, topic string) {
 // check asserts what must hold at every step on node x.
 func (s *sim) check(x int) {
 	nd := s.nodes[x]
+	s.checkSnaps(nd)
 	for _, topic := range simTopics {
 		var snap engine.Snapshot
 		nd.e.Snapshot(&snap, topic)
@@ -286,6 +288,29 @@ func (s *sim) check(x int) {
 				}
 			}
 		}
+	}
+}
+
+// checkSnaps asserts that the snapshots node nd serves are copy-on-write:
+// a map a snapshot still reads is either no longer the topic's published
+// map or marked shared, so that the owner copies it before a change;
+// reading counts the snapshots with maps left to read; and no topic is
+// shared while none reads.
+func (s *sim) checkSnaps(nd *simNode) {
+	c, reading := nd.c, 0
+	for _, sn := range c.snaps {
+		if len(sn.topics) > 0 {
+			reading++
+		}
+		for _, t := range sn.topics {
+			_, shared := c.shared[t.topic]
+			if m, ok := c.pub[t.topic]; ok && reflect.ValueOf(m).UnsafePointer() == reflect.ValueOf(t.m).UnsafePointer() && !shared {
+				s.t.Fatalf("node %s may change the map of %s that snapshot %d still reads", nd.name, t.topic, sn.id)
+			}
+		}
+	}
+	if reading != c.reading || reading == 0 && len(c.shared) > 0 {
+		s.t.Fatalf("node %s counts %d snapshots reading, %d do; %d topics shared", nd.name, c.reading, reading, len(c.shared))
 	}
 }
 
