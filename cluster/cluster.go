@@ -107,7 +107,9 @@
 // changes it, and each page request encodes about a page (256 KiB) of
 // entries, kept until the snapshot expires so that a page asked twice is
 // the same, so that the lock is held per page, not for the whole
-// snapshot. Buckets
+// snapshot. It keeps at most 16 snapshots, one per node asking: a node
+// asking while 16 others are being read gets no answer and asks again
+// after its sync timeout, so that none of them has to start over. Buckets
 // asked for while a node's snapshot is on its way or being applied are
 // fetched from it right after, so that first joins in a row do not start
 // it over.
