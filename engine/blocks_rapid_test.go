@@ -54,7 +54,11 @@ func TestBlocksAtTheEdgesRapid(t *testing.T) {
 			}
 			return k
 		}
-		steps := rapid.IntRange(1, 120).Draw(t, "steps")
+		most := 120
+		if raceEnabled {
+			most = 30
+		}
+		steps := rapid.IntRange(1, most).Draw(t, "steps")
 		for step := range steps {
 			topic := rapid.SampledFrom(topics).Draw(t, "topic")
 			s := SocketID(rapid.IntRange(1, 40).Draw(t, "socket"))
