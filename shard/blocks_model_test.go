@@ -558,3 +558,49 @@ func wholeEntries(b []byte, n int) error {
 	}
 	return nil
 }
+
+// TestStaleLinksNeverReadOutOfRange fills the block pool with random words,
+// as a reader following stale links may find it anywhere (a unit's header
+// in the middle of a big block's data, lengths and links of anything), and
+// copies the chain from every unit with several entry counts: no read may
+// leave the pool or panic, and none may write more than the entries can
+// hold.
+func TestStaleLinksNeverReadOutOfRange(t *testing.T) {
+	for _, name := range []string{"meta600/blocks60", "meta100/blocks40", "meta2k/blocks13", "meta4k/blocks3", "meta60k", "slots1"} {
+		var cfg Config
+		for _, bc := range blockConfigs() {
+			if bc.name == name {
+				cfg = bc.cfg
+			}
+		}
+		t.Run(name, func(t *testing.T) {
+			p := NewPool(cfg)
+			s := &p.shards[0]
+			rng := rand.New(rand.NewPCG(7, uint64(len(name))))
+			var w jsonwriter.Writer
+			for round := range 20 {
+				for i := range p.blocks {
+					switch rng.IntN(4) {
+					case 0: // a link, maybe to the end or past it
+						p.blocks[i] = uint64(rng.IntN(p.nblocks + 3))
+					case 1: // a length, maybe past any block
+						p.blocks[i] = uint64(rng.IntN(2*p.bigBytes + 16))
+					default:
+						p.blocks[i] = rng.Uint64()
+					}
+				}
+				for head := uint64(0); head <= uint64(p.nblocks)+2; head++ {
+					count := rng.IntN(4)
+					if round%2 == 1 {
+						count = rng.IntN(p.cfg.Slots + 1)
+					}
+					w.Reset(w.Bytes()[:0], jsonwriter.Unbounded)
+					s.copyBlocks(&w, head, count)
+					if most := count * (p.maxEntry + 1); len(w.Bytes()) > most {
+						t.Fatalf("head %d: wrote %d bytes for %d entries of at most %d", head, len(w.Bytes()), count, p.maxEntry)
+					}
+				}
+			}
+		})
+	}
+}
