@@ -596,7 +596,9 @@ func (s *Shard) copyBlocks(w *jsonwriter.Writer, head uint64, count int) bool {
 			return false // torn link
 		}
 		blk := p.blockToRead(int32(head - 1))
-		used := min(int(load(&blk[blockUsed])), p.bigBytes, (len(blk)-blockHdr)*8)
+		// Clamped as a uint64: a word that is not a length may have its
+		// top bit set, and would pass a clamp as a negative int.
+		used := int(min(load(&blk[blockUsed]), uint64(p.bigBytes), uint64(len(blk)-blockHdr)*8))
 		head = load(&blk[blockNext])
 		if used == 0 {
 			continue

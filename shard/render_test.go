@@ -531,7 +531,7 @@ func TestTornChainIsCut(t *testing.T) {
 	}
 	rec := p.topic(s.findTopic("t", h))
 	head := rec[topicBlocks]
-	if p.block(int32(head-1))[blockNext] != 0 || !p.isBig(int32(head-1)) {
+	if p.block(int32(head - 1))[blockNext] != 0 || !p.isBig(int32(head-1)) {
 		t.Fatal("want the topic in one big block")
 	}
 	p.block(int32(head - 1))[blockNext] = head // a loop
