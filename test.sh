@@ -32,20 +32,37 @@ fi
 # the cluster simulations' NATS drop messages to slow consumers).
 go test -race -skip '^(TestRenderedBlocksFollowTheMembers|TestRenderedTopicsListTheSame|TestForeignCursorNeverCollides|TestSizing|TestNATSLongAndEmptyTopicsKeepTheConnection)$' ./...
 go test -count=1 -p 4 -skip '^(TestScaleSmall|TestScaleSmallInterest|TestScaleSmallInterestDeliveries|TestScaleBuckets|TestLinearizable.*|TestListPageLinearizable)$' ./...
-go test -count=1 -tags presence_atomic ./shard/... ./engine/...
-# The cluster's model (joins, leaves, lingers, losses, kills, partitions)
-# with more cases than the default 100.
-go test -count=1 -run 'TestModelRapid$' ./cluster/ -args -rapid.checks=5000
-# The plain-copy words (shard/words_fast.go) exist only without -race: the
-# engine's stress tests again, and its linearizability tests with longer
-# histories. (The shard's torn and repaired reads ran in the plain and the
-# all-atomic passes.)
-go test -count=1 -run 'Stress|Linearizable|NoSpurious|Torn|Bounded|SocketEntriesUnder' ./engine/ -args -lin.ops=1000
-# The peer comparison module: its adapters must agree with the engine.
-(cd bench/peers && go vet ./... && go test -count=1 ./...)
-# The Centrifugo driver module: its workloads against the centrifuge library
-# in process (bench/server.sh alone builds Centrifugo itself).
-(cd bench/server && go vet ./... && go test -race -count=1 ./...)
+# The steps below share no files or ports; they run as two lanes at once,
+# each lane's output shown when both are done.
+atomic_and_histories() {
+	go test -count=1 -tags presence_atomic ./shard/... ./engine/...
+	# The plain-copy words (shard/words_fast.go) exist only without -race:
+	# the engine's stress tests again, and its linearizability tests with
+	# longer histories. (The shard's torn and repaired reads ran in the
+	# plain and the all-atomic passes.)
+	go test -count=1 -run 'Stress|Linearizable|NoSpurious|Torn|Bounded|SocketEntriesUnder' ./engine/ -args -lin.ops=1000
+}
+model_and_modules() {
+	# The cluster's model (joins, leaves, lingers, losses, kills,
+	# partitions) with more cases than the default 100.
+	go test -count=1 -run 'TestModelRapid$' ./cluster/ -args -rapid.checks=5000
+	# The peer comparison module: its adapters must agree with the engine.
+	(cd bench/peers && go vet ./... && go test -count=1 ./...)
+	# The Centrifugo driver module: its workloads against the centrifuge
+	# library in process (bench/server.sh alone builds Centrifugo itself).
+	(cd bench/server && go vet ./... && go test -race -count=1 ./...)
+}
+lanes=$(mktemp -d)
+trap 'rm -rf "$lanes"' EXIT
+atomic_and_histories >"$lanes/a" 2>&1 &
+lane_a=$!
+model_and_modules >"$lanes/b" 2>&1 &
+lane_b=$!
+failed=0
+wait "$lane_a" || failed=1
+wait "$lane_b" || failed=1
+cat "$lanes/a" "$lanes/b"
+[ "$failed" -eq 0 ]
 # Prometheus stays out of the library's lower layers (package metrics only),
 # and metrics links NATS only through metrics/clustermetrics.
 if go list -deps ./engine ./shard ./jsonwriter | grep '^github.com/prometheus/'; then
