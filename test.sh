@@ -11,26 +11,63 @@ if ! command -v nats-server >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&
 	{ $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nats-server; } >/dev/null 2>&1 || true
 fi
 
-# Unit, property, stress and fuzz-corpus tests, under the race detector;
-# the single-goroutine model tests, where it has nothing to check, run in
-# the plain pass below only.
-go test -race -skip '^(TestRenderedBlocksFollowTheMembers|TestRenderedTopicsListTheSame|TestForeignCursorNeverCollides|TestSizing)$' ./...
-# The same without the race detector (but for the cluster simulations,
-# which ran under it), and with the all-atomic payload copy.
-go test -count=1 -skip '^(TestScaleSmall|TestScaleSmallInterest|TestScaleSmallInterestDeliveries|TestScaleBuckets)$' ./...
-go test -count=1 -tags presence_atomic ./shard/... ./engine/...
-# The cluster's model (joins, leaves, lingers, losses, kills, partitions)
-# with more cases than the default 100.
-go test -count=1 -run 'TestModelRapid$' ./cluster/ -args -rapid.checks=5000
-# The plain-copy words (shard/words_fast.go) exist only without -race: their
-# stress and linearizability tests again, with longer histories.
-go test -count=1 -run 'Stress|Linearizable|NoSpurious|Torn|Bounded|SocketEntriesUnder' ./engine/ -args -lin.ops=1000
-go test -count=1 -run 'Torn|Repaired|Contention|Optimistic' ./shard/
-# The peer comparison module: its adapters must agree with the engine.
-(cd bench/peers && go vet ./... && go test -count=1 ./...)
-# The Centrifugo driver module: its workloads against the centrifuge library
-# in process (bench/server.sh alone builds Centrifugo itself).
-(cd bench/server && go vet ./... && go test -race -count=1 ./...)
+# Every test runs in at least one of the passes below; what runs where:
+#
+# - Under the race detector: unit, property, stress and fuzz-corpus tests,
+#   and the cluster simulations (TestScale*). Its stress tests scale their
+#   counts down there (raceEnabled in each package's race_test.go): the
+#   engine's linearizability histories, follower replay and 1 MiB torn-meta
+#   reads, the shard's repaired reads, channel's TestSoak and paged walk
+#   under churn. Left to the plain pass: the single-goroutine model tests,
+#   where the detector has nothing to check.
+# - Without it: everything else at full counts, the linearizability tests
+#   with 1000 operations a goroutine in their own step.
+# - With the all-atomic payload copy: shard and engine again.
+# - In a process of its own, under the race detector:
+#   TestNATSLongAndEmptyTopicsKeepTheConnection. Its two engines of 64 KiB
+#   topics take 1.3 GB of heap each, mostly never touched, which puts the
+#   next collection 5 GB away: in a binary with the other cluster tests,
+#   their garbage piled up to 2.4 GB (0.9 GB without it); alone it peaks
+#   at 0.2 GB.
+#
+# Most tests of the plain pass wait on timers and sockets more than they
+# compute, so it runs four test binaries at once on any machine; the race
+# pass, which computes, runs one a core (on 2 cores, a third at once made
+# a cluster simulation, TestScaleBuckets, miss its delivery count once).
+go test -race -skip '^(TestRenderedBlocksFollowTheMembers|TestRenderedTopicsListTheSame|TestForeignCursorNeverCollides|TestSizing|TestNATSLongAndEmptyTopicsKeepTheConnection)$' ./...
+go test -count=1 -p 4 -skip '^(TestScaleSmall|TestScaleSmallInterest|TestScaleSmallInterestDeliveries|TestScaleBuckets|TestLinearizable.*|TestListPageLinearizable|TestNATSLongAndEmptyTopicsKeepTheConnection)$' ./...
+# The steps below share no files or ports; they run as two lanes at once,
+# each lane's output shown when both are done.
+atomic_and_histories() {
+	go test -count=1 -tags presence_atomic ./shard/... ./engine/...
+	# The plain-copy words (shard/words_fast.go) exist only without -race:
+	# the engine's stress tests again, and its linearizability tests with
+	# longer histories. (The shard's torn and repaired reads ran in the
+	# plain and the all-atomic passes.)
+	go test -count=1 -run 'Stress|Linearizable|NoSpurious|Torn|Bounded|SocketEntriesUnder' ./engine/ -args -lin.ops=1000
+}
+model_and_modules() {
+	# The cluster's model (joins, leaves, lingers, losses, kills,
+	# partitions) with more cases than the default 100.
+	go test -count=1 -run 'TestModelRapid$' ./cluster/ -args -rapid.checks=5000
+	go test -race -count=1 -run '^TestNATSLongAndEmptyTopicsKeepTheConnection$' ./cluster/
+	# The peer comparison module: its adapters must agree with the engine.
+	(cd bench/peers && go vet ./... && go test -count=1 ./...)
+	# The Centrifugo driver module: its workloads against the centrifuge
+	# library in process (bench/server.sh alone builds Centrifugo itself).
+	(cd bench/server && go vet ./... && go test -race -count=1 ./...)
+}
+lanes=$(mktemp -d)
+trap 'rm -rf "$lanes"' EXIT
+atomic_and_histories >"$lanes/a" 2>&1 &
+lane_a=$!
+model_and_modules >"$lanes/b" 2>&1 &
+lane_b=$!
+failed=0
+wait "$lane_a" || failed=1
+wait "$lane_b" || failed=1
+cat "$lanes/a" "$lanes/b"
+[ "$failed" -eq 0 ]
 # Prometheus stays out of the library's lower layers (package metrics only),
 # and metrics links NATS only through metrics/clustermetrics.
 if go list -deps ./engine ./shard ./jsonwriter | grep '^github.com/prometheus/'; then

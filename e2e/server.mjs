@@ -1,6 +1,6 @@
 // Builds and starts cmd/presence-chat on a free loopback port.
 import {spawn, execFileSync} from "node:child_process"
-import {mkdirSync} from "node:fs"
+import {mkdirSync, renameSync} from "node:fs"
 import {fileURLToPath} from "node:url"
 import path from "node:path"
 
@@ -15,8 +15,13 @@ let built = false
 // itself when the test process exits. args are extra flags (cluster mode).
 export async function startServer(args = []) {
   if (!built) {
+    // Test files run in parallel processes, each building: each writes its
+    // own file and renames it over bin, which never leaves a half-written
+    // binary where another process may start it.
     mkdirSync(path.dirname(bin), {recursive: true})
-    execFileSync("go", ["build", "-o", bin, "./cmd/presence-chat"], {cwd: root, stdio: "inherit"})
+    const tmp = `${bin}.${process.pid}`
+    execFileSync("go", ["build", "-o", tmp, "./cmd/presence-chat"], {cwd: root, stdio: "inherit"})
+    renameSync(tmp, bin)
     built = true
   }
   const proc = spawn(bin, ["-addr", "127.0.0.1:0", "-presence-window", `${presenceWindowMs}ms`, ...args],

@@ -169,8 +169,8 @@ func TestFollowerNeverLosesAnUpdatedEntry(t *testing.T) {
 // one older than every operation that returned before the read began.
 func TestFollowerReplaysToStatesTheTopicWentThrough(t *testing.T) {
 	ops := 20000
-	if testing.Short() {
-		ops = 5000
+	if testing.Short() || raceEnabled {
+		ops = 5000 // the race detector makes each op some ten times dearer
 	}
 	for _, form := range []string{"ChangesSince", "AppendChanges"} {
 		t.Run(form, func(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 	"github.com/anishathalye/porcupine"
 )
 
-var linOps = flag.Int("lin.ops", 250, "operations per goroutine in each linearizability history")
+var linOps = flag.Int("lin.ops", defaultLinOps, "operations per goroutine in each linearizability history (fewer by default under the race detector)")
 
 // The linearizability check records concurrent histories of Track,
 // Untrack, UntrackAll, Count, List and a follower's incremental diff, and

@@ -3,3 +3,5 @@
 package engine
 
 const raceEnabled = false
+
+const defaultLinOps = 250
