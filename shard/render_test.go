@@ -230,19 +230,7 @@ func TestRenderedBlocksFollowTheMembers(t *testing.T) {
 						s.Untrack(e.socket, tp, p.HashTopic(tp))
 					}
 				}
-				free := 0
-				for {
-					if _, ok := p.freeBlocks.pop(); !ok {
-						break
-					}
-					free++
-				}
-				for {
-					if _, ok := p.freeBig.pop(); !ok {
-						break
-					}
-					free += p.bigUnits
-				}
+				free := drainFreeUnits(p)
 				if free != p.nblocks {
 					t.Fatalf("%d of %d blocks free once every topic is empty", free, p.nblocks)
 				}
@@ -498,19 +486,7 @@ func TestBigBlocks(t *testing.T) {
 			s.Untrack(sock, topic, p.HashTopic(topic))
 		}
 	}
-	free := 0
-	for {
-		if _, ok := p.freeBlocks.pop(); !ok {
-			break
-		}
-		free++
-	}
-	for {
-		if _, ok := p.freeBig.pop(); !ok {
-			break
-		}
-		free += p.bigUnits
-	}
+	free := drainFreeUnits(p)
 	if free != p.nblocks {
 		t.Fatalf("%d of %d units free once every topic is empty", free, p.nblocks)
 	}
@@ -544,4 +520,23 @@ func TestTornChainIsCut(t *testing.T) {
 		t.Fatalf("wrote %d bytes for %d entries of at most %d bytes", len(w.Bytes()), count, p.maxEntry)
 	}
 	p.block(int32(head - 1))[blockNext] = 0
+}
+
+// drainFreeUnits empties the pool's free stacks and returns how many units
+// they held.
+func drainFreeUnits(p *Pool) int {
+	free := 0
+	for {
+		if _, ok := p.freeBlocks.pop(); !ok {
+			break
+		}
+		free++
+	}
+	for {
+		if _, ok := p.freeBig.pop(); !ok {
+			break
+		}
+		free += p.bigUnits
+	}
+	return free
 }
