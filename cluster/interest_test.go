@@ -330,7 +330,7 @@ func TestNATSBigSnapshotDoesNotStall(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	// b changes its entry all along: c applies b's deltas meanwhile.
-	wg.Add(2)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		for i := 0; i < 20_000; i++ {
@@ -348,28 +348,8 @@ func TestNATSBigSnapshotDoesNotStall(t *testing.T) {
 	}()
 	// The prober takes c's lock all along, and notes how long it waited
 	// and how many entries c held once it had it.
-	type probe struct {
-		at     time.Time
-		waited time.Duration
-		held   int
-	}
-	var probes []probe
-	go func() {
-		defer wg.Done()
-		for range 1_000_000 {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			t0 := time.Now()
-			c.n.mu.Lock()
-			p := probe{t0, time.Since(t0), c.e.Len()}
-			c.n.mu.Unlock()
-			probes = append(probes, p)
-			time.Sleep(200 * time.Microsecond)
-		}
-	}()
+	var probes []lockProbe
+	probeLock(c, stop, &wg, &probes)
 	var bApplied bool // c applied a delta of b while a's snapshot was being applied
 	waitUntil(t, "c holds a's entries", 60*time.Second, func() bool {
 		c.n.mu.Lock()
@@ -472,17 +452,10 @@ func TestSnapshotAppliedInBoundedPieces(t *testing.T) {
 	c.c.piece = 1024
 	s.stepwise = true
 	var p *peer
-	for ticks := 0; p == nil || p.fin == nil; {
-		if len(s.net) == 0 { // the owner's next heartbeat
-			if ticks++; ticks > 4 {
-				t.Fatal("c never received the whole snapshot")
-			}
-			s.advance(simH / 2)
-			continue
-		}
-		s.deliver(0)
+	s.deliverUntil(t, 0, 4, func() bool {
 		p = c.c.peers[owner.name]
-	}
+		return p != nil && p.fin != nil
+	}, "c never received the whole snapshot")
 	steps, midway := 0, false
 	for {
 		before := c.e.Len()

@@ -40,6 +40,23 @@ func bigEngines(t *testing.T, s *sim, n int, nodes ...int) {
 	}
 }
 
+// deliverUntil delivers the network's messages to node to, one at a time,
+// advancing the clock half a heartbeat whenever none is on its way, until
+// done reports true; past idle such advances it fails the test with what.
+func (s *sim) deliverUntil(t *testing.T, to, idle int, done func() bool, what string) {
+	t.Helper()
+	for ticks := 0; !done(); {
+		if len(s.net) == 0 {
+			if ticks++; ticks > idle {
+				t.Fatal(what)
+			}
+			s.advance(simH / 2)
+			continue
+		}
+		s.deliver(to)
+	}
+}
+
 // pageInFlight reports whether a sync page from node from to node to is
 // on its way.
 func (s *sim) pageInFlight(from, to int) bool {
@@ -78,16 +95,7 @@ func bigReplay(t *testing.T, n int) (s *sim, c *simNode, p *peer, counter *count
 	counter = &countingStore{store: c.e}
 	c.c.e = counter
 	s.stepwise = true
-	for ticks := 0; !s.pageInFlight(2, 0); {
-		if len(s.net) == 0 {
-			if ticks++; ticks > 8 {
-				t.Fatal("the owner never answered c's sync request")
-			}
-			s.advance(simH / 2)
-			continue
-		}
-		s.deliver(0)
-	}
+	s.deliverUntil(t, 0, 8, func() bool { return s.pageInFlight(2, 0) }, "the owner never answered c's sync request")
 	// The snapshot is taken: what the owner writes now is newer, and
 	// reaches c while it syncs.
 	for i := range n {
@@ -305,16 +313,10 @@ func TestGapDuringApplyRefetchesItsBucketsOnly(t *testing.T) {
 				s.start(0) // fetches every bucket
 			}
 			var p *peer
-			for ticks := 0; p == nil || p.fin == nil; p = c.c.peers[owner.name] {
-				if len(s.net) == 0 {
-					if ticks++; ticks > 8 {
-						t.Fatal("c never received the owner's snapshot")
-					}
-					s.advance(simH / 2)
-					continue
-				}
-				s.deliver(0)
-			}
+			s.deliverUntil(t, 0, 8, func() bool {
+				p = c.c.peers[owner.name]
+				return p != nil && p.fin != nil
+			}, "c never received the owner's snapshot")
 			c.c.step() // c applies the snapshot, a piece at a time
 			// The owner's next batches in room:a and room:b are lost, and
 			// the ones after arrive.

@@ -46,16 +46,7 @@ func TestDroppedEntriesFoundInBoundedPieces(t *testing.T) {
 	c.c.piece = applyPiece
 	c.c.resyncPeer(p)
 	s.stepwise = true
-	for ticks := 0; p.fin == nil; {
-		if len(s.net) == 0 {
-			if ticks++; ticks > 8 {
-				t.Fatal("c never received the owner's snapshot")
-			}
-			s.advance(simH / 2)
-			continue
-		}
-		s.deliver(0)
-	}
+	s.deliverUntil(t, 0, 8, func() bool { return p.fin != nil }, "c never received the owner's snapshot")
 	var worst, took time.Duration
 	work, scanning := 0, 0
 	for more := true; more; {

@@ -11,13 +11,16 @@ import (
 	"github.com/presencekit/presence/engine"
 )
 
-// lockProbe takes a node's lock all along, as TestNATSBigSnapshotDoesNotStall's
-// prober does, and notes how long each take waited.
+// lockProbe is one take of a node's lock by probeLock: when it began, how
+// long it waited, and how many entries the node's engine held then.
 type lockProbe struct {
 	at     time.Time
 	waited time.Duration
+	held   int
 }
 
+// probeLock takes nd's lock all along, until stop, and notes each take in
+// out.
 func probeLock(nd *testNode, stop <-chan struct{}, wg *sync.WaitGroup, out *[]lockProbe) {
 	wg.Add(1)
 	go func() {
@@ -30,7 +33,7 @@ func probeLock(nd *testNode, stop <-chan struct{}, wg *sync.WaitGroup, out *[]lo
 			}
 			t0 := time.Now()
 			nd.n.mu.Lock()
-			p := lockProbe{t0, time.Since(t0)}
+			p := lockProbe{t0, time.Since(t0), nd.e.Len()}
 			nd.n.mu.Unlock()
 			*out = append(*out, p)
 			time.Sleep(200 * time.Microsecond)
