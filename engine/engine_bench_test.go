@@ -73,19 +73,26 @@ func listLen(b *testing.B, out []byte, n int) int {
 // call: member i%128 gets version i/128 of its meta, so that each Track
 // finds a different meta stored and updates it.
 func BenchmarkTrackUpdate(b *testing.B) {
-	const n = 128
+	benchUpdates(b, 128, func(i int) [2][]byte {
+		return [2][]byte{benchMetaV(i, 0), benchMetaV(i, 1)}
+	}, func(call, n int) int { return call % n })
+}
+
+// benchUpdates fills a topic of n members and then, on every call, tracks
+// member pick(call, n) again with the next of its two versions, from
+// versions(its number); every Track must be an update.
+func benchUpdates(b *testing.B, n int, versions func(i int) [2][]byte, pick func(call, n int) int) {
 	e := benchEngine(b)
 	fill(b, e, "room", 0, n)
 	keys := make([]string, n)
-	var metas [n][2][]byte
+	metas := make([][2][]byte, n)
 	for i := range n {
-		keys[i] = benchKey(i + 1)
-		metas[i] = [2][]byte{benchMetaV(i+1, 0), benchMetaV(i+1, 1)}
+		keys[i], metas[i] = benchKey(i+1), versions(i+1)
 	}
 	b.ReportAllocs()
 	calls, updated := 0, 0
 	for b.Loop() {
-		m := calls % n
+		m := pick(calls, n)
 		out, _, err := e.TrackRef(SocketID(m+1), "room", keys[m], metas[m][calls/n&1])
 		if err != nil {
 			b.Fatal(err)
@@ -145,31 +152,9 @@ func BenchmarkTrackUntrack(b *testing.B) {
 // call between a short and a long version, so that each update in place
 // moves the entries after it within their block.
 func BenchmarkTrackResize(b *testing.B) {
-	const n = 512
-	e := benchEngine(b)
-	fill(b, e, "room", 0, n)
-	keys := make([]string, n)
-	var metas [n][2][]byte
-	for i := range n {
-		keys[i] = benchKey(i + 1)
-		metas[i] = [2][]byte{benchMetaV(i+1, 0), fmt.Appendf(nil, `{"name":"user_%d","status":"away for a longer while","joined_at":"2026-11-28T04:00:00Z"}`, i+1)}
-	}
-	b.ReportAllocs()
-	calls, updated := 0, 0
-	for b.Loop() {
-		m := calls * 7 % n
-		out, _, err := e.TrackRef(SocketID(m+1), "room", keys[m], metas[m][calls/n&1])
-		if err != nil {
-			b.Fatal(err)
-		}
-		if out == Updated {
-			updated++
-		}
-		calls++
-	}
-	if updated != calls {
-		b.Fatalf("%d of %d Tracks updated", updated, calls)
-	}
+	benchUpdates(b, 512, func(i int) [2][]byte {
+		return [2][]byte{benchMetaV(i, 0), fmt.Appendf(nil, `{"name":"user_%d","status":"away for a longer while","joined_at":"2026-11-28T04:00:00Z"}`, i)}
+	}, func(call, n int) int { return call * 7 % n })
 }
 
 // BenchmarkChurnMiddle untracks one of 512 members, from anywhere in the
