@@ -313,22 +313,11 @@ func (s *Shard) renderTopic(t int32, big bool) bool {
 func (s *Shard) renderBig(t, b int32) bool {
 	p := s.p
 	rec := p.topic(t)
-	last, used := b, -1
-	for j := rec[topicHead]; j != 0; j = p.slot(int32(j - 1))[slotNext] {
-		at := used + 1
-		if at+int(p.info[j-1].rlen) > blockSize(p.block(last)) {
-			n := s.newBlock(true)
-			if n < 0 {
-				s.freeChain(b)
-				return false
-			}
-			store(&p.block(last)[blockNext], uint64(n+1))
-			last, at = n, 0
-		}
-		used = at + int(p.info[j-1].rlen)
+	if s.takeChain(b, rec[topicHead], -1, true) < 0 {
+		return false
 	}
-	// blockAppend fills them as the lengths above did.
-	last = b
+	// blockAppend fills them as takeChain counted.
+	last := b
 	for j := rec[topicHead]; j != 0; j = p.slot(int32(j - 1))[slotNext] {
 		in := &p.info[j-1]
 		entry := s.renderEntry(int32(j - 1))
@@ -456,6 +445,30 @@ func (s *Shard) renderUpdated(t int32, rec []uint64, i int32) {
 	}
 }
 
+// takeChain takes blocks after block first, big ones if big and there are,
+// as many as the members from slot j-1 on take back to back with their
+// commas, as blockAppend places them: all of them if in is -1, else those
+// in block in. It returns the last block, or -1 with every block given
+// back, first too, if there are not enough.
+func (s *Shard) takeChain(first int32, j uint64, in int32, big bool) int32 {
+	p := s.p
+	last, used := first, -1
+	for ; j != 0 && (in < 0 || p.info[j-1].blk == in+1); j = p.slot(int32(j - 1))[slotNext] {
+		at, l := used+1, int(p.info[j-1].rlen)
+		if at+l > blockSize(p.block(last)) {
+			n := s.newBlock(big)
+			if n < 0 {
+				s.freeChain(first)
+				return -1
+			}
+			store(&p.block(last)[blockNext], uint64(n+1))
+			last, at = n, 0
+		}
+		used = at + l
+	}
+	return last
+}
+
 // splitTail moves the members of block b from slot from-1 on, to the end
 // of the block, to new blocks linked after it, of b's size if there are
 // enough, else units. It takes them all before it moves an entry, so that
@@ -468,19 +481,9 @@ func (s *Shard) splitTail(b int32, from uint64) bool {
 	if first < 0 {
 		return false
 	}
-	last, fill := first, -1
-	for j := from; j != 0 && p.info[j-1].blk == b+1; j = p.slot(int32(j - 1))[slotNext] {
-		at := fill + 1
-		if l := int(p.info[j-1].rlen); at+l > blockSize(p.block(last)) {
-			n := s.newBlock(big)
-			if n < 0 {
-				s.freeChain(first)
-				return false
-			}
-			store(&p.block(last)[blockNext], uint64(n+1))
-			last, at = n, 0
-		}
-		fill = at + int(p.info[j-1].rlen)
+	last := s.takeChain(first, from, b, big)
+	if last < 0 {
+		return false
 	}
 	blk := p.block(b)
 	store(&p.block(last)[blockNext], blk[blockNext])
