@@ -489,7 +489,7 @@ func (s *Shard) splitTail(b int32, from uint64) bool {
 	store(&p.block(last)[blockNext], blk[blockNext])
 	store(&blk[blockNext], uint64(first+1))
 	// Move them run by run: the members are back to back with their commas
-	// in b, so a run fills its block as the lengths above did.
+	// in b, so a run fills its block as takeChain counted.
 	for j, n := from, first; j != 0 && p.info[j-1].blk == b+1; n = int32(p.block(n)[blockNext]) - 1 {
 		nb := p.block(n)
 		start, end, members := int(p.info[j-1].boff), 0, 0
