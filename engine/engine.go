@@ -320,7 +320,6 @@ func (c *configError) Is(target error) bool { return target == ErrInvalidConfig 
 // Config returns the configuration in use, defaults filled in.
 func (e *Engine) Config() Config {
 	e.mustBeNew()
-	e.mustBeNew()
 	return e.cfg
 }
 
@@ -522,7 +521,6 @@ func (e *Engine) Len() int {
 // Cap returns Config.Capacity.
 func (e *Engine) Cap() int {
 	e.mustBeNew()
-	e.mustBeNew()
 	return e.cfg.Capacity
 }
 
@@ -596,7 +594,8 @@ func (e *Engine) List(topic string, buf []byte) ([]byte, error) {
 
 func (e *Engine) writeList(w *jsonwriter.Writer, topic string) {
 	w.Byte('[')
-	e.writeEntries(w, shard.JSON, topic)
+	hash := e.pool.HashTopic(topic)
+	e.pool.ShardFor(hash).AppendCurrent(w, shard.JSON, topic, hash)
 	w.Byte(']')
 }
 

@@ -105,7 +105,7 @@ func (p *Pool) liveMark(m KeyMark, t int32) int32 {
 // wrote must be discarded, never when the caller holds s.mu.
 func (s *Shard) appendPage(w *jsonwriter.Writer, f Form, topic string, hash uint64, pos PagePos, limit int) (r PageResult, ok bool) {
 	p := s.p
-	t, tseq, _, ok := s.lookup(topic, hash)
+	t, tseq, _, ok := s.lookup(topic, hash, false)
 	if !ok || t < 0 {
 		return r, ok
 	}
@@ -205,7 +205,7 @@ func (s *Shard) CountKeys(topic string, hash uint64) (keys, entries int) {
 // countWord reads a topic's count word inside a read window; ok is false
 // when the window must be retried, never when the caller holds s.mu.
 func (s *Shard) countWord(topic string, hash uint64) (c uint64, ok bool) {
-	t, tseq, _, ok := s.lookup(topic, hash)
+	t, tseq, _, ok := s.lookup(topic, hash, false)
 	if !ok || t < 0 {
 		return 0, ok
 	}

@@ -93,9 +93,10 @@ func (s *Shard) lockForRead() {
 }
 
 // lookup finds a topic's record inside the shard's read window and returns
-// it (or -1 when the topic has no members) with the record's sequence and
-// the history head. ok is false when the window must be retried.
-func (s *Shard) lookup(topic string, hash uint64) (t int32, tseq, head uint64, ok bool) {
+// it (or -1 when the topic has no members) with the record's sequence and,
+// if withHead, the history head (else 0). ok is false when the window must
+// be retried.
+func (s *Shard) lookup(topic string, hash uint64, withHead bool) (t int32, tseq, head uint64, ok bool) {
 	s1 := load(&s.seq)
 	if s1&1 != 0 {
 		return -1, 0, 0, false
@@ -116,7 +117,9 @@ func (s *Shard) lookup(topic string, hash uint64) (t int32, tseq, head uint64, o
 		}
 		idx = load(&rec[topicChain])
 	}
-	head = load(&s.hist.head)
+	if withHead {
+		head = load(&s.hist.head)
+	}
 	if load(&s.seq) != s1 || tseq&1 != 0 || t >= 0 && load(&p.topic(t)[topicSeq]) != tseq {
 		return -1, 0, 0, false
 	}
@@ -142,7 +145,7 @@ func (s *Shard) Count(topic string, hash uint64) int {
 // count reads a topic's count inside a read window; ok is false when the
 // window must be retried, never when the caller holds s.mu.
 func (s *Shard) count(topic string, hash uint64) (n int, ok bool) {
-	t, tseq, _, ok := s.lookup(topic, hash)
+	t, tseq, _, ok := s.lookup(topic, hash, false)
 	if !ok || t < 0 {
 		return 0, ok
 	}
@@ -177,15 +180,28 @@ func (s *Shard) Committed(topic string, hash, upto uint64) uint64 {
 // it wrote and the history head they reflect: a consistent snapshot of the
 // topic. If w ran short, w.Err reports it.
 func (s *Shard) AppendEntries(w *jsonwriter.Writer, f Form, topic string, hash uint64) (n int, head uint64) {
+	return s.appendConsistent(w, f, topic, hash, true)
+}
+
+// AppendCurrent is AppendEntries for a caller that needs no head. Its first
+// read leaves out the history head, a cache line that every write to the
+// shard stores to; a read that has to be retried takes it, so that it can
+// be repaired from the ring.
+func (s *Shard) AppendCurrent(w *jsonwriter.Writer, f Form, topic string, hash uint64) (n int) {
+	n, _ = s.appendConsistent(w, f, topic, hash, false)
+	return n
+}
+
+func (s *Shard) appendConsistent(w *jsonwriter.Writer, f Form, topic string, hash uint64, withHead bool) (n int, head uint64) {
 	mark := w.Mark()
 	for attempt := 0; attempt < s.p.cfg.ReadAttempts; attempt++ {
-		n, head, t, ok := s.appendEntries(w, f, topic, hash)
+		n, head, t, ok := s.appendEntries(w, f, topic, hash, withHead)
 		if ok {
 			return n, head
 		}
 		w.Rewind(mark)
 		s.p.retries.Add(1)
-		if t >= 0 {
+		if t >= 0 && withHead {
 			// If writers only updated entries in place since head, rebuild
 			// the topic as it was at head from the slots and the old
 			// versions the change ring holds.
@@ -195,12 +211,13 @@ func (s *Shard) AppendEntries(w *jsonwriter.Writer, f Form, topic string, hash u
 			}
 			w.Rewind(mark)
 		}
+		withHead = true
 		if attempt > 0 {
 			runtime.Gosched()
 		}
 	}
 	s.lockForRead()
-	n, head, _, _ = s.appendEntries(w, f, topic, hash)
+	n, head, _, _ = s.appendEntries(w, f, topic, hash, true)
 	s.mu.Unlock()
 	return n, head
 }
@@ -347,9 +364,9 @@ func (s *Shard) firstLeave(topic string, hash, owner, since, upto uint64) (uint6
 // appendEntries is one read window of AppendEntries; ok is false when what
 // it wrote must be discarded and the window retried, never when the caller
 // holds s.mu.
-func (s *Shard) appendEntries(w *jsonwriter.Writer, f Form, topic string, hash uint64) (n int, head uint64, t int32, ok bool) {
+func (s *Shard) appendEntries(w *jsonwriter.Writer, f Form, topic string, hash uint64, withHead bool) (n int, head uint64, t int32, ok bool) {
 	p := s.p
-	t, tseq, h, ok := s.lookup(topic, hash)
+	t, tseq, h, ok := s.lookup(topic, hash, withHead)
 	if !ok {
 		return 0, 0, -1, false
 	}
