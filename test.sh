@@ -11,21 +11,29 @@ if ! command -v nats-server >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&
 	{ $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nats-server; } >/dev/null 2>&1 || true
 fi
 
+# -trimpath keeps directories out of what Go compiles, so that a fresh clone
+# reuses the packages an earlier clone compiled; -count=1 on every go test
+# below still runs every test.
+export GOFLAGS="${GOFLAGS:+$GOFLAGS }-trimpath"
+
 # Every test runs in at least one of the passes below; what runs where:
 #
 # - Under the race detector: unit, property, stress and fuzz-corpus tests,
 #   and the cluster simulations (TestScale*). Its stress tests scale their
 #   counts down there (raceEnabled in each package's race_test.go): the
 #   engine's linearizability histories, follower replay and 1 MiB torn-meta
-#   reads, the shard's repaired reads, channel's TestSoak and paged walk
-#   under churn. Left to the plain pass: the single-goroutine model tests,
-#   where the detector has nothing to check.
+#   reads, the shard's repaired and torn reads, channel's TestSoak and
+#   paged walk under churn. Left to the plain pass: the single-goroutine
+#   model tests (TestBlockModel, TestBlocksAtTheEdgesRapid), where the
+#   detector has nothing to check.
 # - Without it: the packages whose plain build differs (shard and engine:
-#   the plain-copy words; channel, cluster and cmd/presbench: stress tests
-#   the race pass scales down, and tests it skips) at full counts, the
+#   the plain-copy words) and cmd/presbench whole, at full counts, and the
 #   linearizability tests with 1000 operations a goroutine in their own
-#   step. The other packages ran whole under the detector; a second link
-#   and run of each cost about 15 s of the suite and checked nothing new.
+#   step; of channel and cluster, the tests that the race pass scales down
+#   or skips (allocations, memory, soak, storms, churn, snapshots and
+#   replays in pieces, stalls: a test that reads raceEnabled must match
+#   plainOnly below). The other packages and tests ran whole under the
+#   detector; a second link and run of each checked nothing new.
 # - With the all-atomic payload copy: shard and engine again.
 # - In a process of its own, under the race detector:
 #   TestNATSLongAndEmptyTopicsKeepTheConnection. Its two engines of 64 KiB
@@ -38,11 +46,13 @@ fi
 # compute, so it runs four test binaries at once on any machine; the race
 # pass, which computes, runs one a core (on 2 cores, a third at once made
 # a cluster simulation, TestScaleBuckets, miss its delivery count once).
-go test -race -skip '^(TestRenderedBlocksFollowTheMembers|TestRenderedTopicsListTheSame|TestForeignCursorNeverCollides|TestSizing|TestNATSLongAndEmptyTopicsKeepTheConnection)$' ./...
-go test -count=1 -p 4 -skip '^(TestLinearizable.*|TestListPageLinearizable|TestNATSLongAndEmptyTopicsKeepTheConnection)$' ./shard/... ./engine/... ./channel/... ./cluster/... ./cmd/presbench/
+go test -race -count=1 -skip '^(TestRenderedBlocksFollowTheMembers|TestRenderedTopicsListTheSame|TestForeignCursorNeverCollides|TestSizing|TestBlockModel|TestBlocksAtTheEdgesRapid|TestNATSLongAndEmptyTopicsKeepTheConnection)$' ./...
+go test -count=1 -p 4 -skip '^(TestLinearizable.*|TestListPageLinearizable)$' ./shard/... ./engine/... ./cmd/presbench/
+plainOnly='Alloc|Memory|Soak|Storm|UnderChurn|BoundedPieces|InPieces|Stall'
 # The steps below share no files or ports; they run as two lanes at once,
 # each lane's output shown when both are done.
 atomic_and_histories() {
+	go test -count=1 -run "$plainOnly" ./channel/ ./cluster/
 	go test -count=1 -tags presence_atomic ./shard/... ./engine/...
 	# The plain-copy words (shard/words_fast.go) exist only without -race:
 	# the engine's stress tests again, and its linearizability tests with

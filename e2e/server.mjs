@@ -5,11 +5,14 @@ import {fileURLToPath} from "node:url"
 import path from "node:path"
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
-const bin = path.join(root, "e2e", ".bin", "presence-chat")
+// npm test builds the demo once and names it in PRESENCE_CHAT_BIN; a test
+// file run by itself builds it.
+const prebuilt = process.env.PRESENCE_CHAT_BIN
+const bin = prebuilt ? path.resolve(root, "e2e", prebuilt) : path.join(root, "e2e", ".bin", "presence-chat")
 
 export const presenceWindowMs = 50
 
-let built = false
+let built = Boolean(prebuilt)
 
 // startServer returns {url, socketURL, stop, kill}; the server stops by
 // itself when the test process exits. args are extra flags (cluster mode).
