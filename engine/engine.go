@@ -40,10 +40,13 @@
 // counter that writers move, and a reader that sees it move retries. A List, Diff or Snapshot
 // spoiled only by updates in place of up to 8 entries is instead rebuilt,
 // with no lock, as the topic was when the read began, from the entries and
-// the old versions the change history still holds. If writers spoil three
-// such read windows in a row, the reader reads once more under the lock of
-// the topic's shard (as Linux's read_seqbegin_or_lock does), which delays
-// that shard's writers for one pass over the topic. So a read costs at most
+// the old versions the change history still holds (a List only from its
+// second window on, as the topic was when that window began: its first
+// leaves out the history head, a cache line every write stores to). If
+// writers spoil three such read windows in a row, the reader reads once
+// more under the lock of the topic's shard (as Linux's
+// read_seqbegin_or_lock does), which delays that shard's writers for one
+// pass over the topic. So a read costs at most
 // four passes over its topic plus one wait for the shard lock, however busy
 // the writers are; a read of a quiet topic never locks or delays anyone.
 // Stats counts the retries and the locked reads. A full resync (the Full

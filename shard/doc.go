@@ -37,7 +37,9 @@
 // horizon, and later pages stop at a key whose generation is above it.
 // AppendEntries rebuilds a window that writers spoiled only by updating up
 // to 8 entries in place as the topic was when it began, from the slots and
-// the leave events that hold the old versions. After OptimisticReads
+// the leave events that hold the old versions; AppendCurrent does so from
+// its second window on (or in its only one), since its first leaves out
+// the history head that a rebuild starts from. After OptimisticReads
 // spoiled windows, Count, CountKeys, AppendEntries and AppendPage read
 // once more under the shard's mutex, where no window can be spoiled; Pool.Counts reports the retries, the
 // rebuilt reads and the fallbacks. Each change event in the ring is

@@ -186,9 +186,10 @@ func (s *Shard) AppendEntries(w *jsonwriter.Writer, f Form, topic string, hash u
 // AppendCurrent is AppendEntries for a caller that needs no head. Its first
 // read leaves out the history head, a cache line that every write to the
 // shard stores to; a read that has to be retried takes it, so that it can
-// be repaired from the ring.
+// be repaired from the ring. With a single optimistic window there is no
+// retry before the lock, so that window takes the head.
 func (s *Shard) AppendCurrent(w *jsonwriter.Writer, f Form, topic string, hash uint64) (n int) {
-	n, _ = s.appendConsistent(w, f, topic, hash, false)
+	n, _ = s.appendConsistent(w, f, topic, hash, s.p.cfg.ReadAttempts == 1)
 	return n
 }
 

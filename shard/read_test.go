@@ -54,6 +54,15 @@ func TestReaderTakesTheLockAfterOptimisticReads(t *testing.T) {
 			}
 			return n
 		}},
+		{"AppendCurrent", func(sh *Shard, hash uint64) int {
+			var w jsonwriter.Writer
+			w.Reset(nil, jsonwriter.Unbounded)
+			n := sh.AppendCurrent(&w, JSON, "t", hash)
+			if got := string(w.Bytes()); got != `{"key":"k","meta":{}}` && got != `{"key":"k","meta":{}},{"key":"k2","meta":{"a":1}}` {
+				t.Errorf("AppendCurrent wrote %s", w.Bytes())
+			}
+			return n
+		}},
 		{"Count", func(sh *Shard, hash uint64) int { return sh.Count("t", hash) }},
 		{"CountKeys", func(sh *Shard, hash uint64) int {
 			k, n := sh.CountKeys("t", hash)
@@ -122,6 +131,7 @@ func TestQuietReadTakesNoLock(t *testing.T) {
 	for range 100 {
 		w.Reset(nil, jsonwriter.Unbounded)
 		p.ShardFor(hash).AppendEntries(&w, Records, "t", hash)
+		p.ShardFor(hash).AppendCurrent(&w, JSON, "t", hash)
 		p.ShardFor(hash).Count("t", hash)
 	}
 	if r, f := p.retries.Load(), p.fallbacks.Load(); r != 0 || f != 0 {
@@ -175,24 +185,30 @@ func TestReadersFindEveryTopicRecord(t *testing.T) {
 // builds without it make every read and require a rebuild for each m.
 //
 // AppendCurrent, which leaves the history head out of its first read, must
-// be rebuilt as often: its retry takes the head.
+// be rebuilt as often: its retry takes the head, and with a single
+// optimistic window (attempts=1), which has no retry, that window takes it.
 func TestRepairedReadsAreSnapshots(t *testing.T) {
 	const n = 300
 	for _, tc := range []struct {
-		m       int
-		current bool
-	}{{2, false}, {5, false}, {n, false}, {2, true}, {5, true}} {
+		m        int
+		current  bool
+		attempts int
+	}{{2, false, 0}, {5, false, 0}, {n, false, 0}, {2, true, 0}, {5, true, 0},
+		{2, false, 1}, {2, true, 1}, {2, true, 2}} {
 		m := tc.m
 		name := fmt.Sprint("updated=", m)
 		if tc.current {
 			name += "/AppendCurrent"
+		}
+		if tc.attempts != 0 {
+			name += fmt.Sprint("/attempts=", tc.attempts)
 		}
 		t.Run(name, func(t *testing.T) {
 			mustRepair, minReads := m < maxRepair, 1000
 			if raceEnabled {
 				mustRepair, minReads = m == 2, 250
 			}
-			p := NewPool(Config{Slots: n, Shards: 1, MaxTopic: 8, MaxKey: 8, MaxMeta: 32, History: 1024, Seed: 3})
+			p := NewPool(Config{Slots: n, Shards: 1, MaxTopic: 8, MaxKey: 8, MaxMeta: 32, History: 1024, Seed: 3, ReadAttempts: tc.attempts})
 			hash := p.HashTopic("t")
 			sh := p.ShardFor(hash)
 			meta := func(v int) []byte { return []byte(fmt.Sprintf(`{"v":%d}`, v)) }
