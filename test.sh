@@ -16,6 +16,11 @@ fi
 # below still runs every test.
 export GOFLAGS="${GOFLAGS:+$GOFLAGS }-trimpath"
 
+# Each step's wall time, printed at the end.
+took=""
+step_done() { took="$took $1 $((SECONDS - step_start))s"; step_start=$SECONDS; }
+step_start=$SECONDS
+
 # Every test runs in at least one of the passes below; what runs where:
 #
 # - Under the race detector: unit, property, stress and fuzz-corpus tests,
@@ -47,7 +52,9 @@ export GOFLAGS="${GOFLAGS:+$GOFLAGS }-trimpath"
 # pass, which computes, runs one a core (on 2 cores, a third at once made
 # a cluster simulation, TestScaleBuckets, miss its delivery count once).
 go test -race -count=1 -skip '^(TestRenderedBlocksFollowTheMembers|TestRenderedTopicsListTheSame|TestForeignCursorNeverCollides|TestSizing|TestBlockModel|TestBlocksAtTheEdgesRapid|TestNATSLongAndEmptyTopicsKeepTheConnection)$' ./...
+step_done race
 go test -count=1 -p 4 -skip '^(TestLinearizable.*|TestListPageLinearizable)$' ./shard/... ./engine/... ./cmd/presbench/
+step_done plain
 plainOnly='Alloc|Memory|Soak|Storm|UnderChurn|BoundedPieces|InPieces|Stall'
 # The steps below share no files or ports; they run as two lanes at once,
 # each lane's output shown when both are done.
@@ -82,6 +89,7 @@ wait "$lane_a" || failed=1
 wait "$lane_b" || failed=1
 cat "$lanes/a" "$lanes/b"
 [ "$failed" -eq 0 ]
+step_done lanes
 # Prometheus stays out of the library's lower layers (package metrics only),
 # and metrics links NATS only through metrics/clustermetrics.
 if go list -deps ./engine ./shard ./jsonwriter | grep '^github.com/prometheus/'; then
@@ -109,3 +117,5 @@ if ! command -v chromium >/dev/null 2>&1 && [ -z "${CHROMIUM:-}" ]; then
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
 fi
 (cd e2e && npm ci --no-audit --no-fund && npm test)
+step_done node+e2e
+echo "test.sh:$took, in all ${SECONDS}s"
