@@ -185,15 +185,17 @@ func TestReadersFindEveryTopicRecord(t *testing.T) {
 // builds without it make every read and require a rebuild for each m.
 //
 // AppendCurrent, which leaves the history head out of its first read, must
-// be rebuilt as often: its retry takes the head, and with a single
-// optimistic window (attempts=1), which has no retry, that window takes it.
+// be rebuilt too: its retry takes the head, and with a single optimistic
+// window (attempts=1), which has no retry, that window takes it. It runs
+// with m = 2 only, where rebuilds are common: for m = 5 a rebuild can take
+// tens of thousands of reads to come.
 func TestRepairedReadsAreSnapshots(t *testing.T) {
 	const n = 300
 	for _, tc := range []struct {
 		m        int
 		current  bool
 		attempts int
-	}{{2, false, 0}, {5, false, 0}, {n, false, 0}, {2, true, 0}, {5, true, 0},
+	}{{2, false, 0}, {5, false, 0}, {n, false, 0}, {2, true, 0},
 		{2, false, 1}, {2, true, 1}, {2, true, 2}} {
 		m := tc.m
 		name := fmt.Sprint("updated=", m)
