@@ -47,16 +47,15 @@ step_start=$SECONDS
 #   their garbage piled up to 2.4 GB (0.9 GB without it); alone it peaks
 #   at 0.2 GB.
 #
-# Most tests of the plain pass wait on timers and sockets more than they
-# compute, so it runs four test binaries at once on any machine; the race
-# pass, which computes, runs one a core (on 2 cores, a third at once made
-# a cluster simulation, TestScaleBuckets, miss its delivery count once).
+# The plain pass runs its three test binaries at once on any machine; the
+# race pass runs one a core (on 2 cores, a third at once made a cluster
+# simulation, TestScaleBuckets, miss its delivery count once).
 # The race pass names its longest packages first (about 55, 31, 20, 19 and
 # 16 s), so that they do not end it alone on one core: ./... adds the rest.
 go test -race -count=1 -skip '^(TestRenderedBlocksFollowTheMembers|TestRenderedTopicsListTheSame|TestForeignCursorNeverCollides|TestSizing|TestBlockModel|TestBlocksAtTheEdgesRapid|TestNATSLongAndEmptyTopicsKeepTheConnection)$' \
 	./cluster/ ./channel/ ./engine/ ./cmd/presbench/internal/clustermode/ ./shard/ ./cmd/presbench/ ./bench/load/ ./...
 step_done race
-go test -count=1 -p 4 -skip '^(TestLinearizable.*|TestListPageLinearizable)$' ./shard/... ./engine/... ./cmd/presbench/
+go test -count=1 -p 3 -skip '^(TestLinearizable.*|TestListPageLinearizable)$' ./shard/... ./engine/... ./cmd/presbench/
 step_done plain
 plainOnly='Alloc|Memory|Soak|Storm|UnderChurn|BoundedPieces|InPieces|Stall'
 # The steps below share no files or ports; they run as two lanes at once,
