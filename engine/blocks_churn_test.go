@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
+	"github.com/presencekit/presence/internal/topicstates"
 	"github.com/presencekit/presence/jsonwriter"
 )
 
@@ -36,11 +36,6 @@ func churnEngine(t *testing.T, e *Engine) {
 		socket    SocketID
 		key, meta string
 	}
-	type op struct {
-		kind int // 0 join, 1 update at k, 2 removal at k
-		k    int
-		e    entry
-	}
 	ops := 600
 	if testing.Short() || raceEnabled {
 		ops = 200
@@ -51,7 +46,7 @@ func churnEngine(t *testing.T, e *Engine) {
 	}
 	cfg := e.Config()
 	topics := []string{"a", "b", "c"}
-	logs := make([][]op, len(topics))
+	logs := make([][]topicstates.Op, len(topics))
 	reads := make([][]uint64, len(topics))
 	var readsMu sync.Mutex
 	// Reads of each topic that found entries; the writers start once
@@ -65,7 +60,7 @@ func churnEngine(t *testing.T, e *Engine) {
 		rng := rand.New(rand.NewPCG(uint64(wi), 17))
 		writers.Go(func() {
 			var members []entry
-			log := make([]op, 0, 4*ops)
+			log := make([]topicstates.Op, 0, 4*ops)
 			meta := func() string {
 				n := rng.IntN(cfg.MaxMetaLen - len(`{"m":""}`) + 1)
 				if rng.IntN(3) == 0 {
@@ -78,7 +73,7 @@ func churnEngine(t *testing.T, e *Engine) {
 					t.Errorf("%s: Untrack found nothing", topic)
 				}
 				members = slices.Delete(members, k, k+1)
-				log = append(log, op{kind: 2, k: k})
+				log = append(log, topicstates.Op{Kind: topicstates.Remove, K: k})
 			}
 			next := 0
 			started.Wait()
@@ -96,7 +91,7 @@ func churnEngine(t *testing.T, e *Engine) {
 					en := entry{SocketID(wi)<<32 | SocketID(next), key, meta()}
 					if err := e.Track(en.socket, topic, en.key, []byte(en.meta)); err == nil {
 						members = append(members, en)
-						log = append(log, op{kind: 0, e: en})
+						log = append(log, topicstates.Op{Kind: topicstates.Join, Key: en.key, Meta: en.meta})
 					} else if err != ErrFull {
 						t.Error(err)
 						return
@@ -108,7 +103,7 @@ func churnEngine(t *testing.T, e *Engine) {
 						t.Error(err)
 						return
 					}
-					log = append(log, op{kind: 1, k: k, e: members[k]})
+					log = append(log, topicstates.Op{Kind: topicstates.Update, K: k, Key: members[k].key, Meta: members[k].meta})
 				case r < 9 && len(members) > 0 && (len(members) > 30 || rng.IntN(2) == 0):
 					remove(rng.IntN(len(members)))
 				case len(members) > 0 && rng.IntN(20) == 0:
@@ -170,11 +165,7 @@ func churnEngine(t *testing.T, e *Engine) {
 				if len(got) > 0 {
 					readCount[ti].Add(1)
 				}
-				// A run of equal reads is kept once, so that reads of a
-				// topic before its writer starts do not use up the room.
-				if h := xxhash.Sum64(got); len(mine[ti]) < 100000 && (len(mine[ti]) == 0 || mine[ti][len(mine[ti])-1] != h) {
-					mine[ti] = append(mine[ti], h)
-				}
+				mine[ti] = topicstates.AddRead(mine[ti], got)
 			}
 		})
 	}
@@ -182,38 +173,8 @@ func churnEngine(t *testing.T, e *Engine) {
 	close(done)
 	readers.Wait()
 	for ti, log := range logs {
-		states := map[uint64]bool{xxhash.Sum64(nil): true}
-		var members []entry
-		var b []byte
-		for _, o := range log {
-			switch o.kind {
-			case 0:
-				members = append(members, o.e)
-			case 1:
-				members[o.k] = o.e
-			case 2:
-				members = slices.Delete(members, o.k, o.k+1)
-			}
-			b = b[:0]
-			for i, en := range members {
-				if i > 0 {
-					b = append(b, ',')
-				}
-				b = fmt.Appendf(b, `{"key":%s,"meta":%s}`, jsonwriter.AppendString(nil, en.key), en.meta)
-			}
-			states[xxhash.Sum64(b)] = true
-		}
-		full := 0
-		for i, h := range reads[ti] {
-			if !states[h] {
-				t.Fatalf("topic %s: read %d of %d is a state the topic never held", topics[ti], i, len(reads[ti]))
-			}
-			if h != xxhash.Sum64(nil) {
-				full++
-			}
-		}
-		if full == 0 {
-			t.Fatalf("topic %s: no read of %d found it with entries; %d ops", topics[ti], len(reads[ti]), len(log))
+		if err := topicstates.Check(log, reads[ti]); err != nil {
+			t.Fatalf("topic %s: %v", topics[ti], err)
 		}
 	}
 	if st := e.Stats(); e.Len() != 0 || st.UnrenderedTopics != 0 {

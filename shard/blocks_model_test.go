@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
+	"github.com/presencekit/presence/internal/topicstates"
 	"github.com/presencekit/presence/jsonwriter"
 )
 
@@ -333,15 +333,10 @@ func churnReads(t *testing.T, p *Pool, ops int) {
 		socket    uint64
 		key, meta string
 	}
+	topics := []string{"a", "b", "c"}
 	// A writer logs what it did, cheaply, so that its writes come close
 	// together; the states are rebuilt from the logs afterwards.
-	type op struct {
-		kind int // 0 join, 1 update at k, 2 removal at k
-		k    int
-		e    entry
-	}
-	topics := []string{"a", "b", "c"}
-	logs := make([][]op, len(topics))
+	logs := make([][]topicstates.Op, len(topics))
 	reads := make([][]uint64, len(topics)) // hashes of the JSON read, by topic
 	var readsMu sync.Mutex
 	// Reads of each topic that found entries; the writers start once
@@ -381,7 +376,7 @@ func churnReads(t *testing.T, p *Pool, ops int) {
 			hash := p.HashTopic(topic)
 			s := p.ShardFor(hash)
 			var members []entry
-			log := make([]op, 0, 4*ops)
+			log := make([]topicstates.Op, 0, 4*ops)
 			meta := func() string {
 				if rng.IntN(3) == 0 {
 					return metas[metaLens[rng.IntN(min(len(metaLens), 8))]]
@@ -397,7 +392,7 @@ func churnReads(t *testing.T, p *Pool, ops int) {
 					t.Errorf("%s: Untrack found nothing", topic)
 				}
 				members = slices.Delete(members, k, k+1)
-				log = append(log, op{kind: 2, k: k})
+				log = append(log, topicstates.Op{Kind: topicstates.Remove, K: k})
 			}
 			next := 0
 			// At least ops writes, and more until the readers have read
@@ -413,7 +408,7 @@ func churnReads(t *testing.T, p *Pool, ops int) {
 					e := entry{uint64(wi)<<32 | uint64(next), key(next), meta()}
 					if err := track(e); err == nil {
 						members = append(members, e)
-						log = append(log, op{kind: 0, e: e})
+						log = append(log, topicstates.Op{Kind: topicstates.Join, Key: e.key, Meta: e.meta})
 					} else if err != ErrFull {
 						t.Error(err)
 						return
@@ -425,7 +420,7 @@ func churnReads(t *testing.T, p *Pool, ops int) {
 						t.Error(err)
 						return
 					}
-					log = append(log, op{kind: 1, k: k, e: members[k]})
+					log = append(log, topicstates.Op{Kind: topicstates.Update, K: k, Key: members[k].key, Meta: members[k].meta})
 				case r < 9 && len(members) > 0 && (len(members) > 30 || rng.IntN(2) == 0):
 					remove(rng.IntN(len(members)))
 				case len(members) > 0 && rng.IntN(20) == 0:
@@ -469,11 +464,7 @@ func churnReads(t *testing.T, p *Pool, ops int) {
 				if n > 0 {
 					readCount[ti].Add(1)
 				}
-				// A run of equal reads is kept once, so that reads of a
-				// topic before its writer starts do not use up the room.
-				if h := xxhash.Sum64(w.Bytes()); len(mine[ti]) < 100000 && (len(mine[ti]) == 0 || mine[ti][len(mine[ti])-1] != h) {
-					mine[ti] = append(mine[ti], h)
-				}
+				mine[ti] = topicstates.AddRead(mine[ti], w.Bytes())
 			}
 		})
 	}
@@ -481,38 +472,8 @@ func churnReads(t *testing.T, p *Pool, ops int) {
 	close(done)
 	readers.Wait()
 	for ti, log := range logs {
-		states := map[uint64]bool{xxhash.Sum64(nil): true}
-		var members []entry
-		var b []byte
-		for _, o := range log {
-			switch o.kind {
-			case 0:
-				members = append(members, o.e)
-			case 1:
-				members[o.k] = o.e
-			case 2:
-				members = slices.Delete(members, o.k, o.k+1)
-			}
-			b = b[:0]
-			for i, e := range members {
-				if i > 0 {
-					b = append(b, ',')
-				}
-				b = fmt.Appendf(b, `{"key":%s,"meta":%s}`, jsonwriter.AppendString(nil, e.key), e.meta)
-			}
-			states[xxhash.Sum64(b)] = true
-		}
-		full := 0
-		for i, h := range reads[ti] {
-			if !states[h] {
-				t.Fatalf("topic %s: read %d of %d is whole but a state the topic never held", topics[ti], i, len(reads[ti]))
-			}
-			if h != xxhash.Sum64(nil) {
-				full++
-			}
-		}
-		if full == 0 {
-			t.Fatalf("topic %s: no read of %d found it with entries; %d ops", topics[ti], len(reads[ti]), len(log))
+		if err := topicstates.Check(log, reads[ti]); err != nil {
+			t.Fatalf("topic %s: %v", topics[ti], err)
 		}
 	}
 	checkBlockAccounting(t, p)
