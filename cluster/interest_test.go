@@ -438,13 +438,7 @@ func TestSnapshotAppliedInBoundedPieces(t *testing.T) {
 	big(2)
 	s.kill(0, true)
 	owner, c := s.nodes[2], s.nodes[0]
-	for i := range n {
-		topic := fmt.Sprintf("room:%d", i%100)
-		if err := owner.e.Track(engine.SocketID(i+1), topic, fmt.Sprintf("u%d", i), []byte(`{}`)); err != nil {
-			t.Fatal(err)
-		}
-		owner.dirty[topic] = true
-	}
+	s.trackMany(2, 0, n, "u", func(i int) string { return fmt.Sprintf("room:%d", i%100) })
 	s.flush(2)
 	s.settle()
 	s.start(0) // c comes back, empty, and fetches the owner's snapshot

@@ -40,6 +40,20 @@ func bigEngines(t *testing.T, s *sim, n int, nodes ...int) {
 	}
 }
 
+// trackMany tracks n entries on node i, the j-th with socket first+j+1,
+// key prefix+j and meta {} in room(j), and marks their topics for the
+// node's next flush.
+func (s *sim) trackMany(i, first, n int, prefix string, room func(int) string) {
+	node := s.nodes[i]
+	for j := range n {
+		topic := room(j)
+		if err := node.e.Track(engine.SocketID(first+j+1), topic, fmt.Sprint(prefix, j), []byte(`{}`)); err != nil {
+			s.t.Fatal(err)
+		}
+		node.dirty[topic] = true
+	}
+}
+
 // deliverUntil delivers the network's messages to node to, one at a time,
 // advancing the clock half a heartbeat whenever none is on its way, until
 // done reports true; past idle such advances it fails the test with what.
@@ -80,13 +94,8 @@ func bigReplay(t *testing.T, n int) (s *sim, c *simNode, p *peer, counter *count
 	s.kill(0, true)
 	owner := s.nodes[2]
 	c = s.nodes[0]
-	for i := range replayBefore {
-		topic := fmt.Sprintf("room:%d", i%replayTopics)
-		if err := owner.e.Track(engine.SocketID(i+1), topic, fmt.Sprintf("u%d", i), []byte(`{}`)); err != nil {
-			t.Fatal(err)
-		}
-		owner.dirty[topic] = true
-	}
+	room := func(i int) string { return fmt.Sprintf("room:%d", i%replayTopics) }
+	s.trackMany(2, 0, replayBefore, "u", room)
 	s.flush(2)
 	s.settle()
 	s.start(0) // c comes back, empty, and fetches the owner's snapshot
@@ -98,13 +107,7 @@ func bigReplay(t *testing.T, n int) (s *sim, c *simNode, p *peer, counter *count
 	s.deliverUntil(t, 0, 8, func() bool { return s.pageInFlight(2, 0) }, "the owner never answered c's sync request")
 	// The snapshot is taken: what the owner writes now is newer, and
 	// reaches c while it syncs.
-	for i := range n {
-		topic := fmt.Sprintf("room:%d", i%replayTopics)
-		if err := owner.e.Track(engine.SocketID(replayBefore+i+1), topic, fmt.Sprintf("v%d", i), []byte(`{}`)); err != nil {
-			t.Fatal(err)
-		}
-		owner.dirty[topic] = true
-	}
+	s.trackMany(2, replayBefore, n, "v", room)
 	s.track(2, 1, "room:0", "u0", `{"v":1}`) // an entry of the snapshot, changed
 	s.settle()
 	p = c.c.peers[owner.name]

@@ -23,12 +23,7 @@ func TestDroppedEntriesFoundInBoundedPieces(t *testing.T) {
 	bigEngines(t, s, n, 0, 2)
 	owner, c := s.nodes[2], s.nodes[0]
 	room := func(i int) string { return fmt.Sprintf("room:%d", i%topics) }
-	for i := range n {
-		if err := owner.e.Track(engine.SocketID(i+1), room(i), fmt.Sprintf("u%d", i), []byte(`{}`)); err != nil {
-			t.Fatal(err)
-		}
-		owner.dirty[room(i)] = true
-	}
+	s.trackMany(2, 0, n, "u", room)
 	s.flush(2)
 	s.settle()
 	p := c.c.peers[owner.name]

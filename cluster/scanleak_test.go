@@ -5,7 +5,6 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/presencekit/presence/engine"
 	"go.uber.org/goleak"
 )
 
@@ -25,12 +24,7 @@ func TestAbandonedScanLeavesNoGoroutine(t *testing.T) {
 			for i := range topics {
 				s.join(0, room(i))
 			}
-			for i := range n {
-				if err := owner.e.Track(engine.SocketID(i+1), room(i), fmt.Sprintf("u%d", i), []byte(`{}`)); err != nil {
-					t.Fatal(err)
-				}
-				owner.dirty[room(i)] = true
-			}
+			s.trackMany(2, 0, n, "u", room)
 			s.flush(2)
 			s.settle()
 			p := c.c.peers[owner.name]
